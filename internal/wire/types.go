@@ -1,0 +1,148 @@
+package wire
+
+import "time"
+
+// Commands understood by the daemon, in both request forms.
+const (
+	CmdAdd     = "add"
+	CmdStart   = "start"
+	CmdStop    = "stop"
+	CmdRestart = "restart"
+	CmdRemove  = "remove"
+	CmdList    = "ls"
+	CmdPS      = "ps"
+	CmdShow    = "show"
+	CmdAttach  = "attach"
+	CmdStats   = "stats"
+	CmdVersion = "version"
+)
+
+// Request is the JSON request form, sent as one line starting with '{'.
+type Request struct {
+	// Cmd is one of the Cmd* constants.
+	Cmd string `json:"cmd"`
+	// Names are runtime names or glob patterns (start, stop, restart, remove, show).
+	Names []string `json:"names,omitempty"`
+	// Add describes the runtime for CmdAdd.
+	Add *AddSpec `json:"add,omitempty"`
+	// Attach describes the attach for CmdAttach.
+	Attach *AttachSpec `json:"attach,omitempty"`
+	// Wait makes add/start/restart return only once the runtime is running.
+	Wait bool `json:"wait,omitempty"`
+	// Timeout bounds Wait; zero means the daemon's default (10 s).
+	Timeout Duration `json:"timeout,omitempty"`
+	// Version is the client's version, so the daemon can log a mismatch.
+	Version string `json:"version,omitempty"`
+}
+
+// AddSpec is what a user asks for when registering a managed runtime.
+type AddSpec struct {
+	Name       string   `json:"name"`
+	Path       string   `json:"path"` // absolute; the client resolves it against its cwd
+	Args       []string `json:"args,omitempty"`
+	Env        []string `json:"env,omitempty"` // K=V
+	WorkDir    string   `json:"workdir,omitempty"`
+	Restart    string   `json:"restart,omitempty"` // on-failure (default), always, no
+	RestartSec Duration `json:"restart_sec,omitempty"`
+	Start      bool     `json:"start,omitempty"`
+	RunAs      string   `json:"run_as,omitempty"` // system mode, root only
+	// ExpectAttach marks the runtime as one that attaches (add --attach).
+	ExpectAttach  bool     `json:"expect_attach,omitempty"`
+	AttachTimeout Duration `json:"attach_timeout,omitempty"`
+	// HealthFails is the number of consecutive unhealthy ticks before a restart;
+	// nil means the default (3), 0 disables.
+	HealthFails *int `json:"health_fails,omitempty"`
+}
+
+// AttachSpec is an attach request.
+type AttachSpec struct {
+	Type    string `json:"type"` // server, client, proxy, cache
+	Name    string `json:"name"`
+	Port    int    `json:"port"`
+	PID     int    `json:"pid"`
+	Managed bool   `json:"managed,omitempty"`
+}
+
+// Runtime is one registry entry as reported by ls, ps and show. Field names
+// are stable: scripts read them with -o json.
+type Runtime struct {
+	Name    string `json:"name"`
+	Unit    string `json:"unit"`
+	Managed bool   `json:"managed"`          // started by socketley as a unit
+	Orphan  bool   `json:"orphan,omitempty"` // a socketley-* unit with no entry
+	Status  string `json:"status"`           // see the State* constants
+	Desired string `json:"desired,omitempty"`
+	Reason  string `json:"reason,omitempty"` // why failed/unhealthy, in words
+
+	Type string `json:"type,omitempty"` // attached type, "" when never attached
+	Port int    `json:"port,omitempty"`
+
+	PID        int       `json:"pid,omitempty"`
+	Restarts   int       `json:"restarts"`
+	Since      time.Time `json:"since,omitempty"` // when the current process became active
+	LastExit   string    `json:"last_exit,omitempty"`
+	AttachPID  int       `json:"attach_pid,omitempty"`
+	AttachedAt time.Time `json:"attached_at,omitempty"`
+
+	ActiveState string `json:"active_state,omitempty"`
+	SubState    string `json:"sub_state,omitempty"`
+
+	Path       string    `json:"path,omitempty"`
+	Args       []string  `json:"args,omitempty"`
+	Env        []string  `json:"env,omitempty"`
+	WorkDir    string    `json:"workdir,omitempty"`
+	Restart    string    `json:"restart,omitempty"`
+	RestartSec Duration  `json:"restart_sec,omitempty"`
+	User       string    `json:"user,omitempty"`
+	OwnerUID   int       `json:"owner_uid"`
+	Created    time.Time `json:"created,omitempty"`
+}
+
+// Runtime states shown in STATUS.
+const (
+	StateCreated    = "created" // registered, never started
+	StateRunning    = "running"
+	StateStarting   = "starting"
+	StateUnhealthy  = "unhealthy"
+	StateRestarting = "restarting"
+	StateFailed     = "failed"
+	StateCrashLoop  = "crash-loop"
+	StateStopped    = "stopped"
+	StateOrphan     = "orphan"
+	StateUnknown    = "unknown"
+)
+
+// Result is the JSON reply payload for mutating commands and errors.
+type Result struct {
+	// Error is set on failure (the reply code is then non-zero).
+	Error string `json:"error,omitempty"`
+	// Runtimes holds ls/ps/show output, and the affected runtimes otherwise.
+	Runtimes []Runtime `json:"runtimes,omitempty"`
+	// Message is a human-readable summary.
+	Message string `json:"message,omitempty"`
+	// Version is the daemon's version (CmdVersion).
+	Version *VersionInfo `json:"version,omitempty"`
+}
+
+// VersionInfo describes a build.
+type VersionInfo struct {
+	Version string `json:"version"`
+	Commit  string `json:"commit"`
+	Date    string `json:"date"`
+}
+
+// Duration is a time.Duration that encodes as a Go duration string in JSON.
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}

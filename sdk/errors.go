@@ -1,0 +1,58 @@
+package sdk
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/socketley/socketley/internal/wire"
+)
+
+// Errors returned by the SDK; test them with errors.Is.
+var (
+	// ErrUnreachable means the daemon's control socket could not be reached.
+	ErrUnreachable = errors.New("socketley daemon unreachable")
+	// ErrRefused means the daemon answered and refused the request (reply code 1):
+	// bad input, unknown runtime, duplicate name or permission denied.
+	ErrRefused = errors.New("refused by the socketley daemon")
+	// ErrDaemon means the daemon failed while serving the request (reply code 2):
+	// a systemd, D-Bus or I/O error on its side.
+	ErrDaemon = errors.New("socketley daemon failed")
+	// ErrNotManaged is returned by Attach helpers that need SOCKETLEY_MANAGED.
+	ErrNotManaged = errors.New("not running under socketley (SOCKETLEY_MANAGED is not set)")
+)
+
+// ReplyError is the error for a non-zero reply code. Its message is the
+// daemon's own words; errors.Is matches ErrRefused (code 1) or ErrDaemon (2).
+type ReplyError struct {
+	Code    int
+	Message string
+}
+
+func (e *ReplyError) Error() string { return e.Message }
+
+// Is reports whether target is the sentinel for e's code.
+func (e *ReplyError) Is(target error) bool {
+	switch target {
+	case ErrRefused:
+		return e.Code == int(wire.CodeInvalid)
+	case ErrDaemon:
+		return e.Code != int(wire.CodeInvalid)
+	}
+	return false
+}
+
+// UnreachableError says which socket could not be reached and why.
+type UnreachableError struct {
+	Socket string
+	Err    error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the socketley daemon at %s: %v", e.Socket, e.Err)
+}
+
+// Unwrap returns the dial error.
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Is matches ErrUnreachable.
+func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachable }
