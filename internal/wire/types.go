@@ -1,6 +1,34 @@
 package wire
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
+
+// NameRule describes valid runtime names.
+const NameRule = "names are 1-64 characters of letters, digits, '.', '_' and '-', starting with a letter or digit"
+
+// CheckName checks a runtime name: 1–64 characters of [A-Za-z0-9._-],
+// starting with a letter or digit, so that it maps to a valid unit name
+// socketley-NAME.service. The error says what is wrong and states the rule.
+func CheckName(name string) error {
+	if name == "" {
+		return fmt.Errorf("empty runtime name; %s", NameRule)
+	}
+	if len(name) > 64 {
+		return fmt.Errorf("runtime name %q is %d characters long; %s", name, len(name), NameRule)
+	}
+	for i, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if i > 0 {
+			ok = ok || r == '.' || r == '_' || r == '-'
+		}
+		if !ok {
+			return fmt.Errorf("invalid runtime name %q; %s", name, NameRule)
+		}
+	}
+	return nil
+}
 
 // Commands understood by the daemon, in both request forms.
 const (
@@ -79,10 +107,10 @@ type Runtime struct {
 
 	PID        int       `json:"pid,omitempty"`
 	Restarts   int       `json:"restarts"`
-	Since      time.Time `json:"since,omitempty"` // when the current process became active
+	Since      time.Time `json:"since,omitzero"` // when the current process became active
 	LastExit   string    `json:"last_exit,omitempty"`
 	AttachPID  int       `json:"attach_pid,omitempty"`
-	AttachedAt time.Time `json:"attached_at,omitempty"`
+	AttachedAt time.Time `json:"attached_at,omitzero"`
 
 	ActiveState string `json:"active_state,omitempty"`
 	SubState    string `json:"sub_state,omitempty"`
@@ -95,7 +123,7 @@ type Runtime struct {
 	RestartSec Duration  `json:"restart_sec,omitempty"`
 	User       string    `json:"user,omitempty"`
 	OwnerUID   int       `json:"owner_uid"`
-	Created    time.Time `json:"created,omitempty"`
+	Created    time.Time `json:"created,omitzero"`
 }
 
 // Runtime states shown in STATUS.

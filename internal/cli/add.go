@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/sdk"
+)
+
+type addFlags struct {
+	name          string
+	start         bool
+	env           []string
+	workdir       string
+	restart       string
+	restartSec    time.Duration
+	attach        bool
+	attachTimeout time.Duration
+	healthFails   int
+	runAs         string
+	wait          waitFlags
+}
+
+func (a *app) addCmd() *cobra.Command {
+	var f addFlags
+	cmd := &cobra.Command{
+		Use:   "add PATH [flags] [-- ARGS...]",
+		Short: "Register a binary as a managed runtime (and start it with -s)",
+		Long: `Register the executable PATH as the runtime NAME, run as the transient systemd
+unit socketley-NAME.service. PATH is resolved against the current directory and
+stored absolute; it must be a regular executable file. Arguments after -- are
+passed to the program and may contain spaces.
+
+The unit gets SOCKETLEY_MANAGED=1, SOCKETLEY_NAME=NAME and SOCKETLEY_SOCKET=<the
+daemon's socket> in its environment, plus every --env.`,
+		Example: `  socketley add ./mybin --name myapp -s -- --port 7070 --verbose
+  socketley add /usr/local/bin/echo-service -s --env GREETING="hello world" --restart always`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			if dash == 0 {
+				return usageErr("add: PATH must come before --")
+			}
+			if dash > 1 || (dash < 0 && len(args) > 1) {
+				return usageErr("add: unexpected argument %q: put program arguments after --", args[1])
+			}
+			var progArgs []string
+			if dash > 0 {
+				progArgs = args[dash:]
+			}
+			spec, err := f.spec(args[0], progArgs, cmd.Flags().Changed("health-fails"))
+			if err != nil {
+				return err
+			}
+			ctx, cancel := f.wait.ctx(cmd.Context())
+			defer cancel()
+			r, err := a.client().Add(ctx, spec, f.wait.wait, f.wait.timeout)
+			if err != nil {
+				return err
+			}
+			if f.start {
+				fmt.Fprintf(a.stdio.Out, "%s: %s (unit %s, pid %d)\n", r.Name, r.Status, r.Unit, r.PID)
+			} else {
+				fmt.Fprintf(a.stdio.Out, "%s: %s (start it with: socketley start %s)\n", r.Name, r.Status, r.Name)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.name, "name", "", "runtime name (default: the file name without extension)")
+	fl.BoolVarP(&f.start, "start", "s", false, "start the runtime now")
+	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE for the program (repeatable; values may contain spaces)")
+	fl.StringVar(&f.workdir, "workdir", "", "working directory of the program (default: the manager's, / for the system manager)")
+	fl.StringVar(&f.restart, "restart", "on-failure", "restart policy: on-failure, always or no")
+	fl.DurationVar(&f.restartSec, "restart-sec", 100*time.Millisecond, "delay before systemd restarts the program")
+	fl.BoolVar(&f.attach, "attach", false, "expect the program to attach (status stays starting until it does)")
+	fl.DurationVar(&f.attachTimeout, "attach-timeout", 10*time.Second, "how long an expected attach may take before the runtime is unhealthy")
+	fl.IntVar(&f.healthFails, "health-fails", 3, "consecutive unhealthy health checks (every 2 s) before a restart; 0 disables")
+	fl.StringVar(&f.runAs, "run-as", "", "system daemon, root only: run the unit as this user (default: the caller)")
+	f.wait.register(cmd)
+	return cmd
+}
+
+// spec validates the flags and resolves PATH against the current directory.
+func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpec, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return wire.AddSpec{}, usageErr("add: %v", err)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return wire.AddSpec{}, usageErr("add: no such file: %s", abs)
+	case err != nil:
+		return wire.AddSpec{}, usageErr("add: %v", err)
+	case fi.IsDir():
+		return wire.AddSpec{}, usageErr("add: %s is a directory; give the path of an executable file", abs)
+	case !fi.Mode().IsRegular():
+		return wire.AddSpec{}, usageErr("add: %s is not a regular file", abs)
+	case fi.Mode().Perm()&0o111 == 0:
+		return wire.AddSpec{}, usageErr("add: %s is not executable (chmod +x %s)", abs, path)
+	}
+	name := f.name
+	if name == "" {
+		base := filepath.Base(abs)
+		name = strings.TrimSuffix(base, filepath.Ext(base))
+	}
+	if err := wire.CheckName(name); err != nil {
+		return wire.AddSpec{}, usageErr("add: %v (choose one with --name)", err)
+	}
+	for _, kv := range f.env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return wire.AddSpec{}, usageErr("add: --env %q is not KEY=VALUE", kv)
+		}
+	}
+	switch f.restart {
+	case "on-failure", "always", "no":
+	default:
+		return wire.AddSpec{}, usageErr("add: --restart %q: use on-failure, always or no", f.restart)
+	}
+	if f.restartSec < 0 || f.attachTimeout <= 0 {
+		return wire.AddSpec{}, usageErr("add: --restart-sec must be >= 0 and --attach-timeout > 0")
+	}
+	if f.healthFails < 0 {
+		return wire.AddSpec{}, usageErr("add: --health-fails %d is negative (0 disables health restarts)", f.healthFails)
+	}
+	wd := f.workdir
+	if wd != "" {
+		if wd, err = filepath.Abs(wd); err != nil {
+			return wire.AddSpec{}, usageErr("add: --workdir: %v", err)
+		}
+		if fi, err := os.Stat(wd); err != nil || !fi.IsDir() {
+			return wire.AddSpec{}, usageErr("add: --workdir %s is not a directory", wd)
+		}
+	}
+	spec := wire.AddSpec{
+		Name: name, Path: abs, Args: args, Env: f.env, WorkDir: wd, Restart: f.restart,
+		RestartSec: sdk.Duration(f.restartSec), Start: f.start, RunAs: f.runAs,
+		ExpectAttach: f.attach, AttachTimeout: sdk.Duration(f.attachTimeout),
+	}
+	if healthSet {
+		n := f.healthFails
+		spec.HealthFails = &n
+	}
+	return spec, nil
+}

@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/sdk"
+)
+
+func (a *app) attachCmd() *cobra.Command {
+	var pid int
+	var managed bool
+	cmd := &cobra.Command{
+		Use:   "attach TYPE NAME PORT",
+		Short: "Report a process to the daemon (what the SDK's Attach does)",
+		Long: `Report a process as a runtime of TYPE (server, client, proxy or cache) serving
+PORT. Without --managed the daemon creates an attached entry bound to the pid:
+it shows in ls/ps, stop sends it SIGTERM, and it disappears when the process
+exits. The pid defaults to this command's parent (the calling shell or script);
+a non-root caller may attach only itself or its parent.
+
+With --managed (the default when SOCKETLEY_MANAGED is set, as inside a managed
+unit) it re-attaches the managed runtime NAME, and the daemon checks that the
+process belongs to socketley-NAME.service. NAME defaults to $SOCKETLEY_NAME
+when that is set.`,
+		Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			typ, name := args[0], args[1]
+			if env := os.Getenv(sdk.EnvName); env != "" && managed {
+				name = env
+			}
+			port, err := strconv.Atoi(args[2])
+			if err != nil || port < 1 || port > 65535 {
+				return usageErr("attach: port %q must be a number from 1 to 65535", args[2])
+			}
+			if err := wire.CheckName(name); err != nil {
+				return usageErr("attach: %v", err)
+			}
+			if pid == 0 {
+				pid = os.Getppid()
+			}
+			res, err := a.client().Do(cmd.Context(), wire.Request{Cmd: wire.CmdAttach,
+				Attach: &wire.AttachSpec{Type: typ, Name: name, Port: port, PID: pid, Managed: managed}})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdio.Out, res.Message)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&pid, "pid", 0, "process to attach (default: the parent of this command)")
+	cmd.Flags().BoolVar(&managed, "managed", sdkManaged(), "re-attach the managed runtime NAME from inside its unit")
+	return cmd
+}
+
+func sdkManaged() bool { return sdk.Managed() }

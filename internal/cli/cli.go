@@ -1,0 +1,195 @@
+// Package cli implements the socketley command line: one cobra command per
+// verb, each reaching the daemon only through sdk.Client (the daemon command
+// builds a manager.Config and runs it).
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/version"
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/sdk"
+)
+
+// Stdio is where the CLI reads and writes.
+type Stdio struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// app holds the global flags and the I/O of one invocation.
+type app struct {
+	stdio  Stdio
+	socket string
+	user   bool
+	system bool
+}
+
+// exitError carries an exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErr is bad input detected by the CLI itself (exit 1).
+func usageErr(format string, args ...any) error {
+	return &exitError{code: 1, err: fmt.Errorf(format, args...)}
+}
+
+// Main runs the CLI with args (without the program name) and returns the
+// exit code: 0 success, 1 bad input or not found, 2 fatal.
+func Main(ctx context.Context, args []string, stdio Stdio) int {
+	a := &app{stdio: stdio}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdio.In)
+	root.SetOut(stdio.Out)
+	root.SetErr(stdio.Err)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	code := exitCode(err)
+	fmt.Fprintln(stdio.Err, "socketley: "+strings.TrimRight(err.Error(), "\n")+hint(err))
+	return code
+}
+
+// Command returns the full command tree (for man pages and completions).
+func Command() *cobra.Command {
+	return (&app{stdio: Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}}).rootCmd()
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	var re *sdk.ReplyError
+	if errors.As(err, &re) {
+		return re.Code
+	}
+	if errors.Is(err, sdk.ErrUnreachable) {
+		return 2
+	}
+	// Cobra's own errors (unknown command or flag, wrong arg count) are usage errors.
+	if isCobraUsage(err) {
+		return 1
+	}
+	return 2
+}
+
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "invalid argument", "flag needs an argument", "if any flags in the group"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// hint adds what to do for errors the user can fix.
+func hint(err error) string {
+	var ue *sdk.UnreachableError
+	if errors.As(err, &ue) {
+		if ue.Socket == paths.SystemSocket {
+			return "\nhint: is the daemon running? start the system service: sudo systemctl start socketley"
+		}
+		return "\nhint: is the daemon running? start it with: socketley daemon --user  (or use the system service: socketley --system ...)"
+	}
+	if errors.Is(err, sdk.ErrRefused) && strings.Contains(err.Error(), "permission denied") {
+		return "\nhint: run it as the runtime's owner or as root"
+	}
+	return ""
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "socketley",
+		Short: "Run small network services as systemd units",
+		Long: `socketley registers binaries and runs each as a transient systemd unit
+socketley-NAME.service, restarted by systemd, health-checked and tracked by the
+socketley daemon. Binaries built with the socketley SDK attach to report their
+type and port.
+
+The daemon is found at --socket or $SOCKETLEY_SOCKET; else --user/--system;
+else the system socket /run/socketley/socketley.sock when it is usable,
+otherwise the user socket $XDG_RUNTIME_DIR/socketley/socketley.sock.
+
+Exit codes: 0 success, 1 bad input or not found, 2 fatal (daemon unreachable,
+systemd or D-Bus error).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version.Info().Version,
+	}
+	root.SetVersionTemplate(versionLine() + "\n")
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.socket, "socket", "", "control socket path (default: $SOCKETLEY_SOCKET, else by mode)")
+	pf.BoolVar(&a.user, "user", false, "use the per-user daemon and the user's systemd manager")
+	pf.BoolVar(&a.system, "system", false, "use the system daemon (/run/socketley/socketley.sock)")
+	root.MarkFlagsMutuallyExclusive("user", "system")
+	root.AddCommand(
+		a.daemonCmd(), a.addCmd(), a.startCmd(), a.stopCmd(), a.restartCmd(), a.removeCmd(),
+		a.lsCmd(), a.psCmd(), a.showCmd(), a.logsCmd(), a.attachCmd(), a.versionCmd(),
+	)
+	return root
+}
+
+// mode returns the mode chosen by --user/--system.
+func (a *app) mode() paths.Mode {
+	switch {
+	case a.user:
+		return paths.User
+	case a.system:
+		return paths.System
+	}
+	return paths.Auto
+}
+
+// client returns a daemon client for the chosen socket.
+func (a *app) client() *sdk.Client {
+	c := sdk.NewClient(paths.Socket(a.socket, a.mode()))
+	c.Version = version.Info().Version
+	return c
+}
+
+func versionLine() string {
+	v := version.Info()
+	return fmt.Sprintf("socketley %s (commit %s, built %s)", v.Version, v.Commit, v.Date)
+}
+
+// outputFlag registers -o/--output on cmd.
+func outputFlag(cmd *cobra.Command, out *string) {
+	cmd.Flags().StringVarP(out, "output", "o", "table", "output format: table or json")
+}
+
+func checkOutput(out string) error {
+	if out != "table" && out != "json" {
+		return usageErr("unknown output format %q: use table or json", out)
+	}
+	return nil
+}
+
+// checkNames validates plain names (patterns go to the daemon as they are).
+func checkNames(names []string) error {
+	for _, n := range names {
+		if strings.ContainsAny(n, "*?[") {
+			continue
+		}
+		if err := wire.CheckName(n); err != nil {
+			return usageErr("%v", err)
+		}
+	}
+	return nil
+}

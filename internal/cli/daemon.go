@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/version"
+	"github.com/socketley/socketley/manager"
+	"github.com/socketley/socketley/units"
+)
+
+func (a *app) daemonCmd() *cobra.Command {
+	var stateDir, logLevel, group string
+	var tick time.Duration
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the socketley daemon in the foreground",
+		Long: `Run the daemon in the foreground, logging to stderr (the journal when run as a
+unit). --system (the default for root) uses the system manager, the socket
+/run/socketley/socketley.sock and the state in /var/lib/socketley; --user (the
+default for everyone else) uses the user's systemd manager over the session
+bus ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus), the socket
+$XDG_RUNTIME_DIR/socketley/socketley.sock and the state in
+$XDG_STATE_HOME/socketley. SIGTERM or SIGINT stops the daemon without stopping
+any managed unit.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			mode := a.mode()
+			if mode == paths.Auto {
+				mode = paths.User
+				if os.Geteuid() == 0 {
+					mode = paths.System
+				}
+			}
+			if mode == paths.System && os.Geteuid() != 0 {
+				return usageErr("daemon --system must run as root; use socketley daemon --user")
+			}
+			level := slog.LevelInfo
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return usageErr("daemon: --log-level %q: use debug, info, warn or error", logLevel)
+			}
+			if stateDir == "" {
+				stateDir = paths.SystemStateDir
+				if mode == paths.User {
+					d, err := paths.UserStateDir()
+					if err != nil {
+						return err
+					}
+					stateDir = d
+				}
+			}
+			scope := units.System
+			if mode == paths.User {
+				scope = units.User
+			}
+			m, err := manager.New(manager.Config{
+				Mode:        mode,
+				Socket:      paths.DaemonSocket(a.socket, mode),
+				StateDir:    stateDir,
+				SocketGroup: group,
+				Dial:        manager.UnitsDialer(scope),
+				Tick:        tick,
+				Version:     version.Info(),
+				Logger:      newLogger(a.stdio.Err, level),
+			})
+			if err != nil {
+				return usageErr("daemon: %v", err)
+			}
+			if err := m.Run(cmd.Context()); err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("daemon: %w", err)}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&stateDir, "state-dir", "", "state directory (default /var/lib/socketley, or $XDG_STATE_HOME/socketley with --user)")
+	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&group, "group", "socketley", "system mode: group whose members may use the control socket")
+	fl.DurationVar(&tick, "tick", manager.DefaultTick, "health-check interval")
+	return cmd
+}
+
+// newLogger logs text to w; under systemd (JOURNAL_STREAM set) the journal
+// adds its own timestamps, so the time attribute is dropped.
+func newLogger(w interface{ Write([]byte) (int, error) }, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.TrimSpace(os.Getenv("JOURNAL_STREAM")) != "" {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/sdk"
+)
+
+// waitFlags are the --wait/--timeout pair of start, restart and add.
+type waitFlags struct {
+	wait    bool
+	timeout time.Duration
+}
+
+func (w *waitFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&w.wait, "wait", false, "return only once the runtime is running (attached, or active for about 1 s); fail with the reason otherwise")
+	cmd.Flags().DurationVar(&w.timeout, "timeout", 10*time.Second, "how long --wait waits")
+}
+
+// ctx returns the request context: long enough for systemd's stop timeout
+// and SIGKILL escalation, plus the --wait timeout.
+func (w *waitFlags) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	d := 3 * time.Minute
+	if w.wait {
+		d += w.timeout
+	}
+	return context.WithTimeout(parent, d)
+}
+
+func (a *app) namesCmd(use, short, long string, op func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error, withWait bool) *cobra.Command {
+	var w waitFlags
+	cmd := &cobra.Command{
+		Use:   use + " NAME|PATTERN...",
+		Short: short,
+		Long:  long,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkNames(args); err != nil {
+				return err
+			}
+			ctx, cancel := w.ctx(cmd.Context())
+			defer cancel()
+			return op(ctx, a.client(), w, args)
+		},
+	}
+	if withWait {
+		w.register(cmd)
+	}
+	return cmd
+}
+
+func (a *app) startCmd() *cobra.Command {
+	return a.namesCmd("start", "Start runtimes",
+		"Start the named runtimes (names or glob patterns such as 'web-*'). A runtime that is already running is left alone.",
+		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
+			rts, err := c.Start(ctx, w.wait, w.timeout, names...)
+			for _, r := range rts {
+				fmt.Fprintf(a.stdio.Out, "%s: %s (pid %d)\n", r.Name, r.Status, r.PID)
+			}
+			return err
+		}, true)
+}
+
+func (a *app) stopCmd() *cobra.Command {
+	return a.namesCmd("stop", "Stop runtimes and wait until they are inactive",
+		`Stop the named runtimes and return once each unit is inactive; systemd's stop
+timeout and SIGKILL escalation apply. For an attached process, SIGTERM is sent to
+it (after checking the pid still belongs to the process that attached).`,
+		func(ctx context.Context, c *sdk.Client, _ waitFlags, names []string) error {
+			rts, err := c.Stop(ctx, names...)
+			for _, r := range rts {
+				fmt.Fprintf(a.stdio.Out, "%s: %s\n", r.Name, r.Status)
+			}
+			return err
+		}, false)
+}
+
+func (a *app) restartCmd() *cobra.Command {
+	return a.namesCmd("restart", "Stop, wait, then start runtimes",
+		"Stop each runtime, wait until its unit is inactive, then start it again: the old and the new process never overlap.",
+		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
+			rts, err := c.Restart(ctx, w.wait, w.timeout, names...)
+			for _, r := range rts {
+				fmt.Fprintf(a.stdio.Out, "%s: %s (pid %d)\n", r.Name, r.Status, r.PID)
+			}
+			return err
+		}, true)
+}
+
+func (a *app) removeCmd() *cobra.Command {
+	cmd := a.namesCmd("remove", "Stop and forget runtimes",
+		"Stop each runtime (wait until its unit is inactive), then remove it from the registry.",
+		func(ctx context.Context, c *sdk.Client, _ waitFlags, names []string) error {
+			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdRemove, Names: names})
+			if res != nil && res.Message != "" {
+				fmt.Fprintln(a.stdio.Out, res.Message)
+			}
+			return err
+		}, false)
+	cmd.Aliases = []string{"rm"}
+	return cmd
+}

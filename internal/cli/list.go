@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/socketley/socketley/internal/format"
+	"github.com/socketley/socketley/sdk"
+)
+
+func (a *app) render(out string, rts []sdk.Runtime, table func() error) error {
+	if out == "json" {
+		if rts == nil {
+			rts = []sdk.Runtime{}
+		}
+		enc := json.NewEncoder(a.stdio.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rts)
+	}
+	return table()
+}
+
+func (a *app) lsCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List every runtime (managed, attached and orphan units)",
+		Long: `List every runtime, sorted by name: NAME MODE TYPE PORT STATUS RESTARTS UPTIME PID.
+MODE is unit (managed by socketley), attach (a process that attached itself) or
+orphan (a socketley-* unit with no registry entry, left alone).
+STATUS is one of created, running, starting, unhealthy, restarting, failed,
+crash-loop, stopping, stopped, orphan. -o json prints the fields documented in
+docs/cli.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			rts, err := a.client().List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.render(out, rts, func() error { return format.Table(a.stdio.Out, rts, time.Now()) })
+		},
+	}
+	outputFlag(cmd, &out)
+	return cmd
+}
+
+func (a *app) psCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "ps",
+		Short: "List running runtimes; the last column is the PID",
+		Long: `List the runtimes that have a live process: NAME TYPE PORT STATUS RESTARTS UPTIME PID.
+PID is the last column, so scripts can use: socketley ps | grep NAME | awk '{print $NF}'.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			rts, err := a.client().PS(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.render(out, rts, func() error { return format.PS(a.stdio.Out, rts, time.Now()) })
+		},
+	}
+	outputFlag(cmd, &out)
+	return cmd
+}
+
+func (a *app) showCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "show NAME|PATTERN...",
+		Short: "Show everything known about runtimes",
+		Long:  "Show unit name, state, pid, restarts, last exit, path, arguments, environment and attach details.",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			if err := checkNames(args); err != nil {
+				return err
+			}
+			rts, err := a.client().Show(cmd.Context(), args...)
+			if err != nil {
+				return err
+			}
+			return a.render(out, rts, func() error { return format.Show(a.stdio.Out, rts, time.Now()) })
+		},
+	}
+	outputFlag(cmd, &out)
+	return cmd
+}

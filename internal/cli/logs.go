@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/sdk"
+)
+
+// journalDirs are where journald keeps volatile and persistent journals.
+var journalDirs = []string{"/run/log/journal", "/var/log/journal"}
+
+func (a *app) logsCmd() *cobra.Command {
+	var follow bool
+	var lines int
+	cmd := &cobra.Command{
+		Use:   "logs NAME",
+		Short: "Show a runtime's output from the journal",
+		Long: `Show the output (stdout and stderr) of the runtime's unit from the systemd
+journal, through journalctl: --user-unit for the user daemon, -u for the system
+daemon. Needs systemd-journald; without it the output is not stored and the
+command says so.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := wire.CheckName(name); err != nil {
+				return usageErr("%v", err)
+			}
+			if lines < 0 {
+				return usageErr("logs: -n %d is negative", lines)
+			}
+			c := a.client()
+			system := c.Socket() == paths.SystemSocket
+			res, err := c.Do(cmd.Context(), wire.Request{Cmd: wire.CmdShow, Names: []string{name}})
+			switch {
+			case err == nil && len(res.Runtimes) == 1:
+				r := res.Runtimes[0]
+				if !r.Managed && !r.Orphan {
+					return usageErr("logs: %s is an attached process (pid %d), not a unit; socketley does not capture its output", name, r.PID)
+				}
+			case errors.Is(err, sdk.ErrUnreachable):
+				// Still useful: the journal outlives the daemon.
+			case err != nil:
+				return err
+			}
+			if v, err := c.Do(cmd.Context(), wire.Request{Cmd: wire.CmdVersion}); err == nil {
+				system = v.Message == paths.System.String()
+			}
+			jc, err := exec.LookPath("journalctl")
+			if err != nil {
+				return usageErr("logs: no journal available: journalctl is not installed, so the output of %s cannot be shown", name)
+			}
+			if !journalPresent() {
+				return usageErr("logs: no journal available on this machine (systemd-journald is not running), so the output of %s is not stored", name)
+			}
+			unit := "socketley-" + name + ".service"
+			jargs := []string{"--no-pager", "-n", strconv.Itoa(lines)}
+			switch {
+			case system:
+				jargs = append(jargs, "-u", unit)
+			case os.Getuid() == 0:
+				jargs = append(jargs, "--user-unit", unit)
+			default:
+				jargs = append(jargs, "--user", "--user-unit", unit)
+			}
+			if follow {
+				jargs = append(jargs, "-f")
+			}
+			jcmd := exec.CommandContext(cmd.Context(), jc, jargs...)
+			jcmd.Stdout, jcmd.Stderr = a.stdio.Out, a.stdio.Err
+			if err := jcmd.Run(); err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) && cmd.Context().Err() == nil {
+					return &exitError{code: 2, err: fmt.Errorf("logs: journalctl exited with status %d", ee.ExitCode())}
+				}
+				if cmd.Context().Err() != nil {
+					return nil // interrupted -f
+				}
+				return fmt.Errorf("logs: %w", err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output")
+	cmd.Flags().IntVarP(&lines, "lines", "n", 50, "number of recent lines to show")
+	return cmd
+}
+
+func journalPresent() bool {
+	for _, d := range journalDirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			if ents, err := os.ReadDir(d); err == nil && len(ents) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,173 @@
+// Package format renders runtimes as the tables and detail views that the
+// CLI prints and that the daemon returns to line-format (C++ SDK) clients.
+package format
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/socketley/socketley/internal/wire"
+)
+
+// Table writes the ls table: every runtime, sorted by the caller. An empty
+// list prints the header only.
+func Table(w io.Writer, rts []wire.Runtime, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tMODE\tTYPE\tPORT\tSTATUS\tRESTARTS\tUPTIME\tPID")
+	for _, r := range rts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, mode(r), dash(r.Type), port(r.Port),
+			r.Status, r.Restarts, Uptime(r, now), pid(r.PID))
+	}
+	return tw.Flush()
+}
+
+// PS writes the ps table. PID is the last column, so scripts can read it
+// with awk '{print $NF}'.
+func PS(w io.Writer, rts []wire.Runtime, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTYPE\tPORT\tSTATUS\tRESTARTS\tUPTIME\tPID")
+	for _, r := range rts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, dash(r.Type), port(r.Port), r.Status,
+			r.Restarts, Uptime(r, now), pid(r.PID))
+	}
+	return tw.Flush()
+}
+
+// Show writes the detail view of each runtime, separated by blank lines.
+func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
+	for i, r := range rts {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+		kv := func(k, v string) {
+			if v != "" {
+				fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+			}
+		}
+		kv("Name", r.Name)
+		kv("Mode", mode(r))
+		kv("Unit", r.Unit)
+		kv("Status", r.Status)
+		kv("Reason", r.Reason)
+		kv("Desired", r.Desired)
+		if r.ActiveState != "" {
+			kv("Unit state", r.ActiveState+" ("+r.SubState+")")
+		}
+		kv("PID", pidOrEmpty(r.PID))
+		kv("Uptime", strings.TrimPrefix(Uptime(r, now), "-"))
+		kv("Restarts", strconv.Itoa(r.Restarts))
+		kv("Last exit", r.LastExit)
+		kv("Type", r.Type)
+		if r.Port > 0 {
+			kv("Port", strconv.Itoa(r.Port))
+		}
+		if r.AttachPID > 0 {
+			kv("Attached", fmt.Sprintf("pid %d, %s ago", r.AttachPID, Duration(now.Sub(r.AttachedAt))))
+		}
+		kv("Path", r.Path)
+		if len(r.Args) > 0 {
+			kv("Args", quoteAll(r.Args))
+		}
+		for _, e := range r.Env {
+			kv("Env", e)
+		}
+		kv("Workdir", r.WorkDir)
+		if r.Restart != "" {
+			kv("Restart", r.Restart+" (after "+time.Duration(r.RestartSec).String()+")")
+		}
+		kv("User", r.User)
+		if r.Managed || r.Orphan || r.OwnerUID != 0 {
+			kv("Owner uid", strconv.Itoa(r.OwnerUID))
+		}
+		if !r.Created.IsZero() {
+			kv("Created", r.Created.Local().Format(time.RFC3339))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Uptime is how long the current process has been active, or "-".
+func Uptime(r wire.Runtime, now time.Time) string {
+	if r.PID == 0 || r.Since.IsZero() {
+		return "-"
+	}
+	return Duration(now.Sub(r.Since))
+}
+
+// Duration renders d compactly: 45s, 3m12s, 2h05m, 3d04h.
+func Duration(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	s := int64(d / time.Second)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
+	case s < 86400:
+		return fmt.Sprintf("%dh%02dm", s/3600, (s%3600)/60)
+	default:
+		return fmt.Sprintf("%dd%02dh", s/86400, (s%86400)/3600)
+	}
+}
+
+func mode(r wire.Runtime) string {
+	switch {
+	case r.Orphan:
+		return "orphan"
+	case r.Managed:
+		return "unit"
+	default:
+		return "attach"
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func port(p int) string {
+	if p <= 0 {
+		return "-"
+	}
+	return strconv.Itoa(p)
+}
+
+func pid(p int) string {
+	if p <= 0 {
+		return "-"
+	}
+	return strconv.Itoa(p)
+}
+
+func pidOrEmpty(p int) string {
+	if p <= 0 {
+		return ""
+	}
+	return strconv.Itoa(p)
+}
+
+// quoteAll renders args so that spaces inside one argument stay visible.
+func quoteAll(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'\\") {
+			out[i] = strconv.Quote(a)
+		} else {
+			out[i] = a
+		}
+	}
+	return strings.Join(out, " ")
+}

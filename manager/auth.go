@@ -1,0 +1,94 @@
+package manager
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socketley/socketley/internal/paths"
+)
+
+// Caller identifies the process at the other end of a control connection,
+// read once from SO_PEERCRED at accept. PIDs are reused: any decision on a
+// pid is re-checked against systemd or the process start time when acted on.
+type Caller struct {
+	UID, GID, PID int
+	// Groups are the peer's supplementary groups (SO_PEERGROUPS).
+	Groups []int
+}
+
+// root reports whether the caller is uid 0.
+func (c Caller) root() bool { return c.UID == 0 }
+
+// peerCred reads the peer's credentials from the socket.
+func peerCred(c *net.UnixConn) (Caller, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return Caller{}, err
+	}
+	var cred *unix.Ucred
+	var groups []int
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if serr == nil {
+			groups = peerGroups(int(fd))
+		}
+	})
+	if err != nil {
+		return Caller{}, err
+	}
+	if serr != nil {
+		return Caller{}, fmt.Errorf("SO_PEERCRED: %w", serr)
+	}
+	return Caller{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid), Groups: groups}, nil
+}
+
+// peerGroups returns the peer's supplementary groups (Linux ≥ 4.13), or nil.
+func peerGroups(fd int) []int {
+	buf := make([]uint32, 256)
+	size := uint32(len(buf) * 4)
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0)
+	if errno != 0 {
+		return nil
+	}
+	out := make([]int, 0, size/4)
+	for _, g := range buf[:size/4] {
+		out = append(out, int(g))
+	}
+	return out
+}
+
+// authorizeConn decides whether the caller may use the socket at all.
+// User mode: the daemon's own uid (and root). System mode: root or a member
+// of the socket group.
+func (m *Manager) authorizeConn(c Caller) error {
+	if c.root() {
+		return nil
+	}
+	if m.cfg.Mode == paths.User {
+		if c.UID == os.Getuid() {
+			return nil
+		}
+		return errorf(ErrDenied, "this socketley daemon belongs to uid %d; uid %d may not use it (run your own: socketley daemon --user)", os.Getuid(), c.UID)
+	}
+	gid := m.socketGID()
+	if gid >= 0 && (c.GID == gid || slices.Contains(c.Groups, gid)) {
+		return nil
+	}
+	return errorf(ErrDenied, "uid %d is not root and not in group %q (sudo usermod -aG %s $USER, then log in again)", c.UID, m.cfg.SocketGroup, m.cfg.SocketGroup)
+}
+
+// authorizeEntry decides whether the caller may change e. Root may change
+// everything; others only the runtimes they own.
+func authorizeEntry(c Caller, e *Entry, verb string) error {
+	if c.root() || c.UID == e.OwnerUID {
+		return nil
+	}
+	return errorf(ErrDenied, "%s %s: runtime belongs to uid %d, you are uid %d", verb, e.Name, e.OwnerUID, c.UID)
+}

@@ -1,0 +1,119 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/socketley/socketley/units"
+)
+
+// fakeSystemd is an in-memory service manager for pure handler tests. Units
+// "run" with made-up pids; nothing is executed.
+type fakeSystemd struct {
+	mu      sync.Mutex
+	units   map[string]units.Status
+	specs   map[string]units.Spec
+	nextPID int
+	startErr error
+	calls   []string
+	changed chan struct{}
+	done    chan struct{}
+}
+
+func newFake() *fakeSystemd {
+	return &fakeSystemd{units: map[string]units.Status{}, specs: map[string]units.Spec{}, nextPID: 1000,
+		changed: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+var (
+	_ Systemd = (*fakeSystemd)(nil)
+	_ Watcher = (*fakeSystemd)(nil)
+)
+
+func (f *fakeSystemd) record(s string) { f.calls = append(f.calls, s) }
+
+func (f *fakeSystemd) Start(_ context.Context, spec units.Spec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("start " + spec.Name)
+	if f.startErr != nil {
+		return f.startErr
+	}
+	if st, ok := f.units[spec.Name]; ok && st.ActiveState != "inactive" {
+		return fmt.Errorf("start %s: %w", units.Name(spec.Name), units.ErrUnitExists)
+	}
+	f.nextPID++
+	now := time.Now()
+	f.units[spec.Name] = units.Status{Unit: units.Name(spec.Name), Name: spec.Name, LoadState: "loaded",
+		ActiveState: "active", SubState: "running", MainPID: f.nextPID, ActiveEnter: now, ExecMainStart: now,
+		ExecStart: append([]string{spec.Path}, spec.Args...)}
+	f.specs[spec.Name] = spec
+	return nil
+}
+
+func (f *fakeSystemd) Stop(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("stop " + name)
+	if _, ok := f.units[name]; !ok {
+		return fmt.Errorf("stop %s: %w", units.Name(name), units.ErrNoSuchUnit)
+	}
+	delete(f.units, name)
+	return nil
+}
+
+func (f *fakeSystemd) ResetFailed(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.units[name]; ok && st.ActiveState == "failed" {
+		delete(f.units, name)
+		return nil
+	}
+	return units.ErrNoSuchUnit
+}
+
+func (f *fakeSystemd) Status(_ context.Context, name string) (units.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.units[name]
+	if !ok {
+		return units.Status{}, units.ErrNoSuchUnit
+	}
+	return st, nil
+}
+
+func (f *fakeSystemd) UnitByPID(_ context.Context, pid int) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, st := range f.units {
+		if st.MainPID == pid {
+			return st.Unit, nil
+		}
+	}
+	return "", fmt.Errorf("no unit for pid %d", pid)
+}
+
+func (f *fakeSystemd) Watch(context.Context) (Watcher, error) { return f, nil }
+func (f *fakeSystemd) Close() error                           { return nil }
+
+func (f *fakeSystemd) Snapshot() map[string]units.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]units.Status, len(f.units))
+	for k, v := range f.units {
+		out[k] = v
+	}
+	return out
+}
+func (f *fakeSystemd) Changed() <-chan struct{}     { return f.changed }
+func (f *fakeSystemd) Done() <-chan struct{}        { return f.done }
+func (f *fakeSystemd) Resync(context.Context) error { return nil }
+
+// set replaces a unit's status (simulating systemd).
+func (f *fakeSystemd) set(st units.Status) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.units[st.Name] = st
+}

@@ -1,0 +1,633 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/units"
+)
+
+// handle runs one request for caller.
+func (m *Manager) handle(ctx context.Context, caller Caller, req wire.Request) (*wire.Result, error) {
+	switch req.Cmd {
+	case wire.CmdList:
+		return &wire.Result{Runtimes: m.list(false)}, nil
+	case wire.CmdPS:
+		return &wire.Result{Runtimes: m.list(true)}, nil
+	case wire.CmdShow:
+		return m.show(req.Names)
+	case wire.CmdStats:
+		return m.stats(), nil
+	case wire.CmdVersion:
+		v := m.cfg.Version
+		return &wire.Result{Version: &v, Message: m.cfg.Mode.String()}, nil
+	case wire.CmdAdd:
+		if req.Add == nil {
+			return nil, errorf(ErrInvalid, "add: missing runtime description")
+		}
+		return m.add(ctx, caller, *req.Add, req.Wait, time.Duration(req.Timeout))
+	case wire.CmdStart:
+		return m.start(ctx, caller, req.Names, req.Wait, time.Duration(req.Timeout))
+	case wire.CmdStop:
+		return m.stop(ctx, caller, req.Names)
+	case wire.CmdRestart:
+		return m.restart(ctx, caller, req.Names, req.Wait, time.Duration(req.Timeout))
+	case wire.CmdRemove:
+		return m.remove(ctx, caller, req.Names)
+	case wire.CmdAttach:
+		if req.Attach == nil {
+			return nil, errorf(ErrInvalid, "attach: missing attach description")
+		}
+		return m.attach(ctx, caller, *req.Attach)
+	case "":
+		return nil, errorf(ErrInvalid, "empty command")
+	}
+	return nil, errorf(ErrInvalid, "unknown command %q", req.Cmd)
+}
+
+// validateAdd checks an add request at the boundary and fills defaults.
+func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
+	if err := ValidateName(s.Name); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(s.Path) {
+		return errorf(ErrInvalid, "path %q is not absolute (the CLI resolves it against your working directory)", s.Path)
+	}
+	s.Path = filepath.Clean(s.Path)
+	fi, err := os.Stat(s.Path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return errorf(ErrInvalid, "no such file: %s", s.Path)
+	case err != nil:
+		return errorf(ErrInvalid, "%s: %v", s.Path, err)
+	case fi.IsDir():
+		return errorf(ErrInvalid, "%s is a directory; give the path of an executable file", s.Path)
+	case !fi.Mode().IsRegular():
+		return errorf(ErrInvalid, "%s is not a regular file", s.Path)
+	case fi.Mode().Perm()&0o111 == 0:
+		return errorf(ErrInvalid, "%s is not executable (chmod +x %s)", s.Path, s.Path)
+	}
+	for _, a := range s.Args {
+		if strings.ContainsRune(a, 0) {
+			return errorf(ErrInvalid, "argument %q contains a NUL byte", a)
+		}
+	}
+	for _, kv := range s.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(k, " \t\n") {
+			return errorf(ErrInvalid, "environment entry %q is not KEY=VALUE", kv)
+		}
+		if strings.ContainsAny(kv, "\x00\n") {
+			return errorf(ErrInvalid, "environment entry %q contains a newline or NUL", k)
+		}
+		if strings.HasPrefix(k, "SOCKETLEY_") {
+			return errorf(ErrInvalid, "environment variable %s is reserved: socketley sets SOCKETLEY_* itself", k)
+		}
+	}
+	if s.WorkDir != "" {
+		if !filepath.IsAbs(s.WorkDir) {
+			return errorf(ErrInvalid, "working directory %q is not absolute", s.WorkDir)
+		}
+		fi, err := os.Stat(s.WorkDir)
+		if err != nil || !fi.IsDir() {
+			return errorf(ErrInvalid, "working directory %s does not exist or is not a directory", s.WorkDir)
+		}
+	}
+	if s.Restart == "" {
+		s.Restart = "on-failure"
+	}
+	if !slices.Contains(restartPolicies, s.Restart) {
+		return errorf(ErrInvalid, "restart policy %q: use on-failure, always or no", s.Restart)
+	}
+	if s.RestartSec < 0 {
+		return errorf(ErrInvalid, "restart delay %s is negative", time.Duration(s.RestartSec))
+	}
+	if s.RestartSec == 0 {
+		s.RestartSec = wire.Duration(DefaultRestartSec)
+	}
+	if s.AttachTimeout < 0 {
+		return errorf(ErrInvalid, "attach timeout %s is negative", time.Duration(s.AttachTimeout))
+	}
+	if s.HealthFails != nil && *s.HealthFails < 0 {
+		return errorf(ErrInvalid, "health-fails %d is negative (0 disables health restarts)", *s.HealthFails)
+	}
+	if s.RunAs != "" {
+		if m.cfg.Mode != paths.System {
+			return errorf(ErrInvalid, "--run-as works only with the system daemon; a user daemon runs everything as its own user")
+		}
+		if !caller.root() {
+			return errorf(ErrDenied, "only root may choose another user with --run-as")
+		}
+		if _, err := user.Lookup(s.RunAs); err != nil {
+			return errorf(ErrInvalid, "--run-as: unknown user %q", s.RunAs)
+		}
+	}
+	return nil
+}
+
+// runUser is the User= of a unit added by caller in system mode.
+func (m *Manager) runUser(caller Caller, s wire.AddSpec) (string, error) {
+	if m.cfg.Mode != paths.System {
+		return "", nil
+	}
+	if s.RunAs != "" {
+		return s.RunAs, nil
+	}
+	if caller.root() {
+		return "", nil
+	}
+	u, err := user.LookupId(strconv.Itoa(caller.UID))
+	if err != nil {
+		return "", errorf(ErrInvalid, "uid %d has no user name; add it with a name in /etc/passwd", caller.UID)
+	}
+	return u.Username, nil
+}
+
+func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait bool, timeout time.Duration) (*wire.Result, error) {
+	if err := m.validateAdd(caller, &s); err != nil {
+		return nil, err
+	}
+	runAs, err := m.runUser(caller, s)
+	if err != nil {
+		return nil, err
+	}
+	unlock := m.locks.lock(s.Name)
+	defer unlock()
+	if st, ok := m.snapshot()[s.Name]; ok && st.LoadState != "not-found" {
+		m.mu.RLock()
+		_, known := m.reg.entries[s.Name]
+		m.mu.RUnlock()
+		if !known {
+			return nil, errorf(ErrExists, "runtime already exists: %s (an unregistered unit %s is loaded; stop it with systemctl or choose another name)", s.Name, units.Name(s.Name))
+		}
+	}
+	e := &Entry{
+		Name: s.Name, Managed: true, Path: s.Path, Args: s.Args, Env: s.Env, WorkDir: s.WorkDir,
+		Restart: s.Restart, RestartSec: s.RestartSec, User: runAs, OwnerUID: caller.UID,
+		Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
+		ExpectAttach: s.ExpectAttach, AttachTimeout: s.AttachTimeout, HealthFails: s.HealthFails,
+	}
+	if s.Start {
+		e.Desired, e.Started = DesiredRunning, true
+	}
+	err = m.update(func(r *Registry) error {
+		if _, dup := r.entries[s.Name]; dup {
+			return errorf(ErrExists, "runtime already exists: %s", s.Name)
+		}
+		r.entries[s.Name] = e
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	log := m.log.With("name", s.Name, "unit", units.Name(s.Name))
+	if !s.Start {
+		log.Info("added", "path", s.Path)
+		return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}, Message: "added " + s.Name}, nil
+	}
+	if err := m.startUnit(ctx, e); err != nil {
+		// Undo: a runtime whose start failed is not kept (nothing changed).
+		if uerr := m.update(func(r *Registry) error { delete(r.entries, s.Name); return nil }); uerr != nil {
+			log.Error("undo add", "err", uerr)
+		}
+		return nil, fmt.Errorf("add %s: %w", s.Name, err)
+	}
+	log.Info("added and started", "path", s.Path)
+	if wait {
+		if err := m.waitRunning(ctx, s.Name, timeout); err != nil {
+			return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}}, err
+		}
+	}
+	return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}, Message: "started " + s.Name}, nil
+}
+
+// spec builds the unit description of a managed entry.
+func (m *Manager) spec(e *Entry) units.Spec {
+	env := []string{
+		"SOCKETLEY_MANAGED=1",
+		"SOCKETLEY_NAME=" + e.Name,
+		"SOCKETLEY_SOCKET=" + m.cfg.Socket,
+	}
+	env = append(env, e.Env...)
+	return units.Spec{
+		Name:               e.Name,
+		Description:        "socketley runtime " + e.Name,
+		Path:               e.Path,
+		Args:               e.Args,
+		Env:                env,
+		WorkingDirectory:   e.WorkDir,
+		User:               e.User,
+		Restart:            e.Restart,
+		RestartSec:         time.Duration(e.RestartSec),
+		StartLimitBurst:    DefaultStartBurst,
+		StartLimitInterval: DefaultStartInterval,
+	}
+}
+
+// startUnit starts e's unit, clearing a failed unit of the same name first.
+func (m *Manager) startUnit(ctx context.Context, e *Entry) error {
+	sd, err := m.systemd()
+	if err != nil {
+		return err
+	}
+	if err := sd.ResetFailed(ctx, e.Name); err != nil && !errors.Is(err, units.ErrNoSuchUnit) {
+		m.log.Debug("reset-failed", "name", e.Name, "err", err)
+	}
+	m.mu.Lock()
+	o := m.obsOf(e.Name)
+	o.portDown, o.unhealthyTicks = false, 0
+	m.mu.Unlock()
+	if err := sd.Start(ctx, m.spec(e)); err != nil {
+		return err
+	}
+	m.awaitSnapshot(ctx, e.Name, func(st units.Status, ok bool) bool { return ok && st.MainPID > 0 || ok && !isUp(st) })
+	return nil
+}
+
+// awaitSnapshot waits briefly until the signal-fed unit view satisfies pred,
+// so that a reply to start/stop and the next ls agree with systemd. It gives
+// up silently after a second: the view then catches up on its own.
+func (m *Manager) awaitSnapshot(ctx context.Context, name string, pred func(st units.Status, ok bool) bool) {
+	deadline := time.Now().Add(time.Second)
+	for {
+		st, ok := m.snapshot()[name]
+		if pred(st, ok) || time.Now().After(deadline) || ctx.Err() != nil {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stopUnit stops e's unit and waits until it is inactive; a unit that does
+// not exist is already stopped. A failed unit is reset so it shows stopped.
+func (m *Manager) stopUnit(ctx context.Context, name string) error {
+	sd, err := m.systemd()
+	if err != nil {
+		return err
+	}
+	if err := sd.Stop(ctx, name); err != nil && !errors.Is(err, units.ErrNoSuchUnit) {
+		return err
+	}
+	if err := sd.ResetFailed(ctx, name); err != nil && !errors.Is(err, units.ErrNoSuchUnit) {
+		m.log.Debug("reset-failed", "name", name, "err", err)
+	}
+	m.awaitSnapshot(ctx, name, func(st units.Status, ok bool) bool { return !ok || !isUp(st) && st.ActiveState != "deactivating" })
+	m.mu.Lock()
+	if o := m.obs[name]; o != nil {
+		o.portDown, o.unhealthyTicks = false, 0
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// resolve matches names to entries (copies) and checks the caller may act on them.
+func (m *Manager) resolve(caller Caller, names []string, verb string) ([]*Entry, error) {
+	m.mu.RLock()
+	matched, err := m.reg.match(names)
+	var es []*Entry
+	if err == nil {
+		for _, n := range matched {
+			es = append(es, m.reg.entries[n].clone())
+		}
+	}
+	m.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range es {
+		if err := authorizeEntry(caller, e, verb); err != nil {
+			return nil, err
+		}
+	}
+	return es, nil
+}
+
+// forEach runs op on each matched entry under its lock, collects the views
+// and returns the first error (after trying all of them).
+func (m *Manager) forEach(ctx context.Context, caller Caller, names []string, verb string,
+	op func(ctx context.Context, e *Entry) (string, error),
+) (*wire.Result, error) {
+	es, err := m.resolve(caller, names, verb)
+	if err != nil {
+		return nil, err
+	}
+	res := &wire.Result{}
+	var msgs []string
+	var first error
+	for _, e := range es {
+		unlock := m.locks.lock(e.Name)
+		cur, ok := m.entry(e.Name)
+		var msg string
+		var oerr error
+		if !ok {
+			oerr = errorf(ErrNotFound, "runtime %s was removed meanwhile", e.Name)
+		} else {
+			msg, oerr = op(ctx, cur)
+		}
+		unlock()
+		if oerr != nil {
+			m.log.Error(verb, "name", e.Name, "err", oerr)
+			if first == nil {
+				first = fmt.Errorf("%s %s: %w", verb, e.Name, oerr)
+			}
+			msgs = append(msgs, fmt.Sprintf("%s %s: %v", verb, e.Name, oerr))
+			continue
+		}
+		if msg != "" {
+			msgs = append(msgs, msg)
+		}
+		if verb != "remove" {
+			res.Runtimes = append(res.Runtimes, m.view(e.Name))
+		}
+	}
+	res.Message = strings.Join(msgs, "\n")
+	if first != nil && len(es) > 1 {
+		// Say which of several failed, keeping the class of the first error.
+		first = &msgError{err: first, msg: res.Message}
+	}
+	return res, first
+}
+
+func (m *Manager) start(ctx context.Context, caller Caller, names []string, wait bool, timeout time.Duration) (*wire.Result, error) {
+	res, err := m.forEach(ctx, caller, names, "start", func(ctx context.Context, e *Entry) (string, error) {
+		if !e.Managed {
+			return "", errorf(ErrInvalid, "%s is an attached process (pid %d), not a managed unit; socketley cannot start it", e.Name, e.PID)
+		}
+		if st, ok := m.snapshot()[e.Name]; ok && isUp(st) && e.Desired == DesiredRunning {
+			return e.Name + " is already running", nil
+		}
+		if err := m.update(func(r *Registry) error {
+			r.entries[e.Name].Desired, r.entries[e.Name].Started = DesiredRunning, true
+			return nil
+		}); err != nil {
+			return "", err
+		}
+		if err := m.startUnit(ctx, e); err != nil {
+			return "", err
+		}
+		m.log.Info("started", "name", e.Name)
+		return "started " + e.Name, nil
+	})
+	if err != nil || !wait {
+		return res, err
+	}
+	return res, m.waitAll(ctx, res, timeout)
+}
+
+func (m *Manager) stop(ctx context.Context, caller Caller, names []string) (*wire.Result, error) {
+	return m.forEach(ctx, caller, names, "stop", func(ctx context.Context, e *Entry) (string, error) {
+		if !e.Managed {
+			if err := terminate(e); err != nil {
+				return "", err
+			}
+			m.log.Info("sent SIGTERM to attached process", "name", e.Name, "pid", e.PID)
+			return fmt.Sprintf("sent SIGTERM to %s (pid %d)", e.Name, e.PID), nil
+		}
+		if err := m.update(func(r *Registry) error {
+			r.entries[e.Name].Desired = DesiredStopped
+			return nil
+		}); err != nil {
+			return "", err
+		}
+		if err := m.stopUnit(ctx, e.Name); err != nil {
+			return "", err
+		}
+		m.log.Info("stopped", "name", e.Name)
+		return "stopped " + e.Name, nil
+	})
+}
+
+func (m *Manager) restart(ctx context.Context, caller Caller, names []string, wait bool, timeout time.Duration) (*wire.Result, error) {
+	res, err := m.forEach(ctx, caller, names, "restart", func(ctx context.Context, e *Entry) (string, error) {
+		if !e.Managed {
+			return "", errorf(ErrInvalid, "%s is an attached process (pid %d), not a managed unit; socketley cannot restart it", e.Name, e.PID)
+		}
+		if err := m.update(func(r *Registry) error {
+			r.entries[e.Name].Desired, r.entries[e.Name].Started = DesiredRunning, true
+			return nil
+		}); err != nil {
+			return "", err
+		}
+		// Stop and wait first: the old and the new process never overlap.
+		if err := m.stopUnit(ctx, e.Name); err != nil {
+			return "", err
+		}
+		if err := m.startUnit(ctx, e); err != nil {
+			return "", err
+		}
+		m.log.Info("restarted", "name", e.Name)
+		return "restarted " + e.Name, nil
+	})
+	if err != nil || !wait {
+		return res, err
+	}
+	return res, m.waitAll(ctx, res, timeout)
+}
+
+func (m *Manager) remove(ctx context.Context, caller Caller, names []string) (*wire.Result, error) {
+	return m.forEach(ctx, caller, names, "remove", func(ctx context.Context, e *Entry) (string, error) {
+		msg := "removed " + e.Name
+		switch {
+		case e.Managed:
+			if err := m.stopUnit(ctx, e.Name); err != nil {
+				return "", err
+			}
+		case caller.PID == e.PID:
+			// Detach: the attached process itself says goodbye. Forget only;
+			// never signal the caller (the C++ original did).
+			msg = "detached " + e.Name
+		default:
+			if err := terminate(e); err != nil && !errors.Is(err, ErrNotFound) {
+				return "", err
+			}
+		}
+		if err := m.update(func(r *Registry) error { delete(r.entries, e.Name); return nil }); err != nil {
+			return "", err
+		}
+		m.log.Info(strings.Fields(msg)[0], "name", e.Name)
+		return msg, nil
+	})
+}
+
+// terminate sends SIGTERM to an attached process after checking that the pid
+// still belongs to the process that attached (pid + start time).
+func terminate(e *Entry) error {
+	if !sameProcess(e.PID, e.StartTime) {
+		return errorf(ErrNotFound, "attached process %d of %s is gone", e.PID, e.Name)
+	}
+	if err := syscall.Kill(e.PID, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("signal pid %d: %w", e.PID, err)
+	}
+	return nil
+}
+
+// list returns runtimes (and, for ls, orphan units) sorted by name; running
+// limits it to those with a live process.
+func (m *Manager) list(running bool) []wire.Runtime {
+	snap := m.snapshot()
+	now := time.Now()
+	m.mu.RLock()
+	out := make([]wire.Runtime, 0, len(m.reg.entries))
+	for _, e := range m.reg.sorted() {
+		var st *units.Status
+		if s, ok := snap[e.Name]; ok {
+			st = &s
+		}
+		r := m.viewLocked(e, st, now)
+		if running && r.PID == 0 {
+			continue
+		}
+		out = append(out, r)
+	}
+	orphans := m.orphansLocked(snap)
+	m.mu.RUnlock()
+	if !running {
+		out = append(out, orphans...)
+		slices.SortFunc(out, func(a, b wire.Runtime) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return out
+}
+
+// orphansLocked returns socketley-* units with no entry; m.mu must be held.
+func (m *Manager) orphansLocked(snap map[string]units.Status) []wire.Runtime {
+	var out []wire.Runtime
+	for name, st := range snap {
+		if _, ok := m.reg.entries[name]; ok || st.LoadState == "not-found" {
+			continue
+		}
+		r := wire.Runtime{
+			Name: name, Unit: st.Unit, Orphan: true, Status: wire.StateOrphan,
+			Reason:      "unit not in the registry; socketley leaves it alone",
+			ActiveState: st.ActiveState, SubState: st.SubState, PID: st.MainPID,
+			Restarts: st.NRestarts, LastExit: st.LastExit(),
+		}
+		if r.PID > 0 {
+			r.Since = st.ActiveEnter
+		}
+		if len(st.ExecStart) > 0 {
+			r.Path, r.Args = st.ExecStart[0], st.ExecStart[1:]
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (m *Manager) show(names []string) (*wire.Result, error) {
+	snap := m.snapshot()
+	m.mu.RLock()
+	matched, err := m.reg.match(names)
+	m.mu.RUnlock()
+	if err != nil {
+		// A name that is only an orphan unit can still be shown.
+		if errors.Is(err, ErrNotFound) && len(names) == 1 && !isPattern(names[0]) {
+			m.mu.RLock()
+			orph := m.orphansLocked(map[string]units.Status{names[0]: snap[names[0]]})
+			m.mu.RUnlock()
+			if _, ok := snap[names[0]]; ok && len(orph) == 1 {
+				return &wire.Result{Runtimes: orph}, nil
+			}
+		}
+		return nil, err
+	}
+	res := &wire.Result{}
+	for _, n := range matched {
+		res.Runtimes = append(res.Runtimes, m.view(n))
+	}
+	return res, nil
+}
+
+func (m *Manager) stats() *wire.Result {
+	rts := m.list(false)
+	counts := map[string]int{}
+	for _, r := range rts {
+		counts[r.Status]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "runtimes: %d\n", len(rts))
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s: %d\n", k, counts[k])
+	}
+	return &wire.Result{Message: b.String()}
+}
+
+// view returns the runtime view of one entry.
+func (m *Manager) view(name string) wire.Runtime {
+	snap := m.snapshot()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.reg.entries[name]
+	if !ok {
+		return wire.Runtime{Name: name, Unit: units.Name(name), Status: wire.StateUnknown}
+	}
+	var st *units.Status
+	if s, ok := snap[name]; ok {
+		st = &s
+	}
+	return m.viewLocked(e, st, time.Now())
+}
+
+// viewLocked builds the runtime view; m.mu must be held (read).
+func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Runtime {
+	o := m.obs[e.Name]
+	if o == nil {
+		o = &observed{}
+	}
+	status, reason := classify(e, st, o, now)
+	r := wire.Runtime{
+		Name: e.Name, Managed: e.Managed, Status: status, Reason: reason, Desired: e.Desired,
+		Type: e.Type, Port: e.Port, Path: e.Path, Args: e.Args, Env: e.Env, WorkDir: e.WorkDir,
+		Restart: e.Restart, RestartSec: e.RestartSec, User: e.User, OwnerUID: e.OwnerUID,
+		Created: e.Created, Restarts: o.restarts,
+	}
+	if e.Managed {
+		r.Unit = units.Name(e.Name)
+	}
+	if e.AttachPID > 0 {
+		r.AttachPID, r.AttachedAt = e.AttachPID, e.AttachedAt
+	}
+	if !e.Managed {
+		if sameProcess(e.PID, e.StartTime) {
+			r.PID = e.PID
+			r.Since = r.AttachedAt
+		}
+		return r
+	}
+	if st != nil {
+		r.ActiveState, r.SubState = st.ActiveState, st.SubState
+		r.Restarts += st.NRestarts
+		r.LastExit = st.LastExit()
+		if st.MainPID > 0 {
+			r.PID = st.MainPID
+			r.Since = st.ActiveEnter
+			if !st.ExecMainStart.IsZero() {
+				r.Since = st.ExecMainStart
+			}
+		}
+	}
+	return r
+}
+
+// isUp reports whether a unit has (or is about to have) a process.
+func isUp(st units.Status) bool {
+	switch st.ActiveState {
+	case "active", "activating", "reloading":
+		return true
+	}
+	return false
+}

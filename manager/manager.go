@@ -1,0 +1,387 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/units"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultTick          = 2 * time.Second
+	DefaultAttachTimeout = 10 * time.Second
+	DefaultHealthFails   = 3
+	DefaultRestartSec    = 100 * time.Millisecond
+	DefaultStartBurst    = 5
+	DefaultStartInterval = 10 * time.Second
+	// reconcileBudget bounds the whole boot reconcile, so that a dead peer
+	// cannot stall startup.
+	reconcileBudget = 2 * time.Minute
+)
+
+// Config configures a daemon.
+type Config struct {
+	// Mode is paths.System or paths.User.
+	Mode paths.Mode
+	// Socket is the control socket path.
+	Socket string
+	// StateDir holds registry.json and the daemon lock.
+	StateDir string
+	// SocketGroup, in system mode, is the group allowed to use the socket
+	// (default "socketley"); callers are root or members of it.
+	SocketGroup string
+	// Dial connects to systemd.
+	Dial DialFunc
+	// Tick is the health-check interval (default 2 s).
+	Tick time.Duration
+	// Version is reported to clients.
+	Version wire.VersionInfo
+	// Logger receives the daemon's log; nil discards it.
+	Logger *slog.Logger
+}
+
+// Manager is a running daemon. Create it with New and run it with Run.
+type Manager struct {
+	cfg   Config
+	log   *slog.Logger
+	store *Store
+	locks keyedMutex
+
+	// mu guards reg, obs, sd and watch. It is held only briefly, never
+	// across a systemd job; per-name locks (locks) serialize operations on one
+	// runtime.
+	mu    sync.RWMutex
+	reg   *Registry
+	obs   map[string]*observed
+	sd    Systemd
+	watch Watcher
+
+	// group is the gid allowed in system mode (-1 when the group is missing).
+	group int
+}
+
+// observed holds what the daemon saw of an entry; it is not persisted.
+type observed struct {
+	portDown       bool // the last TCP probe of the attached port failed
+	unhealthyTicks int  // consecutive ticks classified unhealthy
+	restarts       int  // restarts the daemon did because of health checks
+	healing        bool // a health restart is in progress
+}
+
+// New validates cfg and prepares a daemon; nothing is touched until Run.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Mode != paths.System && cfg.Mode != paths.User {
+		return nil, errorf(ErrInvalid, "daemon mode must be system or user")
+	}
+	if cfg.Socket == "" || cfg.StateDir == "" || cfg.Dial == nil {
+		return nil, errorf(ErrInvalid, "socket, state directory and systemd dialer are required")
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = DefaultTick
+	}
+	if cfg.SocketGroup == "" {
+		cfg.SocketGroup = "socketley"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{
+		cfg:   cfg,
+		log:   log,
+		store: &Store{dir: cfg.StateDir},
+		obs:   map[string]*observed{},
+		group: -1,
+	}, nil
+}
+
+// Run runs the daemon until ctx is done: it locks and loads the state,
+// connects to systemd, reconciles, serves the control socket and runs the
+// health tick. On return the managed units keep running; the daemon only
+// stops listening.
+func (m *Manager) Run(ctx context.Context) error {
+	perm := os.FileMode(0o700)
+	if m.cfg.Mode == paths.System {
+		perm = 0o755
+	}
+	if err := os.MkdirAll(m.cfg.StateDir, perm); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	unlock, err := lockDir(m.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	reg, err := m.store.Load()
+	if err != nil {
+		return err
+	}
+	m.reg = reg
+
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = m.connect(dctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer m.disconnect()
+
+	rctx, cancel := context.WithTimeout(ctx, reconcileBudget)
+	m.reconcile(rctx)
+	cancel()
+
+	ln, err := m.listen()
+	if err != nil {
+		return err
+	}
+	m.log.Info("daemon ready", "socket", m.cfg.Socket, "mode", m.cfg.Mode.String(),
+		"state", m.store.Path(), "runtimes", len(m.reg.entries), "version", m.cfg.Version.Version)
+	notifyReady()
+
+	var wg sync.WaitGroup
+	srvCtx, stopSrv := context.WithCancel(ctx)
+	defer stopSrv()
+	wg.Add(2)
+	go func() { defer wg.Done(); m.serve(srvCtx, ln) }()
+	go func() { defer wg.Done(); m.loop(srvCtx) }()
+	<-ctx.Done()
+	m.log.Info("shutting down; managed units keep running")
+	_ = ln.Close()
+	stopSrv()
+	wg.Wait()
+	_ = os.Remove(m.cfg.Socket)
+	return nil
+}
+
+// connect dials systemd and starts the unit watch.
+func (m *Manager) connect(ctx context.Context) error {
+	sd, err := m.cfg.Dial(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to the systemd %s manager: %w", m.cfg.Mode, err)
+	}
+	w, err := sd.Watch(ctx)
+	if err != nil {
+		_ = sd.Close()
+		return fmt.Errorf("watch socketley units: %w", err)
+	}
+	m.mu.Lock()
+	m.sd, m.watch = sd, w
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *Manager) disconnect() {
+	m.mu.Lock()
+	sd, w := m.sd, m.watch
+	m.sd, m.watch = nil, nil
+	m.mu.Unlock()
+	if w != nil {
+		_ = w.Close()
+	}
+	if sd != nil {
+		_ = sd.Close()
+	}
+}
+
+// systemd returns the current connection, or ErrUnavailable while reconnecting.
+func (m *Manager) systemd() (Systemd, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.sd == nil {
+		return nil, errorf(ErrUnavailable, "the connection to the systemd %s manager was lost; the daemon is reconnecting, try again shortly", m.cfg.Mode)
+	}
+	return m.sd, nil
+}
+
+// snapshot returns the current unit view (empty while reconnecting).
+func (m *Manager) snapshot() map[string]units.Status {
+	m.mu.RLock()
+	w := m.watch
+	m.mu.RUnlock()
+	if w == nil {
+		return map[string]units.Status{}
+	}
+	return w.Snapshot()
+}
+
+// loop runs the health tick and reconnects when the bus goes away.
+func (m *Manager) loop(ctx context.Context) {
+	t := time.NewTicker(m.cfg.Tick)
+	defer t.Stop()
+	for {
+		m.mu.RLock()
+		w := m.watch
+		m.mu.RUnlock()
+		var lost <-chan struct{}
+		if w != nil {
+			lost = w.Done()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-lost:
+			m.log.Warn("lost the connection to systemd; reconnecting")
+			m.disconnect()
+			m.reconnect(ctx)
+		case <-t.C:
+			m.tick(ctx)
+		}
+	}
+}
+
+// reconnect dials until it succeeds or ctx ends, then reconciles, which
+// adopts the units that survived and starts those that vanished with the
+// manager.
+func (m *Manager) reconnect(ctx context.Context) {
+	backoff := 200 * time.Millisecond
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := m.connect(dctx)
+		cancel()
+		if err == nil {
+			m.log.Info("reconnected to systemd; resyncing")
+			rctx, cancel := context.WithTimeout(ctx, reconcileBudget)
+			m.reconcile(rctx)
+			cancel()
+			return
+		}
+		m.log.Debug("reconnect", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// update applies fn to a copy of the registry, persists the copy, and only
+// then makes it current. When fn or the write fails nothing changes.
+func (m *Manager) update(fn func(r *Registry) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := m.reg.clone()
+	if err := fn(next); err != nil {
+		return err
+	}
+	if err := m.store.Save(next); err != nil {
+		return fmt.Errorf("persist registry: %w", err)
+	}
+	m.reg = next
+	for name := range m.obs {
+		if _, ok := next.entries[name]; !ok {
+			delete(m.obs, name)
+		}
+	}
+	return nil
+}
+
+// entry returns a copy of the named entry.
+func (m *Manager) entry(name string) (*Entry, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.reg.entries[name]
+	if !ok {
+		return nil, false
+	}
+	return e.clone(), true
+}
+
+// obsOf returns the observed record for name, creating it; m.mu must be held.
+func (m *Manager) obsOf(name string) *observed {
+	o := m.obs[name]
+	if o == nil {
+		o = &observed{}
+		m.obs[name] = o
+	}
+	return o
+}
+
+// notifyReady tells systemd (Type=notify) that the socket listens.
+func notifyReady() {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return
+	}
+	addr := &net.UnixAddr{Name: sock, Net: "unixgram"}
+	if sock[0] == '@' {
+		addr.Name = "\x00" + sock[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, addr)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("READY=1\nSTATUS=listening\n"))
+}
+
+// keyedMutex serializes operations per runtime name.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lock locks every name (sorted, so that two multi-name operations cannot
+// deadlock) and returns the unlock function.
+func (k *keyedMutex) lock(names ...string) func() {
+	sorted := sortedUnique(names)
+	held := make([]*keyedLock, 0, len(sorted))
+	for _, n := range sorted {
+		k.mu.Lock()
+		if k.locks == nil {
+			k.locks = map[string]*keyedLock{}
+		}
+		l := k.locks[n]
+		if l == nil {
+			l = &keyedLock{}
+			k.locks[n] = l
+		}
+		l.refs++
+		k.mu.Unlock()
+		l.mu.Lock()
+		held = append(held, l)
+	}
+	return func() {
+		for i, l := range held {
+			l.mu.Unlock()
+			k.mu.Lock()
+			l.refs--
+			if l.refs == 0 {
+				delete(k.locks, sorted[i])
+			}
+			k.mu.Unlock()
+		}
+	}
+}
+
+// errorsIsAny reports whether err matches any of targets.
+func errorsIsAny(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// sortedUnique returns the sorted distinct strings of in.
+func sortedUnique(in []string) []string {
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,375 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/units"
+)
+
+// newTestManager returns a manager wired to a fake systemd, with its state in
+// a temp dir, without a socket.
+func newTestManager(t *testing.T) (*Manager, *fakeSystemd) {
+	t.Helper()
+	dir := t.TempDir()
+	f := newFake()
+	m, err := New(Config{Mode: paths.User, Socket: filepath.Join(dir, "s.sock"), StateDir: dir,
+		Dial: func(context.Context) (Systemd, error) { return f, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.reg = newRegistry()
+	m.sd, m.watch = f, f
+	return m, f
+}
+
+// exe writes an executable script into dir and returns its path.
+func exe(t *testing.T, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\nexec sleep 1000\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func me() Caller { return Caller{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid()} }
+
+func TestValidateName(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"web", true}, {"a", true}, {"9lives", true}, {"my-app_1.2", true},
+		{strings.Repeat("a", 64), true}, {strings.Repeat("a", 65), false},
+		{"", false}, {"-web", false}, {".hidden", false}, {"_x", false},
+		{"has space", false}, {"a/b", false}, {"ünï", false}, {"x@y", false}, {"a\\x2d", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateName(tt.name)
+			if (err == nil) != tt.ok {
+				t.Fatalf("ValidateName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestAddRejectsBadInput(t *testing.T) {
+	m, f := newTestManager(t)
+	dir := t.TempDir()
+	good := exe(t, dir, "good")
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "taken", Path: good}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(m.store.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		spec  wire.AddSpec
+		class error
+		msg   string
+	}{
+		{"missing file", wire.AddSpec{Name: "a", Path: filepath.Join(dir, "nope")}, ErrInvalid, "no such file"},
+		{"directory", wire.AddSpec{Name: "a", Path: dir}, ErrInvalid, "is a directory"},
+		{"not executable", wire.AddSpec{Name: "a", Path: plain}, ErrInvalid, "not executable"},
+		{"relative path", wire.AddSpec{Name: "a", Path: "good"}, ErrInvalid, "not absolute"},
+		{"invalid name", wire.AddSpec{Name: "-bad", Path: good}, ErrInvalid, "invalid runtime name"},
+		{"duplicate", wire.AddSpec{Name: "taken", Path: good}, ErrExists, "runtime already exists: taken"},
+		{"bad restart", wire.AddSpec{Name: "a", Path: good, Restart: "sometimes"}, ErrInvalid, "restart policy"},
+		{"env without =", wire.AddSpec{Name: "a", Path: good, Env: []string{"NOEQ"}}, ErrInvalid, "KEY=VALUE"},
+		{"reserved env", wire.AddSpec{Name: "a", Path: good, Env: []string{"SOCKETLEY_NAME=x"}}, ErrInvalid, "reserved"},
+		{"bad workdir", wire.AddSpec{Name: "a", Path: good, WorkDir: filepath.Join(dir, "none")}, ErrInvalid, "working directory"},
+		{"run-as in user mode", wire.AddSpec{Name: "a", Path: good, RunAs: "root"}, ErrInvalid, "system daemon"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := m.add(t.Context(), me(), tt.spec, false, 0)
+			if !errors.Is(err, tt.class) {
+				t.Fatalf("got %v, want class %v", err, tt.class)
+			}
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("got %q, want it to mention %q", err, tt.msg)
+			}
+			if replyCode(err) != wire.CodeInvalid {
+				t.Fatalf("reply code %d, want 1", replyCode(err))
+			}
+			after, _ := os.ReadFile(m.store.Path())
+			if string(after) != string(before) {
+				t.Fatalf("state file changed by a rejected add")
+			}
+			if len(m.reg.entries) != 1 {
+				t.Fatalf("registry has %d entries, want 1", len(m.reg.entries))
+			}
+		})
+	}
+	if len(f.calls) != 0 {
+		t.Fatalf("systemd was called for rejected input: %v", f.calls)
+	}
+}
+
+func TestLifecycleWithFake(t *testing.T) {
+	m, f := newTestManager(t)
+	bin := exe(t, t.TempDir(), "svc")
+	ctx := t.Context()
+	res, err := m.add(ctx, me(), wire.AddSpec{Name: "web", Path: bin, Start: true, Args: []string{"--port", "70 70"}}, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Runtimes[0]; got.Status != wire.StateRunning || got.PID == 0 {
+		t.Fatalf("after add -s: status %q pid %d, want running with a pid", got.Status, got.PID)
+	}
+	spec := f.specs["web"]
+	wantEnv := []string{"SOCKETLEY_MANAGED=1", "SOCKETLEY_NAME=web", "SOCKETLEY_SOCKET=" + m.cfg.Socket}
+	for i, w := range wantEnv {
+		if spec.Env[i] != w {
+			t.Fatalf("env[%d] = %q, want %q", i, spec.Env[i], w)
+		}
+	}
+	if spec.Restart != "on-failure" || spec.RestartSec != DefaultRestartSec || spec.Args[1] != "70 70" {
+		t.Fatalf("spec = %+v", spec)
+	}
+	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "api", Path: bin}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if v := m.view("api"); v.Status != wire.StateCreated {
+		t.Fatalf("added without -s: status %q, want created", v.Status)
+	}
+
+	// Persisted before acknowledged: a fresh load sees both, with desired states.
+	reg, err := m.store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reg.entries["web"].Desired != DesiredRunning || reg.entries["api"].Desired != DesiredStopped {
+		t.Fatalf("persisted desired states wrong: %+v %+v", reg.entries["web"], reg.entries["api"])
+	}
+
+	if _, err := m.stop(ctx, me(), []string{"w*"}); err != nil {
+		t.Fatal(err)
+	}
+	if v := m.view("web"); v.Status != wire.StateStopped || v.PID != 0 {
+		t.Fatalf("after stop: %q pid %d", v.Status, v.PID)
+	}
+	if _, err := m.start(ctx, me(), []string{"web", "api"}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	ls := m.list(false)
+	if len(ls) != 2 || ls[0].Name != "api" || ls[1].Name != "web" {
+		t.Fatalf("ls not sorted by name: %+v", ls)
+	}
+	pid := m.view("web").PID
+	if _, err := m.restart(ctx, me(), []string{"web"}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.view("web").PID; n == pid || n == 0 {
+		t.Fatalf("restart kept pid %d (new %d)", pid, n)
+	}
+	// stop must come before start in a restart: no overlap.
+	calls := strings.Join(f.calls, ",")
+	if !strings.Contains(calls, "stop web,start web") {
+		t.Fatalf("restart did not stop before start: %s", calls)
+	}
+	if _, err := m.remove(ctx, me(), []string{"*"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.list(false)) != 0 || len(f.Snapshot()) != 0 {
+		t.Fatalf("remove left entries or units: %v %v", m.list(false), f.Snapshot())
+	}
+	reg, _ = m.store.Load()
+	if len(reg.entries) != 0 {
+		t.Fatalf("state file still has %d entries", len(reg.entries))
+	}
+}
+
+func TestAddStartFailureForgets(t *testing.T) {
+	m, f := newTestManager(t)
+	f.startErr = &units.JobError{Unit: "socketley-x.service", Job: "start", Result: "failed"}
+	_, err := m.add(t.Context(), me(), wire.AddSpec{Name: "x", Path: exe(t, t.TempDir(), "x"), Start: true}, false, 0)
+	if err == nil {
+		t.Fatal("add -s succeeded although the start failed")
+	}
+	if replyCode(err) != wire.CodeFatal {
+		t.Fatalf("code %d, want 2 for a systemd failure", replyCode(err))
+	}
+	if _, ok := m.entry("x"); ok {
+		t.Fatal("entry kept after a failed start")
+	}
+}
+
+func TestMatch(t *testing.T) {
+	r := newRegistry()
+	for _, n := range []string{"web-1", "web-2", "api"} {
+		r.entries[n] = &Entry{Name: n}
+	}
+	tests := []struct {
+		in    []string
+		want  string
+		class error
+	}{
+		{[]string{"web-*"}, "web-1,web-2", nil},
+		{[]string{"api", "web-1", "api"}, "api,web-1", nil},
+		{[]string{"*"}, "api,web-1,web-2", nil},
+		{[]string{"nope"}, "", ErrNotFound},
+		{[]string{"db-*"}, "", ErrNotFound},
+		{[]string{"[x"}, "", ErrInvalid},
+		{[]string{"bad name"}, "", ErrInvalid},
+		{nil, "", ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.in, " "), func(t *testing.T) {
+			got, err := r.match(tt.in)
+			if tt.class != nil {
+				if !errors.Is(err, tt.class) {
+					t.Fatalf("got %v, want %v", err, tt.class)
+				}
+				return
+			}
+			if err != nil || strings.Join(got, ",") != tt.want {
+				t.Fatalf("got %v %v, want %s", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestStore(t *testing.T) {
+	dir := t.TempDir()
+	s := &Store{dir: dir}
+	reg, err := s.Load()
+	if err != nil || len(reg.entries) != 0 {
+		t.Fatalf("missing file: %v %v", reg, err)
+	}
+	reg.entries["a"] = &Entry{Name: "a", Managed: true, Args: []string{"x y"}, Desired: DesiredRunning}
+	if err := s.Save(reg); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load()
+	if err != nil || got.entries["a"].Args[0] != "x y" {
+		t.Fatalf("round trip: %+v %v", got.entries["a"], err)
+	}
+	if fi, _ := os.Stat(s.Path()); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file mode %v, want 0600", fi.Mode().Perm())
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Fatalf("temp files left: %v", ents)
+	}
+
+	for name, content := range map[string]string{
+		"corrupt":   `{"version":1,"entries":[`,
+		"version":   `{"version":99,"entries":[]}`,
+		"bad name":  `{"version":1,"entries":[{"name":"-x"}]}`,
+		"duplicate": `{"version":1,"entries":[{"name":"x"},{"name":"x"}]}`,
+		"null":      `{"version":1,"entries":[null]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := os.WriteFile(s.Path(), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.Load()
+			if err == nil || !strings.Contains(err.Error(), s.Path()) || !strings.Contains(err.Error(), "untouched") {
+				t.Fatalf("got %v, want an error naming the file", err)
+			}
+			b, _ := os.ReadFile(s.Path())
+			if string(b) != content {
+				t.Fatal("corrupt file was modified")
+			}
+		})
+	}
+}
+
+func TestLockDir(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockDir(dir); err == nil || !strings.Contains(err.Error(), "another socketley daemon") {
+		t.Fatalf("second lock: got %v", err)
+	}
+	unlock()
+	unlock2, err := lockDir(dir)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock2()
+}
+
+func TestRunRefusesCorruptState(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, stateFile)
+	if err := os.WriteFile(p, []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newFake()
+	m, _ := New(Config{Mode: paths.User, Socket: filepath.Join(dir, "s.sock"), StateDir: dir,
+		Dial: func(context.Context) (Systemd, error) { return f, nil }})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	err := m.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("Run = %v, want a corrupt-state error", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "{garbage" {
+		t.Fatal("corrupt state file was overwritten")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "s.sock")); err == nil {
+		t.Fatal("daemon listened although the state was corrupt")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	now := time.Now()
+	started := &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredRunning}
+	attaching := &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredRunning, ExpectAttach: true}
+	attached := &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredRunning, Type: "server", Port: 80, AttachPID: 42}
+	active := &units.Status{LoadState: "loaded", ActiveState: "active", SubState: "running", MainPID: 42, ExecMainStart: now.Add(-time.Second)}
+	old := *active
+	old.ExecMainStart = now.Add(-time.Minute)
+	newPID := *active
+	newPID.MainPID = 43
+	tests := []struct {
+		name string
+		e    *Entry
+		st   *units.Status
+		o    observed
+		want string
+	}{
+		{"created", &Entry{Managed: true}, nil, observed{}, wire.StateCreated},
+		{"stopped", &Entry{Managed: true, Started: true}, nil, observed{}, wire.StateStopped},
+		{"running, no attach expected", started, active, observed{}, wire.StateRunning},
+		{"restarting", started, &units.Status{ActiveState: "activating", SubState: "auto-restart", Restarting: true}, observed{}, wire.StateRestarting},
+		{"failed", started, &units.Status{ActiveState: "failed", Result: "exit-code", ExecMainCode: 1, ExecMainStatus: 3}, observed{}, wire.StateFailed},
+		{"crash-loop", started, &units.Status{ActiveState: "failed", Result: "start-limit-hit"}, observed{}, wire.StateCrashLoop},
+		{"starting: attach expected, within timeout", attaching, active, observed{}, wire.StateStarting},
+		{"unhealthy: attach overdue", attaching, &old, observed{}, wire.StateUnhealthy},
+		{"running: attached by main pid", attached, &old, observed{}, wire.StateRunning},
+		{"unhealthy: port down", attached, &old, observed{portDown: true}, wire.StateUnhealthy},
+		{"starting: restarted, new pid not attached yet", attached, &newPID, observed{}, wire.StateStarting},
+		{"inactive unit", started, &units.Status{LoadState: "loaded", ActiveState: "inactive"}, observed{}, wire.StateStopped},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, reason := classify(tt.e, tt.st, &tt.o, now)
+			if got != tt.want {
+				t.Fatalf("got %s (%s), want %s", got, reason, tt.want)
+			}
+		})
+	}
+}

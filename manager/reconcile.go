@@ -1,0 +1,113 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/socketley/socketley/units"
+)
+
+// reconcileWorkers bounds how many units reconcile starts or stops at once.
+const reconcileWorkers = 8
+
+// reconcile brings systemd in line with the registry, at daemon start and
+// after a reconnect.
+//
+// NOTE assumptions:
+//   - the watch snapshot is fresh (filled with one List when the watch began);
+//   - an active, activating, restarting or failed unit is the user's process
+//     (or its visible failure): adopt it, never restart it;
+//   - a missing unit of a desired-running entry was lost with the manager (a
+//     reboot drops transient units): start it;
+//   - a desired-stopped entry must not run: stop its unit if one is up;
+//   - attached (unmanaged) entries whose process is gone are forgotten;
+//   - socketley-* units with no entry are orphans: reported, never stopped.
+//
+// Each entry is handled on its own; a failure is logged and marks only that
+// entry (its STATUS shows it), never the whole reconcile.
+func (m *Manager) reconcile(ctx context.Context) {
+	snap := m.snapshot()
+	m.mu.RLock()
+	entries := make([]*Entry, 0, len(m.reg.entries))
+	for _, e := range m.reg.sorted() {
+		entries = append(entries, e.clone())
+	}
+	for name, st := range snap {
+		if _, ok := m.reg.entries[name]; !ok && st.LoadState != "not-found" {
+			m.log.Info("orphan unit: not in the registry, left alone", "name", name, "unit", st.Unit, "state", st.ActiveState)
+		}
+	}
+	m.mu.RUnlock()
+
+	var gone []string
+	jobs := make(chan *Entry)
+	var wg sync.WaitGroup
+	for range reconcileWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range jobs {
+				m.reconcileOne(ctx, e, snap)
+			}
+		}()
+	}
+	adopted := 0
+	for _, e := range entries {
+		if !e.Managed {
+			if !sameProcess(e.PID, e.StartTime) {
+				gone = append(gone, e.Name)
+			}
+			continue
+		}
+		st, ok := snap[e.Name]
+		loaded := ok && st.LoadState != "not-found"
+		if e.Desired == DesiredRunning && loaded && (isUp(st) || st.Restarting || st.ActiveState == "failed") {
+			adopted++
+			m.log.Debug("adopted", "name", e.Name, "unit", st.Unit, "pid", st.MainPID, "state", st.ActiveState)
+			continue
+		}
+		if e.Desired == DesiredStopped && !(loaded && isUp(st)) {
+			continue
+		}
+		jobs <- e
+	}
+	close(jobs)
+	wg.Wait()
+	if len(gone) > 0 {
+		if err := m.update(func(r *Registry) error {
+			for _, n := range gone {
+				delete(r.entries, n)
+			}
+			return nil
+		}); err != nil {
+			m.log.Error("forget exited attached processes", "err", err)
+		}
+	}
+	m.log.Info("reconciled", "entries", len(entries), "adopted", adopted, "forgotten", len(gone))
+}
+
+// reconcileOne starts a missing desired-running unit or stops a running
+// desired-stopped one.
+func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]units.Status) {
+	unlock := m.locks.lock(e.Name)
+	defer unlock()
+	log := m.log.With("name", e.Name, "unit", units.Name(e.Name))
+	if e.Desired == DesiredStopped {
+		if err := m.stopUnit(ctx, e.Name); err != nil {
+			log.Error("reconcile: stop desired-stopped unit", "err", err)
+			return
+		}
+		log.Info("reconcile: stopped (desired state is stopped)")
+		return
+	}
+	if err := m.startUnit(ctx, e); err != nil {
+		if errors.Is(err, units.ErrUnitExists) {
+			log.Info("reconcile: unit appeared meanwhile; adopted")
+			return
+		}
+		log.Error("reconcile: start missing unit", "err", err)
+		return
+	}
+	log.Info("reconcile: started missing unit", "was", snap[e.Name].ActiveState)
+}

@@ -1,0 +1,195 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/socketley/socketley/internal/wire"
+)
+
+// Error classes. Every error a handler returns wraps one of them (or none, for
+// internal failures); replyCode maps them onto the wire's exit codes.
+var (
+	// ErrInvalid is bad input: a malformed name, path, flag or request.
+	ErrInvalid = errors.New("invalid request")
+	// ErrNotFound is an unknown runtime name or a pattern matching nothing.
+	ErrNotFound = errors.New("not found")
+	// ErrExists is a duplicate runtime name.
+	ErrExists = errors.New("already exists")
+	// ErrDenied is a caller without the right to do what it asked.
+	ErrDenied = errors.New("permission denied")
+	// ErrFailed is a runtime that did not reach "running" (start --wait).
+	ErrFailed = errors.New("runtime failed")
+	// ErrUnavailable is systemd or D-Bus being unreachable.
+	ErrUnavailable = errors.New("systemd unavailable")
+)
+
+// classError is an error of one class whose message does not repeat the
+// class name: errors.Is(err, class) holds, err.Error() is just msg.
+type classError struct {
+	class error
+	msg   string
+}
+
+func (e *classError) Error() string        { return e.msg }
+func (e *classError) Is(target error) bool { return target == e.class }
+
+// errorf returns an error of class with a formatted message.
+func errorf(class error, format string, args ...any) error {
+	return &classError{class: class, msg: fmt.Sprintf(format, args...)}
+}
+
+// msgError replaces err's message and keeps err for errors.Is.
+type msgError struct {
+	err error
+	msg string
+}
+
+func (e *msgError) Error() string { return e.msg }
+func (e *msgError) Unwrap() error { return e.err }
+
+// Desired states of an entry.
+const (
+	DesiredRunning = "running"
+	DesiredStopped = "stopped"
+)
+
+// Restart policies accepted by add --restart.
+var restartPolicies = []string{"on-failure", "always", "no"}
+
+// Entry is one registered runtime: what the user asked for. It is the unit of
+// persistence; observed facts live in [observed].
+type Entry struct {
+	Name       string        `json:"name"`
+	Managed    bool          `json:"managed"` // a unit socketley starts; false = attached process
+	Path       string        `json:"path,omitempty"`
+	Args       []string      `json:"args,omitempty"`
+	Env        []string      `json:"env,omitempty"`
+	WorkDir    string        `json:"workdir,omitempty"`
+	Restart    string        `json:"restart,omitempty"`
+	RestartSec wire.Duration `json:"restart_sec,omitempty"`
+	User       string        `json:"user,omitempty"` // system mode: User= of the unit
+	OwnerUID   int           `json:"owner_uid"`
+	Desired    string        `json:"desired"`
+	// Started is set once the runtime has been started, so that a never-started
+	// entry shows "created" rather than "stopped".
+	Started bool      `json:"started,omitempty"`
+	Created time.Time `json:"created"`
+
+	// Attach expectations and the last attach report (survive daemon restarts).
+	ExpectAttach  bool          `json:"expect_attach,omitempty"`
+	AttachTimeout wire.Duration `json:"attach_timeout,omitempty"`
+	HealthFails   *int          `json:"health_fails,omitempty"`
+	Type          string        `json:"type,omitempty"`
+	Port          int           `json:"port,omitempty"`
+	// AttachPID is the pid of the last attach and AttachedAt its time. A managed
+	// runtime counts as attached while AttachPID is its unit's MainPID, which
+	// also holds across a daemon restart.
+	AttachPID  int       `json:"attach_pid,omitempty"`
+	AttachedAt time.Time `json:"attached_at,omitempty"`
+
+	// Unmanaged entries are bound to one process: pid plus its start time
+	// (clock ticks since boot, /proc/PID/stat field 22) so a reused pid is
+	// never mistaken for it.
+	PID       int    `json:"pid,omitempty"`
+	StartTime uint64 `json:"start_time,omitempty"`
+}
+
+// clone returns a deep copy of e.
+func (e *Entry) clone() *Entry {
+	c := *e
+	c.Args = slices.Clone(e.Args)
+	c.Env = slices.Clone(e.Env)
+	if e.HealthFails != nil {
+		v := *e.HealthFails
+		c.HealthFails = &v
+	}
+	return &c
+}
+
+// ValidateName checks a runtime name (wire.CheckName); the error wraps ErrInvalid.
+func ValidateName(name string) error {
+	if err := wire.CheckName(name); err != nil {
+		return errorf(ErrInvalid, "%v", err)
+	}
+	return nil
+}
+
+// isPattern reports whether s is a glob pattern rather than a plain name.
+func isPattern(s string) bool { return strings.ContainsAny(s, "*?[") }
+
+// Registry is the set of entries, keyed by name. It is not safe for
+// concurrent use; the Manager guards it.
+type Registry struct {
+	entries map[string]*Entry
+}
+
+func newRegistry() *Registry { return &Registry{entries: map[string]*Entry{}} }
+
+// clone returns a deep copy.
+func (r *Registry) clone() *Registry {
+	c := &Registry{entries: make(map[string]*Entry, len(r.entries))}
+	for k, e := range r.entries {
+		c.entries[k] = e.clone()
+	}
+	return c
+}
+
+// sorted returns the entries sorted by name (shared pointers: callers copy).
+func (r *Registry) sorted() []*Entry {
+	out := make([]*Entry, 0, len(r.entries))
+	for _, e := range r.entries {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// match resolves names and glob patterns to entry names, sorted and without
+// duplicates. A name that is not registered, or a pattern that matches
+// nothing, is ErrNotFound; a malformed pattern is ErrInvalid.
+func (r *Registry) match(names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, errorf(ErrInvalid, "no runtime name given")
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range names {
+		if !isPattern(n) {
+			if _, ok := r.entries[n]; !ok {
+				if err := ValidateName(n); err != nil {
+					return nil, err
+				}
+				return nil, errorf(ErrNotFound, "unknown runtime %q (see `socketley ls`)", n)
+			}
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+			continue
+		}
+		if _, err := path.Match(n, ""); err != nil {
+			return nil, errorf(ErrInvalid, "bad pattern %q: %v", n, err)
+		}
+		hit := false
+		for name := range r.entries {
+			if ok, _ := path.Match(n, name); ok {
+				hit = true
+				if !seen[name] {
+					seen[name] = true
+					out = append(out, name)
+				}
+			}
+		}
+		if !hit {
+			return nil, errorf(ErrNotFound, "no runtime matches %q (see `socketley ls`)", n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}

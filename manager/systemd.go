@@ -1,0 +1,72 @@
+package manager
+
+import (
+	"context"
+
+	"github.com/socketley/socketley/units"
+)
+
+// Systemd is what the daemon needs from the service manager. *units.Conn
+// satisfies it through unitsAdapter; tests use a fake.
+type Systemd interface {
+	// Start creates and starts the transient unit for spec, waiting for the job.
+	Start(ctx context.Context, spec units.Spec) error
+	// Stop stops the runtime's unit and waits until it is inactive.
+	// A unit that does not exist is units.ErrNoSuchUnit.
+	Stop(ctx context.Context, name string) error
+	// ResetFailed clears a failed unit so that its name can be started again.
+	ResetFailed(ctx context.Context, name string) error
+	// Status returns the unit's current properties (units.ErrNoSuchUnit if none).
+	Status(ctx context.Context, name string) (units.Status, error)
+	// UnitByPID returns the unit name a process belongs to.
+	UnitByPID(ctx context.Context, pid int) (string, error)
+	// Watch returns a live view of every socketley-* unit.
+	Watch(ctx context.Context) (Watcher, error)
+	// Close releases the connection.
+	Close() error
+}
+
+// Watcher is a live, signal-fed cache of socketley-* units.
+type Watcher interface {
+	// Snapshot returns a copy of the cache keyed by runtime name.
+	Snapshot() map[string]units.Status
+	// Changed receives (coalesced) after any change to the cache.
+	Changed() <-chan struct{}
+	// Done is closed when the connection to the bus is lost.
+	Done() <-chan struct{}
+	// Resync compares the cache with one ListUnits round trip and fixes it.
+	Resync(ctx context.Context) error
+	// Close stops the watch.
+	Close() error
+}
+
+// DialFunc connects to systemd; the daemon calls it at start and again after
+// the bus or the manager went away.
+type DialFunc func(ctx context.Context) (Systemd, error)
+
+// UnitsDialer returns a DialFunc for the real systemd in scope.
+func UnitsDialer(scope units.Scope) DialFunc {
+	return func(ctx context.Context) (Systemd, error) {
+		c, err := units.Dial(ctx, scope)
+		if err != nil {
+			return nil, err
+		}
+		return unitsAdapter{c}, nil
+	}
+}
+
+// unitsAdapter makes *units.Conn a Systemd.
+type unitsAdapter struct{ *units.Conn }
+
+func (a unitsAdapter) Watch(ctx context.Context) (Watcher, error) {
+	w, err := a.Conn.Subscribe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+var (
+	_ Systemd = unitsAdapter{}
+	_ Watcher = (*units.Watch)(nil)
+)

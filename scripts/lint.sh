@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Lint: gofmt, go vet and staticcheck (pinned, fetched through the module proxy).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fmt=$(gofmt -l . | grep -v '^bench/' || true)
+if [[ -n $fmt ]]; then echo "gofmt would change:"; echo "$fmt"; exit 1; fi
+go vet ./...
+go vet -tags integration ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./... 

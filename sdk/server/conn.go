@@ -1,0 +1,168 @@
+package server
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// Conn is one accepted TCP connection. Its methods are safe for concurrent
+// use from any goroutine, including from inside callbacks.
+type Conn struct {
+	id     uint64
+	srv    *Server
+	eng    engine
+	remote net.Addr
+
+	// stopped is set once the connection starts closing; no message is
+	// delivered after it.
+	stopped atomic.Bool
+
+	mu sync.Mutex // guards the fields below
+	// pending holds bytes accepted by Send and not yet handed to the
+	// socket; queued counts them plus those being written.
+	pending []byte
+	queued  int
+	closing bool // no more Sends: Close, end of stream or error
+	abort   bool // drop queued data and close at once
+	kicked  bool // the engine has been told to look at this connection
+	values  map[string]any
+
+	// Engine-private state; only the engine's goroutines touch it.
+	u uringConn
+	n netConn
+}
+
+// ID returns the connection's id, unique within the Server (starting at 1).
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr returns the peer's address (a *net.TCPAddr), or nil if it could
+// not be read when the connection was accepted.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Server returns the server the connection belongs to.
+func (c *Conn) Server() *Server { return c.srv }
+
+// Send queues a copy of msg for the peer and returns without waiting for the
+// write; in Lines framing a '\n' is appended. Messages to one connection are
+// written in the order of the Send calls and coalesced into as few writes as
+// possible, one write in flight at a time. Send returns ErrClosed once the
+// connection is closing, and ErrSlowConsumer when the queue cap
+// (WithMaxQueue) would be exceeded; in that case the connection is closed
+// without flushing.
+func (c *Conn) Send(msg []byte) error {
+	return c.send(msg, c.srv.cfg.framing == Lines)
+}
+
+func (c *Conn) send(msg []byte, newline bool) error {
+	n := len(msg)
+	if newline {
+		n++
+	}
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.queued+n > c.srv.cfg.maxQueue {
+		c.closing, c.abort = true, true
+		c.pending = nil
+		c.stopped.Store(true)
+		kick := !c.kicked
+		c.kicked = true
+		queued := c.queued
+		c.mu.Unlock()
+		c.srv.log.Warn("slow consumer: send queue full, closing connection",
+			"conn", c.id, "remote", addrString(c.remote), "queued", queued, "limit", c.srv.cfg.maxQueue)
+		c.eng.kick(c, true, kick)
+		return ErrSlowConsumer
+	}
+	c.pending = append(c.pending, msg...)
+	if newline {
+		c.pending = append(c.pending, '\n')
+	}
+	c.queued += n
+	kick := !c.kicked
+	c.kicked = true
+	c.mu.Unlock()
+	if kick {
+		c.eng.kick(c, false, true)
+	}
+	return nil
+}
+
+// Close closes the connection gracefully: data already accepted by Send is
+// written first, then the socket is shut down and closed, and OnDisconnect
+// runs once. No OnMessage is delivered after Close. Close does not wait and
+// always returns nil; calling it again is a no-op. A peer that stops reading
+// keeps the connection until it goes away or Shutdown's context expires.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closing = true
+	c.stopped.Store(true)
+	kick := !c.kicked
+	c.kicked = true
+	c.mu.Unlock()
+	c.eng.kick(c, false, kick)
+	return nil
+}
+
+// abortNow closes the connection without flushing queued data.
+func (c *Conn) abortNow() {
+	c.mu.Lock()
+	if c.abort {
+		c.mu.Unlock()
+		return
+	}
+	c.closing, c.abort = true, true
+	c.pending = nil
+	c.stopped.Store(true)
+	kick := !c.kicked
+	c.kicked = true
+	c.mu.Unlock()
+	c.eng.kick(c, true, kick)
+}
+
+// markClosing stops further Sends (end of stream or error seen by the engine).
+func (c *Conn) markClosing() {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	c.stopped.Store(true)
+}
+
+// Set stores v under key in the connection's private data, which lives as
+// long as the Conn and is never shared with other connections.
+func (c *Conn) Set(key string, v any) {
+	c.mu.Lock()
+	if c.values == nil {
+		c.values = make(map[string]any)
+	}
+	c.values[key] = v
+	c.mu.Unlock()
+}
+
+// Get returns the value stored under key by Set, or nil.
+func (c *Conn) Get(key string) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.values[key]
+}
+
+// Delete removes key from the connection's private data.
+func (c *Conn) Delete(key string) {
+	c.mu.Lock()
+	delete(c.values, key)
+	c.mu.Unlock()
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}

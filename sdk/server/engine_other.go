@@ -1,0 +1,18 @@
+//go:build !linux
+
+package server
+
+import (
+	"fmt"
+	"net"
+	"runtime"
+)
+
+// uringConn is empty where io_uring does not exist.
+type uringConn struct{}
+
+func newURingEngine(s *Server, addr string) (engine, net.Addr, error) {
+	return nil, nil, fmt.Errorf("%w: io_uring needs Linux (this is %s)", ErrEngineUnavailable, runtime.GOOS)
+}
+
+var _ engine = (*netEngine)(nil)

@@ -1,0 +1,779 @@
+//go:build linux
+
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socketley/socketley/sdk/internal/uring"
+)
+
+// Ring geometry of one event loop.
+const (
+	sqEntries  = 1024
+	cqEntries  = 8192
+	bufEntries = 512     // provided receive buffers per loop
+	bufSize    = 8 << 10 // bytes per receive buffer
+	bufGroup   = 0
+	cqeBatch   = 512
+	// acceptRetry is the pause before re-arming accept after it failed
+	// (EMFILE, ENFILE, ENOMEM), so a full fd table does not spin the loop.
+	acceptRetry = 50 * time.Millisecond
+)
+
+// ringFlags are the setup flags every loop ring uses: one issuer thread,
+// completions processed only when that thread asks (no IPIs, no task-work
+// interrupts), and submission of every SQE even when one fails.
+const ringFlags = uring.SetupSingleIssuer | uring.SetupDeferTaskrun | uring.SetupSubmitAll | uring.SetupCQSize
+
+// user_data layout: op (8 bits) | generation (24 bits) | slot (32 bits).
+// It carries ids only, never Go pointers.
+const (
+	opAccept uint64 = iota + 1
+	opRecv
+	opSend
+	opWake
+	opCancel
+	opTimeout
+)
+
+func userData(op uint64, slot, gen uint32) uint64 {
+	return op<<56 | uint64(gen&0xffffff)<<32 | uint64(slot)
+}
+
+// uringConn is the io_uring engine's per-connection state, owned by the
+// connection's loop goroutine.
+type uringConn struct {
+	l         *loop
+	fd        int
+	slot, gen uint32
+	state     int  // connOpen, connClosing, connShut
+	recvArmed bool // a multishot recv is in flight
+	sending   bool // a send is in flight; out is referenced until its CQE
+	dead      bool // fd closed, slot freed
+	out       []byte
+	off       int
+	spare     []byte
+	split     splitter
+	emit      func([]byte) bool
+}
+
+const (
+	connOpen    = iota
+	connClosing // flush queued output, then shut down
+	connShut    // shutdown(2) called; waiting for recv and send to end
+)
+
+// uringEngine runs one loop per configured loop count, each with its own
+// ring, buffer ring, eventfd and SO_REUSEPORT listener.
+type uringEngine struct {
+	srv   *Server
+	fds   []int
+	loops []*loop
+	wg    sync.WaitGroup
+}
+
+// newURingEngine checks that io_uring can serve here and binds the
+// listeners. Errors wrap ErrEngineUnavailable when io_uring is the problem.
+func newURingEngine(s *Server, addr string) (*uringEngine, net.Addr, error) {
+	if err := probeURing(); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrEngineUnavailable, err)
+	}
+	fds, bound, err := listenReusePort(addr, s.cfg.loops)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &uringEngine{srv: s, fds: fds}, bound, nil
+}
+
+// probeURing creates and closes a ring with everything the engine needs:
+// the setup flags (kernel 6.1+), the opcodes, and a provided buffer ring.
+// io_uring_disabled, seccomp filters and old kernels all fail here.
+func probeURing() error {
+	r, err := uring.New(4, &uring.Params{Flags: ringFlags, CQEntries: 8})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	ops, err := r.Probe()
+	if err != nil {
+		return err
+	}
+	for _, op := range []uint8{uring.OpAccept, uring.OpRecv, uring.OpSend, uring.OpPollAdd, uring.OpAsyncCancel, uring.OpTimeout} {
+		if int(op) >= len(ops) || !ops[op] {
+			return fmt.Errorf("io_uring opcode %d not supported", op)
+		}
+	}
+	br, err := r.RegisterBufRing(1, 64, 0)
+	if err != nil {
+		return err
+	}
+	_ = r.UnregisterBufRing(br)
+	br.Free()
+	return nil
+}
+
+func (e *uringEngine) name() Engine { return EngineURing }
+
+func (e *uringEngine) closeListeners() {
+	for i, fd := range e.fds {
+		if fd >= 0 {
+			unix.Close(fd)
+			e.fds[i] = -1
+		}
+	}
+}
+
+// fallback hands the first listener to a net engine and closes the others.
+func (e *uringEngine) fallback() (engine, error) {
+	f := os.NewFile(uintptr(e.fds[0]), "listener")
+	ln, err := net.FileListener(f)
+	f.Close()
+	e.fds[0] = -1
+	e.closeListeners()
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", e.srv.addr, err)
+	}
+	ne, _, err := newNetEngine(e.srv, "", ln)
+	return ne, err
+}
+
+func (e *uringEngine) start(h handlers) error {
+	ready := make(chan error, len(e.fds))
+	for i, fd := range e.fds {
+		l := &loop{e: e, srv: e.srv, h: h, idx: i, lfd: fd, efd: -1, goCh: make(chan bool, 1)}
+		e.loops = append(e.loops, l)
+		e.wg.Add(1)
+		go l.run(ready)
+	}
+	var first error
+	for range e.loops {
+		if err := <-ready; err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, l := range e.loops {
+		l.goCh <- first == nil
+	}
+	if first != nil {
+		e.wg.Wait()
+		e.loops = nil
+		return first
+	}
+	return nil
+}
+
+func (e *uringEngine) wait() {
+	e.wg.Wait()
+}
+
+func (e *uringEngine) stop() {
+	for _, l := range e.loops {
+		l.command(cmdStop)
+	}
+}
+
+func (e *uringEngine) abortAll() {
+	for _, l := range e.loops {
+		l.command(cmdAbort)
+	}
+}
+
+func (e *uringEngine) kick(c *Conn, abort, enqueue bool) {
+	if enqueue {
+		c.u.l.enqueue(c)
+	}
+}
+
+// Commands sent to a loop.
+const (
+	cmdStop  = 1 << 0
+	cmdAbort = 1 << 1
+)
+
+// loop is one event loop: a goroutine locked to its OS thread that alone
+// touches its ring, buffer ring and connections.
+type loop struct {
+	e    *uringEngine
+	srv  *Server
+	h    handlers
+	idx  int
+	lfd  int
+	efd  int
+	goCh chan bool
+
+	// Owned by the loop goroutine.
+	ring         *uring.Ring
+	br           *uring.BufRing
+	slots        []*Conn
+	gens         []uint32
+	free         []uint32
+	nconns       int
+	acceptArmed  bool
+	timeoutArmed bool
+	stopping     bool
+	recycled     bool
+	cqes         []uring.CQE
+	work         []*Conn
+	efdBuf       [8]byte
+	retryTS      unix.Timespec
+
+	mu       sync.Mutex // guards the fields below
+	queue    []*Conn    // connections kicked from any goroutine
+	cmds     int
+	sleeping bool // blocked in io_uring_enter, needs an eventfd write
+	exited   bool // efd is closed: never write to it again
+}
+
+// enqueue hands c to the loop and wakes it if it sleeps.
+func (l *loop) enqueue(c *Conn) {
+	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		return
+	}
+	l.queue = append(l.queue, c)
+	l.wakeLocked()
+	l.mu.Unlock()
+}
+
+func (l *loop) command(cmd int) {
+	l.mu.Lock()
+	if !l.exited {
+		l.cmds |= cmd
+		l.wakeLocked()
+	}
+	l.mu.Unlock()
+}
+
+// wakeLocked writes the eventfd if the loop sleeps. l.mu must be held, so
+// the eventfd cannot be closed meanwhile.
+func (l *loop) wakeLocked() {
+	if l.sleeping {
+		l.sleeping = false
+		one := [8]byte{1}
+		for {
+			_, err := unix.Write(l.efd, one[:])
+			if err != unix.EINTR {
+				break
+			}
+		}
+	}
+}
+
+func (l *loop) setup() error {
+	var err error
+	l.ring, err = uring.New(sqEntries, &uring.Params{Flags: ringFlags, CQEntries: cqEntries})
+	if err != nil {
+		return err
+	}
+	_ = l.ring.RegisterRingFD() // optional: saves an fd lookup per enter
+	l.br, err = l.ring.RegisterBufRing(bufEntries, bufSize, bufGroup)
+	if err != nil {
+		l.ring.Close()
+		return err
+	}
+	l.efd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		l.teardownRing()
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	l.cqes = make([]uring.CQE, cqeBatch)
+	return nil
+}
+
+func (l *loop) teardownRing() {
+	if l.br != nil {
+		_ = l.ring.UnregisterBufRing(l.br)
+	}
+	l.ring.Close()
+	if l.br != nil {
+		l.br.Free()
+	}
+	if l.efd >= 0 {
+		unix.Close(l.efd)
+	}
+}
+
+func (l *loop) run(ready chan<- error) {
+	defer l.e.wg.Done()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := l.setup(); err != nil {
+		ready <- fmt.Errorf("io_uring loop %d: %w", l.idx, err)
+		<-l.goCh
+		return
+	}
+	ready <- nil
+	if !<-l.goCh {
+		// Another loop failed: leave the listener for the fallback engine.
+		l.mu.Lock()
+		l.exited = true
+		l.mu.Unlock()
+		l.teardownRing()
+		return
+	}
+	l.armAccept()
+	l.armWake()
+	for !(l.stopping && l.nconns == 0 && !l.acceptArmed && !l.timeoutArmed) {
+		l.wait()
+		l.reap()
+		l.drainQueue()
+		l.flushWork()
+	}
+	l.mu.Lock()
+	l.exited = true
+	l.mu.Unlock()
+	if l.lfd >= 0 {
+		unix.Close(l.lfd)
+		l.lfd = -1
+	}
+	l.teardownRing()
+}
+
+// wait submits prepared SQEs and blocks for at least one completion unless
+// there is queued work.
+func (l *loop) wait() {
+	if l.recycled {
+		l.br.Publish()
+		l.recycled = false
+	}
+	var n uint32 = 1
+	if l.ring.CQReady() > 0 {
+		n = 0
+	} else {
+		l.mu.Lock()
+		if len(l.queue) > 0 || l.cmds != 0 {
+			n = 0
+		} else {
+			l.sleeping = true
+		}
+		l.mu.Unlock()
+	}
+	_, err := l.ring.SubmitAndWait(n)
+	if n == 1 {
+		l.mu.Lock()
+		l.sleeping = false
+		l.mu.Unlock()
+	}
+	if err != nil && !uring.IsTemporary(err) {
+		// Only EBADF/EFAULT/EINVAL-class bugs land here; do not spin.
+		l.srv.log.Error("io_uring_enter failed", "err", err)
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (l *loop) getSQE() *uring.SQE {
+	for {
+		if sqe := l.ring.GetSQE(); sqe != nil {
+			return sqe
+		}
+		if _, err := l.ring.Submit(); err != nil && !uring.IsTemporary(err) {
+			l.srv.log.Error("io_uring submit failed", "err", err)
+		}
+		if l.ring.Pending() > 0 {
+			// SQ still full (CQ overflow backpressure): reap to make room.
+			l.reap()
+		}
+	}
+}
+
+func (l *loop) armAccept() {
+	l.getSQE().PrepAcceptMultishot(l.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, userData(opAccept, 0, 0))
+	l.acceptArmed = true
+}
+
+func (l *loop) armWake() {
+	l.getSQE().PrepPollMultishot(l.efd, unix.POLLIN, userData(opWake, 0, 0))
+}
+
+func (l *loop) reap() {
+	for {
+		n := l.ring.PeekBatch(l.cqes)
+		if n == 0 {
+			return
+		}
+		for i := 0; i < n; i++ {
+			l.complete(&l.cqes[i])
+		}
+		if n < len(l.cqes) {
+			return
+		}
+	}
+}
+
+func (l *loop) complete(cqe *uring.CQE) {
+	ud := cqe.UserData
+	switch ud >> 56 {
+	case opAccept:
+		l.onAccept(cqe)
+	case opRecv:
+		if c := l.lookup(ud); c != nil {
+			l.onRecv(c, cqe)
+		} else if bid, ok := cqe.BufferID(); ok {
+			l.br.Add(bid)
+			l.recycled = true
+		}
+	case opSend:
+		if c := l.lookup(ud); c != nil {
+			l.onSend(c, cqe)
+		}
+	case opWake:
+		for {
+			_, err := unix.Read(l.efd, l.efdBuf[:])
+			if err != unix.EINTR {
+				break
+			}
+		}
+		if !cqe.More() {
+			l.armWake()
+		}
+	case opTimeout:
+		l.timeoutArmed = false
+		if !l.stopping {
+			l.armAccept()
+		}
+	case opCancel:
+	}
+}
+
+func (l *loop) lookup(ud uint64) *Conn {
+	slot := uint32(ud)
+	if int(slot) >= len(l.slots) {
+		return nil
+	}
+	c := l.slots[slot]
+	if c == nil || c.u.gen != uint32(ud>>32)&0xffffff {
+		return nil
+	}
+	return c
+}
+
+func (l *loop) onAccept(cqe *uring.CQE) {
+	if !cqe.More() {
+		l.acceptArmed = false
+	}
+	if cqe.Res >= 0 {
+		fd := int(cqe.Res)
+		if l.stopping {
+			unix.Close(fd)
+		} else {
+			l.newConn(fd)
+		}
+	} else if err := unix.Errno(-cqe.Res); err != unix.ECANCELED && !l.stopping {
+		if !cqe.More() && (err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOMEM || err == unix.ENOBUFS) {
+			l.srv.log.Error("accept failed, retrying", "port", l.srv.Port(), "err", err)
+			l.retryTS = unix.NsecToTimespec(int64(acceptRetry))
+			l.getSQE().PrepTimeout(&l.retryTS, userData(opTimeout, 0, 0))
+			l.timeoutArmed = true
+			return
+		}
+	}
+	if !l.acceptArmed {
+		if l.stopping {
+			if l.lfd >= 0 {
+				unix.Close(l.lfd)
+				l.lfd = -1
+			}
+		} else {
+			l.armAccept()
+		}
+	}
+}
+
+func (l *loop) newConn(fd int) {
+	var remote net.Addr
+	if sa, err := unix.Getpeername(fd); err == nil {
+		if ta := sockaddrToTCP(sa); ta != nil {
+			remote = ta
+		}
+	}
+	c := l.srv.newConn(l.e, remote)
+	var slot uint32
+	if n := len(l.free); n > 0 {
+		slot = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		slot = uint32(len(l.slots))
+		l.slots = append(l.slots, nil)
+		l.gens = append(l.gens, 0)
+	}
+	l.gens[slot]++
+	l.slots[slot] = c
+	c.u = uringConn{l: l, fd: fd, slot: slot, gen: l.gens[slot] & 0xffffff}
+	c.u.split.max = l.srv.cfg.maxMessage
+	h := l.h
+	c.u.emit = func(m []byte) bool {
+		h.message(c, m)
+		return !c.stopped.Load()
+	}
+	l.nconns++
+	l.srv.addConn(c)
+	l.armRecv(c)
+	l.h.connect(c)
+}
+
+func (l *loop) armRecv(c *Conn) {
+	l.getSQE().PrepRecvMultishot(c.u.fd, bufGroup, userData(opRecv, c.u.slot, c.u.gen))
+	c.u.recvArmed = true
+}
+
+func (l *loop) onRecv(c *Conn, cqe *uring.CQE) {
+	more := cqe.More()
+	if !more {
+		c.u.recvArmed = false
+	}
+	if cqe.Res > 0 {
+		bid, _ := cqe.BufferID()
+		if c.u.state == connOpen && !c.stopped.Load() {
+			l.deliver(c, l.br.Buf(bid, int(cqe.Res)))
+		}
+		l.br.Add(bid)
+		l.recycled = true
+		if !more && c.u.state != connShut {
+			l.armRecv(c)
+		}
+		return
+	}
+	if bid, ok := cqe.BufferID(); ok {
+		l.br.Add(bid)
+		l.recycled = true
+	}
+	switch {
+	case cqe.Res == -int32(unix.ENOBUFS) && c.u.state != connShut:
+		// Buffer ring ran dry: buffers come back as this batch is
+		// processed; publish them and re-arm.
+		if !more {
+			l.br.Publish()
+			l.recycled = false
+			l.armRecv(c)
+		}
+	case cqe.Res == -int32(unix.EINTR) || cqe.Res == -int32(unix.EAGAIN):
+		if !more && c.u.state != connShut {
+			l.armRecv(c)
+		}
+	case cqe.Res == 0:
+		// End of stream: deliver a final unterminated line, flush what is
+		// queued, then close.
+		if c.u.state == connOpen && !c.stopped.Load() && l.srv.cfg.framing == Lines {
+			if last := c.u.split.rest(); last != nil {
+				l.h.message(c, last)
+			}
+		}
+		l.beginClose(c)
+	default:
+		// ECONNRESET, ETIMEDOUT, ...: nothing more can be written.
+		l.abortConn(c)
+	}
+	l.maybeFinish(c)
+}
+
+func (l *loop) deliver(c *Conn, data []byte) {
+	if l.srv.cfg.framing == Raw {
+		l.h.message(c, data)
+		return
+	}
+	if err := c.u.split.feed(data, c.u.emit); err != nil {
+		l.srv.log.Warn("message too large, closing connection",
+			"conn", c.id, "remote", addrString(c.remote), "limit", l.srv.cfg.maxMessage)
+		l.abortConn(c)
+	}
+}
+
+// beginClose moves c to connClosing: Sends stop, queued output is flushed,
+// then the socket is shut down.
+func (l *loop) beginClose(c *Conn) {
+	if c.u.state != connOpen {
+		return
+	}
+	c.markClosing()
+	c.u.state = connClosing
+	l.pushSend(c)
+	if !c.u.sending {
+		l.shut(c)
+	}
+}
+
+// abortConn drops queued output and shuts the socket down at once.
+func (l *loop) abortConn(c *Conn) {
+	c.mu.Lock()
+	c.closing, c.abort = true, true
+	c.pending = nil
+	c.mu.Unlock()
+	c.stopped.Store(true)
+	l.shut(c)
+}
+
+// shut calls shutdown(2), which ends the multishot recv and fails a send
+// blocked on a full socket buffer.
+func (l *loop) shut(c *Conn) {
+	if c.u.state == connShut {
+		return
+	}
+	c.u.state = connShut
+	c.markClosing()
+	c.u.split.reset()
+	_ = unix.Shutdown(c.u.fd, unix.SHUT_RDWR)
+	if c.u.recvArmed {
+		// Belt and braces: a recv already past its poll check ends with
+		// -ECANCELED instead of waiting.
+		l.getSQE().PrepCancel(userData(opRecv, c.u.slot, c.u.gen), 0, userData(opCancel, 0, 0))
+	}
+}
+
+// maybeFinish closes c once it is shut and no request references it.
+func (l *loop) maybeFinish(c *Conn) {
+	if c.u.dead || c.u.state != connShut || c.u.recvArmed || c.u.sending {
+		return
+	}
+	c.u.dead = true
+	unix.Close(c.u.fd)
+	l.slots[c.u.slot] = nil
+	l.free = append(l.free, c.u.slot)
+	l.nconns--
+	c.u.out, c.u.spare = nil, nil
+	c.mu.Lock()
+	c.pending = nil
+	c.queued = 0
+	c.mu.Unlock()
+	l.srv.removeConn(c)
+	l.h.disconnect(c)
+}
+
+// pushSend starts a send of the queued output when none is in flight.
+func (l *loop) pushSend(c *Conn) {
+	if c.u.sending || c.u.state == connShut {
+		return
+	}
+	c.mu.Lock()
+	if len(c.pending) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.u.out = c.pending
+	c.pending = c.u.spare
+	c.mu.Unlock()
+	c.u.spare = nil
+	c.u.off = 0
+	c.u.sending = true
+	l.prepSend(c)
+}
+
+func (l *loop) prepSend(c *Conn) {
+	l.getSQE().PrepSend(c.u.fd, c.u.out[c.u.off:], unix.MSG_NOSIGNAL, userData(opSend, c.u.slot, c.u.gen))
+}
+
+func (l *loop) onSend(c *Conn, cqe *uring.CQE) {
+	if cqe.Res < 0 {
+		if (cqe.Res == -int32(unix.EAGAIN) || cqe.Res == -int32(unix.EINTR)) && c.u.state != connShut {
+			l.prepSend(c)
+			return
+		}
+		c.u.sending = false
+		c.u.out = nil
+		if c.u.state != connShut {
+			l.abortConn(c)
+		}
+		l.maybeFinish(c)
+		return
+	}
+	c.u.off += int(cqe.Res)
+	if c.u.off < len(c.u.out) && c.u.state != connShut {
+		l.prepSend(c) // short send: write the rest
+		return
+	}
+	n := len(c.u.out)
+	c.mu.Lock()
+	c.queued -= n
+	c.mu.Unlock()
+	c.u.sending = false
+	if cap(c.u.out) <= shrinkCap {
+		c.u.spare = c.u.out[:0]
+	}
+	c.u.out = nil
+	switch c.u.state {
+	case connOpen:
+		l.pushSend(c)
+	case connClosing:
+		l.pushSend(c)
+		if !c.u.sending {
+			l.shut(c)
+		}
+	}
+	l.maybeFinish(c)
+}
+
+// drainQueue services connections kicked by Send, Close and Broadcast, and
+// loop commands.
+func (l *loop) drainQueue() {
+	l.mu.Lock()
+	q := l.queue
+	l.queue = l.work[:0]
+	cmds := l.cmds
+	l.cmds = 0
+	l.mu.Unlock()
+	l.work = q
+	if cmds&cmdStop != 0 && !l.stopping {
+		l.stopping = true
+		if l.acceptArmed {
+			l.getSQE().PrepCancel(userData(opAccept, 0, 0), 0, userData(opCancel, 0, 0))
+		} else if l.lfd >= 0 {
+			unix.Close(l.lfd)
+			l.lfd = -1
+		}
+		if l.timeoutArmed {
+			l.getSQE().PrepCancel(userData(opTimeout, 0, 0), 0, userData(opCancel, 0, 0))
+		}
+		for _, c := range l.slots {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
+	if cmds&cmdAbort != 0 {
+		for _, c := range l.slots {
+			if c != nil {
+				l.abortConn(c)
+				l.maybeFinish(c)
+			}
+		}
+	}
+}
+
+// flushWork acts on the kicked connections collected by drainQueue.
+func (l *loop) flushWork() {
+	for i, c := range l.work {
+		l.work[i] = nil
+		if c.u.dead {
+			continue
+		}
+		c.mu.Lock()
+		c.kicked = false
+		closing, abort := c.closing, c.abort
+		c.mu.Unlock()
+		switch {
+		case abort:
+			l.abortConn(c)
+		case closing && c.u.state == connOpen:
+			l.beginClose(c)
+		default:
+			l.pushSend(c)
+		}
+		l.maybeFinish(c)
+	}
+	l.work = l.work[:0]
+}
+
+var _ engine = (*uringEngine)(nil)
+var _ engine = (*netEngine)(nil)
+
+// errnoIs reports whether err wraps errno (for tests and callers).
+func errnoIs(err error, errno unix.Errno) bool { return errors.Is(err, errno) }

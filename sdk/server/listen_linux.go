@@ -1,0 +1,131 @@
+//go:build linux
+
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenBacklog is the listen(2) backlog; the kernel caps it at somaxconn.
+const listenBacklog = 4096
+
+// listenReusePort binds n listening sockets to addr with SO_REUSEPORT, so
+// the kernel spreads incoming connections over them. With port 0 the first
+// socket picks the port and the others join it. An empty host listens on
+// all addresses, IPv6 and IPv4, like package net does.
+func listenReusePort(addr string, n int) ([]int, *net.TCPAddr, error) {
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	var fds []int
+	fail := func(err error) ([]int, *net.TCPAddr, error) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	port := ta.Port
+	for i := 0; i < n; i++ {
+		fd, err := listenOne(ta.IP, port, ta.Zone)
+		if err != nil {
+			return fail(err)
+		}
+		fds = append(fds, fd)
+		if port == 0 {
+			sa, err := unix.Getsockname(fd)
+			if err != nil {
+				return fail(os.NewSyscallError("getsockname", err))
+			}
+			port = sockaddrToTCP(sa).Port
+		}
+	}
+	sa, err := unix.Getsockname(fds[0])
+	if err != nil {
+		return fail(os.NewSyscallError("getsockname", err))
+	}
+	return fds, sockaddrToTCP(sa), nil
+}
+
+func listenOne(ip net.IP, port int, zone string) (int, error) {
+	family := unix.AF_INET6
+	if ip4 := ip.To4(); ip4 != nil {
+		family = unix.AF_INET
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil && family == unix.AF_INET6 && len(ip) == 0 && errors.Is(err, unix.EAFNOSUPPORT) {
+		family = unix.AF_INET
+		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	}
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	setup := func() error {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return os.NewSyscallError("setsockopt SO_REUSEPORT", err)
+		}
+		// Accepted sockets inherit TCP_NODELAY from the listener.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+			return os.NewSyscallError("setsockopt TCP_NODELAY", err)
+		}
+		var sa unix.Sockaddr
+		if family == unix.AF_INET {
+			s4 := &unix.SockaddrInet4{Port: port}
+			if ip4 := ip.To4(); ip4 != nil {
+				copy(s4.Addr[:], ip4)
+			}
+			sa = s4
+		} else {
+			s6 := &unix.SockaddrInet6{Port: port}
+			if len(ip) == 0 || ip.IsUnspecified() {
+				// Dual stack, as package net does for ":port".
+				if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+					return os.NewSyscallError("setsockopt IPV6_V6ONLY", err)
+				}
+			}
+			copy(s6.Addr[:], ip.To16())
+			if zone != "" {
+				if ifi, err := net.InterfaceByName(zone); err == nil {
+					s6.ZoneId = uint32(ifi.Index)
+				}
+			}
+			sa = s6
+		}
+		if err := unix.Bind(fd, sa); err != nil {
+			return os.NewSyscallError("bind", err)
+		}
+		if err := unix.Listen(fd, listenBacklog); err != nil {
+			return os.NewSyscallError("listen", err)
+		}
+		return nil
+	}
+	if err := setup(); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func sockaddrToTCP(sa unix.Sockaddr) *net.TCPAddr {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(append([]byte(nil), sa.Addr[:]...)), Port: sa.Port}
+	case *unix.SockaddrInet6:
+		a := &net.TCPAddr{IP: net.IP(append([]byte(nil), sa.Addr[:]...)), Port: sa.Port}
+		if sa.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
+				a.Zone = ifi.Name
+			}
+		}
+		return a
+	}
+	return nil
+}

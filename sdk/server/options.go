@@ -1,0 +1,146 @@
+package server
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+)
+
+// Framing says how the byte stream of a connection is cut into messages.
+type Framing int
+
+const (
+	// Lines delivers newline-delimited messages with the '\n' removed (a
+	// '\r' before it is kept), and Send appends '\n' to every message. A
+	// final message without '\n' is delivered when the peer ends the stream.
+	// This is the default.
+	Lines Framing = iota
+	// Raw delivers bytes as they arrive, in chunks of whatever size the
+	// kernel returned (at most one receive buffer); Send writes msg as is.
+	Raw
+)
+
+// String returns "lines" or "raw".
+func (f Framing) String() string {
+	if f == Raw {
+		return "raw"
+	}
+	return "lines"
+}
+
+// Engine names the I/O engine that serves connections.
+type Engine string
+
+const (
+	// EngineAuto uses io_uring when the kernel allows it and falls back to
+	// Go's netpoller otherwise. This is the default.
+	EngineAuto Engine = "auto"
+	// EngineURing requires io_uring; New fails when it is unavailable.
+	EngineURing Engine = "uring"
+	// EngineNet uses Go's netpoller (package net), on every platform.
+	EngineNet Engine = "net"
+)
+
+// EnvEngine is the environment variable that, when set to auto, uring or
+// net, overrides WithEngine: an operator's switch for machines where
+// io_uring is blocked or misbehaves.
+const EnvEngine = "SOCKETLEY_ENGINE"
+
+// Defaults.
+const (
+	// DefaultMaxMessage is the largest message accepted in Lines framing.
+	DefaultMaxMessage = 1 << 20
+	// DefaultMaxQueue is the default cap on bytes queued for one connection.
+	DefaultMaxQueue = 4 << 20
+	// DefaultShutdownTimeout bounds the graceful shutdown that Run performs
+	// when its context is cancelled.
+	DefaultShutdownTimeout = 5 * time.Second
+)
+
+// Option configures a Server; pass options to New.
+type Option func(*config)
+
+type config struct {
+	framing         Framing
+	maxMessage      int
+	maxQueue        int
+	engine          Engine
+	log             *slog.Logger
+	loops           int
+	attach          bool
+	attachName      string
+	attachRequired  bool
+	shutdownTimeout time.Duration
+}
+
+func defaultConfig() config {
+	return config{
+		framing:         Lines,
+		maxMessage:      DefaultMaxMessage,
+		maxQueue:        DefaultMaxQueue,
+		engine:          EngineAuto,
+		loops:           runtime.GOMAXPROCS(0),
+		attach:          true,
+		attachName:      filepath.Base(os.Args[0]),
+		shutdownTimeout: DefaultShutdownTimeout,
+	}
+}
+
+// WithFraming selects Lines (default) or Raw framing.
+func WithFraming(f Framing) Option { return func(c *config) { c.framing = f } }
+
+// WithMaxMessage sets the largest message accepted in Lines framing
+// (default 1 MiB, without the newline). A connection whose message grows
+// past it is logged and closed; the server never buffers more than this
+// (plus one receive buffer) per connection.
+func WithMaxMessage(n int) Option { return func(c *config) { c.maxMessage = n } }
+
+// WithMaxQueue caps the bytes queued for sending to one connection and not
+// yet written to its socket (default 4 MiB, raised to hold at least one
+// message of the maximum size). A Send that would exceed it treats the peer
+// as a slow consumer: it returns ErrSlowConsumer, the queued data is
+// dropped, and the connection is closed.
+func WithMaxQueue(n int) Option { return func(c *config) { c.maxQueue = n } }
+
+// WithEngine selects EngineAuto (default), EngineURing or EngineNet.
+// $SOCKETLEY_ENGINE overrides it when set.
+func WithEngine(e Engine) Option { return func(c *config) { c.engine = e } }
+
+// WithLogger sets the logger for connection-level events (oversize message,
+// slow consumer, attach failure, engine fallback). nil discards them, which
+// is the default.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
+
+// WithLoops sets the number of io_uring event loops, each on its own locked
+// OS thread with its own SO_REUSEPORT listener (default GOMAXPROCS). The net
+// engine ignores it.
+func WithLoops(n int) Option { return func(c *config) { c.loops = n } }
+
+// WithAttach sets the name reported to the socketley daemon when the
+// process runs as a managed unit (default: the program's base name;
+// $SOCKETLEY_NAME, which the daemon sets, takes precedence).
+func WithAttach(name string) Option {
+	return func(c *config) { c.attach, c.attachName = true, name }
+}
+
+// WithoutAttach disables the automatic attach of a managed process.
+func WithoutAttach() Option { return func(c *config) { c.attach = false } }
+
+// WithAttachRequired makes a failed automatic attach fatal: Run shuts the
+// server down and returns the error. By default the failure is logged and
+// the server keeps serving, because the daemon's health check still sees
+// the port and a restart of the daemon must not take services down.
+func WithAttachRequired() Option { return func(c *config) { c.attachRequired = true } }
+
+// WithShutdownTimeout bounds the graceful shutdown that Run performs when
+// its context is cancelled (default 5 s); after it, connections are closed
+// without flushing.
+func WithShutdownTimeout(d time.Duration) Option {
+	return func(c *config) { c.shutdownTimeout = d }
+}
+
+// Port returns the listen address ":port" for New.
+func Port(port int) string { return ":" + strconv.Itoa(port) }

@@ -1,0 +1,424 @@
+package units
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+)
+
+// Default deadlines, applied when the caller's context has none.
+const (
+	jobTimeout   = 10 * time.Second // Start, Stop: the call and the job
+	queryTimeout = 3 * time.Second  // one query (Status, ResetFailed, UnitByPID, …)
+	listTimeout  = 10 * time.Second // List, Subscribe, Resync: several queries
+	pingTimeout  = time.Second      // each attempt of Dial's first call
+	pingAttempts = 3
+)
+
+// Conn is a connection to one systemd manager. Its methods are safe for
+// concurrent use. Every call has a deadline: the context's, or a default
+// (10 s for Start and Stop, 3 s for a query).
+type Conn struct {
+	scope Scope
+	addr  string // session bus address (User scope); "" for the system bus
+	sd    *sdbus.Conn
+	end   context.CancelFunc // ends the lifetime context of sd's connections
+}
+
+// Dial connects to the manager of scope and checks that systemd answers.
+//
+// System uses the system bus ($DBUS_SYSTEM_BUS_ADDRESS or
+// /run/dbus/system_bus_socket). User uses $DBUS_SESSION_BUS_ADDRESS, else
+// unix:path=$XDG_RUNTIME_DIR/bus when that socket exists; with neither it
+// fails at once. ctx bounds only the dial (default 3 s), not the life of the
+// connection. Errors wrap ErrNoBus when systemd cannot be reached. The caller
+// must Close the Conn.
+func Dial(ctx context.Context, scope Scope) (*Conn, error) {
+	prefix := "dial " + scope.String() + " manager"
+	if scope != System && scope != User {
+		return nil, fmt.Errorf("%s: %w: unknown scope", prefix, ErrInvalid)
+	}
+	var addr string
+	where := "the system bus"
+	if scope == User {
+		a, err := sessionBusAddress()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", prefix, err)
+		}
+		addr, where = a, "the session bus "+a
+	}
+	ctx, cancel := withDefault(ctx, queryTimeout)
+	defer cancel()
+
+	// godbus ties a connection's life to the context given at dial time, so
+	// the connection gets its own context, cut loose from ctx's deadline.
+	life, end := context.WithCancel(context.WithoutCancel(ctx))
+	sd, err := connect(ctx, end, func() (*sdbus.Conn, error) {
+		if scope == System {
+			return sdbus.NewSystemConnectionContext(life)
+		}
+		return sdbus.NewConnection(func() (*godbus.Conn, error) {
+			return dialBus(life, scope, addr)
+		})
+	}, (*sdbus.Conn).Close)
+	if err != nil {
+		end()
+		return nil, fmt.Errorf("%s: %w", prefix, noBus("connect to "+where, err))
+	}
+	if err := ping(ctx, sd); err != nil {
+		sd.Close()
+		end()
+		return nil, fmt.Errorf("%s: %w", prefix, noBus("systemd does not answer on "+where, err))
+	}
+	return &Conn{scope: scope, addr: addr, sd: sd, end: end}, nil
+}
+
+// Close closes the connection. A Watch from Subscribe has its own connection
+// and stays open. Close always returns nil.
+func (c *Conn) Close() error {
+	c.sd.Close()
+	c.end()
+	return nil
+}
+
+// Scope returns the scope the Conn was dialed with.
+func (c *Conn) Scope() Scope { return c.scope }
+
+// Start creates the transient unit Name(spec.Name) from spec and starts it
+// (job mode "fail"), then waits for the job. Results:
+//   - nil: the job is done; with Type=exec the binary has been executed.
+//   - errors.Is(err, ErrInvalid): spec cannot be turned into a unit.
+//   - errors.Is(err, ErrUnitExists): a unit of that name is active or busy.
+//     A failed or inactive leftover is cleared (ResetFailed) and the start
+//     retried once before this is returned.
+//   - *JobError: the job ended otherwise (a binary that cannot be executed:
+//     "failed", Result exit-code, ExecMainStatus 203). The unit is then
+//     stopped and reset, so nothing is left to restart it.
+//   - a context error if the job does not end in time: the unit may still
+//     start; check with Status.
+func (c *Conn) Start(ctx context.Context, spec Spec) error {
+	unit := Name(spec.Name)
+	props, err := properties(spec, c.scope)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", unit, err)
+	}
+	ctx, cancel := withDefault(ctx, jobTimeout)
+	defer cancel()
+
+	result, err := c.startTransient(ctx, unit, props)
+	if errors.Is(err, ErrUnitExists) {
+		// A failed unit stays loaded (CollectMode=inactive) and blocks the
+		// name; clearing it lets the manager collect it before the retry.
+		if rerr := mapErr(c.sd.ResetFailedUnitContext(ctx, unit)); rerr != nil && !errors.Is(rerr, ErrNoSuchUnit) {
+			return c.wrap("start", unit, rerr)
+		}
+		result, err = c.startTransient(ctx, unit, props)
+	}
+	if err != nil {
+		return c.wrap("start", unit, err)
+	}
+	if result == JobDone {
+		return nil
+	}
+	je := &JobError{Unit: unit, Job: "start", Result: result}
+	// The caller's ctx may be spent: read the outcome and clean up on a
+	// short deadline of our own.
+	qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), queryTimeout)
+	defer qcancel()
+	if st, err := c.Status(qctx, spec.Name); err == nil {
+		je.Status = st
+	}
+	c.discard(qctx, unit)
+	return je
+}
+
+// startTransient starts unit and waits for its job result.
+func (c *Conn) startTransient(ctx context.Context, unit string, props []sdbus.Property) (JobResult, error) {
+	ch := make(chan string, 1) // buffered: go-systemd's dispatcher must never block
+	if _, err := c.sd.StartTransientUnitContext(ctx, unit, "fail", props, ch); err != nil {
+		return "", mapErr(err)
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("waiting for the start job: %w", ctx.Err())
+	}
+}
+
+// discard stops unit (cancelling a pending automatic restart) and clears its
+// failed state; errors are ignored, the unit may be gone already.
+func (c *Conn) discard(ctx context.Context, unit string) {
+	ch := make(chan string, 1)
+	if _, err := c.sd.StopUnitContext(ctx, unit, "replace", ch); err == nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+	}
+	_ = c.sd.ResetFailedUnitContext(ctx, unit)
+}
+
+// Stop stops the runtime's unit (job mode "replace", which also cancels a
+// pending start or automatic restart) and waits until the stop job is done:
+// the unit is then inactive, and a transient unit is unloaded right after.
+// Results: nil; ErrNoSuchUnit when no unit is loaded (already stopped); a
+// *JobError; a context error. A unit whose process exits non-zero on SIGTERM
+// ends failed and stays loaded: call ResetFailed to clear it.
+func (c *Conn) Stop(ctx context.Context, name string) error {
+	unit, err := unitOf("stop", name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withDefault(ctx, jobTimeout)
+	defer cancel()
+	ch := make(chan string, 1)
+	if _, err := c.sd.StopUnitContext(ctx, unit, "replace", ch); err != nil {
+		return c.wrap("stop", unit, err)
+	}
+	select {
+	case r := <-ch:
+		if r == JobDone {
+			return nil
+		}
+		je := &JobError{Unit: unit, Job: "stop", Result: r}
+		if st, err := c.Status(ctx, name); err == nil {
+			je.Status = st
+		}
+		return je
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s: waiting for the stop job: %w", unit, ctx.Err())
+	}
+}
+
+// ResetFailed clears the failed state of the runtime's unit (and its start
+// rate limit); a failed transient unit is then unloaded. Results: nil (also
+// for a unit that is loaded but not failed); ErrNoSuchUnit when no unit is
+// loaded.
+func (c *Conn) ResetFailed(ctx context.Context, name string) error {
+	unit, err := unitOf("reset-failed", name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withDefault(ctx, queryTimeout)
+	defer cancel()
+	if err := c.sd.ResetFailedUnitContext(ctx, unit); err != nil {
+		return c.wrap("reset-failed", unit, err)
+	}
+	return nil
+}
+
+// Status reads the runtime's unit in one GetAll round trip (Unit and Service
+// interfaces). Results: the Status; ErrNoSuchUnit when the unit is not loaded
+// (LoadState not-found); an error when a property has an unexpected type.
+//
+// Asking about a unit that is not loaded makes systemd load a "not-found"
+// stub for a moment (UnitNew, then UnitRemoved); a Watch ignores those.
+func (c *Conn) Status(ctx context.Context, name string) (Status, error) {
+	unit, err := unitOf("status", name)
+	if err != nil {
+		return Status{}, err
+	}
+	ctx, cancel := withDefault(ctx, queryTimeout)
+	defer cancel()
+	props, err := c.sd.GetAllPropertiesContext(ctx, unit)
+	if err != nil {
+		return Status{}, c.wrap("status", unit, err)
+	}
+	return statusFrom(unit, props)
+}
+
+// statusFrom decodes the GetAll result of unit.
+func statusFrom(unit string, props map[string]any) (Status, error) {
+	if ls, _ := props["LoadState"].(string); ls == LoadNotFound {
+		return Status{}, fmt.Errorf("status %s: %w", unit, ErrNoSuchUnit)
+	}
+	st, err := decodeStatus(props)
+	if err != nil {
+		return Status{}, fmt.Errorf("status %s: %w", unit, err)
+	}
+	return st, nil
+}
+
+// List returns every loaded socketley-*.service unit, sorted by name: one
+// ListUnitsByPatterns, then one GetAll per unit (meant for boot reconcile,
+// not for periodic checks: use a Watch). Units that vanish meanwhile are
+// left out. When some units cannot be read, List returns the others and the
+// joined errors.
+func (c *Conn) List(ctx context.Context) ([]Status, error) {
+	ctx, cancel := withDefault(ctx, listTimeout)
+	defer cancel()
+	listed, err := c.sd.ListUnitsByPatternsContext(ctx, nil, []string{unitPattern})
+	if err != nil {
+		return nil, c.wrap("list", unitPattern, err)
+	}
+	out := make([]Status, 0, len(listed))
+	var errs []error
+	for _, u := range listed {
+		name, ok := RuntimeName(u.Name)
+		if !ok || u.LoadState == LoadNotFound {
+			continue
+		}
+		st, err := c.Status(ctx, name)
+		switch {
+		case errors.Is(err, ErrNoSuchUnit):
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			out = append(out, st)
+		}
+	}
+	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.Name, b.Name) })
+	return out, errors.Join(errs...)
+}
+
+// UnitByPID returns the name of the unit whose cgroup holds pid (any unit,
+// not only socketley's: use RuntimeName on the result). Results: the unit
+// name; ErrNoSuchUnit when pid belongs to no unit of this manager (or does
+// not exist); ErrInvalid for pid ≤ 0.
+func (c *Conn) UnitByPID(ctx context.Context, pid int) (string, error) {
+	if pid <= 0 || pid > 1<<31-1 {
+		return "", fmt.Errorf("unit of pid %d: %w: not a pid", pid, ErrInvalid)
+	}
+	ctx, cancel := withDefault(ctx, queryTimeout)
+	defer cancel()
+	path, err := c.sd.GetUnitByPID(ctx, uint32(pid))
+	if err != nil {
+		return "", c.wrap("unit of pid", strconv.Itoa(pid), err)
+	}
+	unit, ok := unitFromPath(path)
+	if !ok {
+		return "", fmt.Errorf("unit of pid %d: unexpected object path %s", pid, path)
+	}
+	return unit, nil
+}
+
+// Subscribe opens a Watch on a connection of its own to the same bus, filled
+// with the current units before it returns (ctx bounds that, default 10 s).
+// The caller must Close the Watch.
+func (c *Conn) Subscribe(ctx context.Context) (*Watch, error) {
+	return subscribe(ctx, c.scope, c.addr)
+}
+
+// wrap prefixes a call error with the operation and the subject, maps D-Bus
+// error names to sentinels, and marks errors of a dead connection ErrNoBus.
+func (c *Conn) wrap(op, subject string, err error) error {
+	err = mapErr(err)
+	if !errors.Is(err, ErrNoBus) && !isCtxErr(err) && !c.sd.Connected() {
+		err = noBus("connection lost", err)
+	}
+	return fmt.Errorf("%s %s: %w", op, subject, err)
+}
+
+// unitOf validates a runtime name and returns its unit.
+func unitOf(op, name string) (string, error) {
+	unit := Name(name)
+	if !validRuntime(name) {
+		return "", fmt.Errorf("%s %s: %w: runtime name %q", op, unit, ErrInvalid, name)
+	}
+	return unit, nil
+}
+
+// withDefault returns ctx with a deadline d from now unless it has one.
+func withDefault(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// sessionBusAddress finds the user's session bus.
+func sessionBusAddress() (string, error) {
+	if a := os.Getenv("DBUS_SESSION_BUS_ADDRESS"); a != "" && a != "autolaunch:" {
+		return a, nil
+	}
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
+		p := filepath.Join(dir, "bus")
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Type() == fs.ModeSocket {
+			return "unix:path=" + godbus.EscapeBusAddressValue(p), nil
+		}
+	}
+	return "", noBus("no user D-Bus session bus: set DBUS_SESSION_BUS_ADDRESS or XDG_RUNTIME_DIR "+
+		"(log in with a systemd user session, or run scripts/systemd-sandbox.sh)", nil)
+}
+
+// dialBus opens, authenticates and registers (Hello) a private connection to
+// the bus of scope. life ends the connection when cancelled.
+func dialBus(life context.Context, scope Scope, addr string, opts ...godbus.ConnOption) (*godbus.Conn, error) {
+	opts = append([]godbus.ConnOption{godbus.WithContext(life)}, opts...)
+	var (
+		conn *godbus.Conn
+		err  error
+	)
+	if scope == System {
+		conn, err = godbus.SystemBusPrivate(opts...)
+	} else {
+		conn, err = godbus.Dial(addr, opts...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// EXTERNAL with the numeric uid: no user database lookup.
+	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if err := conn.Hello(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// connect runs open (which blocks without a deadline of its own) and returns
+// its result, or ctx's error when ctx ends first; then end is called to
+// abort open, and whatever open still returns is closed.
+func connect[T any](ctx context.Context, end context.CancelFunc, open func() (T, error), closeFn func(T)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := open()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		end()
+		go func() {
+			if r := <-ch; r.err == nil {
+				closeFn(r.v)
+			}
+		}()
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// ping waits until systemd answers a property read; the first call on a
+// fresh connection can go unanswered, so each attempt gets a short deadline.
+func ping(ctx context.Context, sd *sdbus.Conn) error {
+	var err error
+	for range pingAttempts {
+		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		_, err = sd.SystemStateContext(pctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	return mapErr(err)
+}

@@ -1,0 +1,452 @@
+package units
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
+)
+
+// The state names below are aliases of string, so that Status fields mix with
+// plain strings (wire types, fakes); compare against the constants, never
+// against literals.
+
+// LoadState is a unit's LoadState property.
+type LoadState = string
+
+// LoadState values (org.freedesktop.systemd1(5)).
+const (
+	LoadLoaded     LoadState = "loaded"
+	LoadNotFound   LoadState = "not-found"
+	LoadBadSetting LoadState = "bad-setting"
+	LoadError      LoadState = "error"
+	LoadMasked     LoadState = "masked"
+)
+
+// ActiveState is a unit's ActiveState property.
+type ActiveState = string
+
+// ActiveState values. "maintenance" needs systemd ≥ 247.
+const (
+	ActiveActive       ActiveState = "active"
+	ActiveReloading    ActiveState = "reloading"
+	ActiveInactive     ActiveState = "inactive"
+	ActiveFailed       ActiveState = "failed"
+	ActiveActivating   ActiveState = "activating"
+	ActiveDeactivating ActiveState = "deactivating"
+	ActiveMaintenance  ActiveState = "maintenance"
+)
+
+// SubState is a service's SubState property; the common values are listed,
+// systemd has more (start-pre, stop-sigterm, final-sigkill, …).
+type SubState = string
+
+// Common SubState values of a service.
+const (
+	SubDead        SubState = "dead"
+	SubStart       SubState = "start"
+	SubRunning     SubState = "running"
+	SubExited      SubState = "exited"
+	SubStopSIGTERM SubState = "stop-sigterm"
+	SubFailed      SubState = "failed"
+	SubAutoRestart SubState = "auto-restart"
+)
+
+// ServiceResult is a service's Result property: why it last stopped or failed.
+type ServiceResult = string
+
+// ServiceResult values (systemd.exec(5), "$SERVICE_RESULT").
+const (
+	ResultSuccess       ServiceResult = "success"
+	ResultProtocol      ServiceResult = "protocol"
+	ResultTimeout       ServiceResult = "timeout"
+	ResultExitCode      ServiceResult = "exit-code"
+	ResultSignal        ServiceResult = "signal"
+	ResultCoreDump      ServiceResult = "core-dump"
+	ResultWatchdog      ServiceResult = "watchdog"
+	ResultStartLimitHit ServiceResult = "start-limit-hit"
+	ResultResources     ServiceResult = "resources"
+	ResultOOMKill       ServiceResult = "oom-kill"
+)
+
+// Restart= policies accepted in Spec.Restart (systemd.service(5)).
+const (
+	RestartNo        = "no"
+	RestartOnFailure = "on-failure"
+	RestartAlways    = "always"
+)
+
+// How the main process ended, as in siginfo_t.si_code (Status.ExecMainCode).
+const (
+	CodeExited = 1 // CLD_EXITED: ExecMainStatus is the exit status
+	CodeKilled = 2 // CLD_KILLED: ExecMainStatus is the signal
+	CodeDumped = 3 // CLD_DUMPED: killed by ExecMainStatus, core dumped
+)
+
+// Status is systemd's view of one socketley unit, read from the
+// org.freedesktop.systemd1.Unit and .Service interfaces.
+type Status struct {
+	Unit string // unit name, socketley-NAME.service
+	Name string // runtime name, NAME
+
+	LoadState   LoadState
+	ActiveState ActiveState
+	SubState    SubState
+	// Result is the service result: success, exit-code, signal, core-dump,
+	// timeout, start-limit-hit, … It keeps its value until the next start.
+	Result ServiceResult
+	// Restart is the unit's Restart= policy ("no", "on-failure", …).
+	Restart string
+
+	MainPID   int // 0 when no main process runs
+	NRestarts int // automatic restarts since the unit was started by a job
+
+	// ExecMainCode and ExecMainStatus describe how the last main process
+	// ended: CodeExited (1) with its exit status, CodeKilled (2) or
+	// CodeDumped (3) with the signal number; 0 and 0 while it runs or before
+	// it ran. systemd clears them when it starts a new main process, so after
+	// an automatic restart they describe the new (running) process.
+	ExecMainCode   int
+	ExecMainStatus int
+
+	ActiveEnter   time.Time // ActiveEnterTimestamp; zero if never active
+	ExecMainStart time.Time // ExecMainStartTimestamp; zero if never started
+
+	// ExecStart is the argv of the unit's first ExecStart= command (argv[0]
+	// is normally the path).
+	ExecStart []string
+
+	// Restarting is true while systemd waits to restart the service after it
+	// exited (ActiveState activating, SubState auto-restart). systemd 252
+	// passes through failed (or inactive) for an instant on the way there;
+	// a synchronous query never sees that, and a Watch does not publish it.
+	Restarting bool
+}
+
+// LastExit describes how the last main process ended, in words: "" when
+// nothing is recorded (never ran, or running), "exit code 3", "exit code
+// 203/EXEC" (systemd's own codes are named), "signal KILL", or "signal SEGV
+// (core dumped)".
+func (s Status) LastExit() string {
+	return describeExit(s.ExecMainCode, s.ExecMainStatus, false)
+}
+
+// describeExit words an exit. verbose selects the JobError phrasing
+// ("exited with status 1", "killed by signal KILL").
+func describeExit(code, status int, verbose bool) string {
+	switch code {
+	case 0:
+		return ""
+	case CodeExited:
+		s := strconv.Itoa(status)
+		if name := exitStatusName(status); name != "" {
+			s += "/" + name
+		}
+		if verbose {
+			return "exited with status " + s
+		}
+		return "exit code " + s
+	case CodeKilled, CodeDumped:
+		s := "signal " + signalName(status)
+		if verbose {
+			s = "killed by " + s
+		}
+		if code == CodeDumped {
+			s += " (core dumped)"
+		}
+		return s
+	}
+	return "code " + strconv.Itoa(code) + " status " + strconv.Itoa(status)
+}
+
+// signalName returns "KILL" for 9, or the number for an unknown signal.
+func signalName(sig int) string {
+	if name := unix.SignalName(unix.Signal(sig)); name != "" {
+		return strings.TrimPrefix(name, "SIG")
+	}
+	return strconv.Itoa(sig)
+}
+
+// exitStatusName names systemd's own exit statuses (200…244, set when the
+// service manager could not set up or exec the process), as systemctl shows
+// them ("203/EXEC"). Other statuses belong to the program and stay numbers.
+func exitStatusName(status int) string {
+	switch status {
+	case 200:
+		return "CHDIR"
+	case 201:
+		return "NICE"
+	case 202:
+		return "FDS"
+	case 203:
+		return "EXEC"
+	case 204:
+		return "MEMORY"
+	case 205:
+		return "LIMITS"
+	case 206:
+		return "OOM_ADJUST"
+	case 207:
+		return "SIGNAL_MASK"
+	case 208:
+		return "STDIN"
+	case 209:
+		return "STDOUT"
+	case 210:
+		return "CHROOT"
+	case 211:
+		return "IOPRIO"
+	case 212:
+		return "TIMERSLACK"
+	case 213:
+		return "SECUREBITS"
+	case 214:
+		return "SETSCHEDULER"
+	case 215:
+		return "CPUAFFINITY"
+	case 216:
+		return "GROUP"
+	case 217:
+		return "USER"
+	case 218:
+		return "CAPABILITIES"
+	case 219:
+		return "CGROUP"
+	case 220:
+		return "SETSID"
+	case 221:
+		return "CONFIRM"
+	case 222:
+		return "STDERR"
+	case 224:
+		return "PAM"
+	case 225:
+		return "NETWORK"
+	case 226:
+		return "NAMESPACE"
+	case 227:
+		return "NO_NEW_PRIVILEGES"
+	case 228:
+		return "SECCOMP"
+	case 229:
+		return "SELINUX_CONTEXT"
+	case 230:
+		return "PERSONALITY"
+	case 231:
+		return "APPARMOR_PROFILE"
+	case 232:
+		return "ADDRESS_FAMILIES"
+	case 233:
+		return "RUNTIME_DIRECTORY"
+	case 235:
+		return "CHOWN"
+	case 236:
+		return "SMACK_PROCESS_LABEL"
+	case 237:
+		return "KEYRING"
+	case 238:
+		return "STATE_DIRECTORY"
+	case 239:
+		return "CACHE_DIRECTORY"
+	case 240:
+		return "LOGS_DIRECTORY"
+	case 241:
+		return "CONFIGURATION_DIRECTORY"
+	case 242:
+		return "NUMA_POLICY"
+	case 243:
+		return "CREDENTIALS"
+	case 244:
+		return "BPF"
+	}
+	return ""
+}
+
+// restarting derives Status.Restarting from the states.
+func restarting(s *Status) bool {
+	return s.ActiveState == ActiveActivating && s.SubState == SubAutoRestart
+}
+
+// decodeStatus builds a Status from the properties of one GetAll call (both
+// interfaces). Id, LoadState, ActiveState and SubState are required; every
+// other property may be missing (zero value). A value of the wrong D-Bus
+// type is an error, never a panic.
+func decodeStatus(props map[string]any) (Status, error) {
+	var st Status
+	var errs []error
+	for _, req := range []string{"Id", "LoadState", "ActiveState", "SubState"} {
+		if _, ok := props[req]; !ok {
+			errs = append(errs, fmt.Errorf("property %s missing", req))
+		}
+	}
+	if err := applyProps(&st, props); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return Status{}, errors.Join(errs...)
+	}
+	name, ok := RuntimeName(st.Unit)
+	if !ok {
+		return Status{}, fmt.Errorf("unit %q is not a socketley unit", st.Unit)
+	}
+	st.Name = name
+	st.Restarting = restarting(&st)
+	return st, nil
+}
+
+// applyProps stores every known property of props into st. Unknown
+// properties are ignored; a mistyped one is skipped and reported. It does not
+// recompute Restarting.
+func applyProps(st *Status, props map[string]any) error {
+	var errs []error
+	for name, v := range props {
+		if _, err := applyProp(st, name, v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// applyVariants is applyProps for the a{sv} of a PropertiesChanged signal.
+func applyVariants(st *Status, props map[string]godbus.Variant) error {
+	var errs []error
+	for name, v := range props {
+		if _, err := applyProp(st, name, v.Value()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// tracked reports whether a Status field follows the property name; an
+// invalidated tracked property makes a Watch refetch the unit. ExecStart is
+// left out: it is invalidated on every change and a unit's command line
+// does not change while it is loaded.
+func tracked(name string) bool {
+	var st Status
+	known, _ := applyProp(&st, name, nil)
+	return known && name != "ExecStart" && name != "Id"
+}
+
+// applyProp stores one property. known is false for a property Status does
+// not follow; err is set when the value has the wrong type (st unchanged).
+func applyProp(st *Status, name string, v any) (known bool, err error) {
+	switch name {
+	case "Id":
+		return true, setString(&st.Unit, name, v)
+	case "LoadState":
+		return true, setString(&st.LoadState, name, v)
+	case "ActiveState":
+		return true, setString(&st.ActiveState, name, v)
+	case "SubState":
+		return true, setString(&st.SubState, name, v)
+	case "Result":
+		return true, setString(&st.Result, name, v)
+	case "Restart":
+		return true, setString(&st.Restart, name, v)
+	case "MainPID":
+		return true, setUint32(&st.MainPID, name, v)
+	case "NRestarts":
+		return true, setUint32(&st.NRestarts, name, v)
+	case "ExecMainCode":
+		return true, setInt32(&st.ExecMainCode, name, v)
+	case "ExecMainStatus":
+		return true, setInt32(&st.ExecMainStatus, name, v)
+	case "ActiveEnterTimestamp":
+		return true, setTimestamp(&st.ActiveEnter, name, v)
+	case "ExecMainStartTimestamp":
+		return true, setTimestamp(&st.ExecMainStart, name, v)
+	case "ExecStart":
+		if v == nil {
+			return true, typeError(name, "a(sasbttttuii)", v)
+		}
+		argv, err := execArgv(v)
+		if err != nil {
+			return true, err
+		}
+		st.ExecStart = argv
+		return true, nil
+	}
+	return false, nil
+}
+
+func typeError(name, want string, v any) error {
+	return fmt.Errorf("property %s: got %T, want D-Bus %s", name, v, want)
+}
+
+func setString(dst *string, name string, v any) error {
+	s, ok := v.(string)
+	if !ok {
+		return typeError(name, "s", v)
+	}
+	*dst = s
+	return nil
+}
+
+func setUint32(dst *int, name string, v any) error {
+	n, ok := v.(uint32)
+	if !ok {
+		return typeError(name, "u", v)
+	}
+	*dst = int(n)
+	return nil
+}
+
+func setInt32(dst *int, name string, v any) error {
+	n, ok := v.(int32)
+	if !ok {
+		return typeError(name, "i", v)
+	}
+	*dst = int(n)
+	return nil
+}
+
+// setTimestamp reads a usec-since-epoch timestamp; 0 means "never".
+func setTimestamp(dst *time.Time, name string, v any) error {
+	n, ok := v.(uint64)
+	if !ok {
+		return typeError(name, "t", v)
+	}
+	if n == 0 || n > 1<<62 {
+		*dst = time.Time{}
+		return nil
+	}
+	*dst = time.UnixMicro(int64(n))
+	return nil
+}
+
+// execArgv reads the argv of the first command of an a(sasbttttuii)
+// ExecStart value. godbus decodes an array of structs as [][]any.
+func execArgv(v any) ([]string, error) {
+	var cmds []any
+	switch x := v.(type) {
+	case [][]any:
+		for _, c := range x {
+			cmds = append(cmds, c)
+		}
+	case []any:
+		cmds = x
+	default:
+		return nil, typeError("ExecStart", "a(sasbttttuii)", v)
+	}
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	fields, ok := cmds[0].([]any)
+	if !ok || len(fields) < 2 {
+		return nil, typeError("ExecStart", "a(sasbttttuii)", v)
+	}
+	path, ok1 := fields[0].(string)
+	argv, ok2 := fields[1].([]string)
+	if !ok1 || !ok2 {
+		return nil, typeError("ExecStart", "a(sasbttttuii)", v)
+	}
+	if len(argv) == 0 {
+		return []string{path}, nil
+	}
+	return append([]string(nil), argv...), nil
+}
