@@ -12,14 +12,14 @@ import (
 // fakeSystemd is an in-memory service manager for pure handler tests. Units
 // "run" with made-up pids; nothing is executed.
 type fakeSystemd struct {
-	mu      sync.Mutex
-	units   map[string]units.Status
-	specs   map[string]units.Spec
-	nextPID int
+	mu       sync.Mutex
+	units    map[string]units.Status
+	specs    map[string]units.Spec
+	nextPID  int
 	startErr error
-	calls   []string
-	changed chan struct{}
-	done    chan struct{}
+	calls    []string
+	changed  chan struct{}
+	done     chan struct{}
 }
 
 func newFake() *fakeSystemd {

@@ -23,8 +23,8 @@ func TestParseLegacy(t *testing.T) {
 		{"stop web-* api", wire.Request{Cmd: "stop", Names: []string{"web-*", "api"}}, false},
 		{"start a --wait", wire.Request{Cmd: "start", Names: []string{"a"}, Wait: true}, false},
 		{"add /bin/x --name y -s --env A=1 -- -p 1", wire.Request{Cmd: "add", Add: &wire.AddSpec{Name: "y", Path: "/bin/x", Start: true, Env: []string{"A=1"}, Args: []string{"-p", "1"}}}, false},
-		{"attach server echo 7070", wire.Request{}, true},            // no --pid
-		{"attach server echo port --pid 1", wire.Request{}, true},    // bad port
+		{"attach server echo 7070", wire.Request{}, true},              // no --pid
+		{"attach server echo port --pid 1", wire.Request{}, true},      // bad port
 		{"attach server echo 1 --pid 1 --bogus", wire.Request{}, true}, // unknown flag
 		{"stop", wire.Request{}, true},
 		{"stop -x a", wire.Request{}, true},

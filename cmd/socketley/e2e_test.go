@@ -1,0 +1,476 @@
+//go:build integration
+
+// End-to-end tests: the built socketley binary, a daemon on private paths, and
+// the real systemd user manager of the sandbox (scripts/systemd-sandbox.sh).
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/socketley/socketley/internal/testenv"
+	"github.com/socketley/socketley/internal/wire"
+)
+
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "socketley-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "socketley")
+	out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build socketley: %v\n%s", err, out)
+		os.Exit(2)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects the daemon's log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env is one daemon on private paths plus helpers to drive the CLI.
+type env struct {
+	t      *testing.T
+	dir    string
+	sock   string
+	state  string
+	daemon *exec.Cmd
+	log    *syncBuffer
+	exited chan error
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	testenv.RequireSystemd(t)
+	dir := t.TempDir()
+	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "run", "socketley.sock"), state: filepath.Join(dir, "state")}
+	e.startDaemon()
+	t.Cleanup(func() {
+		// Remove what this test registered, then stop the daemon.
+		if e.daemon != nil {
+			e.run("remove", "*")
+			e.stopDaemon(syscall.SIGTERM)
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", e.log.String())
+		}
+	})
+	return e
+}
+
+func (e *env) startDaemon() {
+	e.t.Helper()
+	e.log = &syncBuffer{}
+	cmd := exec.Command(binPath, "daemon", "--user", "--socket", e.sock, "--state-dir", e.state, "--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = e.log, e.log
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.daemon = cmd
+	e.exited = make(chan error, 1)
+	go func() { e.exited <- cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, _, code := e.run("ls"); code == 0 {
+			return
+		}
+		select {
+		case err := <-e.exited:
+			e.daemon = nil
+			e.t.Fatalf("daemon exited during startup: %v\n%s", err, e.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("daemon not ready after 10s:\n%s", e.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) stopDaemon(sig syscall.Signal) {
+	e.t.Helper()
+	if e.daemon == nil {
+		return
+	}
+	_ = e.daemon.Process.Signal(sig)
+	select {
+	case <-e.exited:
+	case <-time.After(10 * time.Second):
+		e.t.Fatalf("daemon did not exit after %v", sig)
+	}
+	e.daemon = nil
+}
+
+// run runs the CLI against this env's daemon.
+func (e *env) run(args ...string) (string, string, int) {
+	e.t.Helper()
+	cmd := exec.Command(binPath, append([]string{"--socket", e.sock}, args...)...)
+	cmd.Dir = e.dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// ok runs the CLI and fails the test unless it exits 0.
+func (e *env) ok(args ...string) string {
+	e.t.Helper()
+	out, errs, code := e.run(args...)
+	if code != 0 {
+		e.t.Fatalf("socketley %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// show returns the runtime as the daemon reports it.
+func (e *env) show(name string) wire.Runtime {
+	e.t.Helper()
+	var rts []wire.Runtime
+	if err := json.Unmarshal([]byte(e.ok("show", name, "-o", "json")), &rts); err != nil || len(rts) != 1 {
+		e.t.Fatalf("show %s: %v (%d runtimes)", name, err, len(rts))
+	}
+	return rts[0]
+}
+
+// psPID reads the PID the way the example scripts do: the last column of ps.
+func (e *env) psPID(name string) int {
+	e.t.Helper()
+	for _, line := range strings.Split(e.ok("ps"), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == name {
+			pid, err := strconv.Atoi(f[len(f)-1])
+			if err != nil {
+				e.t.Fatalf("ps last column %q is not a pid", f[len(f)-1])
+			}
+			return pid
+		}
+	}
+	return 0
+}
+
+// unitProp reads one unit property with systemctl --user show.
+func unitProp(t *testing.T, name, prop string) string {
+	t.Helper()
+	out, err := exec.Command("systemctl", "--user", "show", "-p", prop, "--value", "socketley-"+name+".service").Output()
+	if err != nil {
+		t.Fatalf("systemctl show %s: %v", prop, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// eventually polls cond until it holds or 10 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// script writes an executable shell script into the env's directory.
+func (e *env) script(name, body string) string {
+	e.t.Helper()
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t)
+	marks := filepath.Join(e.dir, "marks")
+	// Records start and stop of each process, to prove restart has no overlap.
+	e.script("svc.sh", `trap 'echo stop $$ >> `+marks+`; exit 0' TERM
+echo start $$ >> `+marks+`
+echo "args: $*"
+while :; do sleep 0.05; done`)
+
+	// add -s: unit active, ps PID == the unit's MainPID, args with spaces intact.
+	e.ok("add", "./svc.sh", "-s", "--env", "GREETING=hello world", "--", "--port", "70 70")
+	if got := unitProp(t, "svc", "ActiveState"); got != "active" {
+		t.Fatalf("unit ActiveState = %s, want active", got)
+	}
+	pid := e.psPID("svc")
+	if main := unitProp(t, "svc", "MainPID"); strconv.Itoa(pid) != main {
+		t.Fatalf("ps PID %d != unit MainPID %s", pid, main)
+	}
+	env := unitProp(t, "svc", "Environment")
+	for _, want := range []string{"SOCKETLEY_MANAGED=1", "SOCKETLEY_NAME=svc", "SOCKETLEY_SOCKET=" + e.sock, "GREETING=hello world"} {
+		if !strings.Contains(env, want) {
+			t.Fatalf("unit Environment %q lacks %q", env, want)
+		}
+	}
+	if r := e.show("svc"); r.Path != filepath.Join(e.dir, "svc.sh") || len(r.Args) != 2 || r.Args[1] != "70 70" {
+		t.Fatalf("show: path %q args %q", r.Path, r.Args)
+	}
+
+	// kill -9: systemd restarts it; ps shows the new PID and one restart.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a new pid after kill -9", func() bool { p := e.psPID("svc"); return p != 0 && p != pid })
+	r := e.show("svc")
+	if r.Restarts != 1 || r.PID == pid {
+		t.Fatalf("after kill -9: restarts %d pid %d (old %d), want 1 restart and a new pid", r.Restarts, r.PID, pid)
+	}
+	if main := unitProp(t, "svc", "MainPID"); strconv.Itoa(r.PID) != main {
+		t.Fatalf("reported pid %d != MainPID %s", r.PID, main)
+	}
+
+	// stop: unit inactive (gone), ls says stopped, process gone.
+	pid = r.PID
+	e.ok("stop", "svc")
+	if st := unitProp(t, "svc", "ActiveState"); st != "inactive" {
+		t.Fatalf("after stop: ActiveState %s", st)
+	}
+	if r := e.show("svc"); r.Status != wire.StateStopped || r.PID != 0 {
+		t.Fatalf("after stop: status %s pid %d", r.Status, r.PID)
+	}
+	if alive(pid) {
+		t.Fatalf("pid %d still alive after stop returned", pid)
+	}
+
+	// start: a new pid.
+	e.ok("start", "svc")
+	pid2 := e.psPID("svc")
+	if pid2 == 0 || pid2 == pid {
+		t.Fatalf("start: pid %d (old %d)", pid2, pid)
+	}
+
+	// restart: the old process has stopped before the new one starts.
+	_ = os.WriteFile(marks, nil, 0o644)
+	e.ok("restart", "svc")
+	pid3 := e.psPID("svc")
+	eventually(t, "the new process to record its start", func() bool {
+		b, _ := os.ReadFile(marks)
+		return strings.Count(string(b), "start") == 1
+	})
+	b, _ := os.ReadFile(marks)
+	if want := fmt.Sprintf("stop %d\nstart %d\n", pid2, pid3); string(b) != want {
+		t.Fatalf("restart sequence:\n%s\nwant:\n%s", b, want)
+	}
+
+	// remove: no unit, no entry, state file updated.
+	e.ok("remove", "svc")
+	if st := unitProp(t, "svc", "LoadState"); st != "not-found" {
+		t.Fatalf("after remove: LoadState %s, want not-found", st)
+	}
+	if _, _, code := e.run("show", "svc"); code != 1 {
+		t.Fatalf("show after remove: exit %d, want 1", code)
+	}
+	state, _ := os.ReadFile(filepath.Join(e.state, "registry.json"))
+	if strings.Contains(string(state), `"svc"`) {
+		t.Fatalf("state file still lists svc:\n%s", state)
+	}
+	if out := e.ok("ls"); strings.Count(out, "\n") != 1 {
+		t.Fatalf("empty ls should be the header only:\n%s", out)
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.script("ok.sh", "exec sleep 1000")
+	if err := os.WriteFile(filepath.Join(e.dir, "plain"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("add", "./ok.sh", "--name", "taken")
+	before, _ := os.ReadFile(filepath.Join(e.state, "registry.json"))
+	tests := []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"add", "./missing"}, "no such file"},
+		{[]string{"add", "."}, "is a directory"},
+		{[]string{"add", "./plain"}, "not executable"},
+		{[]string{"add", "./ok.sh", "--name", "bad/name"}, "invalid runtime name"},
+		{[]string{"add", "./ok.sh", "--name", "taken"}, "runtime already exists: taken"},
+		{[]string{"add", "./ok.sh", "--restart", "sometimes"}, "on-failure, always or no"},
+		{[]string{"add", "./ok.sh", "--env", "NOVALUE"}, "KEY=VALUE"},
+		{[]string{"start", "nope"}, "unknown runtime"},
+		{[]string{"stop", "nope*"}, "no runtime matches"},
+		{[]string{"remove", "-x-"}, "unknown shorthand flag"},
+		{[]string{"show", "bad name"}, "invalid runtime name"},
+		{[]string{"ls", "-o", "yaml"}, "table or json"},
+		{[]string{"frobnicate"}, "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, errs, code := e.run(tt.args...)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1 (stderr %q)", code, errs)
+			}
+			if !strings.Contains(errs, tt.msg) {
+				t.Fatalf("stderr %q does not mention %q", errs, tt.msg)
+			}
+			after, _ := os.ReadFile(filepath.Join(e.state, "registry.json"))
+			if !bytes.Equal(before, after) {
+				t.Fatal("state file changed")
+			}
+		})
+	}
+	// Daemon unreachable: exit 2 with a hint.
+	_, errs, code := e.run("--socket", filepath.Join(e.dir, "none.sock"), "ls")
+	if code != 2 || !strings.Contains(errs, "socketley daemon --user") {
+		t.Fatalf("unreachable daemon: exit %d stderr %q", code, errs)
+	}
+}
+
+func TestDaemonRestartAdoptsAndReboots(t *testing.T) {
+	e := newEnv(t)
+	e.script("a.sh", "exec sleep 1000")
+	e.ok("add", "./a.sh", "--name", "keep", "-s")
+	e.ok("add", "./a.sh", "--name", "lost", "-s")
+	e.ok("add", "./a.sh", "--name", "idle")
+	keepPID := e.psPID("keep")
+
+	// kill -9 of the daemon leaves the process running.
+	e.stopDaemon(syscall.SIGKILL)
+	if !alive(keepPID) {
+		t.Fatal("managed process died with the daemon")
+	}
+	// Simulated reboot for one unit: it vanishes while the daemon is down.
+	if out, err := exec.Command("systemctl", "--user", "stop", "socketley-lost.service").CombinedOutput(); err != nil {
+		t.Fatalf("systemctl stop: %v %s", err, out)
+	}
+	e.startDaemon()
+	if got := e.psPID("keep"); got != keepPID {
+		t.Fatalf("adopted pid %d, want the same pid %d", got, keepPID)
+	}
+	eventually(t, "the lost unit to be started again", func() bool { return e.psPID("lost") != 0 })
+	if st := unitProp(t, "lost", "ActiveState"); st != "active" {
+		t.Fatalf("lost unit: %s", st)
+	}
+	if r := e.show("idle"); r.Status != wire.StateCreated || r.PID != 0 {
+		t.Fatalf("desired-stopped entry: %s pid %d, want created and not running", r.Status, r.PID)
+	}
+
+	// SIGTERM: the daemon exits, units keep running.
+	e.stopDaemon(syscall.SIGTERM)
+	if !alive(keepPID) || unitProp(t, "keep", "ActiveState") != "active" {
+		t.Fatal("SIGTERM to the daemon stopped a managed unit")
+	}
+	e.startDaemon()
+	if got := e.psPID("keep"); got != keepPID {
+		t.Fatalf("after daemon SIGTERM+start: pid %d, want %d", got, keepPID)
+	}
+}
+
+func TestOrphanListedAndLeftAlone(t *testing.T) {
+	e := newEnv(t)
+	out, err := exec.Command("systemd-run", "--user", "--unit", "socketley-stray", "sleep", "1000").CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-run: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("systemctl", "--user", "stop", "socketley-stray.service").Run() })
+	eventually(t, "the orphan to show in ls", func() bool {
+		return strings.Contains(e.ok("ls"), "stray")
+	})
+	ls := e.ok("ls")
+	if !strings.Contains(ls, "orphan") {
+		t.Fatalf("orphan not marked:\n%s", ls)
+	}
+	// A daemon restart leaves it alone.
+	e.stopDaemon(syscall.SIGTERM)
+	e.startDaemon()
+	if st := unitProp(t, "stray", "ActiveState"); st != "active" {
+		t.Fatalf("orphan unit %s after daemon restart, want active", st)
+	}
+	if _, errs, code := e.run("add", e.script("stray", "exec sleep 1"), "-s"); code != 1 || !strings.Contains(errs, "already exists") {
+		t.Fatalf("add over an orphan unit: exit %d %q", code, errs)
+	}
+}
+
+func TestCorruptStateRefused(t *testing.T) {
+	testenv.RequireSystemd(t)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(state, "registry.json")
+	if err := os.WriteFile(p, []byte(`{"version":1,"entries":[{"name":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binPath, "daemon", "--user", "--socket", filepath.Join(dir, "s.sock"), "--state-dir", state)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("daemon with corrupt state: %v, want exit 2\n%s", err, out)
+	}
+	if !strings.Contains(string(out), p) || !strings.Contains(string(out), "corrupt") {
+		t.Fatalf("message does not name the corrupt file:\n%s", out)
+	}
+	if b, _ := os.ReadFile(p); string(b) != `{"version":1,"entries":[{"name":` {
+		t.Fatal("corrupt state file was modified")
+	}
+}
+
+func TestSecondDaemonRefused(t *testing.T) {
+	e := newEnv(t)
+	out, err := exec.Command(binPath, "daemon", "--user", "--socket", filepath.Join(e.dir, "other.sock"), "--state-dir", e.state).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another socketley daemon") {
+		t.Fatalf("second daemon on one state dir: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binPath, "daemon", "--user", "--socket", e.sock, "--state-dir", filepath.Join(e.dir, "s2")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already listening") {
+		t.Fatalf("second daemon on one socket: %v\n%s", err, out)
+	}
+	e.ok("ls") // the first daemon still serves
+}
+
+func TestLogs(t *testing.T) {
+	e := newEnv(t)
+	e.script("talk.sh", `echo "hello from $SOCKETLEY_NAME"; exec sleep 1000`)
+	e.ok("add", "./talk.sh", "-s")
+	eventually(t, "the output to reach the journal", func() bool {
+		out, _, _ := e.run("logs", "talk", "-n", "20")
+		return strings.Contains(out, "hello from talk")
+	})
+	if _, errs, code := e.run("logs", "nope"); code != 1 || !strings.Contains(errs, "unknown runtime") {
+		t.Fatalf("logs of an unknown runtime: exit %d %q", code, errs)
+	}
+}
