@@ -474,3 +474,24 @@ func TestLogs(t *testing.T) {
 		t.Fatalf("logs of an unknown runtime: exit %d %q", code, errs)
 	}
 }
+
+func TestReconnectAfterBusRestart(t *testing.T) {
+	e := newEnv(t)
+	e.script("r.sh", "exec sleep 1000")
+	e.ok("add", "./r.sh", "-s")
+	pid := e.psPID("r")
+	if out, err := exec.Command("systemctl", "--user", "restart", "dbus.service").CombinedOutput(); err != nil {
+		t.Fatalf("restart the session bus: %v %s", err, out)
+	}
+	eventually(t, "the daemon to reconnect", func() bool {
+		return strings.Contains(e.log.String(), "reconnected to systemd")
+	})
+	// The daemon kept running, adopted the unit, and can start new ones.
+	if got := e.psPID("r"); got != pid {
+		t.Fatalf("after reconnect: pid %d, want %d", got, pid)
+	}
+	e.ok("add", "./r.sh", "--name", "r2", "-s")
+	if e.psPID("r2") == 0 {
+		t.Fatal("no process for a runtime added after the reconnect")
+	}
+}
