@@ -142,6 +142,7 @@ systemd or D-Bus error).`,
 	root.AddCommand(
 		a.daemonCmd(), a.addCmd(), a.startCmd(), a.stopCmd(), a.restartCmd(), a.removeCmd(),
 		a.lsCmd(), a.psCmd(), a.showCmd(), a.logsCmd(), a.attachCmd(), a.versionCmd(),
+		a.genDocsCmd(),
 	)
 	return root
 }
