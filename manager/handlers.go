@@ -163,7 +163,12 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		return nil, err
 	}
 	unlock := m.locks.lock(s.Name)
-	defer unlock()
+	locked := true
+	defer func() {
+		if locked {
+			unlock()
+		}
+	}()
 	if st, ok := m.snapshot()[s.Name]; ok && st.LoadState != "not-found" {
 		m.mu.RLock()
 		_, known := m.reg.entries[s.Name]
@@ -205,6 +210,9 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 	}
 	log.Info("added and started", "path", s.Path)
 	if wait {
+		// Unlock first: the runtime's attach takes the same lock.
+		unlock()
+		locked = false
 		if err := m.waitRunning(ctx, s.Name, timeout); err != nil {
 			return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}}, err
 		}
@@ -235,14 +243,11 @@ func (m *Manager) spec(e *Entry) units.Spec {
 	}
 }
 
-// startUnit starts e's unit, clearing a failed unit of the same name first.
+// startUnit starts e's unit (units.Start clears a failed unit of the same name).
 func (m *Manager) startUnit(ctx context.Context, e *Entry) error {
 	sd, err := m.systemd()
 	if err != nil {
 		return err
-	}
-	if err := sd.ResetFailed(ctx, e.Name); err != nil && !errors.Is(err, units.ErrNoSuchUnit) {
-		m.log.Debug("reset-failed", "name", e.Name, "err", err)
 	}
 	m.mu.Lock()
 	o := m.obsOf(e.Name)
@@ -443,9 +448,9 @@ func (m *Manager) remove(ctx context.Context, caller Caller, names []string) (*w
 			if err := m.stopUnit(ctx, e.Name); err != nil {
 				return "", err
 			}
-		case caller.PID == e.PID:
-			// Detach: the attached process itself says goodbye. Forget only;
-			// never signal the caller (the C++ original did).
+		case isDetach(caller, e):
+			// Detach: the attached process itself (or a helper it runs) says
+			// goodbye. Forget only; never signal the caller (the C++ original did).
 			msg = "detached " + e.Name
 		default:
 			if err := terminate(e); err != nil && !errors.Is(err, ErrNotFound) {
@@ -460,16 +465,10 @@ func (m *Manager) remove(ctx context.Context, caller Caller, names []string) (*w
 	})
 }
 
-// terminate sends SIGTERM to an attached process after checking that the pid
-// still belongs to the process that attached (pid + start time).
+// terminate sends SIGTERM to an attached process, only if the pid still
+// belongs to the process that attached (pid + start time, pinned by a pidfd).
 func terminate(e *Entry) error {
-	if !sameProcess(e.PID, e.StartTime) {
-		return errorf(ErrNotFound, "attached process %d of %s is gone", e.PID, e.Name)
-	}
-	if err := syscall.Kill(e.PID, syscall.SIGTERM); err != nil {
-		return fmt.Errorf("signal pid %d: %w", e.PID, err)
-	}
-	return nil
+	return signalAttached(e, syscall.SIGTERM)
 }
 
 // list returns runtimes (and, for ls, orphan units) sorted by name; running
@@ -584,11 +583,14 @@ func (m *Manager) view(name string) wire.Runtime {
 
 // viewLocked builds the runtime view; m.mu must be held (read).
 func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Runtime {
-	o := m.obs[e.Name]
-	if o == nil {
-		o = &observed{}
+	var o observed
+	if p := m.obs[e.Name]; p != nil {
+		o = *p
 	}
-	status, reason := classify(e, st, o, now)
+	if !e.Managed {
+		o.exited = !sameProcess(e.PID, e.StartTime)
+	}
+	status, reason := classify(e, st, &o, now)
 	r := wire.Runtime{
 		Name: e.Name, Managed: e.Managed, Status: status, Reason: reason, Desired: e.Desired,
 		Type: e.Type, Port: e.Port, Path: e.Path, Args: e.Args, Env: e.Env, WorkDir: e.WorkDir,
@@ -602,7 +604,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 		r.AttachPID, r.AttachedAt = e.AttachPID, e.AttachedAt
 	}
 	if !e.Managed {
-		if sameProcess(e.PID, e.StartTime) {
+		if !o.exited {
 			r.PID = e.PID
 			r.Since = r.AttachedAt
 		}

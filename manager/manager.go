@@ -66,8 +66,13 @@ type Manager struct {
 	sd    Systemd
 	watch Watcher
 
-	// group is the gid allowed in system mode (-1 when the group is missing).
-	group int
+	// heals tracks health restarts in flight; Run waits for them.
+	heals sync.WaitGroup
+
+	// groupMu guards group, the gid allowed in system mode (-1 while the
+	// group is unknown: it is looked up again until it exists).
+	groupMu sync.Mutex
+	group   int
 }
 
 // observed holds what the daemon saw of an entry; it is not persisted.
@@ -76,6 +81,9 @@ type observed struct {
 	unhealthyTicks int  // consecutive ticks classified unhealthy
 	restarts       int  // restarts the daemon did because of health checks
 	healing        bool // a health restart is in progress
+	// exited is set by the caller of classify, for an attached (unmanaged)
+	// entry, when its process is gone; it is never stored.
+	exited bool
 }
 
 // New validates cfg and prepares a daemon; nothing is touched until Run.
@@ -126,6 +134,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reg.index()
 	m.reg = reg
 
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -159,6 +168,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	_ = ln.Close()
 	stopSrv()
 	wg.Wait()
+	m.heals.Wait()
 	_ = os.Remove(m.cfg.Socket)
 	return nil
 }
@@ -277,6 +287,7 @@ func (m *Manager) update(fn func(r *Registry) error) error {
 	if err := m.store.Save(next); err != nil {
 		return fmt.Errorf("persist registry: %w", err)
 	}
+	next.index()
 	m.reg = next
 	for name := range m.obs {
 		if _, ok := next.entries[name]; !ok {

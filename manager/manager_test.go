@@ -16,7 +16,7 @@ import (
 
 // newTestManager returns a manager wired to a fake systemd, with its state in
 // a temp dir, without a socket.
-func newTestManager(t *testing.T) (*Manager, *fakeSystemd) {
+func newTestManager(t testing.TB) (*Manager, *fakeSystemd) {
 	t.Helper()
 	dir := t.TempDir()
 	f := newFake()

@@ -127,6 +127,9 @@ func isPattern(s string) bool { return strings.ContainsAny(s, "*?[") }
 // concurrent use; the Manager guards it.
 type Registry struct {
 	entries map[string]*Entry
+	// order caches the sorted names; set by index, valid while it has
+	// len(entries) names (a Registry is not changed after it is published).
+	order []string
 }
 
 func newRegistry() *Registry { return &Registry{entries: map[string]*Entry{}} }
@@ -140,9 +143,29 @@ func (r *Registry) clone() *Registry {
 	return c
 }
 
+// index computes the sorted order; call it before publishing r.
+func (r *Registry) index() {
+	r.order = make([]string, 0, len(r.entries))
+	for n := range r.entries {
+		r.order = append(r.order, n)
+	}
+	sort.Strings(r.order)
+}
+
 // sorted returns the entries sorted by name (shared pointers: callers copy).
 func (r *Registry) sorted() []*Entry {
 	out := make([]*Entry, 0, len(r.entries))
+	if len(r.order) == len(r.entries) {
+		for _, n := range r.order {
+			if e, ok := r.entries[n]; ok {
+				out = append(out, e)
+			}
+		}
+		if len(out) == len(r.entries) {
+			return out
+		}
+		out = out[:0]
+	}
 	for _, e := range r.entries {
 		out = append(out, e)
 	}

@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/socketley/socketley/internal/format"
+	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
 )
 
@@ -20,6 +24,20 @@ func (a *app) render(out string, rts []sdk.Runtime, table func() error) error {
 		return enc.Encode(rts)
 	}
 	return table()
+}
+
+// lineTable prints the table the daemon renders for a line-format request:
+// no JSON on either side, which keeps ls fast with thousands of runtimes.
+func (a *app) lineTable(ctx context.Context, cmd string) error {
+	code, text, err := a.client().Line(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &sdk.ReplyError{Code: code, Message: strings.TrimSpace(text)}
+	}
+	_, err = io.WriteString(a.stdio.Out, text)
+	return err
 }
 
 func (a *app) lsCmd() *cobra.Command {
@@ -39,11 +57,14 @@ docs/cli.md.`,
 			if err := checkOutput(out); err != nil {
 				return err
 			}
+			if out == "table" {
+				return a.lineTable(cmd.Context(), wire.CmdList)
+			}
 			rts, err := a.client().List(cmd.Context())
 			if err != nil {
 				return err
 			}
-			return a.render(out, rts, func() error { return format.Table(a.stdio.Out, rts, time.Now()) })
+			return a.render(out, rts, nil)
 		},
 	}
 	outputFlag(cmd, &out)
@@ -62,11 +83,14 @@ PID is the last column, so scripts can use: socketley ps | grep NAME | awk '{pri
 			if err := checkOutput(out); err != nil {
 				return err
 			}
+			if out == "table" {
+				return a.lineTable(cmd.Context(), wire.CmdPS)
+			}
 			rts, err := a.client().PS(cmd.Context())
 			if err != nil {
 				return err
 			}
-			return a.render(out, rts, func() error { return format.PS(a.stdio.Out, rts, time.Now()) })
+			return a.render(out, rts, nil)
 		},
 	}
 	outputFlag(cmd, &out)

@@ -1,0 +1,60 @@
+package format
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socketley/socketley/internal/wire"
+)
+
+func TestTables(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	rts := []wire.Runtime{
+		{Name: "a", Managed: true, Status: "running", PID: 42, Since: now.Add(-90 * time.Second), Type: "server", Port: 7070, Restarts: 1},
+		{Name: "long-name", Status: "stopped"},
+		{Name: "o", Orphan: true, Status: "orphan", PID: 7, Since: now},
+	}
+	var b bytes.Buffer
+	if err := Table(&b, rts, now); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"NAME       MODE    TYPE    PORT  STATUS   RESTARTS  UPTIME  PID\n" +
+		"a          unit    server  7070  running  1         1m30s   42\n" +
+		"long-name  attach  -       -     stopped  0         -       -\n" +
+		"o          orphan  -       -     orphan   0         0s      7\n"
+	if b.String() != want {
+		t.Fatalf("ls table:\n%s\nwant:\n%s", b.String(), want)
+	}
+	b.Reset()
+	if err := PS(&b, rts[:1], now); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if f := strings.Fields(lines[1]); f[len(f)-1] != "42" {
+		t.Fatalf("ps: last column %q, want the pid", f[len(f)-1])
+	}
+	b.Reset()
+	if err := Table(&b, nil, now); err != nil || strings.Count(b.String(), "\n") != 1 {
+		t.Fatalf("empty table: %q", b.String())
+	}
+}
+
+func TestDuration(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"}, {-time.Second, "0s"}, {59 * time.Second, "59s"}, {61 * time.Second, "1m01s"},
+		{3*time.Hour + 5*time.Minute, "3h05m"}, {50 * time.Hour, "2d02h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := Duration(tt.d); got != tt.want {
+				t.Fatalf("Duration(%v) = %q, want %q", tt.d, got, tt.want)
+			}
+		})
+	}
+}
