@@ -22,8 +22,8 @@ var (
 	// refused the connection, systemd does not answer, or the connection was
 	// lost. Dial again.
 	ErrNoBus = errors.New("systemd is not reachable over D-Bus")
-	// ErrInvalid: a Spec or a runtime name that Start cannot turn into a unit.
-	ErrInvalid = errors.New("invalid unit spec")
+	// ErrInvalid: a Spec, runtime name or pid that cannot name a unit.
+	ErrInvalid = errors.New("invalid argument")
 	// ErrWatchClosed is Watch.Err after Watch.Close.
 	ErrWatchClosed = errors.New("watch closed")
 )

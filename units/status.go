@@ -98,6 +98,8 @@ type Status struct {
 	SubState    SubState
 	// Result is the service result: success, exit-code, signal, core-dump,
 	// timeout, start-limit-hit, … It keeps its value until the next start.
+	// A failed unit whose automatic restart the start limit refused reads
+	// start-limit-hit (systemd 252 itself keeps the failure before it).
 	Result ServiceResult
 	// Restart is the unit's Restart= policy ("no", "on-failure", …).
 	Restart string
@@ -121,9 +123,11 @@ type Status struct {
 	ExecStart []string
 
 	// Restarting is true while systemd waits to restart the service after it
-	// exited (ActiveState activating, SubState auto-restart). systemd 252
-	// passes through failed (or inactive) for an instant on the way there;
-	// a synchronous query never sees that, and a Watch does not publish it.
+	// exited (ActiveState activating, SubState auto-restart). On the way
+	// there systemd 252 passes through failed (or, when the restart begins,
+	// inactive) within one event-loop turn: a synchronous query never sees
+	// that, and a Watch waits for the burst to settle before publishing, so
+	// a failed Status is a settled failure.
 	Restarting bool
 }
 
@@ -266,9 +270,43 @@ func exitStatusName(status int) string {
 	return ""
 }
 
-// restarting derives Status.Restarting from the states.
-func restarting(s *Status) bool {
-	return s.ActiveState == ActiveActivating && s.SubState == SubAutoRestart
+// derive sets the fields that are computed from others. It is idempotent.
+//
+// Restarting: activating/auto-restart. systemd 252 passes through failed
+// (crash) or inactive (restart job) on the way, in the same event-loop turn:
+// a GetAll never sees those, and a Watch settles over them.
+//
+// Result: when the start limit refuses an automatic restart, systemd 252
+// keeps the result of the failure before it (exit-code, signal, …). A failed
+// unit whose Restart= policy would have restarted it for that result, and
+// that has restarted before, was stopped by the start limit: its Result is
+// reported as start-limit-hit.
+func derive(s *Status) {
+	s.Restarting = s.ActiveState == ActiveActivating && s.SubState == SubAutoRestart
+	if s.ActiveState == ActiveFailed && s.Result != ResultStartLimitHit && s.NRestarts > 0 &&
+		restartApplies(s.Restart, s.Result) {
+		s.Result = ResultStartLimitHit
+	}
+}
+
+// restartApplies reports whether Restart=policy restarts a service that
+// ended with result (service_shall_restart in systemd's service.c).
+func restartApplies(policy string, result ServiceResult) bool {
+	switch policy {
+	case RestartAlways:
+		return true
+	case "on-success":
+		return result == ResultSuccess
+	case RestartOnFailure:
+		return result != ResultSuccess
+	case "on-abnormal":
+		return result != ResultSuccess && result != ResultExitCode
+	case "on-abort":
+		return result == ResultSignal || result == ResultCoreDump
+	case "on-watchdog":
+		return result == ResultWatchdog
+	}
+	return false
 }
 
 // decodeStatus builds a Status from the properties of one GetAll call (both
@@ -294,13 +332,13 @@ func decodeStatus(props map[string]any) (Status, error) {
 		return Status{}, fmt.Errorf("unit %q is not a socketley unit", st.Unit)
 	}
 	st.Name = name
-	st.Restarting = restarting(&st)
+	derive(&st)
 	return st, nil
 }
 
 // applyProps stores every known property of props into st. Unknown
 // properties are ignored; a mistyped one is skipped and reported. It does not
-// recompute Restarting.
+// call derive.
 func applyProps(st *Status, props map[string]any) error {
 	var errs []error
 	for name, v := range props {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -23,6 +22,9 @@ const (
 	// crash as failed, then activating/auto-restart in the same
 	// millisecond; publishing in between would show a restart as a failure.
 	settleDelay = 50 * time.Millisecond
+	// maxBurst bounds how long a stream of signals can hold back publishing
+	// (and Resync requests).
+	maxBurst = time.Second
 )
 
 // Watch is a live cache of every loaded socketley-*.service unit, kept up to
@@ -50,7 +52,7 @@ type Watch struct {
 	err  error             // why the watch ended
 
 	// Owned by the run goroutine (by subscribe until run starts).
-	state  map[string]Status // keyed by runtime name
+	state  map[string]Status // keyed by runtime name; derive runs at publish
 	dirty  bool              // state differs from snap
 	settle time.Time         // do not publish before this time
 }
@@ -261,10 +263,15 @@ func (w *Watch) receive(sig *godbus.Signal, ok bool) bool {
 }
 
 // drain handles the signals already queued, and waits out the settle time,
-// so that a burst is published once; false ends the watch.
+// so that a burst is published once (but at least every maxBurst); false
+// ends the watch.
 func (w *Watch) drain() bool {
+	limit := time.Now().Add(maxBurst)
 	for {
-		wait := time.Until(w.settle)
+		wait := min(time.Until(w.settle), time.Until(limit))
+		if time.Now().After(limit) {
+			return true
+		}
 		if wait <= 0 {
 			select {
 			case sig, ok := <-w.sigs:
@@ -297,7 +304,11 @@ func (w *Watch) publish() {
 		return
 	}
 	w.dirty = false
-	snap := maps.Clone(w.state)
+	snap := make(map[string]Status, len(w.state))
+	for name, st := range w.state {
+		derive(&st)
+		snap[name] = st
+	}
 	w.mu.Lock()
 	w.snap = snap
 	w.mu.Unlock()
@@ -396,7 +407,6 @@ func (w *Watch) propertiesChanged(ctx context.Context, sig *godbus.Signal) {
 		_ = w.refetch(ctx, name)
 		return
 	}
-	st.Restarting = restarting(&st)
 	w.state[name] = st
 	w.dirty = true
 	if st.ActiveState != before && (st.ActiveState == ActiveFailed || st.ActiveState == ActiveInactive) {

@@ -1,0 +1,144 @@
+package units
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestSessionBusAddress(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.Listen("unix", filepath.Join(dir, "bus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	noSocket := t.TempDir()
+
+	tests := []struct {
+		name    string
+		session string
+		runtime string
+		want    string // "" = ErrNoBus
+	}{
+		{"session address wins", "unix:path=/x/bus", dir, "unix:path=/x/bus"},
+		{"runtime dir socket", "", dir, "unix:path=" + filepath.Join(dir, "bus")},
+		{"autolaunch is not an address", "autolaunch:", dir, "unix:path=" + filepath.Join(dir, "bus")},
+		{"runtime dir without socket", "", noSocket, ""},
+		{"nothing", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("DBUS_SESSION_BUS_ADDRESS", tt.session)
+			t.Setenv("XDG_RUNTIME_DIR", tt.runtime)
+			got, err := sessionBusAddress()
+			if tt.want == "" {
+				if !errors.Is(err, ErrNoBus) {
+					t.Fatalf("got %q, %v; want ErrNoBus", got, err)
+				}
+				for _, hint := range []string{"DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "scripts/systemd-sandbox.sh"} {
+					if !strings.Contains(err.Error(), hint) {
+						t.Errorf("error %q does not mention %s", err, hint)
+					}
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDialUserWithoutBus(t *testing.T) {
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "")
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	_, err := Dial(t.Context(), User)
+	if !errors.Is(err, ErrNoBus) {
+		t.Fatalf("got %v, want ErrNoBus", err)
+	}
+	if !strings.HasPrefix(err.Error(), "dial user manager: no user D-Bus session bus") {
+		t.Errorf("got %q, want the dial prefix and the hint", err)
+	}
+}
+
+func TestDialRefused(t *testing.T) {
+	// A socket path nobody listens on: the connect fails at once.
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "nobody"))
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, err := Dial(ctx, User)
+	if !errors.Is(err, ErrNoBus) {
+		t.Fatalf("got %v, want ErrNoBus", err)
+	}
+}
+
+func TestDialSilentBus(t *testing.T) {
+	// A listener that accepts and never speaks: Dial must give up at ctx's
+	// deadline instead of hanging in the D-Bus handshake.
+	path := filepath.Join(t.TempDir(), "bus")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path="+path)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = Dial(ctx, User)
+	if !errors.Is(err, ErrNoBus) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("got %v, want ErrNoBus and DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Dial took %v, want about 200ms", d)
+	}
+}
+
+func TestDialUnknownScope(t *testing.T) {
+	if _, err := Dial(t.Context(), Scope(9)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("got %v, want ErrInvalid", err)
+	}
+}
+
+func TestWithDefault(t *testing.T) {
+	ctx, cancel := withDefault(t.Context(), time.Hour)
+	defer cancel()
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < 59*time.Minute {
+		t.Errorf("no default deadline: %v %v", dl, ok)
+	}
+	short, cancel2 := context.WithTimeout(t.Context(), time.Second)
+	defer cancel2()
+	ctx, cancel3 := withDefault(short, time.Hour)
+	defer cancel3()
+	if dl, _ := ctx.Deadline(); time.Until(dl) > time.Second {
+		t.Errorf("the caller's deadline was replaced: %v", dl)
+	}
+}
