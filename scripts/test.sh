@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 scripts/lint.sh
 run_tests=(go test -race -tags integration -count=1 -timeout 20m ./...)
 if [[ $EUID == 0 ]]; then
-	scripts/systemd-sandbox.sh --journal -- env SOCKETLEY_REQUIRE_SYSTEMD=1 "${run_tests[@]}"
+	scripts/systemd-sandbox.sh --journal -- env SOCKETLEY_REQUIRE_SYSTEMD=1 GOCACHE="$(go env GOCACHE)" "${run_tests[@]}"
 elif [[ -n ${DBUS_SESSION_BUS_ADDRESS:-} ]] && systemctl --user is-system-running >/dev/null 2>&1; then
 	echo "test.sh: not root; using your systemd user session" >&2
 	"${run_tests[@]}"
