@@ -614,6 +614,9 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 		r.ActiveState, r.SubState = st.ActiveState, st.SubState
 		r.Restarts += st.NRestarts
 		r.LastExit = st.LastExit()
+		if r.LastExit == "" {
+			r.LastExit = o.lastExit
+		}
 		if st.MainPID > 0 {
 			r.PID = st.MainPID
 			r.Since = st.ActiveEnter

@@ -84,6 +84,9 @@ type observed struct {
 	// exited is set by the caller of classify, for an attached (unmanaged)
 	// entry, when its process is gone; it is never stored.
 	exited bool
+	// lastExit remembers how the previous process ended: systemd clears
+	// ExecMainStatus when the next process starts.
+	lastExit string
 }
 
 // New validates cfg and prepares a daemon; nothing is touched until Run.
@@ -232,19 +235,35 @@ func (m *Manager) loop(ctx context.Context) {
 		m.mu.RLock()
 		w := m.watch
 		m.mu.RUnlock()
-		var lost <-chan struct{}
+		var lost, changed <-chan struct{}
 		if w != nil {
-			lost = w.Done()
+			lost, changed = w.Done(), w.Changed()
 		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
+			m.noteExits(w.Snapshot())
 		case <-lost:
 			m.log.Warn("lost the connection to systemd; reconnecting")
 			m.disconnect()
 			m.reconnect(ctx)
 		case <-t.C:
 			m.tick(ctx)
+		}
+	}
+}
+
+// noteExits records the last exit of units that are restarting or failed,
+// before the next start clears it in systemd.
+func (m *Manager) noteExits(snap map[string]units.Status) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, st := range snap {
+		if le := st.LastExit(); le != "" {
+			if _, ok := m.reg.entries[name]; ok {
+				m.obsOf(name).lastExit = le
+			}
 		}
 	}
 }
