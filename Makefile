@@ -35,3 +35,58 @@ install: build ## install to $(PREFIX)/bin
 
 clean:
 	rm -rf bin dist
+
+# ---------------------------------------------------------------------------
+# Packaging: man pages, completions, .deb/.rpm (nfpm), package test.
+# Owned by packaging/; see packaging/nfpm.yaml and docs/install.md.
+#   make deb rpm            -> dist/socketley_<ver>-1_<arch>.deb, dist/socketley-<ver>-1.<arch>.rpm
+#   make packages           -> both
+#   make man                -> dist/man/*.1 (and dist/completions/) for a look
+#   make package-test       -> scripts/package-test.sh (root; installs, tests and purges the .deb)
+# Overridable: PKG_VERSION (default: from git describe via packaging/pkgversion.sh),
+# PKG_RELEASE, PKG_ARCH, PKG_DIR (output directory), PKG_README, NFPM_VERSION.
+# ---------------------------------------------------------------------------
+NFPM_VERSION      ?= v2.45.2
+# pinned tool, run without touching go.mod (built once, then cached by go)
+NFPM              ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+# computed once per make run (`make deb rpm` must give both packages the same version)
+ifeq ($(origin SOURCE_DATE_EPOCH),undefined)
+SOURCE_DATE_EPOCH := $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+endif
+ifeq ($(origin PKG_VERSION),undefined)
+PKG_VERSION       := $(shell packaging/pkgversion.sh '$(VERSION)' '$(SOURCE_DATE_EPOCH)')
+endif
+PKG_RELEASE       ?= 1
+PKG_ARCH          ?= $(shell $(GO) env GOARCH)
+PKG_DIR           ?= dist
+PKG_README        ?= README.md
+PKG_STAGE         := dist/stage
+PKG_ENV            = SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) SOCKETLEY_PKG_VERSION=$(PKG_VERSION) \
+                     SOCKETLEY_PKG_RELEASE=$(PKG_RELEASE) SOCKETLEY_PKG_ARCH=$(PKG_ARCH)
+
+.PHONY: man pkg-stage deb rpm packages package-test
+
+man: build ## man pages and completions generated from the cobra commands, in dist/
+	rm -rf dist/man dist/completions
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN) gen-docs --man dist/man --completions dist/completions
+
+pkg-stage: build
+	@test -f $(PKG_README) || { echo "make: $(PKG_README) is missing; the packages must ship it" >&2; exit 1; }
+	rm -rf $(PKG_STAGE)
+	mkdir -p $(PKG_STAGE)/man $(PKG_STAGE)/completions $(PKG_DIR)
+	install -m 0755 $(BIN) $(PKG_STAGE)/socketley
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN) gen-docs --man $(PKG_STAGE)/man --completions $(PKG_STAGE)/completions
+	gzip -9n $(PKG_STAGE)/man/*.1
+	install -m 0644 $(PKG_README) $(PKG_STAGE)/README.md
+	install -m 0644 LICENSE $(PKG_STAGE)/LICENSE
+
+deb: pkg-stage ## build the .deb into $(PKG_DIR)/
+	$(PKG_ENV) $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(PKG_DIR)/
+
+rpm: pkg-stage ## build the .rpm into $(PKG_DIR)/
+	$(PKG_ENV) $(NFPM) package --config packaging/nfpm.yaml --packager rpm --target $(PKG_DIR)/
+
+packages: deb rpm
+
+package-test: ## build both packages, then install/upgrade/purge the .deb under a sandboxed system systemd (root)
+	scripts/package-test.sh
