@@ -48,25 +48,37 @@ func peerCred(c *net.UnixConn) (Caller, error) {
 	return Caller{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid), Groups: groups}, nil
 }
 
-// peerGroups returns the peer's supplementary groups (Linux ≥ 4.13), or nil.
+// peerGroups returns the peer's supplementary groups (SO_PEERGROUPS, Linux
+// ≥ 4.13), or nil when the kernel cannot tell. A peer with more groups than
+// the first buffer holds gets a second call with the size the kernel asked for.
 func peerGroups(fd int) []int {
-	buf := make([]uint32, 256)
-	size := uint32(len(buf) * 4)
-	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
-		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0)
-	if errno != 0 {
-		return nil
+	n := 64
+	for range 2 {
+		buf := make([]uint32, n)
+		size := uint32(len(buf) * 4)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0)
+		if errno == unix.ERANGE && int(size/4) > n {
+			n = int(size / 4)
+			continue
+		}
+		if errno != 0 {
+			return nil
+		}
+		out := make([]int, 0, size/4)
+		for _, g := range buf[:size/4] {
+			out = append(out, int(g))
+		}
+		return out
 	}
-	out := make([]int, 0, size/4)
-	for _, g := range buf[:size/4] {
-		out = append(out, int(g))
-	}
-	return out
+	return nil
 }
 
-// authorizeConn decides whether the caller may use the socket at all.
+// authorizeConn decides whether the caller may use the socket at all, from
+// its peer credentials (not only the socket's file mode, which a wrong
+// umask, a chmod or an inherited descriptor could widen).
 // User mode: the daemon's own uid (and root). System mode: root or a member
-// of the socket group.
+// of the socket group (primary or supplementary).
 func (m *Manager) authorizeConn(c Caller) error {
 	if c.root() {
 		return nil

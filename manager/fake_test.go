@@ -92,7 +92,7 @@ func (f *fakeSystemd) UnitByPID(_ context.Context, pid int) (string, error) {
 			return st.Unit, nil
 		}
 	}
-	return "", fmt.Errorf("no unit for pid %d", pid)
+	return "", fmt.Errorf("unit of pid %d: %w", pid, units.ErrNoSuchUnit)
 }
 
 func (f *fakeSystemd) Watch(context.Context) (Watcher, error) { return f, nil }

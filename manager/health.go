@@ -2,11 +2,15 @@ package manager
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
@@ -21,11 +25,22 @@ const (
 	settleTime = time.Second
 	// DefaultWaitTimeout bounds --wait when no timeout is given.
 	DefaultWaitTimeout = 10 * time.Second
+	// resyncTimeout bounds the one ListUnits round trip of a tick.
+	resyncTimeout = time.Second
+	// staleGrace is how long waitRunning distrusts a failure it sees before
+	// the new process shows up (the view may lag the start by a moment).
+	staleGrace = 500 * time.Millisecond
 )
 
 // expectsAttach reports whether e is expected to attach: it was added with
 // --attach or has attached at least once.
 func expectsAttach(e *Entry) bool { return e.ExpectAttach || e.Type != "" }
+
+// attachedBy reports whether e's last attach came from the unit's current
+// main process.
+func attachedBy(e *Entry, st *units.Status) bool {
+	return st != nil && e.AttachPID > 0 && e.AttachPID == st.MainPID
+}
 
 // healthFails returns the restart threshold (0 = never restart).
 func healthFails(e *Entry) int {
@@ -35,16 +50,25 @@ func healthFails(e *Entry) int {
 	return DefaultHealthFails
 }
 
-// classify decides a runtime's STATUS from the registry entry, systemd's view
-// of its unit (nil when no unit is loaded) and what the daemon observed. It
-// is pure: no I/O, so it is table-tested.
+// attachTimeout returns how long e may take to attach after its process starts.
+func attachTimeout(e *Entry) time.Duration {
+	if d := time.Duration(e.AttachTimeout); d > 0 {
+		return d
+	}
+	return DefaultAttachTimeout
+}
+
+// classify decides a runtime's STATUS and the reason for it from the registry
+// entry, systemd's view of its unit (nil when no unit is loaded) and what the
+// daemon observed (for an attached process, o.exited says whether it is
+// gone; the caller checks that). It does no I/O, so it is table-tested.
 func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, string) {
 	if !e.Managed {
-		if !sameProcess(e.PID, e.StartTime) {
+		if o.exited {
 			return wire.StateStopped, fmt.Sprintf("attached process %d exited", e.PID)
 		}
 		if o.portDown {
-			return wire.StateUnhealthy, fmt.Sprintf("port %d refuses connections", e.Port)
+			return wire.StateUnhealthy, fmt.Sprintf("port %d refuses connections on loopback", e.Port)
 		}
 		return wire.StateRunning, ""
 	}
@@ -53,7 +77,7 @@ func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, s
 			return wire.StateCreated, ""
 		}
 		if e.Desired == DesiredRunning {
-			return wire.StateStopped, "unit is not loaded (stopped outside socketley?); run socketley start " + e.Name
+			return wire.StateStopped, "its unit is gone: the process exited (or was stopped outside socketley); run socketley start " + e.Name
 		}
 		return wire.StateStopped, ""
 	}
@@ -62,7 +86,7 @@ func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, s
 		return wire.StateRestarting, lastExitReason(st)
 	case st.ActiveState == "failed":
 		if st.Result == "start-limit-hit" {
-			return wire.StateCrashLoop, "start limit hit: it keeps exiting; " + lastExitReason(st)
+			return wire.StateCrashLoop, joinReason("start limit hit: it keeps exiting", lastExitReason(st))
 		}
 		return wire.StateFailed, lastExitReason(st)
 	case st.ActiveState == "deactivating":
@@ -71,15 +95,15 @@ func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, s
 		if !e.Started {
 			return wire.StateCreated, ""
 		}
-		return wire.StateStopped, ""
+		return wire.StateStopped, lastExitReason(st)
 	}
 	// active, activating, reloading: a process exists or is being started.
 	if !expectsAttach(e) {
 		return wire.StateRunning, ""
 	}
-	if e.AttachPID > 0 && e.AttachPID == st.MainPID {
+	if attachedBy(e, st) {
 		if o.portDown {
-			return wire.StateUnhealthy, fmt.Sprintf("port %d refuses connections", e.Port)
+			return wire.StateUnhealthy, fmt.Sprintf("port %d refuses connections on loopback", e.Port)
 		}
 		return wire.StateRunning, ""
 	}
@@ -87,16 +111,14 @@ func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, s
 	if since.IsZero() {
 		since = st.ActiveEnter
 	}
-	timeout := time.Duration(e.AttachTimeout)
-	if timeout <= 0 {
-		timeout = DefaultAttachTimeout
-	}
+	timeout := attachTimeout(e)
 	if since.IsZero() || now.Sub(since) < timeout {
 		return wire.StateStarting, fmt.Sprintf("waiting for pid %d to attach", st.MainPID)
 	}
 	return wire.StateUnhealthy, fmt.Sprintf("pid %d has not attached after %s", st.MainPID, timeout)
 }
 
+// lastExitReason words how the last main process ended ("" when unknown).
 func lastExitReason(st *units.Status) string {
 	if le := st.LastExit(); le != "" {
 		return "last exit: " + le
@@ -107,8 +129,17 @@ func lastExitReason(st *units.Status) string {
 	return ""
 }
 
-// tick is one health check: one Resync round trip, then pure decisions, TCP
-// probes of attached ports, and health restarts.
+func joinReason(a, b string) string {
+	if b == "" {
+		return a
+	}
+	return a + "; " + b
+}
+
+// tick is one health check: one Resync round trip (ListUnits), then pure
+// decisions, a check of the attached ports, and health restarts. It never
+// makes a D-Bus call per unit (Resync refetches only units whose state
+// differs from the signal-fed cache, which means a signal was missed).
 func (m *Manager) tick(ctx context.Context) {
 	m.mu.RLock()
 	w := m.watch
@@ -116,26 +147,30 @@ func (m *Manager) tick(ctx context.Context) {
 	if w == nil {
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, resyncTimeout)
 	if err := w.Resync(rctx); err != nil {
 		m.log.Debug("resync", "err", err)
 	}
 	cancel()
 	snap := w.Snapshot()
 
+	// Entries of a published registry are never modified (update replaces
+	// the registry with a changed copy), so the pointers can be read after
+	// the lock is released: no copy needed.
 	m.mu.RLock()
 	entries := make([]*Entry, 0, len(m.reg.entries))
 	for _, e := range m.reg.entries {
-		entries = append(entries, e.clone())
+		entries = append(entries, e)
 	}
 	m.mu.RUnlock()
 
-	var gone []string
+	var gone []*Entry
 	var probe []*Entry
 	for _, e := range entries {
 		if !e.Managed {
 			if !sameProcess(e.PID, e.StartTime) {
-				gone = append(gone, e.Name)
+				gone = append(gone, e)
 				continue
 			}
 			if e.Port > 0 {
@@ -143,32 +178,21 @@ func (m *Manager) tick(ctx context.Context) {
 			}
 			continue
 		}
-		if st, ok := snap[e.Name]; ok && st.ActiveState == "active" && e.Port > 0 &&
-			e.AttachPID > 0 && e.AttachPID == st.MainPID {
+		if st, ok := snap[e.Name]; ok && st.ActiveState == "active" && e.Port > 0 && attachedBy(e, &st) {
 			probe = append(probe, e)
 		}
 	}
 	if len(gone) > 0 {
-		err := m.update(func(r *Registry) error {
-			for _, n := range gone {
-				if e, ok := r.entries[n]; ok && !e.Managed && !sameProcess(e.PID, e.StartTime) {
-					delete(r.entries, n)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			m.log.Error("drop exited attached processes", "err", err)
-		} else {
-			for _, n := range gone {
-				m.log.Info("attached process exited; forgotten", "name", n)
-			}
-		}
+		m.forgetExited(gone)
 	}
 	down := probePorts(ctx, probe)
 
 	now := time.Now()
-	var heal []*Entry
+	type healJob struct {
+		name string
+		pid  int
+	}
+	var heal []healJob
 	m.mu.Lock()
 	for _, e := range entries {
 		if !e.Managed {
@@ -176,6 +200,9 @@ func (m *Manager) tick(ctx context.Context) {
 				m.obsOf(e.Name).portDown = down[e.Name]
 			}
 			continue
+		}
+		if m.reg.entries[e.Name] != e {
+			continue // changed or removed meanwhile; the next tick decides
 		}
 		o := m.obsOf(e.Name)
 		o.portDown = down[e.Name]
@@ -190,21 +217,59 @@ func (m *Manager) tick(ctx context.Context) {
 		}
 		o.unhealthyTicks++
 		n := healthFails(e)
-		m.log.Warn("unhealthy", "name", e.Name, "reason", reason, "ticks", o.unhealthyTicks, "limit", n)
+		if o.unhealthyTicks == 1 {
+			m.log.Warn("unhealthy", "name", e.Name, "reason", reason, "limit", n)
+		} else {
+			m.log.Debug("still unhealthy", "name", e.Name, "reason", reason, "ticks", o.unhealthyTicks, "limit", n)
+		}
 		if n > 0 && o.unhealthyTicks >= n && !o.healing && e.Desired == DesiredRunning {
 			o.healing = true
 			o.unhealthyTicks = 0
-			heal = append(heal, e)
+			pid := 0
+			if st != nil {
+				pid = st.MainPID
+			}
+			heal = append(heal, healJob{e.Name, pid})
 		}
 	}
 	m.mu.Unlock()
-	for _, e := range heal {
-		go m.heal(ctx, e.Name)
+	for _, h := range heal {
+		m.heals.Add(1)
+		go func() {
+			defer m.heals.Done()
+			m.heal(ctx, h.name, h.pid)
+		}()
+	}
+	m.log.Debug("tick", "entries", len(entries), "probed", len(probe), "took", time.Since(start))
+}
+
+// forgetExited drops attached (unmanaged) entries whose process is gone.
+// Each is re-checked under the lock: a re-attach under the same name in
+// between is kept.
+func (m *Manager) forgetExited(gone []*Entry) {
+	var dropped []string
+	err := m.update(func(r *Registry) error {
+		for _, g := range gone {
+			if e, ok := r.entries[g.Name]; ok && !e.Managed && e.PID == g.PID && e.StartTime == g.StartTime {
+				delete(r.entries, g.Name)
+				dropped = append(dropped, g.Name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		m.log.Error("forget exited attached processes", "err", err)
+		return
+	}
+	for _, n := range dropped {
+		m.log.Info("attached process exited; forgotten", "name", n)
 	}
 }
 
-// heal restarts an unhealthy runtime (stop, wait, start) and counts it.
-func (m *Manager) heal(ctx context.Context, name string) {
+// heal restarts an unhealthy runtime (stop, wait, start) and counts it. pid
+// is the main process the decision was about: when the unit has another
+// main process by now (it restarted meanwhile), nothing is done.
+func (m *Manager) heal(ctx context.Context, name string, pid int) {
 	unlock := m.locks.lock(name)
 	defer unlock()
 	defer func() {
@@ -215,10 +280,14 @@ func (m *Manager) heal(ctx context.Context, name string) {
 		m.mu.Unlock()
 	}()
 	e, ok := m.entry(name)
-	if !ok || e.Desired != DesiredRunning {
+	if !ok || !e.Managed || e.Desired != DesiredRunning {
 		return
 	}
-	m.log.Warn("restarting unhealthy runtime", "name", name)
+	if st, ok := m.snapshot()[name]; !ok || st.MainPID != pid {
+		m.log.Debug("health restart skipped: the unit changed meanwhile", "name", name, "pid", pid)
+		return
+	}
+	m.log.Warn("restarting unhealthy runtime", "name", name, "pid", pid)
 	if err := m.stopUnit(ctx, name); err != nil {
 		m.log.Error("health restart: stop", "name", name, "err", err)
 		return
@@ -232,17 +301,30 @@ func (m *Manager) heal(ctx context.Context, name string) {
 	m.mu.Unlock()
 }
 
-// probePorts connects to each entry's port on loopback, a few at a time, and
-// returns the names whose port refused or timed out.
+// probePorts checks the port of each entry on loopback and returns the names
+// whose port does not accept connections. One sock_diag dump lists every
+// listening TCP socket; only the ports missing from it (or all of them when
+// sock_diag is unavailable) get a real connect, a few at a time. So a
+// healthy server is never disturbed by probe connections.
 func probePorts(ctx context.Context, es []*Entry) map[string]bool {
 	down := map[string]bool{}
 	if len(es) == 0 {
 		return down
 	}
+	listening, err := loopbackListeners()
+	var dial []*Entry
+	for _, e := range es {
+		if err != nil || !listening[uint16(e.Port)] {
+			dial = append(dial, e)
+		}
+	}
+	if len(dial) == 0 {
+		return down
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, probeWorkers)
-	for _, e := range es {
+	for _, e := range dial {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -275,7 +357,8 @@ func probe(ctx context.Context, port int) bool {
 
 // waitRunning waits until name is running: attached by its current process
 // when it expects attach, otherwise active for settleTime. It fails at once
-// when the runtime exits, fails or crash-loops.
+// when the runtime exits, fails or crash-loops, and after timeout with what
+// it was still waiting for.
 func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = DefaultWaitTimeout
@@ -284,13 +367,16 @@ func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Dur
 	defer cancel()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	var last wire.Runtime
+	begin := time.Now()
+	seenUp := false
 	for {
-		r := m.view(name)
-		last = r
 		e, ok := m.entry(name)
 		if !ok {
 			return errorf(ErrNotFound, "%s was removed while waiting", name)
+		}
+		r := m.view(name)
+		if r.PID > 0 {
+			seenUp = true
 		}
 		switch r.Status {
 		case wire.StateRunning:
@@ -298,19 +384,39 @@ func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Dur
 				return nil
 			}
 		case wire.StateFailed, wire.StateCrashLoop, wire.StateStopped, wire.StateRestarting:
-			return errorf(ErrFailed, "%s is %s: %s", name, r.Status, orUnknown(r.Reason, r.LastExit))
+			// Right after a start the signal-fed view may still show the
+			// previous run's failure for a moment: believe a failure once the
+			// new process was seen, or after staleGrace.
+			if seenUp || time.Since(begin) >= staleGrace {
+				return errorf(ErrFailed, "%s", downReason(name, r))
+			}
 		case wire.StateUnhealthy:
-			return errorf(ErrFailed, "%s is unhealthy: %s", name, r.Reason)
+			if !attachedBy(e, &units.Status{MainPID: r.PID}) {
+				// The attach is overdue (the attach timeout is shorter than --timeout).
+				return errorf(ErrFailed, "%s is unhealthy: %s", name, r.Reason)
+			}
+			// Attached, port refusing: it may be about to listen; keep waiting.
 		}
 		select {
 		case <-ctx.Done():
-			if expectsAttach(e) && r.Status == wire.StateStarting {
-				return errorf(ErrFailed, "%s is still unattached after %s (pid %d)", name, timeout, last.PID)
+			switch {
+			case r.Status == wire.StateStarting:
+				return errorf(ErrFailed, "%s is still unattached after %s (pid %d); it must call attach (SDK Attach, or socketley attach) with its name, type and port", name, timeout, r.PID)
+			case r.Status == wire.StateUnhealthy:
+				return errorf(ErrFailed, "%s is not healthy after %s: %s", name, timeout, r.Reason)
 			}
-			return errorf(ErrFailed, "%s is not running after %s (status %s)", name, timeout, last.Status)
+			return errorf(ErrFailed, "%s is not running after %s (status %s)", name, timeout, r.Status)
 		case <-t.C:
 		}
 	}
+}
+
+// downReason says why a runtime that should run does not, in words.
+func downReason(name string, r wire.Runtime) string {
+	if r.LastExit != "" {
+		return fmt.Sprintf("%s exited (%s) and is %s", name, r.LastExit, r.Status)
+	}
+	return fmt.Sprintf("%s is %s: %s", name, r.Status, orUnknown(r.Reason))
 }
 
 // waitAll waits for every runtime in res, updating their views.
@@ -332,4 +438,95 @@ func orUnknown(s ...string) string {
 		}
 	}
 	return "no reason reported"
+}
+
+// loopbackListeners returns the TCP ports that have a listening socket a
+// loopback connect would reach (bound to a wildcard or loopback address), in
+// the daemon's network namespace. It costs one NETLINK_SOCK_DIAG dump per
+// address family, filtered to LISTEN sockets by the kernel, however many
+// connections the servers have. An error means sock_diag is unavailable
+// (old kernel, module missing, seccomp); the caller then dials each port.
+func loopbackListeners() (map[uint16]bool, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return nil, fmt.Errorf("sock_diag socket: %w", err)
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(time.Second.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return nil, fmt.Errorf("sock_diag timeout: %w", err)
+	}
+	ports := map[uint16]bool{}
+	for i, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		if err := dumpListeners(fd, family, uint32(i+1), ports); err != nil {
+			return nil, err
+		}
+	}
+	return ports, nil
+}
+
+// Sizes of the sock_diag structures (linux/inet_diag.h).
+const (
+	sizeofInetDiagReqV2 = 56 // family, protocol, ext, pad, states, inet_diag_sockid
+	sizeofInetDiagMsg   = 72 // family, state, timer, retrans, sockid, expires, rqueue, wqueue, uid, inode
+	tcpListen           = 10 // TCP_LISTEN in include/net/tcp_states.h
+)
+
+// dumpListeners adds to ports the loopback-reachable TCP listeners of one
+// address family.
+func dumpListeners(fd int, family uint8, seq uint32, ports map[uint16]bool) error {
+	ne := binary.NativeEndian
+	req := make([]byte, unix.SizeofNlMsghdr+sizeofInetDiagReqV2)
+	ne.PutUint32(req[0:], uint32(len(req)))
+	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
+	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	ne.PutUint32(req[8:], seq)
+	req[16] = family
+	req[17] = unix.IPPROTO_TCP
+	ne.PutUint32(req[20:], 1<<tcpListen)
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("sock_diag request: %w", err)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sock_diag receive: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return fmt.Errorf("sock_diag parse: %w", err)
+		}
+		for _, msg := range msgs {
+			if msg.Header.Seq != seq {
+				continue
+			}
+			switch msg.Header.Type {
+			case unix.NLMSG_DONE:
+				return nil
+			case unix.NLMSG_ERROR:
+				if len(msg.Data) >= 4 {
+					if errno := int32(ne.Uint32(msg.Data)); errno != 0 {
+						return fmt.Errorf("sock_diag: %w", unix.Errno(-errno))
+					}
+				}
+				return nil
+			}
+			d := msg.Data
+			if len(d) < sizeofInetDiagMsg || d[1] != tcpListen {
+				continue
+			}
+			port := binary.BigEndian.Uint16(d[4:6])
+			src := net.IP(d[8:24])
+			if family == unix.AF_INET {
+				src = net.IP(d[8:12])
+			}
+			if src.IsLoopback() || src.IsUnspecified() {
+				ports[port] = true
+			}
+		}
+	}
 }

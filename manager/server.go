@@ -21,11 +21,13 @@ import (
 
 // Limits of the control socket.
 const (
-	maxConns     = 128              // concurrent connections
-	readDeadline = 10 * time.Second // for each request line
+	maxConns = 128 // concurrent connections
 	// writeDeadline bounds writing one reply to a client that stopped reading.
 	writeDeadline = 10 * time.Second
 )
+
+// readDeadline bounds the wait for each request line (a variable for tests).
+var readDeadline = 10 * time.Second
 
 // listen creates the control socket the way tailscale's safesocket does:
 // refuse when a daemon answers on it, remove a stale file, bind, then tighten
@@ -79,8 +81,13 @@ func (m *Manager) listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// socketGID resolves the socket group once (-1 when it does not exist).
+// socketGID resolves the socket group (-1 when it does not exist). A group
+// that was found is cached; a missing one is looked up again next time, so
+// a group created after the daemon started takes effect. Safe for
+// concurrent use (connections authorize in parallel).
 func (m *Manager) socketGID() int {
+	m.groupMu.Lock()
+	defer m.groupMu.Unlock()
 	if m.group >= 0 {
 		return m.group
 	}
@@ -139,12 +146,16 @@ func (m *Manager) handleConn(ctx context.Context, c *net.UnixConn) {
 		m.log.Error("peer credentials", "err", err)
 		return
 	}
+	r := bufio.NewReaderSize(c, 4096)
 	if err := m.authorizeConn(caller); err != nil {
+		// Let the client send its request first: closing before it writes
+		// would hand it a broken pipe instead of the reason.
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = wire.ReadLine(r)
 		_ = c.SetWriteDeadline(time.Now().Add(writeDeadline))
 		_ = wire.WriteReply(c, wire.CodeInvalid, []byte(err.Error()+"\n"))
 		return
 	}
-	r := bufio.NewReaderSize(c, 4096)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(readDeadline))
 		line, err := wire.ReadLine(r)

@@ -1,0 +1,407 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/units"
+)
+
+func TestClassifyReasons(t *testing.T) {
+	now := time.Now()
+	started := &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredRunning}
+	attaching := &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredRunning, ExpectAttach: true, AttachTimeout: wire.Duration(3 * time.Second)}
+	unmanaged := &Entry{Name: "x", PID: 42, Port: 80, Type: "server"}
+	at := func(ago time.Duration) *units.Status {
+		return &units.Status{LoadState: "loaded", ActiveState: "active", MainPID: 7, ExecMainStart: now.Add(-ago)}
+	}
+	tests := []struct {
+		name   string
+		e      *Entry
+		st     *units.Status
+		o      observed
+		want   string
+		reason string
+	}{
+		{"attached process alive", unmanaged, nil, observed{}, wire.StateRunning, ""},
+		{"attached process exited", unmanaged, nil, observed{exited: true}, wire.StateStopped, "attached process 42 exited"},
+		{"attached process, port down", unmanaged, nil, observed{portDown: true}, wire.StateUnhealthy, "port 80 refuses"},
+		{"failed: exit code", started, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "exit-code", ExecMainCode: units.CodeExited, ExecMainStatus: 3}, observed{}, wire.StateFailed, "exit code 3"},
+		{"failed: signal", started, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "signal", ExecMainCode: units.CodeKilled, ExecMainStatus: 9}, observed{}, wire.StateFailed, "signal KILL"},
+		{"crash-loop names the exit", started, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "start-limit-hit", ExecMainCode: units.CodeExited, ExecMainStatus: 1}, observed{}, wire.StateCrashLoop, "start limit hit: it keeps exiting; last exit: exit code 1"},
+		{"restarting names the exit", started, &units.Status{LoadState: "loaded", ActiveState: "activating", SubState: "auto-restart", Restarting: true, ExecMainCode: units.CodeExited, ExecMainStatus: 2}, observed{}, wire.StateRestarting, "exit code 2"},
+		{"unit gone while desired running", started, nil, observed{}, wire.StateStopped, "unit is gone"},
+		{"never attaches: running", started, at(time.Hour), observed{}, wire.StateRunning, ""},
+		{"attach timeout not reached", attaching, at(2 * time.Second), observed{}, wire.StateStarting, "waiting for pid 7"},
+		{"attach timeout passed", attaching, at(4 * time.Second), observed{}, wire.StateUnhealthy, "pid 7 has not attached after 3s"},
+		{"activating, no timestamps yet", attaching, &units.Status{LoadState: "loaded", ActiveState: "activating"}, observed{}, wire.StateStarting, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, reason := classify(tt.e, tt.st, &tt.o, now)
+			if got != tt.want || !strings.Contains(reason, tt.reason) {
+				t.Fatalf("got %s (%q), want %s (%q)", got, reason, tt.want, tt.reason)
+			}
+		})
+	}
+}
+
+// closedPort returns a loopback TCP port nothing listens on.
+func closedPort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	return port
+}
+
+// listenPort listens on loopback until the test ends and returns the port.
+func listenPort(t testing.TB, network, addr string) int {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Skipf("listen %s %s: %v", network, addr, err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestProbePorts(t *testing.T) {
+	v4 := listenPort(t, "tcp4", "127.0.0.1:0")
+	any4 := listenPort(t, "tcp4", "0.0.0.0:0")
+	closed := closedPort(t)
+	ls, err := loopbackListeners()
+	if err != nil {
+		t.Logf("sock_diag unavailable (%v): probes dial", err)
+	} else if !ls[uint16(v4)] || !ls[uint16(any4)] || ls[uint16(closed)] {
+		t.Fatalf("sock_diag listeners: %d=%v %d=%v closed %d=%v", v4, ls[uint16(v4)], any4, ls[uint16(any4)], closed, ls[uint16(closed)])
+	}
+	es := []*Entry{{Name: "v4", Port: v4}, {Name: "any", Port: any4}, {Name: "closed", Port: closed}}
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err == nil {
+		t.Cleanup(func() { _ = ln.Close() })
+		es = append(es, &Entry{Name: "v6", Port: ln.Addr().(*net.TCPAddr).Port})
+	}
+	down := probePorts(t.Context(), es)
+	if len(down) != 1 || !down["closed"] {
+		t.Fatalf("down = %v, want only closed", down)
+	}
+}
+
+// attachedManaged adds a started managed runtime attached by its main pid on port.
+func attachedManaged(t *testing.T, m *Manager, f *fakeSystemd, name string, port int, fails *int) int {
+	t.Helper()
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: name, Path: exe(t, t.TempDir(), name), Start: true, HealthFails: fails}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	pid := f.Snapshot()[name].MainPID
+	if _, err := m.attach(t.Context(), Caller{PID: pid}, wire.AttachSpec{Type: "server", Name: name, Port: port, PID: pid, Managed: true}); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func TestTickRestartsUnhealthy(t *testing.T) {
+	m, f := newTestManager(t)
+	ctx := t.Context()
+	two, zero := 2, 0
+	up := listenPort(t, "tcp4", "127.0.0.1:0")
+	attachedManaged(t, m, f, "ok", up, nil)
+	pid := attachedManaged(t, m, f, "bad", closedPort(t), &two)
+	attachedManaged(t, m, f, "never", closedPort(t), &zero)
+
+	m.tick(ctx)
+	if v := m.view("bad"); v.Status != wire.StateUnhealthy || !strings.Contains(v.Reason, "refuses connections") {
+		t.Fatalf("after one tick: %s (%s), want unhealthy", v.Status, v.Reason)
+	}
+	if v := m.view("ok"); v.Status != wire.StateRunning {
+		t.Fatalf("listening runtime: %s (%s)", v.Status, v.Reason)
+	}
+	m.tick(ctx)
+	m.heals.Wait()
+	v := m.view("bad")
+	if v.PID == pid || v.PID == 0 || v.Restarts != 1 {
+		t.Fatalf("after %d unhealthy ticks: pid %d (was %d), restarts %d; want a restart", 2, v.PID, pid, v.Restarts)
+	}
+	if v.Status != wire.StateStarting {
+		t.Fatalf("restarted runtime: %s, want starting until it re-attaches", v.Status)
+	}
+	calls := strings.Join(f.calls, ",")
+	if !strings.Contains(calls, "stop bad,start bad") || strings.Contains(calls, "stop never") || strings.Contains(calls, "stop ok") {
+		t.Fatalf("systemd calls: %s", calls)
+	}
+	for range 5 {
+		m.tick(ctx)
+	}
+	m.heals.Wait()
+	if v := m.view("never"); v.Status != wire.StateUnhealthy || v.Restarts != 0 {
+		t.Fatalf("health-fails 0: %s restarts %d, want unhealthy and never restarted", v.Status, v.Restarts)
+	}
+}
+
+func TestTickRestartsOverdueAttach(t *testing.T) {
+	m, f := newTestManager(t)
+	one := 1
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "late", Path: exe(t, t.TempDir(), "late"), Start: true,
+		ExpectAttach: true, AttachTimeout: wire.Duration(time.Second), HealthFails: &one}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	m.tick(t.Context())
+	if v := m.view("late"); v.Status != wire.StateStarting {
+		t.Fatalf("within the attach timeout: %s", v.Status)
+	}
+	st := f.Snapshot()["late"]
+	st.ExecMainStart = time.Now().Add(-2 * time.Second)
+	f.set(st)
+	if v := m.view("late"); v.Status != wire.StateUnhealthy || !strings.Contains(v.Reason, "has not attached after 1s") {
+		t.Fatalf("attach overdue: %s (%s)", v.Status, v.Reason)
+	}
+	m.tick(t.Context())
+	m.heals.Wait()
+	if v := m.view("late"); v.Restarts != 1 || v.PID == st.MainPID || v.Status != wire.StateStarting {
+		t.Fatalf("after the restart: %+v", v)
+	}
+}
+
+func TestWaitRunning(t *testing.T) {
+	m, f := newTestManager(t)
+	ctx := t.Context()
+	bin := exe(t, t.TempDir(), "w")
+
+	t0 := time.Now()
+	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "plain", Path: bin, Start: true}, true, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d < settleTime {
+		t.Fatalf("add --wait of a runtime that does not attach returned after %s, want ≥ %s", d, settleTime)
+	}
+
+	_, err := m.add(ctx, me(), wire.AddSpec{Name: "mute", Path: bin, Start: true, ExpectAttach: true}, true, 300*time.Millisecond)
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "still unattached after 300ms") || replyCode(err) != wire.CodeInvalid {
+		t.Fatalf("wait for an attach that never comes: %v", err)
+	}
+
+	// The unit fails while waiting: the reason names the exit code.
+	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "crash", Path: bin}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			st, ok := f.Snapshot()["crash"]
+			if ok && st.MainPID > 0 {
+				time.Sleep(100 * time.Millisecond)
+				st.ActiveState, st.SubState, st.MainPID = "failed", "failed", 0
+				st.Result, st.ExecMainCode, st.ExecMainStatus = "exit-code", units.CodeExited, 7
+				f.set(st)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	_, err = m.start(ctx, me(), []string{"crash"}, true, 5*time.Second)
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "exit code 7") {
+		t.Fatalf("start --wait of a crashing runtime: %v", err)
+	}
+}
+
+// serveTest serves m's control socket until the test ends.
+func serveTest(t *testing.T, m *Manager) {
+	t.Helper()
+	ln, err := m.listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { m.serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); _ = ln.Close(); <-done })
+}
+
+// TestSocketReadDeadline: a client that sends nothing is dropped.
+func TestSocketReadDeadline(t *testing.T) {
+	old := readDeadline
+	t.Cleanup(func() { readDeadline = old }) // runs after the server stopped
+	readDeadline = 200 * time.Millisecond
+	m, _ := newTestManager(t)
+	serveTest(t, m)
+	c, err := net.Dial("unix", m.cfg.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("idle connection: read %d %v, want EOF from the daemon", n, err)
+	}
+}
+
+// TestSocketLimits serves the real control socket with a fake systemd and
+// sends oversize and malformed input.
+func TestSocketLimits(t *testing.T) {
+	m, _ := newTestManager(t)
+	serveTest(t, m)
+	if fi, err := os.Stat(m.cfg.Socket); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("user-mode socket mode: %v %v, want 0600", fi.Mode().Perm(), err)
+	}
+
+	send := func(line string) (byte, string) {
+		t.Helper()
+		c, err := net.Dial("unix", m.cfg.Socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte(line)); err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatal(err)
+		}
+		b, err := readAll(c)
+		if err != nil {
+			t.Fatalf("read reply: %v", err)
+		}
+		if len(b) < 2 || b[len(b)-1] != 0 {
+			t.Fatalf("reply %q is not a frame", b)
+		}
+		return b[0], string(b[1 : len(b)-1])
+	}
+	tests := []struct {
+		name string
+		line string
+		code byte
+		msg  string
+	}{
+		{"line too long", strings.Repeat("a", wire.MaxLine+10) + "\n", wire.CodeInvalid, "longer than"},
+		{"too many words", "stop" + strings.Repeat(" x", wire.MaxTokens+1) + "\n", wire.CodeInvalid, "too many words"},
+		{"malformed JSON", "{\"cmd\":\n", wire.CodeInvalid, "malformed JSON"},
+		{"unknown JSON field", "{\"cmd\":\"ls\",\"evil\":1}\n", wire.CodeInvalid, "unknown field"},
+		{"unknown command", "frobnicate\n", wire.CodeInvalid, "unknown command"},
+		{"binary junk", "\x00\x01\xff\xfe attach\n", wire.CodeInvalid, "unknown command"},
+		{"attach without pid", "attach server x 80\n", wire.CodeInvalid, "--pid is required"},
+		{"crlf", "ls\r\n", wire.CodeOK, "NAME"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, msg := send(tt.line)
+			if code != tt.code || !strings.Contains(msg, tt.msg) {
+				t.Fatalf("got %d %q, want %d mentioning %q", code, msg, tt.code, tt.msg)
+			}
+		})
+	}
+
+	// More than maxConns connections at once: the extra one is turned away
+	// with a message, the others still work.
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	for range maxConns {
+		c, err := net.Dial("unix", m.cfg.Socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		// A round trip proves the daemon accepted it.
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("version\n")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readFrame(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, msg := send("ls\n")
+	if code != wire.CodeInvalid || !strings.Contains(msg, "too many connections") {
+		t.Fatalf("connection %d: %d %q, want a refusal", maxConns+1, code, msg)
+	}
+	_ = conns[0].Close()
+	conns = conns[1:]
+	eventually(t, "a slot to free up", func() bool {
+		code, _ := sendQuiet(m.cfg.Socket, "ls\n")
+		return code == wire.CodeOK
+	})
+}
+
+func sendQuiet(sock, line string) (byte, error) {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(line)); err != nil {
+		return 0, err
+	}
+	b, err := readFrame(c)
+	if err != nil || len(b) == 0 {
+		return 0, fmt.Errorf("no reply: %w", err)
+	}
+	return b[0], nil
+}
+
+// readFrame reads one reply frame (up to and including its NUL).
+func readFrame(c net.Conn) ([]byte, error) {
+	var out []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		out = append(out, buf[:n]...)
+		if i := strings.IndexByte(string(out[min(1, len(out)):]), 0); i >= 0 {
+			return out[:i+2], nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+}
+
+// readAll reads until the daemon closes or a frame is complete.
+func readAll(c net.Conn) ([]byte, error) { return readFrame(c) }
+
+// FuzzDispatch feeds arbitrary request lines, in both forms, to a daemon
+// with a fake systemd: no panic, and every reply code is 0, 1 or 2.
+func FuzzDispatch(f *testing.F) {
+	for _, s := range []string{
+		"attach server x 1 --pid 2 --managed", "ls", "ps", "stats", "stop a*", "remove x", "show nope",
+		`{"cmd":"attach","attach":{"type":"server","name":"x","port":80,"pid":1}}`,
+		`{"cmd":"add","add":{"name":"x","path":"/bin/sh"}}`, `{"cmd":"start","names":["*"],"wait":true,"timeout":"1ms"}`,
+		`{"cmd":`, "{}", "add /bin/sh --name y", "start y", "remove *",
+	} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	fk := newFake()
+	m, err := New(Config{Mode: paths.User, Socket: filepath.Join(dir, "s.sock"), StateDir: dir,
+		Dial: func(context.Context) (Systemd, error) { return fk, nil }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	m.reg = newRegistry()
+	m.sd, m.watch = fk, fk
+	// Not root, and a pid that is no process: nothing can be attached or signalled.
+	caller := Caller{UID: 4242, GID: 4242, PID: 1<<22 + 7}
+	f.Fuzz(func(t *testing.T, line string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		code, payload := m.dispatch(ctx, caller, line)
+		if code > wire.CodeFatal {
+			t.Fatalf("dispatch(%q) code %d", line, code)
+		}
+		if code != wire.CodeOK && len(payload) == 0 {
+			t.Fatalf("dispatch(%q) failed with code %d and no message", line, code)
+		}
+	})
+}
