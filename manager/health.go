@@ -201,9 +201,13 @@ func (m *Manager) tick(ctx context.Context) {
 			}
 			continue
 		}
-		if m.reg.entries[e.Name] != e {
-			continue // changed or removed meanwhile; the next tick decides
+		// update replaces every entry with a copy, so compare what the
+		// probe was about; a removed or re-attached entry waits a tick.
+		cur, ok := m.reg.entries[e.Name]
+		if !ok || !cur.Managed || cur.Port != e.Port || cur.AttachPID != e.AttachPID {
+			continue
 		}
+		e = cur
 		o := m.obsOf(e.Name)
 		o.portDown = down[e.Name]
 		var st *units.Status

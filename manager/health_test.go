@@ -405,3 +405,26 @@ func FuzzDispatch(f *testing.F) {
 		}
 	})
 }
+
+// TestTickDecidesWhileForgetting: a tick that forgets an exited attached
+// process (a registry update, which copies every entry) still decides the
+// health of the managed runtimes in the same tick.
+func TestTickDecidesWhileForgetting(t *testing.T) {
+	m, f := newTestManager(t)
+	one := 1
+	pid := attachedManaged(t, m, f, "bad", closedPort(t), &one)
+	c := child(t)
+	if _, err := m.attach(t.Context(), me(), attachSpec("gone", c.Process.Pid)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Process.Kill()
+	_ = exitSignal(t, c)
+	m.tick(t.Context())
+	m.heals.Wait()
+	if _, ok := m.entry("gone"); ok {
+		t.Fatal("exited attached process not forgotten")
+	}
+	if v := m.view("bad"); v.Restarts != 1 || v.PID == pid {
+		t.Fatalf("unhealthy runtime not restarted in the same tick: %+v", v)
+	}
+}
