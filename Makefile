@@ -88,5 +88,35 @@ rpm: pkg-stage ## build the .rpm into $(PKG_DIR)/
 
 packages: deb rpm
 
-package-test: ## build both packages, then install/upgrade/purge the .deb under a sandboxed system systemd (root)
+package-test: ## build both packages, then install/upgrade/purge them under a sandboxed systemd (root)
 	scripts/package-test.sh
+
+# From source, everything a package installs, under $(PREFIX) (default /usr/local; systemd and
+# systemd-sysusers also read $(PREFIX)/lib/... when PREFIX is /usr/local or /usr). ExecStart=
+# is rewritten to $(PREFIX)/bin/socketley. Then: systemd-sysusers; systemctl daemon-reload;
+# systemctl enable --now socketley   (docs/install.md)
+INSTALL_UNITDIR     ?= $(PREFIX)/lib/systemd/system
+INSTALL_USERUNITDIR ?= $(PREFIX)/lib/systemd/user
+INSTALL_SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+INSTALL_SHAREDIR    ?= $(PREFIX)/share
+.PHONY: install-all uninstall-all
+install-all: install man ## install binary, units, sysusers.d, man pages and completions under $(PREFIX)
+	install -d $(DESTDIR)$(INSTALL_UNITDIR) $(DESTDIR)$(INSTALL_USERUNITDIR) $(DESTDIR)$(INSTALL_SYSUSERSDIR) \
+		$(DESTDIR)$(INSTALL_SHAREDIR)/man/man1 $(DESTDIR)$(INSTALL_SHAREDIR)/bash-completion/completions \
+		$(DESTDIR)$(INSTALL_SHAREDIR)/zsh/site-functions $(DESTDIR)$(INSTALL_SHAREDIR)/fish/vendor_completions.d
+	sed 's|/usr/bin/socketley|$(PREFIX)/bin/socketley|' packaging/systemd/socketley.service >$(DESTDIR)$(INSTALL_UNITDIR)/socketley.service
+	sed 's|/usr/bin/socketley|$(PREFIX)/bin/socketley|' packaging/systemd/user/socketley.service >$(DESTDIR)$(INSTALL_USERUNITDIR)/socketley.service
+	chmod 0644 $(DESTDIR)$(INSTALL_UNITDIR)/socketley.service $(DESTDIR)$(INSTALL_USERUNITDIR)/socketley.service
+	install -m 0644 packaging/sysusers.d/socketley.conf $(DESTDIR)$(INSTALL_SYSUSERSDIR)/socketley.conf
+	install -m 0644 dist/man/*.1 $(DESTDIR)$(INSTALL_SHAREDIR)/man/man1/
+	install -m 0644 dist/completions/socketley.bash $(DESTDIR)$(INSTALL_SHAREDIR)/bash-completion/completions/socketley
+	install -m 0644 dist/completions/_socketley $(DESTDIR)$(INSTALL_SHAREDIR)/zsh/site-functions/_socketley
+	install -m 0644 dist/completions/socketley.fish $(DESTDIR)$(INSTALL_SHAREDIR)/fish/vendor_completions.d/socketley.fish
+
+uninstall-all: ## remove what install-all installed (stop and disable the service first)
+	rm -f $(DESTDIR)$(PREFIX)/bin/socketley $(DESTDIR)$(INSTALL_UNITDIR)/socketley.service \
+		$(DESTDIR)$(INSTALL_USERUNITDIR)/socketley.service $(DESTDIR)$(INSTALL_SYSUSERSDIR)/socketley.conf \
+		$(DESTDIR)$(INSTALL_SHAREDIR)/man/man1/socketley.1 $(DESTDIR)$(INSTALL_SHAREDIR)/man/man1/socketley-*.1 \
+		$(DESTDIR)$(INSTALL_SHAREDIR)/bash-completion/completions/socketley \
+		$(DESTDIR)$(INSTALL_SHAREDIR)/zsh/site-functions/_socketley \
+		$(DESTDIR)$(INSTALL_SHAREDIR)/fish/vendor_completions.d/socketley.fish

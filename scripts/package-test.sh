@@ -1,27 +1,37 @@
 #!/usr/bin/env bash
 # package-test.sh -- build the socketley .deb and .rpm, inspect them, then install, use,
-# upgrade and purge the .deb on this machine with a real systemd (make package-test).
+# upgrade and purge them on this machine with a real systemd (make package-test).
 #
 #   1. make packages into a temp dir (+ a second .deb with a higher version for the upgrade)
 #   2. inspect both: metadata, file lists, maintainer scripts (sh -n), man pages, completions;
 #      the .rpm is also installed into a scratch --root and erased again (--noscripts)
-#   3. dpkg -i on the host, where systemd is NOT running: the unit is enabled offline
-#   4. scripts/systemd-sandbox.sh --system (systemd as PID 1 in namespaces) with the installed
-#      /lib/systemd/system/socketley.service in its unit set, started like at boot; inside:
-#      daemon active (Type=notify) and socket 0660 root:socketley; a non-root member of group
-#      socketley adds and starts a managed example over /run/socketley/socketley.sock; it runs
-#      as that user; a non-member is refused; `systemctl restart socketley` and an upgrade
-#      (`dpkg -i` of the higher version: postinst daemon-reload + try-restart) keep the managed
-#      unit's PID and the registry; the CLI sees the new daemon version; remove; dpkg --purge
-#   5. afterwards nothing of the package is left (files, enablement link, /var/lib/socketley,
-#      /run/socketley). Group policy: the package keeps the group "socketley" on purge (see
-#      packaging/scripts/deb/postrm); this test checks that, then deletes the group again if it
-#      did not exist before, and always deletes its test user.
+#   3. dpkg -i on the host, where systemd is NOT running: group created, unit enabled offline,
+#      nothing started
+#   4. user-mode sandbox (systemd --user) with the packaged user unit: daemon active, a managed
+#      runtime survives `systemctl --user restart socketley`
+#   5. system-mode sandbox (scripts/systemd-sandbox.sh --system: systemd as PID 1 in
+#      namespaces) whose unit set holds the installed /lib/systemd/system/socketley.service,
+#      enabled as at boot.  Inside: daemon active (Type=notify), socket 0660 root:socketley; a
+#      non-root member of group socketley adds and starts a managed example over
+#      /run/socketley/socketley.sock and it runs as that user; a non-member is refused;
+#      `systemctl stop/start`, a SIGKILL of the daemon (Restart=on-failure), `systemctl
+#      restart` and an upgrade (`dpkg -i` of the higher version: postinst daemon-reload +
+#      try-restart) all keep the managed unit's PID and the registry, and the CLI sees the new
+#      daemon version; `socketley remove`; `dpkg --purge` leaves nothing.  Then the .rpm for
+#      real (rpm -i/-e with its scriptlets, RPM db in the temp dir): preset, start, erase stops
+#      the daemon but not a managed unit, no file left
+#   6. on the host: nothing of either package is left (files, directories they created, the
+#      enablement link, /var/lib/socketley, /run/socketley).  Group policy: the packages keep
+#      the group "socketley" on purge/erase (see packaging/scripts/deb/postrm); this test
+#      checks that, then deletes the group again if it did not exist before, and always
+#      deletes its test user.
 #
 # Needs root, and a machine where systemd is not PID 1 (a CI VM or container): it installs the
-# package for real. Leaves the machine as it found it, also when a check fails; a run that was
-# killed is cleaned up by the next run (state in /var/tmp/socketley-package-test.state).
-# Prints "N passed, N failed" at the end.  Env: KEEP=1 keeps the temp dir.
+# packages for real.  Leaves the machine as it found it, also when a check fails; a run that
+# was killed is cleaned up by the next run (state in /var/tmp/socketley-package-test.state).
+# Needs dpkg, rpm (installed with apt-get when missing), useradd, runuser, make, go.
+# Prints "N passed, N failed" at the end.  Env: KEEP=1 keeps the temp dir; PKG_README=FILE
+# (make variable) packages another file as README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -34,7 +44,11 @@ STATE=/var/tmp/socketley-package-test.state
 UNIT_SRC=/lib/systemd/system/socketley.service
 
 PASSED=0
-ok() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$*"; }
+ok() {
+	PASSED=$((PASSED + 1))
+	printf 'ok   %s\n' "$*"
+	if [[ -n ${COUNT_FILE:-} ]]; then echo "$PASSED" >"$COUNT_FILE"; fi # inside a sandbox
+}
 bad() {
 	printf 'FAIL %s\n' "$*" >&2
 	if [[ -n ${DIAG:-} ]]; then echo "---- $DIAG" >&2; eval "$DIAG" >&2 2>&1 || true; fi
@@ -48,6 +62,26 @@ wait_until() {
 	while ((n-- > 0)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
 	return 1
 }
+# left_behind : print what exists of the paths the packages brought (files and the
+# directories that did not exist before the install, $PT_DIR/new.paths) and of their state
+left_behind() {
+	local f
+	while IFS= read -r f; do
+		if [[ -e $f || -L $f ]]; then echo "$f"; fi
+	done <"$PT_DIR/new.paths"
+	for f in /var/lib/socketley /run/socketley /etc/systemd/system/multi-user.target.wants/socketley.service; do
+		if [[ -e $f || -L $f ]]; then echo "$f"; fi
+	done
+}
+nothing_left() { # nothing_left WHAT
+	local left
+	left=$(left_behind)
+	[[ -z $left ]] && return 0
+	printf '  left behind by %s: %s\n' "$1" $left >&2
+	return 1
+}
+export T0=${T0:-$(date +%s)}
+section() { printf '== [%3ds] %s\n' "$(($(date +%s) - T0))" "$*"; }
 has_all() { # has_all LISTFILE PATH... : every PATH is a line of LISTFILE
 	local p rc=0
 	for p in "${@:2}"; do grep -qxF -- "$p" "$1" || { echo "  missing: $p" >&2; rc=1; }; done
@@ -59,6 +93,7 @@ has_all() { # has_all LISTFILE PATH... : every PATH is a line of LISTFILE
 inside() {
 	local sk=(runuser -u "$PT_USER" -- socketley --system) out pid dpid dpid2
 	DIAG="journalctl -u socketley.service -u socketley-$PT_NAME.service -n 40 --no-pager"
+	COUNT_FILE=$PT_DIR/inside.passed
 	cd "$PT_DIR"
 	unit_pid() { systemctl show -p MainPID --value "$1"; }
 
@@ -115,7 +150,7 @@ inside() {
 	out=$("${sk[@]}" ls 2>&1) || bad "socketley ls after restart: $out"
 	check "restart: the daemon re-adopted $PT_NAME (socketley ls)" grep -q "$PT_NAME" <<<"$out"
 
-	# --- upgrade with systemd running: postinst does daemon-reload + try-restart
+	section "upgrade: dpkg -i of the higher version while systemd runs"
 	dpid=$(unit_pid socketley.service)
 	out=$(dpkg -i "$PT_UPGRADE_DEB" 2>&1) || bad "dpkg -i (upgrade): $out"
 	printf '%s\n' "$out" | sed 's/^/     | /'
@@ -132,24 +167,66 @@ inside() {
 	out=$("${sk[@]}" ls -o json 2>&1) || bad "socketley ls after upgrade: $out"
 	check "upgrade: the registry survived ($PT_NAME listed)" grep -q "\"$PT_NAME\"" <<<"$out"
 
+	section "dpkg -r (remove, not purge) and reinstall while systemd runs"
+	out=$(dpkg -r socketley 2>&1) || bad "dpkg -r: $out"
+	check "remove: daemon stopped, socketley-$PT_NAME still running with PID $pid" \
+		test "$(systemctl is-active socketley.service)" != active -a "$(unit_pid "socketley-$PT_NAME.service")" = "$pid"
+	check "remove: registry and enablement link kept" \
+		test -f /var/lib/socketley/registry.json -a -L /etc/systemd/system/multi-user.target.wants/socketley.service
+	out=$(dpkg -i "$PT_UPGRADE_DEB" 2>&1) || bad "dpkg -i (reinstall): $out"
+	wait_until 10 systemctl is-active --quiet socketley.service || true
+	check "reinstall: the daemon runs again" systemctl is-active --quiet socketley.service
+	out=$("${sk[@]}" ls 2>&1) || bad "socketley ls after reinstall: $out"
+	check "reinstall: $PT_NAME still registered and running" grep -q "$PT_NAME .*running" <<<"$out"
+	check "reinstall: socketley-$PT_NAME kept its PID $pid" test "$(unit_pid "socketley-$PT_NAME.service")" = "$pid"
+
+	section "socketley remove; dpkg --purge while systemd runs"
 	out=$("${sk[@]}" remove "$PT_NAME" 2>&1) || bad "socketley remove: $out"
 	wait_until 10 sh -c "! systemctl is-active --quiet socketley-$PT_NAME.service" || true
 	check "socketley remove $PT_NAME stops its unit" \
 		sh -c "! systemctl is-active --quiet socketley-$PT_NAME.service"
-
-	# --- purge with systemd running: prerm stops the daemon, postrm removes the state
 	out=$(dpkg --purge socketley 2>&1) || bad "dpkg --purge: $out"
 	printf '%s\n' "$out" | sed 's/^/     | /'
 	check "purge: socketley.service is stopped and unloaded" \
 		sh -c '! systemctl is-active --quiet socketley.service && test "$(systemctl show -p LoadState --value socketley.service)" != loaded'
 	check "purge: /run/socketley and /var/lib/socketley are gone" test ! -e /run/socketley -a ! -e /var/lib/socketley
-	echo "$PASSED" >"$PT_DIR/inside.passed"
+	check "purge: dpkg left no file, directory or link of the package behind" nothing_left "dpkg --purge"
+
+	# the .rpm for real, with its scriptlets (RPM db in the temp dir; Debian's rpm prints an
+	# "use Alien" notice and then installs)
+	section "rpm -i / rpm -e while systemd runs"
+	local rpm=(rpm --dbpath "$PT_DIR/rpmdb" --nodeps)
+	rpm --dbpath "$PT_DIR/rpmdb" --initdb
+	out=$("${rpm[@]}" -i "$PT_RPM" 2>&1) || bad "rpm -i: $out"
+	check "rpm -i (systemd running): /usr/bin/socketley installed, daemon not started (RPM convention)" \
+		test -x /usr/bin/socketley -a "$(systemctl is-active socketley.service)" != active
+	check "rpm -i: %post applied the preset (enablement link created)" \
+		test -L /etc/systemd/system/multi-user.target.wants/socketley.service
+	systemctl start socketley.service || bad "systemctl start socketley (rpm)"
+	check "rpm: systemctl start socketley -> active" systemctl is-active --quiet socketley.service
+	out=$(socketley --system add "$PT_DIR/ex/$PT_NAME.sh" --name "$PT_NAME-rpm" -s 2>&1) || bad "socketley add (rpm): $out"
+	pid=$(unit_pid "socketley-$PT_NAME-rpm.service")
+	out=$("${rpm[@]}" -e socketley 2>&1) || bad "rpm -e: $out"
+	check "rpm -e: %preun stopped and disabled the daemon" \
+		test "$(systemctl is-active socketley.service)" != active -a ! -e /etc/systemd/system/multi-user.target.wants/socketley.service
+	check "rpm -e: the managed socketley-$PT_NAME-rpm keeps running (PID $pid)" \
+		test "$(unit_pid "socketley-$PT_NAME-rpm.service")" = "$pid" -a "$pid" != 0
+	systemctl stop "socketley-$PT_NAME-rpm.service"
+	check "rpm -e keeps /var/lib/socketley (RPM has no purge)" test -d /var/lib/socketley
+	rm -rf /var/lib/socketley
+	# RPM does not own (so leaves) parents like /usr/share/licenses that a Debian host lacks
+	local d
+	while IFS= read -r d; do
+		if [[ -d $d && ! -L $d ]] && rmdir "$d" 2>/dev/null; then echo "     | removed unowned directory $d (created by rpm -i)"; fi
+	done <"$PT_DIR/new.paths"
+	check "rpm -e: no file of the package left" nothing_left "rpm -e"
 }
 
 # Runs as COMMAND of a user-mode sandbox (systemd --user + session bus, as root).
 inside_user() {
 	local sk=(socketley --user) out pid dpid
 	DIAG="journalctl --user-unit socketley.service --user-unit socketley-$PT_NAME.service -n 40 --no-pager"
+	COUNT_FILE=$PT_DIR/inside-user.passed
 	unit_pid() { systemctl --user show -p MainPID --value "$1"; }
 	wait_until 15 systemctl --user is-active --quiet socketley.service || true
 	check "user unit: systemctl --user is-active socketley" systemctl --user is-active --quiet socketley.service
@@ -166,7 +243,6 @@ inside_user() {
 		"$(unit_pid "socketley-$PT_NAME.service")" = "$pid"
 	out=$("${sk[@]}" ls 2>&1) || bad "user unit: socketley --user ls: $out"
 	check "user unit: the daemon re-adopted $PT_NAME" grep -q "$PT_NAME" <<<"$out"
-	echo "$PASSED" >"$PT_DIR/inside-user.passed"
 }
 
 case ${1:-} in
@@ -189,7 +265,7 @@ fi
 
 # --- undo what this test did (also what a killed earlier run left, from $STATE)
 restore() {
-	local created_group= created_state= created_user= line
+	local created_group= created_state= created_user= tmp= line
 	[[ -f $STATE ]] || return 0
 	set +e
 	while IFS= read -r line; do
@@ -197,8 +273,14 @@ restore() {
 		group) created_group=1 ;;
 		state) created_state=1 ;;
 		user) created_user=1 ;;
+		tmp\ /tmp/socketley-pkgtest.*) tmp=${line#tmp } ;;
 		esac
 	done <"$STATE"
+	if [[ -n $tmp && -d $tmp/rpmdb ]] && rpm --dbpath "$tmp/rpmdb" -q socketley >/dev/null 2>&1; then
+		echo "package-test: cleanup: rpm -e socketley (test rpm db)" >&2
+		rpm --dbpath "$tmp/rpmdb" -e --nodeps --noscripts socketley >/dev/null 2>&1
+		systemctl --no-reload disable socketley.service >/dev/null 2>&1
+	fi
 	if dpkg-query -W -f '${db:Status-Abbrev}' socketley 2>/dev/null | grep -q '^[ihuHURWT]'; then
 		echo "package-test: cleanup: dpkg --purge socketley" >&2
 		dpkg --purge socketley >/dev/null 2>&1 || echo "package-test: warning: dpkg --purge socketley failed" >&2
@@ -206,6 +288,12 @@ restore() {
 	if [[ -n $created_user ]] && id "$PT_USER" >/dev/null 2>&1; then userdel "$PT_USER"; fi
 	if [[ -n $created_group ]] && getent group socketley >/dev/null; then groupdel socketley; fi
 	if [[ -n $created_state ]]; then rm -rf /var/lib/socketley; fi
+	if [[ -n $tmp && -f $tmp/new.paths ]]; then # empty directories the packages created
+		while IFS= read -r line; do
+			if [[ -d $line && ! -L $line ]]; then rmdir "$line" 2>/dev/null; fi
+		done <"$tmp/new.paths"
+	fi
+	if [[ -n $tmp && ${KEEP:-0} != 1 ]]; then rm -rf "$tmp"; fi
 	rm -f "$STATE"
 	return 0
 }
@@ -233,13 +321,12 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-: >"$STATE"
+echo "tmp $T" >"$STATE"
 getent group socketley >/dev/null || echo group >>"$STATE"
 echo state >>"$STATE"
-start=$(date +%s)
 
 # ---------------------------------------------------------------- 1. build
-echo "== build (make packages; an upgrade .deb with a higher version)"
+section "build (make packages; an upgrade .deb with a higher version)"
 make -s packages PKG_DIR="$T/pkg" >"$T/build.log" 2>&1 || { tail -n 30 "$T/build.log" >&2; bad "make packages"; }
 DEB=$(echo "$T"/pkg/socketley_*.deb) RPM=$(echo "$T"/pkg/socketley-*.rpm)
 check "make packages built one .deb and one .rpm" test -f "$DEB" -a -f "$RPM"
@@ -255,7 +342,7 @@ PT_NEW_VERSION=$(dpkg-deb -f "$PT_UPGRADE_DEB" Version)
 check "upgrade .deb $PT_NEW_VERSION sorts after $OLD_VERSION" dpkg --compare-versions "$PT_NEW_VERSION" gt "$OLD_VERSION"
 
 # ---------------------------------------------------------------- 2. inspect
-echo "== inspect $(basename "$DEB") and $(basename "$RPM")"
+section "inspect $(basename "$DEB") and $(basename "$RPM")"
 files=(/usr/bin/socketley /usr/lib/systemd/user/socketley.service /usr/lib/sysusers.d/socketley.conf
 	/usr/share/man/man1/socketley.1.gz /usr/share/man/man1/socketley-daemon.1.gz /usr/share/man/man1/socketley-add.1.gz
 	/usr/share/bash-completion/completions/socketley /usr/share/fish/vendor_completions.d/socketley.fish
@@ -299,8 +386,13 @@ out=$(rpm -e --root "$T/rpmroot" --noscripts socketley 2>&1) || bad "rpm -e --ro
 check "rpm -e --root removes every file and the directories it owns" \
 	test -z "$(find "$T/rpmroot" ! -type d ! -path "$T/rpmroot/var/*" ! -path "$T/rpmroot/root/.rpmdb/*"; find "$T/rpmroot/usr/share/doc/socketley" "$T/rpmroot/usr/share/licenses/socketley" 2>/dev/null)"
 
+# every path the packages bring, with its parents; those not there now must be gone at the end
+awk 'NF' "$T/deb.list" "$T/rpm.list" | while IFS= read -r p; do
+	while [[ -n $p && $p != / ]]; do echo "$p"; p=${p%/*}; done
+done | sort -u | while IFS= read -r p; do [[ -e $p || -L $p ]] || echo "$p"; done | sort -r >"$T/new.paths"
+
 # ---------------------------------------------------------------- 3. install offline
-echo "== dpkg -i on the host (systemd not running: offline enable, no start)"
+section "dpkg -i on the host (systemd not running: offline enable, no start)"
 out=$(dpkg -i "$DEB" 2>&1) || bad "dpkg -i: $out"
 printf '%s\n' "$out" | sed 's/^/     | /'
 no_warning() { ! grep -qi warning <<<"$1"; }
@@ -313,7 +405,6 @@ check "offline install started no daemon" test ! -e /run/socketley
 if command -v systemd-analyze >/dev/null; then
 	check "systemd-analyze verify: system unit" sh -c '! SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "$1" 2>&1 | grep -v "^$" | grep -q .' _ "$UNIT_SRC"
 fi
-dpkg-query -L socketley | sort >"$T/installed.list"
 
 # ---------------------------------------------------------------- 4. the system sandbox
 echo user >>"$STATE"
@@ -323,14 +414,15 @@ mkdir -p "$T/ex"
 printf '#!/bin/sh\n# managed example for package-test.sh\nexec sleep 1000\n' >"$T/ex/$PT_NAME.sh"
 chmod 0755 "$T/ex" "$T/ex/$PT_NAME.sh"
 
-export PT_DIR=$T PT_USER PT_NAME PT_UPGRADE_DEB PT_NEW_VERSION PT_OLD_BIN_VERSION PT_NEW_BIN_VERSION
-echo "== user sandbox: systemd --user with /usr/lib/systemd/user/socketley.service"
+PT_RPM=$RPM
+export PT_DIR=$T PT_USER PT_NAME PT_RPM PT_UPGRADE_DEB PT_NEW_VERSION PT_OLD_BIN_VERSION PT_NEW_BIN_VERSION
+section "user sandbox: systemd --user with /usr/lib/systemd/user/socketley.service"
 rc=0
 scripts/systemd-sandbox.sh --journal --unit /usr/lib/systemd/user/socketley.service --enable socketley.service -- "$SELF" --inside-user || rc=$?
 [[ -f $T/inside-user.passed ]] && PASSED=$((PASSED + $(<"$T/inside-user.passed")))
 ((rc == 0)) || bad "checks inside the user sandbox (exit $rc)"
 
-echo "== system sandbox: systemd as PID 1 with $UNIT_SRC"
+section "system sandbox: systemd as PID 1 with $UNIT_SRC"
 rc=0
 scripts/systemd-sandbox.sh --system --journal --unit "$UNIT_SRC" --enable socketley.service -- "$SELF" --inside || rc=$?
 [[ -f $T/inside.passed ]] && PASSED=$((PASSED + $(<"$T/inside.passed")))
@@ -339,17 +431,8 @@ if ((rc != 0)); then
 fi
 
 # ---------------------------------------------------------------- 5. nothing left behind
-echo "== after purge"
+section "after the sandbox"
 check "dpkg: socketley is not installed any more" sh -c '! dpkg-query -W -f "\${db:Status-Abbrev}" socketley 2>/dev/null | grep -q "^[ihuHURWT]"'
-left=()
-while IFS= read -r f; do
-	[[ -d $f ]] && continue # shared directories (/usr/bin, ...; /lib is a link to usr/lib)
-	[[ -e $f || -L $f ]] && left+=("$f")
-done <"$T/installed.list"
-for d in /usr/share/doc/socketley /var/lib/socketley /run/socketley /etc/systemd/system/multi-user.target.wants/socketley.service; do
-	[[ -e $d || -L $d ]] && left+=("$d")
-done
-((${#left[@]} == 0)) || printf '  left: %s\n' "${left[@]}" >&2
-check "purge left no file, link or directory of the package behind" test "${#left[@]}" = 0
+check "host: no file, directory or link of either package is left" nothing_left "the test"
 check "group socketley kept on purge (package policy; removed by this test if it created it)" eval 'getent group socketley >/dev/null'
-echo "== done in $(($(date +%s) - start)) s"
+section "done"
