@@ -30,6 +30,9 @@ fuzz: ## run each fuzz target briefly (FUZZTIME, default 10s)
 demo: build ## start the daemon and a managed example, kill it, watch systemd bring it back
 	scripts/demo.sh
 
+examples-test: ## run the examples/managed scenarios against a private daemon (in the systemd sandbox as root)
+	scripts/examples-test.sh
+
 install: build ## install to $(PREFIX)/bin
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/socketley
 
