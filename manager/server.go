@@ -107,6 +107,7 @@ func (m *Manager) socketGID() int {
 func (m *Manager) serve(ctx context.Context, ln net.Listener) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, maxConns)
+	refusing := make(chan struct{}, 16)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -120,9 +121,17 @@ func (m *Manager) serve(ctx context.Context, ln net.Listener) {
 		select {
 		case sem <- struct{}{}:
 		default:
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_ = wire.WriteReply(c, wire.CodeInvalid, []byte("too many connections to the socketley daemon; try again\n"))
-			_ = c.Close()
+			// Refuse with a reason, from a few goroutines at most; past
+			// that, a flood is just closed.
+			select {
+			case refusing <- struct{}{}:
+				go func() {
+					defer func() { <-refusing }()
+					refuse(c, bufio.NewReader(c), "too many connections to the socketley daemon; try again")
+				}()
+			default:
+				_ = c.Close()
+			}
 			continue
 		}
 		wg.Add(1)
@@ -148,12 +157,7 @@ func (m *Manager) handleConn(ctx context.Context, c *net.UnixConn) {
 	}
 	r := bufio.NewReaderSize(c, 4096)
 	if err := m.authorizeConn(caller); err != nil {
-		// Let the client send its request first: closing before it writes
-		// would hand it a broken pipe instead of the reason.
-		_ = c.SetReadDeadline(time.Now().Add(time.Second))
-		_, _ = wire.ReadLine(r)
-		_ = c.SetWriteDeadline(time.Now().Add(writeDeadline))
-		_ = wire.WriteReply(c, wire.CodeInvalid, []byte(err.Error()+"\n"))
+		refuse(c, r, err.Error())
 		return
 	}
 	for {
@@ -178,6 +182,17 @@ func (m *Manager) handleConn(ctx context.Context, c *net.UnixConn) {
 			return
 		}
 	}
+}
+
+// refuse answers a connection's first request with msg (code 1) and closes
+// it. It reads the request first (for at most a second): closing before the
+// client has written would hand it a broken pipe instead of the reason.
+func refuse(c net.Conn, r *bufio.Reader, msg string) {
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = wire.ReadLine(r)
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = wire.WriteReply(c, wire.CodeInvalid, []byte(msg+"\n"))
 }
 
 // dispatch runs one request line in either form and builds the reply.
