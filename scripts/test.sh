@@ -7,6 +7,8 @@
 # session bus and journald, torn down afterwards. With SOCKETLEY_REQUIRE_SYSTEMD=1
 # (set here) an integration test fails instead of skipping when systemd is
 # missing. Not root: the tests use your own systemd user session if there is one.
+# Then the fuzzers run briefly, the examples' scenarios run, and (as root, where
+# systemd is not PID 1) the packages are built, installed, upgraded and purged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/lint.sh
@@ -21,3 +23,10 @@ else
 	"${run_tests[@]}"
 fi
 FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh
+# Packages: build, inspect, install/upgrade/purge for real under a system-mode sandbox.
+# Root only, and only where systemd is not PID 1 (it installs the .deb on this machine).
+if [[ $EUID == 0 && ! -d /run/systemd/system ]]; then
+	scripts/package-test.sh
+else
+	echo "test.sh: package test skipped (needs root on a machine where systemd is not PID 1; run make package-test)" >&2
+fi

@@ -78,7 +78,11 @@ command says so.`,
 			if err := jcmd.Run(); err != nil {
 				var ee *exec.ExitError
 				if errors.As(err, &ee) && cmd.Context().Err() == nil {
-					return &exitError{code: 2, err: fmt.Errorf("logs: journalctl exited with status %d", ee.ExitCode())}
+					msg := fmt.Sprintf("logs: journalctl exited with status %d", ee.ExitCode())
+					if os.Getuid() != 0 {
+						msg += "\nhint: to read the system journal, join group systemd-journal (sudo usermod -aG systemd-journal $USER, then log in again)"
+					}
+					return &exitError{code: 2, err: errors.New(msg)}
 				}
 				if cmd.Context().Err() != nil {
 					return nil // interrupted -f
