@@ -236,7 +236,7 @@ func TestEchoService(t *testing.T) {
 
 func TestChatServer(t *testing.T) {
 	p := start(t, "chat-server")
-	// A silent connection, like the daemon's health check: nobody hears of it.
+	// A silent connection, like a port check: nobody hears of it.
 	probe := p.dial()
 	probe.expectPrefix("* welcome user-1")
 	_ = probe.c.Close()

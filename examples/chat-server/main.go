@@ -73,9 +73,10 @@ func run(port int, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	// The daemon's health check connects to the port every few seconds and
-	// hangs up without a word: so only clients that have said something are
-	// logged, and there are no join/leave notices.
+	// Port checks connect and hang up without a word (so does the socketley
+	// daemon's health check where it cannot list listening sockets and falls
+	// back to connecting): only clients that have said something are logged,
+	// and there are no join/leave notices that such checks would spam.
 	srv.OnConnect(func(c *server.Conn) {
 		_ = c.Send(fmt.Appendf(nil, "* welcome %s; /nick NAME to rename", nick(c)))
 	})

@@ -74,7 +74,7 @@ func run(port int, log *slog.Logger) error {
 		_ = c.Send(fmt.Appendf(nil, "[counter] #%d: %s", n, msg))
 	})
 	srv.OnDisconnect(func(c *server.Conn) {
-		// Silent connections are most likely the daemon's health check.
+		// Silent connections are port checks: not worth a log line.
 		if n := c.Get("count").(int); n > 0 {
 			log.Info("counter closed", "conn", c.ID(), "final", n)
 		}

@@ -124,7 +124,7 @@ func run(port int, name string) error {
 			if err != nil && !errors.Is(err, net.ErrClosed) {
 				log.Printf("%s: %v", c.RemoteAddr(), err)
 			}
-			if n > 0 { // silent connections are most likely the daemon's health check
+			if n > 0 { // silent connections are port checks: not worth a log line
 				log.Printf("%s: echoed %d bytes", c.RemoteAddr(), n)
 			}
 		}()
