@@ -254,7 +254,7 @@ func (m *Manager) startUnit(ctx context.Context, e *Entry) error {
 	o.portDown, o.unhealthyTicks = false, 0
 	m.mu.Unlock()
 	if err := sd.Start(ctx, m.spec(e)); err != nil {
-		return err
+		return classifyStartErr(err)
 	}
 	m.awaitSnapshot(ctx, e.Name, func(st units.Status, ok bool) bool { return ok && st.MainPID > 0 || ok && !isUp(st) })
 	return nil
@@ -397,7 +397,11 @@ func (m *Manager) stop(ctx context.Context, caller Caller, names []string) (*wir
 				return "", err
 			}
 			m.log.Info("sent SIGTERM to attached process", "name", e.Name, "pid", e.PID)
-			return fmt.Sprintf("sent SIGTERM to %s (pid %d)", e.Name, e.PID), nil
+			// Like a unit stop, return once the process is gone (or say it is not).
+			if !waitExit(ctx, e, attachedStopWait) {
+				return fmt.Sprintf("sent SIGTERM to %s (pid %d); it is still running after %s", e.Name, e.PID, attachedStopWait), nil
+			}
+			return fmt.Sprintf("stopped %s (pid %d exited after SIGTERM)", e.Name, e.PID), nil
 		}
 		if err := m.update(func(r *Registry) error {
 			r.entries[e.Name].Desired = DesiredStopped
@@ -463,6 +467,22 @@ func (m *Manager) remove(ctx context.Context, caller Caller, names []string) (*w
 		m.log.Info(strings.Fields(msg)[0], "name", e.Name)
 		return msg, nil
 	})
+}
+
+// attachedStopWait bounds how long stop waits for an attached process to
+// exit after SIGTERM (socketley cannot escalate: it did not start it).
+const attachedStopWait = 10 * time.Second
+
+// waitExit polls until the attached process of e is gone or d passes.
+func waitExit(ctx context.Context, e *Entry, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for sameProcess(e.PID, e.StartTime) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
 
 // terminate sends SIGTERM to an attached process, only if the pid still

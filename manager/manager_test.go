@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -371,5 +372,33 @@ func TestClassify(t *testing.T) {
 				t.Fatalf("got %s (%s), want %s", got, reason, tt.want)
 			}
 		})
+	}
+}
+
+func TestSameProcessZombie(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "exit 0")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	start, err := procStartTime(pid)
+	if err != nil {
+		t.Skipf("process exited before we read it: %v", err)
+	}
+	// Not reaped yet: a zombie, which must count as gone.
+	deadline := time.Now().Add(5 * time.Second)
+	for sameProcess(pid, start) {
+		if time.Now().After(deadline) {
+			t.Fatal("an exited (zombie) process still counts as alive")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = cmd.Wait()
+	if sameProcess(os.Getpid(), 0) {
+		t.Fatal("wrong start time matched")
+	}
+	self, _ := procStartTime(os.Getpid())
+	if !sameProcess(os.Getpid(), self) {
+		t.Fatal("this process does not count as itself")
 	}
 }

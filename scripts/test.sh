@@ -23,6 +23,8 @@ else
 	"${run_tests[@]}"
 fi
 FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh
+# The five managed-runtime scenarios of examples/managed against a private daemon.
+scripts/examples-test.sh
 # Packages: build, inspect, install/upgrade/purge for real under a system-mode sandbox.
 # Root only, and only where systemd is not PID 1 (it installs the .deb on this machine).
 if [[ $EUID == 0 && ! -d /run/systemd/system ]]; then
