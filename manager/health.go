@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -391,7 +392,7 @@ func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Dur
 			// Right after a start the signal-fed view may still show the
 			// previous run's failure for a moment: believe a failure once the
 			// new process was seen, or after staleGrace.
-			if seenUp || time.Since(begin) >= staleGrace {
+			if (seenUp || time.Since(begin) >= staleGrace) && m.confirmDown(ctx, name, &r) {
 				return errorf(ErrFailed, "%s", downReason(name, r))
 			}
 		case wire.StateUnhealthy:
@@ -413,6 +414,47 @@ func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Dur
 		case <-t.C:
 		}
 	}
+}
+
+// confirmDown asks systemd directly (one call, only on this failure path)
+// whether the unit is really down, so that a lagging or briefly wrong view
+// never fails a wait. When systemd cannot be asked, the view is believed.
+// A confirmed failure fills in the exit the view lacked.
+func (m *Manager) confirmDown(ctx context.Context, name string, r *wire.Runtime) bool {
+	sd, err := m.systemd()
+	if err != nil {
+		return true
+	}
+	st, err := sd.Status(ctx, name)
+	if err != nil {
+		return true // ErrNoSuchUnit: gone indeed; anything else: believe the view
+	}
+	if isUp(st) && !st.Restarting {
+		m.log.Debug("wait: the view lags systemd; still waiting", "name", name, "state", st.ActiveState)
+		return false
+	}
+	if r.LastExit == "" {
+		r.LastExit = st.LastExit()
+	}
+	return true
+}
+
+// startFailed marks a start job that failed because the program itself
+// ended (systemd recorded its exit) as ErrFailed, a runtime failure (exit
+// code 1), rather than a systemd failure. The message is err's.
+type startFailed struct{ err error }
+
+func (e *startFailed) Error() string   { return e.err.Error() }
+func (e *startFailed) Unwrap() []error { return []error{e.err, ErrFailed} }
+
+// classifyStartErr returns err, marked as ErrFailed when it is a failed
+// start job whose process ran and exited.
+func classifyStartErr(err error) error {
+	var je *units.JobError
+	if errors.As(err, &je) && je.Status.ExecMainCode != 0 {
+		return &startFailed{err}
+	}
+	return err
 }
 
 // downReason says why a runtime that should run does not, in words.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -426,5 +427,51 @@ func TestTickDecidesWhileForgetting(t *testing.T) {
 	}
 	if v := m.view("bad"); v.Restarts != 1 || v.PID == pid {
 		t.Fatalf("unhealthy runtime not restarted in the same tick: %+v", v)
+	}
+}
+
+// lagWatch hides one unit from the snapshot, like a view that lags systemd.
+type lagWatch struct {
+	*fakeSystemd
+	hide atomic.Bool
+	name string
+}
+
+func (w *lagWatch) Snapshot() map[string]units.Status {
+	s := w.fakeSystemd.Snapshot()
+	if w.hide.Load() {
+		delete(s, w.name)
+	}
+	return s
+}
+
+// TestWaitTrustsSystemdOverALaggingView: a wait does not fail because the
+// signal-fed view briefly lacks the unit; systemd is asked before failing.
+func TestWaitTrustsSystemdOverALaggingView(t *testing.T) {
+	m, f := newTestManager(t)
+	ctx := t.Context()
+	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "later", Path: exe(t, t.TempDir(), "later")}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	w := &lagWatch{fakeSystemd: f, name: "later"}
+	m.watch = w
+	w.hide.Store(true)
+	time.AfterFunc(1500*time.Millisecond, func() { w.hide.Store(false) })
+	if _, err := m.start(ctx, me(), []string{"later"}, true, 5*time.Second); err != nil {
+		t.Fatalf("start --wait with a lagging view: %v", err)
+	}
+}
+
+func TestClassifyStartErr(t *testing.T) {
+	exited := &units.JobError{Unit: "socketley-x.service", Job: "start", Result: "failed",
+		Status: units.Status{Result: "exit-code", ExecMainCode: units.CodeExited, ExecMainStatus: 3}}
+	err := fmt.Errorf("add x: %w", classifyStartErr(exited))
+	var je *units.JobError
+	if !errors.Is(err, ErrFailed) || replyCode(err) != wire.CodeInvalid || !errors.As(err, &je) || !strings.Contains(err.Error(), "exited with status 3") {
+		t.Fatalf("program exited during start: %v (code %d)", err, replyCode(err))
+	}
+	other := &units.JobError{Unit: "socketley-x.service", Job: "start", Result: "failed"}
+	if err := classifyStartErr(other); errors.Is(err, ErrFailed) || replyCode(err) != wire.CodeFatal {
+		t.Fatalf("systemd failure: %v (code %d), want code 2", err, replyCode(err))
 	}
 }
