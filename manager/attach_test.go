@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"bufio"
 	"errors"
 	"os"
 	"os/exec"
@@ -530,5 +531,56 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStopLetsTheProcessDetach: stop of an attached process waits for it to
+// exit, but without the runtime's lock, so the process can detach (remove
+// NAME) on its way out, as the C++ SDK does at exit.
+func TestStopLetsTheProcessDetach(t *testing.T) {
+	m, _ := newTestManager(t)
+	ctx := t.Context()
+	// The process exits only after its detach was answered.
+	c := exec.Command("sh", "-c", `trap 'echo term; read x; exit 0' TERM; while :; do sleep 0.05; done`)
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	pid := c.Process.Pid
+	if _, err := m.attach(ctx, me(), attachSpec("sdk", pid)); err != nil {
+		t.Fatal(err)
+	}
+	detached := make(chan error, 1)
+	go func() {
+		// On SIGTERM the process says so, detaches, and only then exits.
+		if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
+			detached <- err
+			return
+		}
+		_, err := m.remove(ctx, Caller{UID: os.Getuid(), PID: pid}, []string{"sdk"})
+		_, _ = stdin.Write([]byte("bye\n"))
+		detached <- err
+	}()
+	t0 := time.Now()
+	res, err := m.stop(ctx, me(), []string{"sdk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Fatalf("stop took %s: the detach waited for the stop's lock", d)
+	}
+	if err := <-detached; err != nil {
+		t.Fatalf("detach during stop: %v", err)
+	}
+	if !strings.Contains(res.Message, "exited after SIGTERM") || res.Runtimes[0].Status != wire.StateStopped {
+		t.Fatalf("stop reply: %+v", res)
 	}
 }

@@ -391,17 +391,15 @@ func (m *Manager) start(ctx context.Context, caller Caller, names []string, wait
 }
 
 func (m *Manager) stop(ctx context.Context, caller Caller, names []string) (*wire.Result, error) {
-	return m.forEach(ctx, caller, names, "stop", func(ctx context.Context, e *Entry) (string, error) {
+	var signalled []*Entry
+	res, err := m.forEach(ctx, caller, names, "stop", func(ctx context.Context, e *Entry) (string, error) {
 		if !e.Managed {
 			if err := terminate(e); err != nil {
 				return "", err
 			}
 			m.log.Info("sent SIGTERM to attached process", "name", e.Name, "pid", e.PID)
-			// Like a unit stop, return once the process is gone (or say it is not).
-			if !waitExit(ctx, e, attachedStopWait) {
-				return fmt.Sprintf("sent SIGTERM to %s (pid %d); it is still running after %s", e.Name, e.PID, attachedStopWait), nil
-			}
-			return fmt.Sprintf("stopped %s (pid %d exited after SIGTERM)", e.Name, e.PID), nil
+			signalled = append(signalled, e)
+			return "", nil
 		}
 		if err := m.update(func(r *Registry) error {
 			r.entries[e.Name].Desired = DesiredStopped
@@ -415,6 +413,33 @@ func (m *Manager) stop(ctx context.Context, caller Caller, names []string) (*wir
 		m.log.Info("stopped", "name", e.Name)
 		return "stopped " + e.Name, nil
 	})
+	// Like a unit stop, return once each signalled process is gone (or say
+	// it is not). This waits without the runtime's lock: a process detaches
+	// (remove NAME) as it exits, as the C++ SDK does, and that takes the lock.
+	var msgs []string
+	if res != nil && res.Message != "" {
+		msgs = append(msgs, res.Message)
+	}
+	for _, e := range signalled {
+		if waitExit(ctx, e, attachedStopWait) {
+			msgs = append(msgs, fmt.Sprintf("stopped %s (pid %d exited after SIGTERM)", e.Name, e.PID))
+		} else {
+			msgs = append(msgs, fmt.Sprintf("sent SIGTERM to %s (pid %d); it is still running after %s", e.Name, e.PID, attachedStopWait))
+		}
+		for i, r := range res.Runtimes {
+			if r.Name == e.Name {
+				if _, ok := m.entry(e.Name); ok {
+					res.Runtimes[i] = m.view(e.Name)
+				} else {
+					res.Runtimes[i].Status, res.Runtimes[i].PID = wire.StateStopped, 0
+				}
+			}
+		}
+	}
+	if res != nil {
+		res.Message = strings.Join(msgs, "\n")
+	}
+	return res, err
 }
 
 func (m *Manager) restart(ctx context.Context, caller Caller, names []string, wait bool, timeout time.Duration) (*wire.Result, error) {
