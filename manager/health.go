@@ -385,7 +385,8 @@ func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Dur
 		}
 		switch r.Status {
 		case wire.StateRunning:
-			if expectsAttach(e) || time.Since(r.Since) >= settleTime {
+			// Without attach: the unit active with a main process for settleTime.
+			if expectsAttach(e) || r.ActiveState == "active" && r.PID > 0 && !r.Since.IsZero() && time.Since(r.Since) >= settleTime {
 				return nil
 			}
 		case wire.StateFailed, wire.StateCrashLoop, wire.StateStopped, wire.StateRestarting:

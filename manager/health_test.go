@@ -475,3 +475,26 @@ func TestClassifyStartErr(t *testing.T) {
 		t.Fatalf("systemd failure: %v (code %d), want code 2", err, replyCode(err))
 	}
 }
+
+// TestWaitNeedsAMainProcess: a unit still activating (no main process, no
+// start time) is not "running for the settle time" yet.
+func TestWaitNeedsAMainProcess(t *testing.T) {
+	m, f := newTestManager(t)
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "x", Path: exe(t, t.TempDir(), "x"), Start: true}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	st := f.Snapshot()["x"]
+	st.ActiveState, st.SubState, st.MainPID, st.ExecMainStart, st.ActiveEnter = "activating", "start", 0, time.Time{}, time.Time{}
+	f.set(st)
+	time.AfterFunc(300*time.Millisecond, func() {
+		st.ActiveState, st.SubState, st.MainPID, st.ExecMainStart, st.ActiveEnter = "active", "running", 5555, time.Now(), time.Now()
+		f.set(st)
+	})
+	t0 := time.Now()
+	if err := m.waitRunning(t.Context(), "x", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d < 300*time.Millisecond+settleTime {
+		t.Fatalf("wait returned after %s, before the process had run for %s", d, settleTime)
+	}
+}
