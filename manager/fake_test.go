@@ -18,8 +18,11 @@ type fakeSystemd struct {
 	nextPID  int
 	startErr error
 	calls    []string
-	changed  chan struct{}
-	done     chan struct{}
+	// refreshed lists the Refresh calls (kept apart from calls, whose
+	// order the tests check).
+	refreshed []string
+	changed   chan struct{}
+	done      chan struct{}
 }
 
 func newFake() *fakeSystemd {
@@ -107,6 +110,19 @@ func (f *fakeSystemd) Snapshot() map[string]units.Status {
 	}
 	return out
 }
+
+// Refresh returns the unit as the fake has it (the fake's view is always fresh).
+func (f *fakeSystemd) Refresh(_ context.Context, name string) (units.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refreshed = append(f.refreshed, name)
+	st, ok := f.units[name]
+	if !ok {
+		return units.Status{}, fmt.Errorf("refresh %s: %w", units.Name(name), units.ErrNoSuchUnit)
+	}
+	return st, nil
+}
+
 func (f *fakeSystemd) Changed() <-chan struct{}     { return f.changed }
 func (f *fakeSystemd) Done() <-chan struct{}        { return f.done }
 func (f *fakeSystemd) Resync(context.Context) error { return nil }

@@ -256,21 +256,22 @@ func (m *Manager) startUnit(ctx context.Context, e *Entry) error {
 	if err := sd.Start(ctx, m.spec(e)); err != nil {
 		return classifyStartErr(err)
 	}
-	m.awaitSnapshot(ctx, e.Name, func(st units.Status, ok bool) bool { return ok && st.MainPID > 0 || ok && !isUp(st) })
+	m.refresh(ctx, e.Name)
 	return nil
 }
 
-// awaitSnapshot waits briefly until the signal-fed unit view satisfies pred,
-// so that a reply to start/stop and the next ls agree with systemd. It gives
-// up silently after a second: the view then catches up on its own.
-func (m *Manager) awaitSnapshot(ctx context.Context, name string, pred func(st units.Status, ok bool) bool) {
-	deadline := time.Now().Add(time.Second)
-	for {
-		st, ok := m.snapshot()[name]
-		if pred(st, ok) || time.Now().After(deadline) || ctx.Err() != nil {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+// refresh reads the unit of name into the unit view at once (one D-Bus
+// round trip), so that the reply to start/stop and the next ls agree with
+// systemd. A failure is only logged: the view catches up with the signals.
+func (m *Manager) refresh(ctx context.Context, name string) {
+	m.mu.RLock()
+	w := m.watch
+	m.mu.RUnlock()
+	if w == nil {
+		return
+	}
+	if _, err := w.Refresh(ctx, name); err != nil && !errors.Is(err, units.ErrNoSuchUnit) {
+		m.log.Debug("refresh", "name", name, "err", err)
 	}
 }
 
@@ -287,7 +288,7 @@ func (m *Manager) stopUnit(ctx context.Context, name string) error {
 	if err := sd.ResetFailed(ctx, name); err != nil && !errors.Is(err, units.ErrNoSuchUnit) {
 		m.log.Debug("reset-failed", "name", name, "err", err)
 	}
-	m.awaitSnapshot(ctx, name, func(st units.Status, ok bool) bool { return !ok || !isUp(st) && st.ActiveState != "deactivating" })
+	m.refresh(ctx, name)
 	m.mu.Lock()
 	if o := m.obs[name]; o != nil {
 		o.portDown, o.unhealthyTicks = false, 0

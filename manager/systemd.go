@@ -28,8 +28,13 @@ type Systemd interface {
 
 // Watcher is a live, signal-fed cache of socketley-* units.
 type Watcher interface {
-	// Snapshot returns a copy of the cache keyed by runtime name.
+	// Snapshot returns the cache keyed by runtime name. The map is shared
+	// and read-only: never modify it (or the ExecStart slices in it).
 	Snapshot() map[string]units.Status
+	// Refresh reads one unit now and publishes it into the cache before it
+	// returns; units.ErrNoSuchUnit (and the unit dropped from the cache)
+	// when it is not loaded.
+	Refresh(ctx context.Context, name string) (units.Status, error)
 	// Changed receives (coalesced) after any change to the cache.
 	Changed() <-chan struct{}
 	// Done is closed when the connection to the bus is lost.

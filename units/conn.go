@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
@@ -240,21 +242,33 @@ func (c *Conn) Status(ctx context.Context, name string) (Status, error) {
 
 // statusFrom decodes the GetAll result of unit.
 func statusFrom(unit string, props map[string]any) (Status, error) {
-	if ls, _ := props["LoadState"].(string); ls == LoadNotFound {
-		return Status{}, fmt.Errorf("status %s: %w", unit, ErrNoSuchUnit)
-	}
-	st, err := decodeStatus(props)
+	return statusFromLookup(unit, mapLookup(props))
+}
+
+// statusFromLookup decodes the GetAll result of unit, read through get.
+func statusFromLookup(unit string, get lookup) (Status, error) {
+	st, err := decodeReply(get)
 	if err != nil {
 		return Status{}, fmt.Errorf("status %s: %w", unit, err)
 	}
 	return st, nil
 }
 
+// decodeReply decodes a GetAll result read through get: ErrNoSuchUnit for a
+// unit that is not loaded (LoadState not-found).
+func decodeReply(get lookup) (Status, error) {
+	if ls, _ := get("LoadState"); ls == LoadNotFound {
+		return Status{}, ErrNoSuchUnit
+	}
+	return decodeLookup(get)
+}
+
 // List returns every loaded socketley-*.service unit, sorted by name: one
-// ListUnitsByPatterns, then one GetAll per unit (meant for boot reconcile,
-// not for periodic checks: use a Watch). Units that vanish meanwhile are
-// left out. When some units cannot be read, List returns the others and the
-// joined errors.
+// ListUnitsByPatterns, then one GetAll per unit, up to inFlight of them
+// pending at a time on the connection (meant for boot reconcile, not for
+// periodic checks: use a Watch). Units that vanish meanwhile are left out.
+// When some units cannot be read, List returns the others and the joined
+// errors (the first few, then a count).
 func (c *Conn) List(ctx context.Context) ([]Status, error) {
 	ctx, cancel := withDefault(ctx, listTimeout)
 	defer cancel()
@@ -262,24 +276,42 @@ func (c *Conn) List(ctx context.Context) ([]Status, error) {
 	if err != nil {
 		return nil, c.wrap("list", unitPattern, err)
 	}
-	out := make([]Status, 0, len(listed))
-	var errs []error
+	names := make([]string, 0, len(listed))
 	for _, u := range listed {
-		name, ok := RuntimeName(u.Name)
-		if !ok || u.LoadState == LoadNotFound {
-			continue
+		if name, ok := RuntimeName(u.Name); ok && u.LoadState != LoadNotFound {
+			names = append(names, name)
 		}
-		st, err := c.Status(ctx, name)
+	}
+	sts := make([]Status, len(names))
+	errs := make([]error, len(names))
+	// go-systemd has no asynchronous calls: a pool of goroutines keeps the
+	// calls pending together on the one connection.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(inFlight, len(names)) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(names); i = int(next.Add(1)) - 1 {
+				sts[i], errs[i] = c.Status(ctx, names[i])
+			}
+		})
+	}
+	wg.Wait()
+	out := make([]Status, 0, len(names))
+	var failed []error
+	for i, err := range errs {
 		switch {
 		case errors.Is(err, ErrNoSuchUnit):
 		case err != nil:
-			errs = append(errs, err)
+			failed = append(failed, err)
 		default:
-			out = append(out, st)
+			out = append(out, sts[i])
 		}
 	}
+	if len(failed) > maxErrors {
+		failed = append(failed[:maxErrors], fmt.Errorf("%d more units could not be read", len(failed)-maxErrors))
+	}
 	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.Name, b.Name) })
-	return out, errors.Join(errs...)
+	return out, errors.Join(failed...)
 }
 
 // UnitByPID returns the name of the unit whose cgroup holds pid (any unit,

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -549,4 +550,222 @@ func TestWatchSurvivesDaemonReload(t *testing.T) {
 		_, ok := w.Snapshot()[name]
 		return !ok && w.Err() == nil, fmt.Sprintf("present=%v Err=%v; want the watch alive and the unit gone", ok, w.Err())
 	})
+}
+
+func TestRefresh(t *testing.T) {
+	c := dial(t)
+	name := newName(t, c)
+	ctx := t.Context()
+	w := subscribe(t, c)
+	if err := c.Start(ctx, sleeper(name)); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	st, err := w.Refresh(ctx, name)
+	if err != nil {
+		t.Fatalf("Refresh after Start: %v", err)
+	}
+	if st.ActiveState != units.ActiveActive || st.MainPID <= 0 || len(st.ExecStart) != 2 {
+		t.Fatalf("Refresh: %s/%s MainPID=%d ExecStart=%q, want active with a pid", st.ActiveState, st.SubState, st.MainPID, st.ExecStart)
+	}
+	// Published before Refresh returned: no waiting.
+	if s, ok := w.Snapshot()[name]; !ok || s.MainPID != st.MainPID || s.ActiveState != st.ActiveState {
+		t.Fatalf("snapshot right after Refresh: %+v (present %v), want MainPID %d", s, ok, st.MainPID)
+	}
+	direct, err := c.Status(ctx, name)
+	if err != nil || direct.MainPID != st.MainPID || !direct.ExecMainStart.Equal(st.ExecMainStart) {
+		t.Errorf("Status %+v, %v differs from Refresh %+v", direct, err, st)
+	}
+
+	if err := c.Stop(ctx, name); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if _, err := w.Refresh(ctx, name); !errors.Is(err, units.ErrNoSuchUnit) {
+		t.Fatalf("Refresh after Stop: got %v, want ErrNoSuchUnit", err)
+	}
+	if s, ok := w.Snapshot()[name]; ok {
+		t.Fatalf("stopped unit still in the snapshot right after Refresh: %+v", s)
+	}
+	// The signals of the stop, older than the read, do not bring it back;
+	// neither does the not-found stub that the read made systemd load.
+	time.Sleep(200 * time.Millisecond)
+	if err := w.Resync(ctx); err != nil {
+		t.Fatalf("Resync: %v", err)
+	}
+	if s, ok := w.Snapshot()[name]; ok {
+		t.Errorf("stopped unit is back in the snapshot: %+v", s)
+	}
+
+	ghost := newName(t, c)
+	if _, err := w.Refresh(ctx, ghost); !errors.Is(err, units.ErrNoSuchUnit) {
+		t.Errorf("Refresh of a unit that never existed: got %v, want ErrNoSuchUnit", err)
+	}
+	if _, err := w.Refresh(ctx, "bad/name"); !errors.Is(err, units.ErrInvalid) {
+		t.Errorf("Refresh of a bad name: got %v, want ErrInvalid", err)
+	}
+	if w.Err() != nil {
+		t.Errorf("Err() = %v while running", w.Err())
+	}
+	w.Close()
+	if _, err := w.Refresh(ctx, name); !errors.Is(err, units.ErrWatchClosed) {
+		t.Errorf("Refresh on a closed watch: got %v, want ErrWatchClosed", err)
+	}
+}
+
+func TestRefreshWhileCrashLooping(t *testing.T) {
+	// Refresh in the middle of a crash-restart cycle returns what systemd
+	// has at that moment, never a failure that a restart follows.
+	c := dial(t)
+	name := newName(t, c)
+	ctx := t.Context()
+	w := subscribe(t, c)
+	spec := units.Spec{Name: name, Path: "/bin/sh", Args: []string{"-c", "sleep 0.05; exit 1"},
+		Restart: units.RestartOnFailure, RestartSec: 30 * time.Millisecond,
+		StartLimitBurst: 100, StartLimitInterval: 10 * time.Second}
+	if err := c.Start(ctx, spec); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	deadline := time.Now().Add(time.Second)
+	n := 0
+	for time.Now().Before(deadline) {
+		st, err := w.Refresh(ctx, name)
+		if err != nil {
+			t.Fatalf("Refresh: %v", err)
+		}
+		if st.ActiveState == units.ActiveFailed || st.ActiveState == units.ActiveInactive {
+			t.Fatalf("Refresh returned %s/%s during a restart cycle (restarts %d)", st.ActiveState, st.SubState, st.NRestarts)
+		}
+		n++
+		time.Sleep(7 * time.Millisecond)
+	}
+	st, err := c.Status(ctx, name)
+	if err != nil || st.NRestarts < 3 {
+		t.Fatalf("the unit did not crash-loop: %+v, %v", st, err)
+	}
+	t.Logf("%d refreshes over %d restarts", n, st.NRestarts)
+}
+
+func TestListAndFillMany(t *testing.T) {
+	c := dial(t)
+	ctx := t.Context()
+	const count = 200
+	names := make([]string, count)
+	for i := range names {
+		names[i] = newName(t, c)
+	}
+	// Start them 16 at a time.
+	var wg sync.WaitGroup
+	errs := make(chan error, count)
+	sem := make(chan struct{}, 16)
+	for _, n := range names {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := c.Start(ctx, sleeper(n)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Start: %v", err)
+	}
+
+	t0 := time.Now()
+	list, err := c.List(ctx)
+	tList := time.Since(t0)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	byName := map[string]units.Status{}
+	for _, st := range list {
+		byName[st.Name] = st
+	}
+	t0 = time.Now()
+	w := subscribe(t, c)
+	tFill := time.Since(t0)
+	snap := w.Snapshot()
+	for _, n := range names {
+		l, ok := byName[n]
+		if !ok || l.ActiveState != units.ActiveActive || l.MainPID <= 0 || len(l.ExecStart) != 2 {
+			t.Fatalf("List entry of %s: %+v (present %v), want active with a pid", n, l, ok)
+		}
+		s, ok := snap[n]
+		if !ok || s.MainPID != l.MainPID || s.ActiveState != units.ActiveActive || !slices.Equal(s.ExecStart, l.ExecStart) {
+			t.Fatalf("Subscribe's fill of %s: %+v (present %v), want it as listed: %+v", n, s, ok, l)
+		}
+	}
+	if !slices.IsSortedFunc(list, func(a, b units.Status) int { return strings.Compare(a.Name, b.Name) }) {
+		t.Error("List is not sorted")
+	}
+	t.Logf("%d units (%d socketley units loaded): List %v, Subscribe %v", count, len(list), tList, tFill)
+
+	t0 = time.Now()
+	if err := w.Resync(ctx); err != nil {
+		t.Fatalf("Resync: %v", err)
+	}
+	t.Logf("Resync with nothing changed: %v", time.Since(t0))
+}
+
+// TestRestartNudge checks that an automatic restart comes about RestartSec
+// after a crash while a Watch runs: systemd alone is late by up to 250 ms
+// (its restart timer has sd-event's default accuracy); the Watch wakes it.
+// Not parallel: D-Bus traffic of other tests would wake systemd too.
+func TestRestartNudge(t *testing.T) {
+	testenv.RequireSystemd(t)
+	ctx := t.Context()
+	c, err := units.Dial(ctx, units.User)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	name := newName(t, c)
+	w := subscribe(t, c)
+	spec := sleeper(name)
+	spec.Restart, spec.RestartSec = units.RestartOnFailure, 100*time.Millisecond
+	if err := c.Start(ctx, spec); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	out, err := exec.CommandContext(ctx, "systemctl", "--user", "show", "-p", "ControlGroup", "--value", units.Name(name)).Output()
+	if err != nil || len(strings.TrimSpace(string(out))) == 0 {
+		t.Fatalf("ControlGroup: %q, %v", out, err)
+	}
+	procs := filepath.Join("/sys/fs/cgroup", strings.TrimSpace(string(out)), "cgroup.procs")
+	pids := func() []string {
+		b, _ := os.ReadFile(procs)
+		return strings.Fields(string(b))
+	}
+	var took []time.Duration
+	for range 3 {
+		old := pids()
+		if len(old) != 1 {
+			t.Fatalf("processes in %s: %q, want one", procs, old)
+		}
+		pid, _ := strconv.Atoi(old[0])
+		eventually(t, 3*time.Second, func() (bool, string) {
+			s := w.Snapshot()[name]
+			return s.MainPID == pid && s.RestartSec == spec.RestartSec,
+				fmt.Sprintf("snapshot: MainPID=%d RestartSec=%v, want %d %v", s.MainPID, s.RestartSec, pid, spec.RestartSec)
+		})
+		t0 := time.Now()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		// Poll the cgroup, not systemd: a D-Bus call would wake it up.
+		for {
+			if p := pids(); len(p) == 1 && p[0] != old[0] {
+				break
+			}
+			if time.Since(t0) > 5*time.Second {
+				t.Fatal("no new process after 5s")
+			}
+			time.Sleep(500 * time.Microsecond)
+		}
+		took = append(took, time.Since(t0))
+	}
+	slices.Sort(took)
+	t.Logf("kill -9 → new process with RestartSec=100ms: %v", took)
+	if took[1] > spec.RestartSec+120*time.Millisecond {
+		t.Errorf("median restart after kill -9: %v, want ≤ RestartSec + 120ms", took[1])
+	}
 }

@@ -103,6 +103,9 @@ type Status struct {
 	Result ServiceResult
 	// Restart is the unit's Restart= policy ("no", "on-failure", …).
 	Restart string
+	// RestartSec is the unit's RestartSec= (RestartUSec): how long systemd
+	// waits before an automatic restart.
+	RestartSec time.Duration
 
 	MainPID   int // 0 when no main process runs
 	NRestarts int // automatic restarts since the unit was started by a job
@@ -309,20 +312,50 @@ func restartApplies(policy string, result ServiceResult) bool {
 	return false
 }
 
+// knownProps are the properties a Status follows, in the order they are
+// decoded; the first four are required.
+var knownProps = []string{
+	"Id", "LoadState", "ActiveState", "SubState",
+	"Result", "Restart", "RestartUSec", "MainPID", "NRestarts", "ExecMainCode", "ExecMainStatus",
+	"ActiveEnterTimestamp", "ExecMainStartTimestamp", "ExecStart",
+}
+
+// lookup returns the value of one property of a GetAll result, and whether
+// it is present.
+type lookup func(name string) (any, bool)
+
+// mapLookup looks properties up in props.
+func mapLookup(props map[string]any) lookup {
+	return func(name string) (any, bool) {
+		v, ok := props[name]
+		return v, ok
+	}
+}
+
 // decodeStatus builds a Status from the properties of one GetAll call (both
 // interfaces). Id, LoadState, ActiveState and SubState are required; every
 // other property may be missing (zero value). A value of the wrong D-Bus
 // type is an error, never a panic.
 func decodeStatus(props map[string]any) (Status, error) {
+	return decodeLookup(mapLookup(props))
+}
+
+// decodeLookup is decodeStatus for properties found by get: only the
+// properties a Status follows are looked at (a GetAll result has ~400).
+func decodeLookup(get lookup) (Status, error) {
 	var st Status
 	var errs []error
-	for _, req := range []string{"Id", "LoadState", "ActiveState", "SubState"} {
-		if _, ok := props[req]; !ok {
-			errs = append(errs, fmt.Errorf("property %s missing", req))
+	for i, name := range knownProps {
+		v, ok := get(name)
+		if !ok {
+			if i < 4 {
+				errs = append(errs, fmt.Errorf("property %s missing", name))
+			}
+			continue
 		}
-	}
-	if err := applyProps(&st, props); err != nil {
-		errs = append(errs, err)
+		if _, err := applyProp(&st, name, v); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return Status{}, errors.Join(errs...)
@@ -336,20 +369,9 @@ func decodeStatus(props map[string]any) (Status, error) {
 	return st, nil
 }
 
-// applyProps stores every known property of props into st. Unknown
-// properties are ignored; a mistyped one is skipped and reported. It does not
-// call derive.
-func applyProps(st *Status, props map[string]any) error {
-	var errs []error
-	for name, v := range props {
-		if _, err := applyProp(st, name, v); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// applyVariants is applyProps for the a{sv} of a PropertiesChanged signal.
+// applyVariants stores every known property of the a{sv} of a
+// PropertiesChanged signal into st. Unknown properties are ignored; a
+// mistyped one is skipped and reported. It does not call derive.
 func applyVariants(st *Status, props map[string]godbus.Variant) error {
 	var errs []error
 	for name, v := range props {
@@ -386,6 +408,8 @@ func applyProp(st *Status, name string, v any) (known bool, err error) {
 		return true, setString(&st.Result, name, v)
 	case "Restart":
 		return true, setString(&st.Restart, name, v)
+	case "RestartUSec":
+		return true, setDuration(&st.RestartSec, name, v)
 	case "MainPID":
 		return true, setUint32(&st.MainPID, name, v)
 	case "NRestarts":
@@ -440,6 +464,21 @@ func setInt32(dst *int, name string, v any) error {
 		return typeError(name, "i", v)
 	}
 	*dst = int(n)
+	return nil
+}
+
+// setDuration reads a duration in usec; "infinity" (UINT64_MAX) is kept
+// as the largest Duration.
+func setDuration(dst *time.Duration, name string, v any) error {
+	n, ok := v.(uint64)
+	if !ok {
+		return typeError(name, "t", v)
+	}
+	if n > uint64(1<<63-1)/uint64(time.Microsecond) {
+		*dst = time.Duration(1<<63 - 1)
+		return nil
+	}
+	*dst = time.Duration(n) * time.Microsecond
 	return nil
 }
 

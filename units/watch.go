@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -17,49 +18,93 @@ const (
 	serviceIface    = "org.freedesktop.systemd1.Service"
 	propertiesIface = "org.freedesktop.DBus.Properties"
 
-	// settleDelay: after a unit turns failed or inactive, the Watch waits
-	// this long for more signals before publishing. systemd 252 sends a
-	// crash as failed, then activating/auto-restart in the same
-	// millisecond; publishing in between would show a restart as a failure.
+	// settleDelay: when a unit that was up (active, activating, reloading,
+	// deactivating) turns failed or inactive, the Watch keeps publishing
+	// its previous state for this long, unless a newer state or a full read
+	// of that unit comes first. systemd 252 sends a crash as failed, then
+	// activating/auto-restart in the same millisecond; publishing in between
+	// would show a restart as a failure. Other units are published at once.
 	settleDelay = 50 * time.Millisecond
-	// maxBurst bounds how long a stream of signals can hold back publishing
-	// (and Resync requests).
-	maxBurst = time.Second
+	// maxBatch bounds how many queued signals are applied before the cache
+	// is published and a pending request is served.
+	maxBatch = 256
+	// inFlight bounds the GetAll calls that a bulk read (Subscribe, Resync)
+	// keeps pending on the connection. The system bus allows 128 pending
+	// replies per connection by default (max_replies_per_connection).
+	inFlight = 64
+	// maxErrors bounds the unit errors a bulk read reports one by one.
+	maxErrors = 8
 )
+
+// nudgeAfter are the delays, after RestartSec, at which a Watch wakes
+// systemd up when a unit waits for its automatic restart (see nudge).
+var nudgeAfter = []time.Duration{time.Millisecond, 10 * time.Millisecond}
 
 // Watch is a live cache of every loaded socketley-*.service unit, kept up to
 // date by systemd's signals (PropertiesChanged on the Unit and Service
 // interfaces, UnitNew, UnitRemoved, JobRemoved) on a connection of its own.
 // Reading it costs no D-Bus call. Its methods are safe for concurrent use.
 //
-// The cache is published as a whole after each burst of signals; a unit that
-// is on its way to an automatic restart is never published as failed.
-// Signals lost while the bus connection is down are not replayed: when Done
-// is closed, dial again, Subscribe again (which fills the new cache).
+// The cache is published as a whole after each batch of signals; a unit that
+// is on its way to an automatic restart is never published as failed (see
+// settleDelay). Every full read of a unit (GetAll) is ordered against the
+// signals of the same connection: a signal sent before the read is reflected
+// in it and is not applied again, so a stale signal never overwrites a
+// fresher read. Signals lost while the bus connection is down are not
+// replayed: when Done is closed, dial again, Subscribe again (which fills the
+// new cache).
+//
+// When a unit starts waiting for its automatic restart, the Watch wakes
+// systemd up right after RestartSec (see nudge): systemd alone may restart
+// it up to 250 ms late.
 type Watch struct {
-	bus      *godbus.Conn
-	life     context.Context    // lifetime of bus; calls of the run loop derive from it
-	end      context.CancelFunc // cancels life, closing bus
-	sigs     chan *godbus.Signal
-	resyncCh chan resyncRequest
-	quit     chan struct{} // closed by Close
-	done     chan struct{} // closed when run returns
-	changed  chan struct{} // buffered 1, coalesced notifications
-	closing  sync.Once
+	bus     *godbus.Conn
+	life    context.Context    // lifetime of bus; calls of the run loop derive from it
+	end     context.CancelFunc // cancels life, closing bus
+	sigs    chan *godbus.Signal
+	reqs    chan request  // Resync and Refresh, served by run
+	quit    chan struct{} // closed by Close
+	done    chan struct{} // closed when run returns
+	changed chan struct{} // buffered 1, coalesced notifications
+	closing sync.Once
 
 	mu   sync.Mutex        // guards snap and err
-	snap map[string]Status // published copy; replaced, never modified
+	snap map[string]Status // published; replaced, never modified
 	err  error             // why the watch ended
 
 	// Owned by the run goroutine (by subscribe until run starts).
-	state  map[string]Status // keyed by runtime name; derive runs at publish
-	dirty  bool              // state differs from snap
-	settle time.Time         // do not publish before this time
+	state map[string]Status // keyed by runtime name; derive runs at publish
+	// touched holds the names whose state changed since the last publish.
+	touched map[string]struct{}
+	// read holds, per runtime name, the sequence of the reply that last
+	// read the unit in full (or found it not loaded), while signals older
+	// than that reply may still be queued; they are skipped for that unit.
+	read map[string]godbus.Sequence
+	// lastSig is the sequence of the last signal received.
+	lastSig godbus.Sequence
+	// settling holds the units whose previous published state is kept
+	// until the given time (see settleDelay).
+	settling map[string]time.Time
+	// pending holds the units that signals asked to read, read together at
+	// the end of the batch: true to read in full (GetAll), false to read
+	// only if loaded (listed first).
+	pending map[string]bool
+	// resyncDue is set by Reloading(false): resync at the end of the batch.
+	resyncDue bool
+	// nudged, when set (tests), replaces the wake-up calls of nudge.
+	nudged func(name string, after time.Duration)
 }
 
-type resyncRequest struct {
+// request asks the run goroutine for a Resync (name "") or a Refresh.
+type request struct {
 	ctx   context.Context
-	reply chan error
+	name  string
+	reply chan reply // buffered 1
+}
+
+type reply struct {
+	st  Status
+	err error
 }
 
 // listedUnit is one entry of ListUnitsByPatterns, a(ssssssouso).
@@ -90,18 +135,8 @@ func subscribe(ctx context.Context, scope Scope, addr string) (*Watch, error) {
 		end()
 		return nil, fmt.Errorf("subscribe: %w", noBus("connect to the "+scope.String()+" bus", err))
 	}
-	w := &Watch{
-		bus:      bus,
-		life:     life,
-		end:      end,
-		sigs:     make(chan *godbus.Signal, 64),
-		resyncCh: make(chan resyncRequest),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
-		changed:  make(chan struct{}, 1),
-		snap:     map[string]Status{},
-		state:    map[string]Status{},
-	}
+	w := newWatch(life, end)
+	w.bus = bus
 	if err := w.start(ctx); err != nil {
 		bus.Close()
 		end()
@@ -111,51 +146,76 @@ func subscribe(ctx context.Context, scope Scope, addr string) (*Watch, error) {
 	return w, nil
 }
 
+// newWatch returns a Watch without a connection.
+func newWatch(life context.Context, end context.CancelFunc) *Watch {
+	return &Watch{
+		life:     life,
+		end:      end,
+		sigs:     make(chan *godbus.Signal, 64),
+		reqs:     make(chan request),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+		changed:  make(chan struct{}, 1),
+		snap:     map[string]Status{},
+		state:    map[string]Status{},
+		touched:  map[string]struct{}{},
+		read:     map[string]godbus.Sequence{},
+		settling: map[string]time.Time{},
+		pending:  map[string]bool{},
+	}
+}
+
 // start registers for the signals, asks systemd to send them, and fills the
 // cache. Signals that arrive meanwhile wait in the queue, to be applied after
-// the fill.
+// the fill (those older than a unit's read are skipped for it).
 func (w *Watch) start(ctx context.Context) error {
 	w.bus.Signal(w.sigs)
-	sender := godbus.WithMatchSender(busName)
-	rules := [][]godbus.MatchOption{
-		{sender, godbus.WithMatchInterface(propertiesIface), godbus.WithMatchMember("PropertiesChanged"),
-			godbus.WithMatchPathNamespace(managerPath + "/unit")},
-		{godbus.WithMatchSender("org.freedesktop.DBus"), godbus.WithMatchInterface("org.freedesktop.DBus"),
-			godbus.WithMatchMember("NameOwnerChanged"), godbus.WithMatchArg(0, busName)},
+	const sender = "type='signal',sender='" + busName + "'"
+	rules := []string{
+		sender + ",interface='" + propertiesIface + "',member='PropertiesChanged',path_namespace='" + string(managerPath) + "/unit'",
+		"type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" + busName + "'",
 	}
 	for _, member := range []string{"UnitNew", "UnitRemoved", "JobRemoved", "Reloading"} {
-		rules = append(rules, []godbus.MatchOption{sender, godbus.WithMatchObjectPath(managerPath),
-			godbus.WithMatchInterface(managerIface), godbus.WithMatchMember(member)})
+		rules = append(rules, sender+",path='"+string(managerPath)+"',interface='"+managerIface+"',member='"+member+"'")
 	}
+	// The match rules and Subscribe go out together; the replies are
+	// awaited after the last call is sent.
+	ch := make(chan *godbus.Call, len(rules)+1)
+	calls := make([]*godbus.Call, 0, len(rules)+1)
 	for _, r := range rules {
-		if err := w.bus.AddMatchSignalContext(ctx, r...); err != nil {
-			return fmt.Errorf("add match: %w", err)
-		}
+		calls = append(calls, w.bus.BusObject().GoWithContext(ctx, "org.freedesktop.DBus.AddMatch", 0, ch, r))
 	}
 	// Without Subscribe, systemd sends unit signals only while some other
 	// client is subscribed.
-	if err := w.bus.Object(busName, managerPath).CallWithContext(ctx, managerIface+".Subscribe", 0).Store(); err != nil {
-		return fmt.Errorf("%s.Subscribe: %w", managerIface, err)
+	calls = append(calls, w.bus.Object(busName, managerPath).GoWithContext(ctx, managerIface+".Subscribe", 0, ch))
+	for range calls {
+		<-ch
+	}
+	for i, c := range calls {
+		switch {
+		case c.Err == nil:
+		case i < len(rules):
+			return fmt.Errorf("add match %s: %w", rules[i], c.Err)
+		default:
+			return fmt.Errorf("%s.Subscribe: %w", managerIface, c.Err)
+		}
 	}
 	if err := w.resync(ctx); err != nil {
 		return err
 	}
-	w.publish()
+	w.publish(time.Now())
 	return nil
 }
 
-// Snapshot returns a copy of the cache, keyed by runtime name. Units that
-// are not loaded are absent.
+// Snapshot returns the cache, keyed by runtime name. Units that are not
+// loaded are absent. The map is shared, never modified after it is
+// published (a change publishes a new map), and must not be modified by the
+// caller, nor the ExecStart slices in it. Snapshot makes no copy and takes
+// no D-Bus call.
 func (w *Watch) Snapshot() map[string]Status {
 	w.mu.Lock()
-	snap := w.snap
-	w.mu.Unlock()
-	out := make(map[string]Status, len(snap))
-	for k, v := range snap {
-		v.ExecStart = slices.Clone(v.ExecStart)
-		out[k] = v
-	}
-	return out
+	defer w.mu.Unlock()
+	return w.snap
 }
 
 // Changed returns a channel (buffered 1) that receives after the cache
@@ -177,28 +237,54 @@ func (w *Watch) Err() error {
 
 // Resync checks the cache against one ListUnitsByPatterns round trip: units
 // that are new, gone, or whose load/active/sub state differs are refetched
-// (one GetAll each) or dropped. A change that leaves the three states equal
+// (GetAll, pipelined) or dropped. A change that leaves the three states equal
 // (a new MainPID after a missed restart) is not detected. Results: nil; a
 // context error (default deadline 10 s); an error wrapping ErrNoBus when the
 // watch has ended; the joined errors of units that could not be read.
 func (w *Watch) Resync(ctx context.Context) error {
-	ctx, cancel := withDefault(ctx, listTimeout)
+	_, err := w.ask(ctx, "", "resync")
+	return err
+}
+
+// Refresh reads the runtime's unit in one GetAll round trip on the watch's
+// connection and publishes it into the cache before it returns, without the
+// settle delay. It is ordered with the signals: those sent before the read
+// are not applied over it. Use it after a start or stop job, so that the
+// next Snapshot agrees with systemd. Results: the unit's Status (as
+// published); ErrNoSuchUnit when the unit is not loaded (it is then absent
+// from the cache); ErrInvalid for a bad runtime name; a context error
+// (default deadline 3 s); an error wrapping ErrNoBus when the watch has
+// ended.
+func (w *Watch) Refresh(ctx context.Context, name string) (Status, error) {
+	if _, err := unitOf("refresh", name); err != nil {
+		return Status{}, err
+	}
+	return w.ask(ctx, name, "refresh "+Name(name))
+}
+
+// ask sends a request to the run goroutine and waits for its reply.
+func (w *Watch) ask(ctx context.Context, name, op string) (Status, error) {
+	timeout := queryTimeout
+	if name == "" {
+		timeout = listTimeout
+	}
+	ctx, cancel := withDefault(ctx, timeout)
 	defer cancel()
-	req := resyncRequest{ctx: ctx, reply: make(chan error, 1)}
+	req := request{ctx: ctx, name: name, reply: make(chan reply, 1)}
 	select {
-	case w.resyncCh <- req:
+	case w.reqs <- req:
 	case <-w.done:
-		return fmt.Errorf("resync: %w", w.Err())
+		return Status{}, fmt.Errorf("%s: %w", op, w.Err())
 	case <-ctx.Done():
-		return fmt.Errorf("resync: %w", ctx.Err())
+		return Status{}, fmt.Errorf("%s: %w", op, ctx.Err())
 	}
 	select {
-	case err := <-req.reply:
-		return err
+	case r := <-req.reply:
+		return r.st, r.err
 	case <-w.done:
-		return fmt.Errorf("resync: %w", w.Err())
+		return Status{}, fmt.Errorf("%s: %w", op, w.Err())
 	case <-ctx.Done():
-		return fmt.Errorf("resync: %w", ctx.Err())
+		return Status{}, fmt.Errorf("%s: %w", op, ctx.Err())
 	}
 }
 
@@ -225,28 +311,67 @@ func (w *Watch) fail(err error) {
 	w.mu.Unlock()
 }
 
-// run applies signals and resync requests to the cache, one at a time.
+// run applies signals and serves requests, one at a time; after a batch of
+// signals it reads the units they asked for, then publishes.
 func (w *Watch) run() {
 	defer func() {
 		w.end()
 		w.bus.Close()
 		close(w.done)
 	}()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var due <-chan time.Time // fires when a settling unit is due
 	for {
 		select {
 		case <-w.quit:
 			return
 		case sig, ok := <-w.sigs:
-			if !w.receive(sig, ok) || !w.drain() {
+			if !w.receive(sig, ok) || !w.receiveQueued() {
 				return
 			}
-			w.publish()
-		case req := <-w.resyncCh:
-			err := w.resync(req.ctx)
-			w.publish()
-			req.reply <- err
+			w.flush()
+		case req := <-w.reqs:
+			r := w.serve(req)
+			due = w.schedule(timer, w.publish(time.Now()))
+			req.reply <- r
+			continue
+		case <-due:
 		}
+		due = w.schedule(timer, w.publish(time.Now()))
 	}
+}
+
+// schedule arms timer for next (zero: never) and returns its channel.
+func (w *Watch) schedule(timer *time.Timer, next time.Time) <-chan time.Time {
+	if next.IsZero() {
+		timer.Stop()
+		return nil
+	}
+	timer.Reset(time.Until(next))
+	return timer.C
+}
+
+// serve runs a Resync or Refresh request.
+func (w *Watch) serve(req request) reply {
+	if req.name == "" {
+		return reply{err: w.resync(req.ctx)}
+	}
+	unit := Name(req.name)
+	call := w.bus.Object(busName, unitPath(unit)).CallWithContext(req.ctx, propertiesIface+".GetAll", 0, "")
+	if err := w.apply(req.name, call); err != nil {
+		if !errors.Is(err, ErrNoBus) && !isCtxErr(err) && !w.bus.Connected() {
+			err = noBus("connection lost", err)
+		}
+		return reply{err: fmt.Errorf("refresh %s: %w", unit, err)}
+	}
+	st, ok := w.state[req.name]
+	if !ok {
+		return reply{err: fmt.Errorf("refresh %s: %w", unit, ErrNoSuchUnit)}
+	}
+	derive(&st)
+	return reply{st: st}
 }
 
 // receive handles one value from the signal channel; false ends the watch.
@@ -262,53 +387,72 @@ func (w *Watch) receive(sig *godbus.Signal, ok bool) bool {
 	return true
 }
 
-// drain handles the signals already queued, and waits out the settle time,
-// so that a burst is published once (but at least every maxBurst); false
-// ends the watch.
-func (w *Watch) drain() bool {
-	limit := time.Now().Add(maxBurst)
-	for {
-		wait := min(time.Until(w.settle), time.Until(limit))
-		if time.Now().After(limit) {
-			return true
-		}
-		if wait <= 0 {
-			select {
-			case sig, ok := <-w.sigs:
-				if !w.receive(sig, ok) {
-					return false
-				}
-				continue
-			default:
-				return true
-			}
-		}
-		t := time.NewTimer(wait)
+// receiveQueued handles the signals already queued (at most maxBatch), so
+// that a burst is published once; false ends the watch.
+func (w *Watch) receiveQueued() bool {
+	for range maxBatch {
 		select {
 		case sig, ok := <-w.sigs:
-			t.Stop()
 			if !w.receive(sig, ok) {
 				return false
 			}
-		case <-t.C:
-		case <-w.quit:
-			t.Stop()
-			return false
+		default:
+			return true
 		}
 	}
+	return true
 }
 
-// publish makes the state visible and notifies Changed, if anything changed.
-func (w *Watch) publish() {
-	if !w.dirty {
-		return
+// publish makes the changed state visible and notifies Changed, if anything
+// changed. A settling unit keeps its published state until it is due. It
+// returns when the next settling unit is due (zero: none).
+func (w *Watch) publish(now time.Time) (next time.Time) {
+	for name, until := range w.settling {
+		if now.Before(until) {
+			if next.IsZero() || until.Before(next) {
+				next = until
+			}
+			continue
+		}
+		delete(w.settling, name)
+		w.touched[name] = struct{}{}
 	}
-	w.dirty = false
-	snap := make(map[string]Status, len(w.state))
-	for name, st := range w.state {
-		derive(&st)
-		snap[name] = st
+	w.pruneRead()
+	if len(w.touched) == 0 {
+		return next
 	}
+	var snap map[string]Status
+	if len(w.touched) > len(w.state)/2 {
+		// Most of it changed (the fill): build afresh.
+		snap = make(map[string]Status, len(w.state))
+		for name, st := range w.state {
+			if _, held := w.settling[name]; held {
+				if prev, ok := w.snap[name]; ok {
+					snap[name] = prev
+				}
+				continue
+			}
+			derive(&st)
+			snap[name] = st
+		}
+	} else {
+		snap = maps.Clone(w.snap)
+		if snap == nil {
+			snap = map[string]Status{}
+		}
+		for name := range w.touched {
+			if _, held := w.settling[name]; held {
+				continue
+			}
+			if st, ok := w.state[name]; ok {
+				derive(&st)
+				snap[name] = st
+			} else {
+				delete(snap, name)
+			}
+		}
+	}
+	clear(w.touched)
 	w.mu.Lock()
 	w.snap = snap
 	w.mu.Unlock()
@@ -316,39 +460,63 @@ func (w *Watch) publish() {
 	case w.changed <- struct{}{}:
 	default:
 	}
+	return next
 }
 
-// handle applies one signal. Errors reading a unit are dropped (the next
-// signal or Resync repairs the entry); the error returned ends the watch.
+// pruneRead forgets the read marks that no queued signal can be older than.
+func (w *Watch) pruneRead() {
+	for name, seq := range w.read {
+		if seq <= w.lastSig {
+			delete(w.read, name)
+		}
+	}
+}
+
+// stale reports whether sig was sent before the last full read of name.
+func (w *Watch) stale(name string, sig *godbus.Signal) bool {
+	seq, ok := w.read[name]
+	return ok && sig.Sequence != godbus.NoSequence && sig.Sequence < seq
+}
+
+// markRead records that name was read in full by the reply with sequence seq.
+func (w *Watch) markRead(name string, seq godbus.Sequence) {
+	if seq != godbus.NoSequence && seq > w.lastSig {
+		w.read[name] = seq
+	}
+}
+
+// handle applies one signal. It makes no D-Bus call: units to read are
+// noted in pending, for flush. The error returned ends the watch.
 func (w *Watch) handle(sig *godbus.Signal) error {
-	ctx, cancel := context.WithTimeout(w.life, queryTimeout)
-	defer cancel()
+	if sig.Sequence > w.lastSig {
+		w.lastSig = sig.Sequence
+	}
 	switch sig.Name {
 	case propertiesIface + ".PropertiesChanged":
-		w.propertiesChanged(ctx, sig)
+		w.propertiesChanged(sig)
 	case managerIface + ".UnitNew":
-		if name, ok := unitArg(sig, 0); ok {
-			_ = w.fetchIfLoaded(ctx, name)
+		// A unit that is only asked about is loaded as a not-found stub
+		// (UnitNew, then UnitRemoved): listed first, never read directly.
+		if name, ok := unitArg(sig, 0); ok && !w.stale(name, sig) {
+			w.want(name, false)
 		}
 	case managerIface + ".UnitRemoved":
-		if name, ok := unitArg(sig, 0); ok {
+		if name, ok := unitArg(sig, 0); ok && !w.stale(name, sig) {
 			w.drop(name)
+			delete(w.pending, name)
 		}
 	case managerIface + ".JobRemoved":
 		// JobRemoved(u id, o job, s unit, s result): the unit's state after
 		// a start, stop or automatic restart, read in full.
-		if name, ok := unitArg(sig, 2); ok {
-			if _, have := w.state[name]; have {
-				_ = w.refetch(ctx, name)
-			} else {
-				_ = w.fetchIfLoaded(ctx, name)
-			}
+		if name, ok := unitArg(sig, 2); ok && !w.stale(name, sig) {
+			_, have := w.state[name]
+			w.want(name, have)
 		}
 	case managerIface + ".Reloading":
 		// Reloading(false): a daemon-reload finished; re-read what changed.
 		if len(sig.Body) > 0 {
 			if active, ok := sig.Body[0].(bool); ok && !active {
-				_ = w.resync(ctx)
+				w.resyncDue = true
 			}
 		}
 	case "org.freedesktop.DBus.NameOwnerChanged":
@@ -365,6 +533,65 @@ func (w *Watch) handle(sig *godbus.Signal) error {
 	return nil
 }
 
+// want notes that name is to be read at the end of the batch: in full, or
+// only if it is loaded.
+func (w *Watch) want(name string, full bool) {
+	if !w.pending[name] {
+		w.pending[name] = full
+	}
+}
+
+// flush reads the units that the batch's signals asked for: one
+// ListUnitsByPatterns for those to read only if loaded, then GetAll calls,
+// pipelined. Signals of the batch are older than these reads and reflected
+// in them. Errors are dropped: the next signal or Resync repairs the entry.
+func (w *Watch) flush() {
+	if !w.resyncDue && len(w.pending) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.life, listTimeout)
+	defer cancel()
+	if w.resyncDue {
+		w.resyncDue = false
+		clear(w.pending)
+		_ = w.resync(ctx)
+		return
+	}
+	var full, ifLoaded []string
+	for name, f := range w.pending {
+		if f {
+			full = append(full, name)
+		} else {
+			ifLoaded = append(ifLoaded, Name(name))
+		}
+	}
+	clear(w.pending)
+	if len(ifLoaded) > 0 {
+		var listed []listedUnit
+		call := w.bus.Object(busName, managerPath).
+			CallWithContext(ctx, managerIface+".ListUnitsByPatterns", 0, []string{}, ifLoaded)
+		if call.Store(&listed) != nil {
+			return
+		}
+		loaded := make(map[string]bool, len(listed))
+		for _, u := range listed {
+			if u.LoadState != LoadNotFound {
+				loaded[u.Name] = true
+			}
+		}
+		for _, unit := range ifLoaded {
+			name, _ := RuntimeName(unit)
+			if loaded[unit] {
+				full = append(full, name)
+				continue
+			}
+			w.drop(name)
+			w.markRead(name, call.ResponseSequence)
+		}
+	}
+	_ = w.readUnits(ctx, full)
+}
+
 // unitArg returns the runtime name in the string argument i of sig.
 func unitArg(sig *godbus.Signal, i int) (string, bool) {
 	if len(sig.Body) <= i {
@@ -377,9 +604,19 @@ func unitArg(sig *godbus.Signal, i int) (string, bool) {
 	return RuntimeName(unit)
 }
 
+// up reports whether a unit in state s has, or is about to have or lose, a
+// process: leaving such a state for failed or inactive is settled.
+func up(s ActiveState) bool {
+	switch s {
+	case ActiveActive, ActiveActivating, ActiveDeactivating, ActiveReloading:
+		return true
+	}
+	return false
+}
+
 // propertiesChanged applies PropertiesChanged(s iface, a{sv} changed,
 // as invalidated) of a socketley unit.
-func (w *Watch) propertiesChanged(ctx context.Context, sig *godbus.Signal) {
+func (w *Watch) propertiesChanged(sig *godbus.Signal) {
 	name, ok := runtimeFromPath(sig.Path)
 	if !ok || len(sig.Body) < 2 {
 		return
@@ -388,44 +625,89 @@ func (w *Watch) propertiesChanged(ctx context.Context, sig *godbus.Signal) {
 	if iface != unitIface && iface != serviceIface {
 		return
 	}
+	if w.stale(name, sig) {
+		return
+	}
 	st, have := w.state[name]
 	if !have {
-		_ = w.fetchIfLoaded(ctx, name)
+		w.want(name, false)
 		return
 	}
 	changed, ok := sig.Body[1].(map[string]godbus.Variant)
 	if !ok {
-		_ = w.refetch(ctx, name)
+		w.want(name, true)
 		return
 	}
 	var invalidated []string
 	if len(sig.Body) > 2 {
 		invalidated, _ = sig.Body[2].([]string)
 	}
-	before := st.ActiveState
+	before, wasWaiting := st.ActiveState, waitingRestart(st)
 	if err := applyVariants(&st, changed); err != nil {
-		_ = w.refetch(ctx, name)
+		w.want(name, true)
 		return
 	}
-	w.state[name] = st
-	w.dirty = true
-	if st.ActiveState != before && (st.ActiveState == ActiveFailed || st.ActiveState == ActiveInactive) {
-		w.settle = time.Now().Add(settleDelay)
+	w.set(name, st)
+	if waitingRestart(st) && !wasWaiting {
+		w.nudge(name, st.RestartSec)
+	}
+	down := st.ActiveState == ActiveFailed || st.ActiveState == ActiveInactive
+	switch {
+	case down && up(before):
+		if _, held := w.settling[name]; !held {
+			w.settling[name] = time.Now().Add(settleDelay)
+		}
+	case !down:
+		// Back up (a restart): the failure in between is never shown.
+		delete(w.settling, name)
 	}
 	// systemd lists some properties (emits-invalidation) without a value.
 	if slices.ContainsFunc(invalidated, tracked) {
-		_ = w.refetch(ctx, name)
+		w.want(name, true)
+	}
+}
+
+// waitingRestart reports whether a unit waits for its automatic restart.
+func waitingRestart(st Status) bool {
+	return st.ActiveState == ActiveActivating && st.SubState == SubAutoRestart
+}
+
+// nudge wakes systemd up just after the automatic restart of name is due.
+//
+// systemd arms the restart timer with accuracy 0, which sd-event turns into
+// its default of 250 ms: the restart runs at the first wake-up of systemd's
+// event loop after RestartSec, and with nothing else to do that is a point
+// of a per-boot 250 ms grid, up to RestartSec+250 ms after the exit. Any
+// message makes the loop run and dispatch the elapsed timer. The timer was
+// armed before systemd sent the signal that the Watch just got, so a Ping
+// (no reply expected) RestartSec+1ms from now, and a second one 10 ms
+// later, come after it is due.
+func (w *Watch) nudge(name string, restartSec time.Duration) {
+	for _, extra := range nudgeAfter {
+		if w.nudged != nil {
+			w.nudged(name, restartSec+extra)
+			continue
+		}
+		time.AfterFunc(restartSec+extra, func() {
+			select {
+			case <-w.done:
+			default:
+				w.bus.Object(busName, managerPath).Go("org.freedesktop.DBus.Peer.Ping", godbus.FlagNoReplyExpected, nil)
+			}
+		})
 	}
 }
 
 // resync implements Resync on the run goroutine (or before it starts).
 func (w *Watch) resync(ctx context.Context) error {
-	listed, err := w.list(ctx, unitPattern)
-	if err != nil {
+	var listed []listedUnit
+	call := w.bus.Object(busName, managerPath).
+		CallWithContext(ctx, managerIface+".ListUnitsByPatterns", 0, []string{}, []string{unitPattern})
+	if err := call.Store(&listed); err != nil {
 		return fmt.Errorf("resync: list %s: %w", unitPattern, mapErr(err))
 	}
 	seen := make(map[string]bool, len(listed))
-	var errs []error
+	var stale []string
 	for _, u := range listed {
 		name, ok := RuntimeName(u.Name)
 		if !ok || u.LoadState == LoadNotFound {
@@ -436,75 +718,106 @@ func (w *Watch) resync(ctx context.Context) error {
 		if have && old.LoadState == u.LoadState && old.ActiveState == u.ActiveState && old.SubState == u.SubState {
 			continue
 		}
-		if err := w.refetch(ctx, name); err != nil {
-			errs = append(errs, fmt.Errorf("resync: %w", err))
-		}
+		stale = append(stale, name)
 	}
 	for name := range w.state {
 		if !seen[name] {
 			w.drop(name)
+			w.markRead(name, call.ResponseSequence)
 		}
+	}
+	if err := w.readUnits(ctx, stale); err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
+	return nil
+}
+
+// readUnits reads the named units in full, keeping up to inFlight GetAll
+// calls pending on the connection, and applies each reply as it comes.
+// Units that cannot be read keep their entry; their errors are joined (the
+// first maxErrors of them, then a count).
+func (w *Watch) readUnits(ctx context.Context, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	ch := make(chan *godbus.Call, min(inFlight, len(names)))
+	var errs []error
+	failed := 0
+	next, pending := 0, 0
+	for next < len(names) || pending > 0 {
+		for next < len(names) && pending < cap(ch) {
+			w.bus.Object(busName, unitPath(Name(names[next]))).
+				GoWithContext(ctx, propertiesIface+".GetAll", 0, ch, "")
+			next++
+			pending++
+		}
+		// Every call is delivered once: with its reply, or with the error
+		// of a send failure, a lost connection or ctx.
+		call := <-ch
+		pending--
+		name, _ := runtimeFromPath(call.Path)
+		if err := w.apply(name, call); err != nil {
+			if failed++; failed <= maxErrors {
+				errs = append(errs, fmt.Errorf("status %s: %w", Name(name), err))
+			}
+		}
+	}
+	if failed > maxErrors {
+		errs = append(errs, fmt.Errorf("%d more units could not be read", failed-maxErrors))
 	}
 	return errors.Join(errs...)
 }
 
-// refetch reads a unit in full into the cache, or drops it if it is gone.
-func (w *Watch) refetch(ctx context.Context, name string) error {
-	unit := Name(name)
-	var props map[string]godbus.Variant
-	err := w.bus.Object(busName, unitPath(unit)).
-		CallWithContext(ctx, propertiesIface+".GetAll", 0, "").Store(&props)
-	if err != nil {
-		return fmt.Errorf("status %s: %w", unit, mapErr(err))
-	}
-	values := make(map[string]any, len(props))
-	for k, v := range props {
-		values[k] = v.Value()
-	}
-	st, err := statusFrom(unit, values)
-	if errors.Is(err, ErrNoSuchUnit) {
+// apply stores the result of a GetAll call of name: the unit, or its
+// absence. A full read ends the unit's settling: a GetAll never sees the
+// transient states of a restart. Errors are not prefixed with the unit.
+func (w *Watch) apply(name string, call *godbus.Call) error {
+	st, err := statusFromReply(call)
+	switch {
+	case errors.Is(err, ErrNoSuchUnit):
 		w.drop(name)
-		return nil
-	}
-	if err != nil {
+	case err != nil:
 		return err
+	default:
+		w.set(name, st)
+		delete(w.settling, name)
 	}
-	w.state[name] = st
-	w.dirty = true
+	w.markRead(name, call.ResponseSequence)
 	return nil
 }
 
-// fetchIfLoaded refetches a unit only if it is loaded. Reading a unit that
-// is not loaded makes systemd load a not-found stub (and send UnitNew for
-// it), so UnitNew must not lead straight to GetAll: that could loop.
-func (w *Watch) fetchIfLoaded(ctx context.Context, name string) error {
-	unit := Name(name)
-	listed, err := w.list(ctx, unit)
-	if err != nil {
-		return fmt.Errorf("list %s: %w", unit, mapErr(err))
+// statusFromReply decodes the reply of a GetAll call of a unit.
+func statusFromReply(call *godbus.Call) (Status, error) {
+	if call.Err != nil {
+		return Status{}, mapErr(call.Err)
 	}
-	for _, u := range listed {
-		if u.Name == unit && u.LoadState != LoadNotFound {
-			return w.refetch(ctx, name)
+	if len(call.Body) != 1 {
+		return Status{}, fmt.Errorf("GetAll returned %d values, want 1", len(call.Body))
+	}
+	props, ok := call.Body[0].(map[string]godbus.Variant)
+	if !ok {
+		return Status{}, fmt.Errorf("GetAll returned %T, want a{sv}", call.Body[0])
+	}
+	return decodeReply(func(k string) (any, bool) {
+		v, ok := props[k]
+		if !ok {
+			return nil, false
 		}
-	}
-	w.drop(name)
-	return nil
+		return v.Value(), true
+	})
+}
+
+// set stores a unit's state.
+func (w *Watch) set(name string, st Status) {
+	w.state[name] = st
+	w.touched[name] = struct{}{}
 }
 
 // drop removes a unit from the cache.
 func (w *Watch) drop(name string) {
 	if _, ok := w.state[name]; ok {
 		delete(w.state, name)
-		w.dirty = true
+		w.touched[name] = struct{}{}
 	}
-}
-
-// list calls ListUnitsByPatterns, which (unlike ListUnitsByNames or GetAll)
-// never loads a unit.
-func (w *Watch) list(ctx context.Context, pattern string) ([]listedUnit, error) {
-	var out []listedUnit
-	err := w.bus.Object(busName, managerPath).
-		CallWithContext(ctx, managerIface+".ListUnitsByPatterns", 0, []string{}, []string{pattern}).Store(&out)
-	return out, err
+	delete(w.settling, name)
 }

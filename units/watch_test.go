@@ -2,6 +2,8 @@ package units
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,17 +14,12 @@ import (
 // call (changes of cached units, UnitRemoved, NameOwnerChanged) may be fed.
 func offlineWatch(t *testing.T, units ...Status) *Watch {
 	t.Helper()
-	w := &Watch{
-		life:    t.Context(),
-		sigs:    make(chan *godbus.Signal, 16),
-		quit:    make(chan struct{}),
-		changed: make(chan struct{}, 1),
-		snap:    map[string]Status{},
-		state:   map[string]Status{},
-	}
+	w := newWatch(t.Context(), func() {})
+	w.nudged = func(string, time.Duration) {} // no bus to ping
 	for _, st := range units {
-		w.state[st.Name] = st
+		w.set(st.Name, st)
 	}
+	w.publish(time.Now())
 	return w
 }
 
@@ -56,7 +53,7 @@ func TestWatchAppliesChanges(t *testing.T) {
 	if !w.receive(sig, true) {
 		t.Fatal("receive ended the watch")
 	}
-	w.publish()
+	w.publish(time.Now())
 	st := w.Snapshot()["web"]
 	if st.MainPID != 200 || st.NRestarts != 1 {
 		t.Errorf("got MainPID=%d NRestarts=%d, want 200 1", st.MainPID, st.NRestarts)
@@ -84,7 +81,7 @@ func TestWatchIgnoresOtherUnits(t *testing.T) {
 			t.Fatal("receive ended the watch")
 		}
 	}
-	if w.dirty {
+	if len(w.touched) != 0 {
 		t.Error("signals of other units changed the cache")
 	}
 }
@@ -109,35 +106,110 @@ func TestWatchMistypedSignal(t *testing.T) {
 	}
 }
 
+// feed hands signals to receive, numbered from seq on.
+func feed(t *testing.T, w *Watch, seq godbus.Sequence, sigs ...*godbus.Signal) {
+	t.Helper()
+	for i, sig := range sigs {
+		sig.Sequence = seq + godbus.Sequence(i)
+		if !w.receive(sig, true) {
+			t.Fatal("receive ended the watch")
+		}
+	}
+}
+
 func TestWatchSettlesOverCrash(t *testing.T) {
 	w := offlineWatch(t, running("web", 100))
 	unit := "socketley-web.service"
 	// systemd 252 on kill -9 with Restart=on-failure: failed, then
-	// activating/auto-restart in the same millisecond.
-	first := changedSignal(unit, unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"})
-	burst := []*godbus.Signal{
+	// activating/auto-restart in the same millisecond; here the two arrive
+	// in different batches.
+	feed(t, w, 1,
+		changedSignal(unit, unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"}),
 		changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(0), "Result": "signal",
-			"ExecMainCode": int32(CodeKilled), "ExecMainStatus": int32(9)}),
-		changedSignal(unit, unitIface, map[string]any{"ActiveState": "activating", "SubState": "auto-restart"}),
+			"ExecMainCode": int32(CodeKilled), "ExecMainStatus": int32(9)}))
+	now := time.Now()
+	if due := w.publish(now); due.IsZero() || due.Sub(now) > settleDelay {
+		t.Errorf("publish: next due %v, want within %v", due.Sub(now), settleDelay)
 	}
-	go func() {
-		time.Sleep(10 * time.Millisecond) // later than a drain, within the settle time
-		for _, s := range burst {
-			w.sigs <- s
-		}
-	}()
-	start := time.Now()
-	if !w.receive(first, true) || !w.drain() {
-		t.Fatal("the watch ended")
+	if st := w.Snapshot()["web"]; st.ActiveState != ActiveActive || st.MainPID != 100 {
+		t.Errorf("the failure was published before it settled: %s/%s pid %d", st.ActiveState, st.SubState, st.MainPID)
 	}
-	if d := time.Since(start); d < settleDelay {
-		t.Errorf("drain returned after %v, want ≥ %v", d, settleDelay)
+	feed(t, w, 3, changedSignal(unit, unitIface, map[string]any{"ActiveState": "activating", "SubState": "auto-restart"}))
+	if due := w.publish(time.Now()); !due.IsZero() {
+		t.Errorf("a restarting unit is still held back (due %v)", due)
 	}
-	w.publish()
 	st := w.Snapshot()["web"]
 	if st.ActiveState != ActiveActivating || !st.Restarting || st.LastExit() != "signal KILL" {
 		t.Errorf("got %s/%s Restarting=%v LastExit=%q, want activating/auto-restart, true, signal KILL",
 			st.ActiveState, st.SubState, st.Restarting, st.LastExit())
+	}
+}
+
+func TestWatchPublishesSettledFailure(t *testing.T) {
+	w := offlineWatch(t, running("web", 100), running("api", 101))
+	feed(t, w, 1, changedSignal("socketley-web.service", unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"}),
+		changedSignal("socketley-api.service", serviceIface, map[string]any{"MainPID": uint32(202)}))
+	now := time.Now()
+	due := w.publish(now)
+	snap := w.Snapshot()
+	if snap["web"].ActiveState != ActiveActive {
+		t.Errorf("web published as %s before it settled", snap["web"].ActiveState)
+	}
+	if snap["api"].MainPID != 202 {
+		t.Errorf("another unit was held back with the settling one: api pid %d", snap["api"].MainPID)
+	}
+	<-w.Changed()
+	w.publish(due)
+	if st := w.Snapshot()["web"]; st.ActiveState != ActiveFailed {
+		t.Errorf("after the settle delay web is %s, want failed", st.ActiveState)
+	}
+	select {
+	case <-w.Changed():
+	default:
+		t.Error("Changed did not fire for the settled failure")
+	}
+	if len(w.settling) != 0 {
+		t.Errorf("settling left: %v", w.settling)
+	}
+}
+
+func TestWatchNoSettleForNewUnit(t *testing.T) {
+	// A unit that was never up (inactive, as created) and fails is shown at
+	// once: there is no restart to wait for.
+	st := running("web", 0)
+	st.ActiveState, st.SubState = ActiveInactive, SubDead
+	w := offlineWatch(t, st)
+	feed(t, w, 1, changedSignal("socketley-web.service", unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"}))
+	if due := w.publish(time.Now()); !due.IsZero() {
+		t.Errorf("a never-up unit settles (due %v)", due)
+	}
+	if got := w.Snapshot()["web"].ActiveState; got != ActiveFailed {
+		t.Errorf("got %s, want failed at once", got)
+	}
+}
+
+func TestWatchSkipsSignalsOlderThanRead(t *testing.T) {
+	w := offlineWatch(t, running("web", 100))
+	unit := "socketley-web.service"
+	w.markRead("web", 10) // a GetAll whose reply was message 10
+	feed(t, w, 5,
+		changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(50)}),
+		&godbus.Signal{Path: managerPath, Name: managerIface + ".UnitRemoved", Body: []any{unit, unitPath(unit)}})
+	if st, ok := w.state["web"]; !ok || st.MainPID != 100 {
+		t.Fatalf("a signal older than the read was applied: %+v (present %v)", st, ok)
+	}
+	feed(t, w, 11, changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(300)}))
+	if st := w.state["web"]; st.MainPID != 300 {
+		t.Errorf("a signal newer than the read was skipped: MainPID %d", st.MainPID)
+	}
+	w.publish(time.Now())
+	if len(w.read) != 0 {
+		t.Errorf("read marks older than the last signal are kept: %v", w.read)
+	}
+	// A read older than the last signal is not recorded.
+	w.markRead("web", 3)
+	if len(w.read) != 0 {
+		t.Errorf("markRead recorded a read older than the last signal: %v", w.read)
 	}
 }
 
@@ -148,7 +220,7 @@ func TestWatchRemovesUnit(t *testing.T) {
 	if !w.receive(sig, true) {
 		t.Fatal("receive ended the watch")
 	}
-	w.publish()
+	w.publish(time.Now())
 	snap := w.Snapshot()
 	if _, ok := snap["web"]; ok || len(snap) != 1 {
 		t.Errorf("got %v, want only api", snap)
@@ -185,16 +257,64 @@ func TestWatchEnds(t *testing.T) {
 	})
 }
 
-func TestSnapshotIsACopy(t *testing.T) {
+func TestSnapshotIsImmutable(t *testing.T) {
+	w := offlineWatch(t, running("web", 100), running("api", 101))
+	old := w.Snapshot()
+	feed(t, w, 1, changedSignal("socketley-web.service", serviceIface, map[string]any{"MainPID": uint32(200)}),
+		&godbus.Signal{Path: managerPath, Name: managerIface + ".UnitRemoved",
+			Body: []any{"socketley-api.service", unitPath("socketley-api.service")}})
+	w.publish(time.Now())
+	if old["web"].MainPID != 100 || len(old) != 2 {
+		t.Errorf("a published snapshot was modified: %v", old)
+	}
+	cur := w.Snapshot()
+	if cur["web"].MainPID != 200 || len(cur) != 1 {
+		t.Errorf("new snapshot: %v, want web with pid 200 only", cur)
+	}
+	if w.publish(time.Now()); !sameMap(cur, w.Snapshot()) {
+		t.Error("publish without a change replaced the snapshot")
+	}
+}
+
+func sameMap(a, b map[string]Status) bool {
+	return fmt.Sprintf("%p", a) == fmt.Sprintf("%p", b)
+}
+
+func TestWatchDefersReads(t *testing.T) {
 	w := offlineWatch(t, running("web", 100))
-	w.dirty = true
-	w.publish()
-	a := w.Snapshot()
-	st := a["web"]
-	st.ExecStart[0] = "changed"
-	a["web"] = st
-	delete(a, "web")
-	if got := w.Snapshot()["web"].ExecStart[0]; got != "/bin/x" {
-		t.Errorf("Snapshot shares memory with the cache: ExecStart[0] = %q", got)
+	stub, newUnit := "socketley-ghost.service", "socketley-new.service"
+	feed(t, w, 1,
+		// A not-found stub comes and goes within the batch: nothing to read.
+		&godbus.Signal{Path: managerPath, Name: managerIface + ".UnitNew", Body: []any{stub, unitPath(stub)}},
+		&godbus.Signal{Path: managerPath, Name: managerIface + ".UnitRemoved", Body: []any{stub, unitPath(stub)}},
+		// A new unit: read only if it is loaded.
+		&godbus.Signal{Path: managerPath, Name: managerIface + ".UnitNew", Body: []any{newUnit, unitPath(newUnit)}},
+		changedSignal(newUnit, unitIface, map[string]any{"ActiveState": "active"}),
+		// A job of a cached unit: read in full.
+		&godbus.Signal{Path: managerPath, Name: managerIface + ".JobRemoved",
+			Body: []any{uint32(7), godbus.ObjectPath("/org/freedesktop/systemd1/job/7"), "socketley-web.service", "done"}},
+	)
+	want := map[string]bool{"new": false, "web": true}
+	if fmt.Sprint(w.pending) != fmt.Sprint(want) {
+		t.Errorf("pending reads: %v, want %v", w.pending, want)
+	}
+}
+
+func TestWatchNudgesRestart(t *testing.T) {
+	st := running("web", 100)
+	st.RestartSec = 300 * time.Millisecond
+	w := offlineWatch(t, st)
+	var got []string
+	w.nudged = func(name string, after time.Duration) { got = append(got, fmt.Sprint(name, " ", after)) }
+	unit := "socketley-web.service"
+	feed(t, w, 1,
+		changedSignal(unit, unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"}),
+		changedSignal(unit, unitIface, map[string]any{"ActiveState": "activating", "SubState": "auto-restart"}),
+		// Still waiting: no second nudge.
+		changedSignal(unit, serviceIface, map[string]any{"NRestarts": uint32(1)}),
+	)
+	want := []string{"web 301ms", "web 310ms"}
+	if !slices.Equal(got, want) {
+		t.Errorf("nudges: %q, want %q", got, want)
 	}
 }
