@@ -8,7 +8,7 @@ PKG     := github.com/socketley/socketley/internal/version
 LDFLAGS := -s -w -X $(PKG).version=$(VERSION) -X $(PKG).commit=$(COMMIT) -X $(PKG).date=$(DATE)
 PREFIX  ?= /usr/local
 
-.PHONY: all build test unit-test lint fuzz demo examples-test bench clean install
+.PHONY: all build test unit-test lint fuzz demo examples-test bench bench-lifecycle clean install
 
 all: build
 
@@ -32,6 +32,12 @@ demo: build ## start the daemon and a managed example, kill it, watch systemd br
 
 examples-test: ## run the examples/managed scenarios against a private daemon (in the systemd sandbox as root)
 	scripts/examples-test.sh
+
+bench: ## echo-server benchmark: wrapper io_uring/net vs Go net vs gnet (server CPU 0, load CPU 1; BENCHFLAGS="-runs 5 -d 2s")
+	$(GO) -C bench run . $(BENCHFLAGS)
+
+bench-lifecycle: build ## lifecycle benchmark against the sandboxed systemd (root): add, kill -9, ls at 1,000, daemon restart
+	scripts/systemd-sandbox.sh -- env GOCACHE="$$(go env GOCACHE)" $(GO) -C bench run ./lifecycle -socketley $(CURDIR)/$(BIN) $(BENCHFLAGS)
 
 install: build ## install to $(PREFIX)/bin
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/socketley

@@ -19,9 +19,10 @@ type Conn struct {
 	stopped atomic.Bool
 
 	mu sync.Mutex // guards the fields below
-	// pending holds bytes accepted by Send and not yet handed to the
-	// socket; queued counts them plus those being written.
-	pending []byte
+	// pending holds bytes accepted by Send and not yet taken by the
+	// engine, as a list of chunks of chunkSize bytes (a message may span
+	// chunks); queued counts them plus those being written.
+	pending [][]byte
 	queued  int
 	closing bool // no more Sends: Close, end of stream or error
 	abort   bool // drop queued data and close at once
@@ -77,10 +78,7 @@ func (c *Conn) send(msg []byte, newline bool) error {
 		c.eng.kick(c, true, kick)
 		return ErrSlowConsumer
 	}
-	c.pending = append(c.pending, msg...)
-	if newline {
-		c.pending = append(c.pending, '\n')
-	}
+	c.appendLocked(msg, newline)
 	c.queued += n
 	kick := !c.kicked
 	c.kicked = true
@@ -89,6 +87,52 @@ func (c *Conn) send(msg []byte, newline bool) error {
 		c.eng.kick(c, false, true)
 	}
 	return nil
+}
+
+// appendLocked copies b, and a '\n' when newline is set, to the end of
+// the pending chunks. c.mu is held.
+func (c *Conn) appendLocked(b []byte, newline bool) {
+	need := len(b)
+	if newline {
+		need++
+	}
+	if n := len(c.pending); n > 0 {
+		last := &c.pending[n-1]
+		if cap(*last)-len(*last) >= need {
+			*last = append(*last, b...)
+			if newline {
+				*last = append(*last, '\n')
+			}
+			return
+		}
+	}
+	c.appendSlow(b)
+	if newline {
+		c.appendSlow([]byte{'\n'})
+	}
+}
+
+// appendSlow copies b across as many new chunks as it needs.
+func (c *Conn) appendSlow(b []byte) {
+	for len(b) > 0 {
+		n := len(c.pending)
+		if n == 0 || len(c.pending[n-1]) == cap(c.pending[n-1]) {
+			c.pending = append(c.pending, c.srv.getChunk())
+			n++
+		}
+		last := &c.pending[n-1]
+		k := min(len(b), cap(*last)-len(*last))
+		*last = append(*last, b[:k]...)
+		b = b[k:]
+	}
+}
+
+// takePending returns the pending chunks and leaves spare (emptied) in
+// their place. c.mu is held.
+func (c *Conn) takePendingLocked(spare [][]byte) [][]byte {
+	p := c.pending
+	c.pending = spare[:0]
+	return p
 }
 
 // Close closes the connection gracefully: data already accepted by Send is

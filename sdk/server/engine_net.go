@@ -18,7 +18,7 @@ const netReadBuf = 16 << 10
 // goroutine (which drains the send queue).
 type netEngine struct {
 	srv *Server
-	ln  net.Listener
+	lns []net.Listener
 	h   handlers
 	wg  sync.WaitGroup
 
@@ -31,39 +31,47 @@ type netConn struct {
 	nc         net.Conn
 	wake       chan struct{}
 	writerDone chan struct{}
+	resume     chan struct{} // the writer drained a paused connection
+	paused     bool          // guarded by Conn.mu
 	split      splitter
 }
 
-// newNetEngine listens on addr, or takes over ln when it is not nil.
-func newNetEngine(s *Server, addr string, ln net.Listener) (*netEngine, net.Addr, error) {
-	if ln == nil {
-		var err error
-		ln, err = (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
+// newNetEngine listens on addr, or takes over lns when there are any.
+func newNetEngine(s *Server, addr string, lns []net.Listener) (engine, net.Addr, error) {
+	if len(lns) == 0 {
+		ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			return nil, nil, fmt.Errorf("listen %s: %w", addr, err)
 		}
+		lns = []net.Listener{ln}
 	}
-	return &netEngine{srv: s, ln: ln}, ln.Addr(), nil
+	return &netEngine{srv: s, lns: lns}, lns[0].Addr(), nil
 }
 
 func (e *netEngine) name() Engine { return EngineNet }
 
-func (e *netEngine) closeListeners() { _ = e.ln.Close() }
+func (e *netEngine) closeListeners() {
+	for _, ln := range e.lns {
+		_ = ln.Close()
+	}
+}
 
 func (e *netEngine) start(h handlers) error {
 	e.h = h
-	e.wg.Add(1)
-	go e.acceptLoop()
+	for _, ln := range e.lns {
+		e.wg.Add(1)
+		go e.acceptLoop(ln)
+	}
 	return nil
 }
 
 func (e *netEngine) wait() { e.wg.Wait() }
 
-func (e *netEngine) acceptLoop() {
+func (e *netEngine) acceptLoop(ln net.Listener) {
 	defer e.wg.Done()
 	var delay time.Duration
 	for {
-		nc, err := e.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			e.mu.Lock()
 			stopping := e.stopping
@@ -90,6 +98,7 @@ func (e *netEngine) acceptLoop() {
 			nc:         nc,
 			wake:       make(chan struct{}, 1),
 			writerDone: make(chan struct{}),
+			resume:     make(chan struct{}, 1),
 			split:      splitter{max: e.srv.cfg.maxMessage},
 		}
 		e.mu.Lock()
@@ -126,6 +135,9 @@ func (e *netEngine) reader(c *Conn) {
 				c.abortNow()
 			}
 		}
+		if err == nil {
+			e.throttle(c)
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) && !raw && !c.stopped.Load() {
 				if last := c.n.split.rest(); last != nil {
@@ -151,10 +163,32 @@ func (e *netEngine) reader(c *Conn) {
 	e.h.disconnect(c)
 }
 
+// throttle blocks the reader while too much output is queued for c, so a
+// peer that sends faster than it reads is slowed down by TCP.
+func (e *netEngine) throttle(c *Conn) {
+	c.mu.Lock()
+	for c.queued > e.srv.pauseHigh && !c.closing {
+		c.n.paused = true
+		c.mu.Unlock()
+		<-c.n.resume
+		c.mu.Lock()
+	}
+	c.n.paused = false
+	c.mu.Unlock()
+}
+
+func (c *Conn) signalResume() {
+	select {
+	case c.n.resume <- struct{}{}:
+	default:
+	}
+}
+
 func (e *netEngine) writer(c *Conn) {
 	defer e.wg.Done()
 	defer close(c.n.writerDone)
-	var spare []byte
+	defer c.signalResume()
+	var spare [][]byte
 	for range c.n.wake {
 		for {
 			c.mu.Lock()
@@ -163,8 +197,7 @@ func (e *netEngine) writer(c *Conn) {
 				_ = c.n.nc.Close()
 				return
 			}
-			out := c.pending
-			if len(out) == 0 {
+			if len(c.pending) == 0 {
 				c.kicked = false
 				closing := c.closing
 				c.mu.Unlock()
@@ -174,20 +207,31 @@ func (e *netEngine) writer(c *Conn) {
 				}
 				break
 			}
-			c.pending = spare
+			outs := c.takePendingLocked(spare)
 			c.mu.Unlock()
-			_, err := c.n.nc.Write(out)
+			// One writev for the whole queue.
+			n := 0
+			for _, b := range outs {
+				n += len(b)
+			}
+			bufs := net.Buffers(append([][]byte(nil), outs...))
+			_, err := bufs.WriteTo(c.n.nc)
+			for i, b := range outs {
+				e.srv.putChunk(b)
+				outs[i] = nil
+			}
+			spare = outs[:0]
 			c.mu.Lock()
-			c.queued -= len(out)
+			c.queued -= n
+			resume := c.n.paused && c.queued <= e.srv.pauseLow
 			c.mu.Unlock()
+			if resume {
+				c.signalResume()
+			}
 			if err != nil {
 				c.abortNow()
 				_ = c.n.nc.Close()
 				return
-			}
-			spare = out[:0]
-			if cap(spare) > shrinkCap {
-				spare = nil
 			}
 		}
 	}
@@ -209,7 +253,7 @@ func (e *netEngine) stop() {
 	e.mu.Lock()
 	e.stopping = true
 	e.mu.Unlock()
-	_ = e.ln.Close()
+	e.closeListeners()
 	for _, c := range e.srv.Conns() {
 		_ = c.Close()
 	}

@@ -3,7 +3,6 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,10 +15,9 @@ import (
 	"github.com/socketley/socketley/sdk/internal/uring"
 )
 
-// Ring geometry of one event loop.
+// Ring geometry of one event loop (the SQ size is config.sqEntries; the CQ
+// is eight times larger).
 const (
-	sqEntries  = 1024
-	cqEntries  = 8192
 	bufEntries = 512     // provided receive buffers per loop
 	bufSize    = 8 << 10 // bytes per receive buffer
 	bufGroup   = 0
@@ -27,6 +25,10 @@ const (
 	// acceptRetry is the pause before re-arming accept after it failed
 	// (EMFILE, ENFILE, ENOMEM), so a full fd table does not spin the loop.
 	acceptRetry = 50 * time.Millisecond
+	// maxBatchWait caps the completions a loop waits for in a batch wait.
+	maxBatchWait = 32
+	// yieldEvery is how often a busy loop passes through the Go scheduler.
+	yieldEvery = 2 * time.Millisecond
 )
 
 // ringFlags are the setup flags every loop ring uses: one issuer thread,
@@ -55,13 +57,15 @@ type uringConn struct {
 	l         *loop
 	fd        int
 	slot, gen uint32
-	state     int  // connOpen, connClosing, connShut
-	recvArmed bool // a multishot recv is in flight
-	sending   bool // a send is in flight; out is referenced until its CQE
-	dead      bool // fd closed, slot freed
-	out       []byte
-	off       int
-	spare     []byte
+	state     int      // connOpen, connClosing, connShut
+	recvArmed bool     // a multishot recv is in flight
+	paused    bool     // reading stopped until the send queue drains
+	sending   bool     // a send is in flight; outs is referenced until its CQE
+	dead      bool     // fd closed, slot freed
+	outs      [][]byte // chunks taken from the queue, sent in order
+	outIdx    int      // chunk being sent
+	off       int      // bytes of outs[outIdx] already sent
+	spare     [][]byte // emptied chunk list, reused by the next take
 	split     splitter
 	emit      func([]byte) bool
 }
@@ -79,11 +83,14 @@ type uringEngine struct {
 	fds   []int
 	loops []*loop
 	wg    sync.WaitGroup
+	// procs is the GOMAXPROCS value set by start, and prevProcs the value it
+	// replaced (0 when start left GOMAXPROCS alone).
+	procs, prevProcs int
 }
 
 // newURingEngine checks that io_uring can serve here and binds the
 // listeners. Errors wrap ErrEngineUnavailable when io_uring is the problem.
-func newURingEngine(s *Server, addr string) (*uringEngine, net.Addr, error) {
+func newURingEngine(s *Server, addr string) (engine, net.Addr, error) {
 	if err := probeURing(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrEngineUnavailable, err)
 	}
@@ -98,6 +105,10 @@ func newURingEngine(s *Server, addr string) (*uringEngine, net.Addr, error) {
 // the setup flags (kernel 6.1+), the opcodes, and a provided buffer ring.
 // io_uring_disabled, seccomp filters and old kernels all fail here.
 func probeURing() error {
+	// The ring is SINGLE_ISSUER: every call on it must come from the thread
+	// that created it, or io_uring_register fails with EEXIST.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	r, err := uring.New(4, &uring.Params{Flags: ringFlags, CQEntries: 8})
 	if err != nil {
 		return err
@@ -132,17 +143,30 @@ func (e *uringEngine) closeListeners() {
 	}
 }
 
-// fallback hands the first listener to a net engine and closes the others.
+// fallback hands the listeners to a net engine (all of them: closing one
+// of a SO_REUSEPORT group would reset the connections in its queue).
 func (e *uringEngine) fallback() (engine, error) {
-	f := os.NewFile(uintptr(e.fds[0]), "listener")
-	ln, err := net.FileListener(f)
-	f.Close()
-	e.fds[0] = -1
-	e.closeListeners()
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", e.srv.addr, err)
+	var lns []net.Listener
+	var ferr error
+	for i, fd := range e.fds {
+		f := os.NewFile(uintptr(fd), "listener")
+		ln, err := net.FileListener(f) // dups fd
+		f.Close()
+		e.fds[i] = -1
+		if err != nil && ferr == nil {
+			ferr = fmt.Errorf("listen %s: %w", e.srv.addr, err)
+		}
+		if err == nil {
+			lns = append(lns, ln)
+		}
 	}
-	ne, _, err := newNetEngine(e.srv, "", ln)
+	if ferr != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, ferr
+	}
+	ne, _, err := newNetEngine(e.srv, "", lns)
 	return ne, err
 }
 
@@ -168,11 +192,18 @@ func (e *uringEngine) start(h handlers) error {
 		e.loops = nil
 		return first
 	}
+	if want := len(e.loops) + 1; !e.srv.cfg.keepProcs && runtime.GOMAXPROCS(0) < want {
+		e.prevProcs = runtime.GOMAXPROCS(want)
+		e.procs = want
+	}
 	return nil
 }
 
 func (e *uringEngine) wait() {
 	e.wg.Wait()
+	if e.prevProcs > 0 && runtime.GOMAXPROCS(0) == e.procs {
+		runtime.GOMAXPROCS(e.prevProcs)
+	}
 }
 
 func (e *uringEngine) stop() {
@@ -222,6 +253,7 @@ type loop struct {
 	stopping     bool
 	recycled     bool
 	cqes         []uring.CQE
+	stash        []uring.CQE // completions set aside by getSQE, see there
 	work         []*Conn
 	efdBuf       [8]byte
 	retryTS      unix.Timespec
@@ -270,8 +302,12 @@ func (l *loop) wakeLocked() {
 }
 
 func (l *loop) setup() error {
+	if err := l.srv.cfg.testRingFailure; err != nil {
+		return err
+	}
 	var err error
-	l.ring, err = uring.New(sqEntries, &uring.Params{Flags: ringFlags, CQEntries: cqEntries})
+	sq := l.srv.cfg.sqEntries
+	l.ring, err = uring.New(sq, &uring.Params{Flags: ringFlags, CQEntries: max(8*sq, 64)})
 	if err != nil {
 		return err
 	}
@@ -323,7 +359,16 @@ func (l *loop) run(ready chan<- error) {
 	}
 	l.armAccept()
 	l.armWake()
+	lastYield := time.Now()
 	for !(l.stopping && l.nconns == 0 && !l.acceptArmed && !l.timeoutArmed) {
+		// A goroutine that never goes through the scheduler looks stuck to
+		// the runtime's monitor, which then preempts it with signals
+		// (interrupting io_uring_enter) and takes its P away on every
+		// wait. Yielding every few milliseconds keeps it quiet.
+		if now := time.Now(); now.Sub(lastYield) > yieldEvery {
+			runtime.Gosched()
+			lastYield = now
+		}
 		l.wait()
 		l.reap()
 		l.drainQueue()
@@ -358,7 +403,14 @@ func (l *loop) wait() {
 		}
 		l.mu.Unlock()
 	}
-	_, err := l.ring.SubmitAndWait(n)
+	var err error
+	if n == 1 && l.nconns > 1 && l.srv.cfg.batchWait > 0 {
+		// Several connections: let completions gather for up to
+		// batchWait once the first one is there (see WithBatchWait).
+		_, err = l.ring.SubmitAndWaitBatch(uint32(min(l.nconns, maxBatchWait)), l.srv.cfg.batchWait)
+	} else {
+		_, err = l.ring.SubmitAndWait(n)
+	}
 	if n == 1 {
 		l.mu.Lock()
 		l.sleeping = false
@@ -371,6 +423,10 @@ func (l *loop) wait() {
 	}
 }
 
+// getSQE returns a free SQE. When the SQ is full it submits; if the kernel
+// cannot take the SQEs (its CQ is backed up) completions are moved aside to
+// l.stash, to be processed in order by reap, instead of being handled here:
+// getSQE runs inside completion handlers, which must not be re-entered.
 func (l *loop) getSQE() *uring.SQE {
 	for {
 		if sqe := l.ring.GetSQE(); sqe != nil {
@@ -379,9 +435,16 @@ func (l *loop) getSQE() *uring.SQE {
 		if _, err := l.ring.Submit(); err != nil && !uring.IsTemporary(err) {
 			l.srv.log.Error("io_uring submit failed", "err", err)
 		}
-		if l.ring.Pending() > 0 {
-			// SQ still full (CQ overflow backpressure): reap to make room.
-			l.reap()
+		if sqe := l.ring.GetSQE(); sqe != nil {
+			return sqe
+		}
+		var tmp [64]uring.CQE
+		n := l.ring.PeekBatch(tmp[:])
+		l.stash = append(l.stash, tmp[:n]...)
+		if n == 0 {
+			// Nothing posted yet: let the kernel flush its overflow list
+			// and run deferred work.
+			_, _ = l.ring.Enter(0, 0, uring.EnterGetEvents)
 		}
 	}
 }
@@ -398,11 +461,15 @@ func (l *loop) armWake() {
 func (l *loop) reap() {
 	for {
 		n := l.ring.PeekBatch(l.cqes)
-		if n == 0 {
-			return
-		}
 		for i := 0; i < n; i++ {
 			l.complete(&l.cqes[i])
+		}
+		for len(l.stash) > 0 {
+			st := l.stash
+			l.stash = nil
+			for i := range st {
+				l.complete(&st[i])
+			}
 		}
 		if n < len(l.cqes) {
 			return
@@ -468,14 +535,14 @@ func (l *loop) onAccept(cqe *uring.CQE) {
 		} else {
 			l.newConn(fd)
 		}
-	} else if err := unix.Errno(-cqe.Res); err != unix.ECANCELED && !l.stopping {
-		if !cqe.More() && (err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOMEM || err == unix.ENOBUFS) {
-			l.srv.log.Error("accept failed, retrying", "port", l.srv.Port(), "err", err)
-			l.retryTS = unix.NsecToTimespec(int64(acceptRetry))
-			l.getSQE().PrepTimeout(&l.retryTS, userData(opTimeout, 0, 0))
-			l.timeoutArmed = true
-			return
-		}
+	} else if err := unix.Errno(-cqe.Res); !cqe.More() && !l.stopping {
+		// EMFILE, ENFILE, ENOMEM, ...: retry after a pause instead of
+		// spinning on an error that persists.
+		l.srv.log.Error("accept failed, retrying", "port", l.srv.Port(), "err", err)
+		l.retryTS = unix.NsecToTimespec(int64(acceptRetry))
+		l.getSQE().PrepTimeout(&l.retryTS, userData(opTimeout, 0, 0))
+		l.timeoutArmed = true
+		return
 	}
 	if !l.acceptArmed {
 		if l.stopping {
@@ -538,9 +605,18 @@ func (l *loop) onRecv(c *Conn, cqe *uring.CQE) {
 		}
 		l.br.Add(bid)
 		l.recycled = true
-		if !more && c.u.state != connShut {
+		if c.u.state == connOpen && !c.u.paused {
+			c.mu.Lock()
+			queued := c.queued
+			c.mu.Unlock()
+			if queued > l.srv.pauseHigh {
+				l.pauseRecv(c)
+			}
+		}
+		if !more && c.u.state != connShut && !c.u.paused {
 			l.armRecv(c)
 		}
+		l.maybeFinish(c) // a callback may have closed c
 		return
 	}
 	if bid, ok := cqe.BufferID(); ok {
@@ -548,16 +624,21 @@ func (l *loop) onRecv(c *Conn, cqe *uring.CQE) {
 		l.recycled = true
 	}
 	switch {
+	case cqe.Res == -int32(unix.ECANCELED):
+		// Paused for flow control, or shut: re-arm only if resumed meanwhile.
+		if !more && c.u.state != connShut && !c.u.paused {
+			l.armRecv(c)
+		}
 	case cqe.Res == -int32(unix.ENOBUFS) && c.u.state != connShut:
 		// Buffer ring ran dry: buffers come back as this batch is
 		// processed; publish them and re-arm.
-		if !more {
+		if !more && !c.u.paused {
 			l.br.Publish()
 			l.recycled = false
 			l.armRecv(c)
 		}
 	case cqe.Res == -int32(unix.EINTR) || cqe.Res == -int32(unix.EAGAIN):
-		if !more && c.u.state != connShut {
+		if !more && c.u.state != connShut && !c.u.paused {
 			l.armRecv(c)
 		}
 	case cqe.Res == 0:
@@ -574,6 +655,15 @@ func (l *loop) onRecv(c *Conn, cqe *uring.CQE) {
 		l.abortConn(c)
 	}
 	l.maybeFinish(c)
+}
+
+// pauseRecv stops reading from c until its send queue drains: the
+// multishot recv is cancelled and re-armed by onSend.
+func (l *loop) pauseRecv(c *Conn) {
+	c.u.paused = true
+	if c.u.recvArmed {
+		l.getSQE().PrepCancel(userData(opRecv, c.u.slot, c.u.gen), 0, userData(opCancel, 0, 0))
+	}
 }
 
 func (l *loop) deliver(c *Conn, data []byte) {
@@ -621,10 +711,14 @@ func (l *loop) shut(c *Conn) {
 	c.u.state = connShut
 	c.markClosing()
 	c.u.split.reset()
-	_ = unix.Shutdown(c.u.fd, unix.SHUT_RDWR)
+	if c.u.recvArmed || c.u.sending {
+		// shutdown(2) fails a send waiting for buffer space and sends the
+		// FIN now; with nothing armed, close(2) in maybeFinish does both.
+		_ = unix.Shutdown(c.u.fd, unix.SHUT_RDWR)
+	}
 	if c.u.recvArmed {
-		// Belt and braces: a recv already past its poll check ends with
-		// -ECANCELED instead of waiting.
+		// A peer that keeps sending keeps a multishot recv alive even after
+		// shutdown(2): cancel it.
 		l.getSQE().PrepCancel(userData(opRecv, c.u.slot, c.u.gen), 0, userData(opCancel, 0, 0))
 	}
 }
@@ -639,7 +733,7 @@ func (l *loop) maybeFinish(c *Conn) {
 	l.slots[c.u.slot] = nil
 	l.free = append(l.free, c.u.slot)
 	l.nconns--
-	c.u.out, c.u.spare = nil, nil
+	c.u.outs, c.u.spare = nil, nil
 	c.mu.Lock()
 	c.pending = nil
 	c.queued = 0
@@ -648,7 +742,7 @@ func (l *loop) maybeFinish(c *Conn) {
 	l.h.disconnect(c)
 }
 
-// pushSend starts a send of the queued output when none is in flight.
+// pushSend starts sending the queued chunks when no send is in flight.
 func (l *loop) pushSend(c *Conn) {
 	if c.u.sending || c.u.state == connShut {
 		return
@@ -658,17 +752,28 @@ func (l *loop) pushSend(c *Conn) {
 		c.mu.Unlock()
 		return
 	}
-	c.u.out = c.pending
-	c.pending = c.u.spare
+	c.u.outs = c.takePendingLocked(c.u.spare)
 	c.mu.Unlock()
 	c.u.spare = nil
-	c.u.off = 0
+	c.u.outIdx, c.u.off = 0, 0
 	c.u.sending = true
 	l.prepSend(c)
 }
 
 func (l *loop) prepSend(c *Conn) {
-	l.getSQE().PrepSend(c.u.fd, c.u.out[c.u.off:], unix.MSG_NOSIGNAL, userData(opSend, c.u.slot, c.u.gen))
+	b := c.u.outs[c.u.outIdx][c.u.off:]
+	l.getSQE().PrepSend(c.u.fd, b, unix.MSG_NOSIGNAL, userData(opSend, c.u.slot, c.u.gen))
+}
+
+// dropOuts releases the chunk list after its last completion.
+func (l *loop) dropOuts(c *Conn) {
+	for i, b := range c.u.outs {
+		l.srv.putChunk(b)
+		c.u.outs[i] = nil
+	}
+	c.u.spare = c.u.outs[:0]
+	c.u.outs = nil
+	c.u.sending = false
 }
 
 func (l *loop) onSend(c *Conn, cqe *uring.CQE) {
@@ -677,8 +782,7 @@ func (l *loop) onSend(c *Conn, cqe *uring.CQE) {
 			l.prepSend(c)
 			return
 		}
-		c.u.sending = false
-		c.u.out = nil
+		l.dropOuts(c)
 		if c.u.state != connShut {
 			l.abortConn(c)
 		}
@@ -686,26 +790,37 @@ func (l *loop) onSend(c *Conn, cqe *uring.CQE) {
 		return
 	}
 	c.u.off += int(cqe.Res)
-	if c.u.off < len(c.u.out) && c.u.state != connShut {
+	cur := c.u.outs[c.u.outIdx]
+	if c.u.off < len(cur) && c.u.state != connShut {
 		l.prepSend(c) // short send: write the rest
 		return
 	}
-	n := len(c.u.out)
 	c.mu.Lock()
-	c.queued -= n
+	c.queued -= len(cur)
+	queued := c.queued
 	c.mu.Unlock()
-	c.u.sending = false
-	if cap(c.u.out) <= shrinkCap {
-		c.u.spare = c.u.out[:0]
+	if c.u.outIdx+1 < len(c.u.outs) && c.u.state != connShut {
+		c.u.outIdx++
+		c.u.off = 0
+		l.prepSend(c)
+	} else {
+		l.dropOuts(c)
 	}
-	c.u.out = nil
-	switch c.u.state {
-	case connOpen:
-		l.pushSend(c)
-	case connClosing:
-		l.pushSend(c)
-		if !c.u.sending {
-			l.shut(c)
+	if !c.u.sending {
+		switch c.u.state {
+		case connOpen:
+			l.pushSend(c)
+		case connClosing:
+			l.pushSend(c)
+			if !c.u.sending {
+				l.shut(c)
+			}
+		}
+	}
+	if c.u.paused && c.u.state == connOpen && queued <= l.srv.pauseLow {
+		c.u.paused = false
+		if !c.u.recvArmed {
+			l.armRecv(c)
 		}
 	}
 	l.maybeFinish(c)
@@ -774,6 +889,3 @@ func (l *loop) flushWork() {
 
 var _ engine = (*uringEngine)(nil)
 var _ engine = (*netEngine)(nil)
-
-// errnoIs reports whether err wraps errno (for tests and callers).
-func errnoIs(err error, errno unix.Errno) bool { return errors.Is(err, errno) }

@@ -12,6 +12,12 @@ var errTooLarge = errors.New("message too large")
 // after use instead of kept for the next message.
 const shrinkCap = 64 << 10
 
+// pauseMax is the default level of queued output above which the server
+// stops reading from a connection until the queue drains to half of it. A
+// request/response peer that sends faster than it reads is slowed down by
+// TCP instead of being closed as a slow consumer.
+const pauseMax = 64 << 10
+
 // splitter cuts a byte stream into newline-terminated messages without the
 // newline. Complete lines inside one chunk are passed to emit without a
 // copy; only a line split across chunks is assembled in partial, which never

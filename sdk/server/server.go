@@ -64,10 +64,18 @@ const (
 // loops or by Go's netpoller. Create it with New, set the callbacks, then
 // call Run. Its methods are safe for concurrent use.
 type Server struct {
-	cfg    config
+	cfg config
+	// pauseHigh and pauseLow are the queued-bytes levels at which reading
+	// from a connection pauses and resumes (flow control toward the peer).
+	pauseHigh, pauseLow int
+
 	log    *slog.Logger
 	addr   net.Addr
 	nextID atomic.Uint64
+	// bufs recycles the chunkSize chunks of send queues between
+	// connections: idle connections hold no buffer and busy ones do not
+	// allocate.
+	bufs sync.Pool
 
 	mu       sync.Mutex // guards h, state, eng, stopping
 	h        handlers
@@ -120,12 +128,14 @@ func New(addr string, opts ...Option) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		conns:  make(map[uint64]*Conn),
-		stopCh: make(chan struct{}),
-		done:   make(chan struct{}),
+		cfg:       cfg,
+		pauseHigh: min(pauseMax, cfg.maxQueue/2),
+		log:       log,
+		conns:     make(map[uint64]*Conn),
+		stopCh:    make(chan struct{}),
+		done:      make(chan struct{}),
 	}
+	s.pauseLow = s.pauseHigh / 2
 	var err error
 	if cfg.engine != EngineNet {
 		s.eng, s.addr, err = newURingEngine(s, addr)
@@ -238,6 +248,25 @@ func (s *Server) removeConn(c *Conn) {
 	s.connsMu.Lock()
 	delete(s.conns, c.id)
 	s.connsMu.Unlock()
+}
+
+// chunkSize is the size of the pooled chunks that send queues are made of.
+const chunkSize = 64 << 10
+
+// getChunk returns an empty chunk of chunkSize bytes, from the pool if any.
+func (s *Server) getChunk() []byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, chunkSize)
+}
+
+// putChunk returns a chunk the kernel and the engine are done with.
+func (s *Server) putChunk(b []byte) {
+	if cap(b) == chunkSize {
+		b = b[:0]
+		s.bufs.Put(&b)
+	}
 }
 
 func (s *Server) newConn(e engine, remote net.Addr) *Conn {

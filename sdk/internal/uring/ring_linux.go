@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -39,6 +40,9 @@ type Ring struct {
 	cqMask    uint32
 	cqEntries uint32
 	cqes      []CQE
+
+	waitTS  unix.Timespec
+	waitArg geteventsArg
 }
 
 // New creates a ring with at least entries SQEs. p supplies the setup flags
@@ -219,6 +223,37 @@ func (r *Ring) Enter(toSubmit, minComplete, flags uint32) (int, error) {
 		return int(n), errno
 	}
 	return int(n), nil
+}
+
+// SubmitAndWaitBatch submits prepared SQEs and waits for waitNr
+// completions, but returns as soon as minWait has passed with at least one
+// completion available (IORING_FEAT_MIN_TIMEOUT, Linux 6.12); after
+// minWait without any completion it returns on the first one. Without the
+// feature it behaves as SubmitAndWait(1). It lets a busy loop gather
+// completions into larger batches without delaying an idle one. A return
+// of ETIME (the far-away overall timeout) is reported as success.
+func (r *Ring) SubmitAndWaitBatch(waitNr uint32, minWait time.Duration) (int, error) {
+	if r.features&FeatMinTimeout == 0 || waitNr <= 1 || minWait <= 0 {
+		return r.SubmitAndWait(1)
+	}
+	n := r.flush()
+	// Without an overall timeout the kernel treats minWait as the timeout
+	// and would return empty-handed every minWait: give it one far away.
+	// Both live in the (heap-allocated) Ring while the kernel reads them.
+	r.waitTS = unix.Timespec{Sec: 3600}
+	r.waitArg = geteventsArg{
+		MinWaitUsec: uint32(minWait / time.Microsecond),
+		TS:          uint64(uintptr(unsafe.Pointer(&r.waitTS))),
+	}
+	ret, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.enterFD), uintptr(n), uintptr(waitNr),
+		uintptr(EnterGetEvents|EnterExtArg|r.enterReg), uintptr(unsafe.Pointer(&r.waitArg)), unsafe.Sizeof(r.waitArg))
+	if errno == unix.ETIME {
+		return int(ret), nil
+	}
+	if errno != 0 {
+		return int(ret), errno
+	}
+	return int(ret), nil
 }
 
 // CQReady returns the number of completions waiting in the CQ.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -227,5 +228,40 @@ func TestBufRingEmptyENOBUFS(t *testing.T) {
 	}
 	if cqe.Res != -int32(unix.ENOBUFS) {
 		t.Fatalf("recv without buffers: got res %d, want -ENOBUFS", cqe.Res)
+	}
+}
+
+func TestSubmitAndWaitBatchIdle(t *testing.T) {
+	// With nothing to complete, a batch wait must block (not return every
+	// minWait); a completion must end it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r := newRing(t, SetupSingleIssuer|SetupDeferTaskrun)
+	if r.Features()&FeatMinTimeout == 0 {
+		t.Skip("kernel without IORING_FEAT_MIN_TIMEOUT")
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	r.GetSQE().PrepPollMultishot(efd, unix.POLLIN, 9)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}()
+	start := time.Now()
+	calls := 0
+	for r.CQReady() == 0 {
+		calls++
+		if _, err := r.SubmitAndWaitBatch(8, 20*time.Microsecond); err != nil && !IsTemporary(err) {
+			t.Fatal(err)
+		}
+	}
+	if el := time.Since(start); el < 90*time.Millisecond {
+		t.Errorf("returned after %v, before the event", el)
+	}
+	if calls > 3 {
+		t.Errorf("io_uring_enter calls while idle: got %d, want at most 3 (no polling)", calls)
 	}
 }

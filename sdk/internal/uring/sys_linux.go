@@ -31,6 +31,7 @@ const (
 	FeatNoDrop     uint32 = 1 << 1
 	FeatFastPoll   uint32 = 1 << 5
 	FeatExtArg     uint32 = 1 << 8
+	FeatMinTimeout uint32 = 1 << 15
 )
 
 // io_uring_enter flags.
@@ -230,6 +231,14 @@ type probeHdr struct {
 	OpsLen uint8
 	Resv   uint16
 	Resv2  [3]uint32
+}
+
+// geteventsArg mirrors struct io_uring_getevents_arg.
+type geteventsArg struct {
+	Sigmask     uint64
+	SigmaskSz   uint32
+	MinWaitUsec uint32
+	TS          uint64
 }
 
 // rsrcUpdate mirrors struct io_uring_rsrc_update (used to register the ring fd).

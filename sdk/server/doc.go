@@ -1,0 +1,77 @@
+// Package server is the TCP server wrapper of the socketley Go SDK: a
+// message-oriented server served by io_uring event loops on Linux, with a
+// fallback to Go's netpoller that keeps the same API everywhere.
+//
+// # Example
+//
+//	srv, err := server.New(":7070")
+//	if err != nil {
+//		return err // bad address, port in use, ...
+//	}
+//	srv.OnMessage(func(c *server.Conn, msg []byte) {
+//		c.Send(msg) // echo; Send copies msg
+//	})
+//	return srv.Run(ctx) // until ctx is done or srv.Shutdown
+//
+// # Framing and buffers
+//
+// In Lines framing (the default) each message is one line without its
+// '\n', and Send appends '\n'; Raw framing passes bytes through. The msg
+// slice given to OnMessage aliases a receive buffer that is reused as soon
+// as the callback returns: copy it to keep it. A message longer than
+// WithMaxMessage (1 MiB by default) is logged and its connection closed;
+// memory per connection never exceeds that limit plus one receive buffer.
+//
+// # Callbacks and concurrency
+//
+// Callbacks of one connection never run concurrently and run in order:
+// OnConnect, then OnMessage for each message, then OnDisconnect exactly
+// once. Callbacks of different connections may run concurrently: with the
+// io_uring engine, connections are spread over WithLoops event loops (one
+// OS thread each) and a loop runs the callbacks of its connections one
+// after another, so a slow callback delays every connection of its loop;
+// hand long work to a goroutine and Send the result later. With the net
+// engine each connection has its own goroutine. Conn methods and
+// Server.Broadcast are safe from any goroutine. Do not call Shutdown from a
+// callback and wait for it: it waits for the callbacks to return.
+//
+// # Sending and backpressure
+//
+// Send copies the message into the connection's queue and returns at
+// once. Each connection has at most one write in flight; messages queued
+// meanwhile are coalesced into the next write. The queue is capped by
+// WithMaxQueue (4 MiB by default); a peer that does not read fast enough to
+// stay under the cap is a slow consumer: Send returns ErrSlowConsumer, the
+// queued data is dropped and the connection is closed. Both engines stop
+// reading from a connection while more than 64 KiB (or half the cap, if
+// smaller) are queued for it, and resume when half of that is written, so
+// a request/response peer that sends faster than it reads is slowed down
+// by TCP instead of being closed.
+//
+// # Engines
+//
+// The io_uring engine runs one event loop per loop count, each on a locked
+// OS thread with its own ring (IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN)
+// and its own SO_REUSEPORT listener, using multishot accept, multishot recv
+// over a provided buffer ring and coalesced sends; cross-goroutine sends
+// wake a loop through an eventfd. Under load a loop lets completions gather
+// for up to 100 µs (WithBatchWait), and while it runs the engine keeps
+// GOMAXPROCS above the loop count (WithoutGOMAXPROCSAdjust explains why).
+// It needs Linux 6.1 or newer with
+// io_uring allowed (kernel.io_uring_disabled=0, no seccomp filter blocking
+// it). Otherwise, or with SOCKETLEY_ENGINE=net, the net engine serves the
+// same API with a goroutine per connection. Server.Engine reports which one
+// runs.
+//
+// Because the io_uring listeners use SO_REUSEPORT, another process of the
+// same user that also sets SO_REUSEPORT can bind the same port and share its
+// connections; the net engine's listener does not allow that.
+//
+// # Socketley daemon
+//
+// When the process runs as a managed socketley unit (SOCKETLEY_MANAGED is
+// set), Run attaches it to the daemon as a server on the bound port. A failed
+// attach is logged and the server keeps serving (the daemon's health check
+// still probes the port); WithAttachRequired makes it fatal and
+// WithoutAttach turns the attach off.
+package server
