@@ -5,7 +5,11 @@
 // A [Conn] (from [Dial]) runs jobs and queries with a deadline on every call
 // (the caller's, or a default: 10 s for jobs, 3 s for queries). A [Watch] (from
 // [Conn.Subscribe]) keeps a live cache of every socketley-* unit, fed by
-// systemd's signals, so that a health check needs no D-Bus call per unit.
+// systemd's signals, so that a health check needs no D-Bus call per unit;
+// [Watch.Refresh] reads one unit into it at once, after a job. Everything
+// goes over the bus, except the Watch's initial fill, which reads the units
+// over systemd's private socket (as systemctl does) when that socket belongs
+// to the same systemd, because that is several times cheaper.
 //
 // Errors are wrapped with the operation and the unit ("start
 // socketley-web.service: …"). D-Bus error names are mapped to [ErrNoSuchUnit],

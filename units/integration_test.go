@@ -681,24 +681,45 @@ func TestListAndFillMany(t *testing.T) {
 	for _, st := range list {
 		byName[st.Name] = st
 	}
+	before := units.PrivateFills()
 	t0 = time.Now()
 	w := subscribe(t, c)
 	tFill := time.Since(t0)
+	if units.PrivateFills() == before {
+		t.Error("Subscribe did not fill over the private socket")
+	}
+	// The same fill over the bus (GetAll per unit).
+	old := units.SetPrivateFill(false)
+	t0 = time.Now()
+	wb, err := c.Subscribe(ctx)
+	tBus := time.Since(t0)
+	units.SetPrivateFill(old)
+	if err != nil {
+		t.Fatalf("Subscribe over the bus: %v", err)
+	}
+	busSnap := wb.Snapshot()
+	wb.Close()
 	snap := w.Snapshot()
 	for _, n := range names {
 		l, ok := byName[n]
 		if !ok || l.ActiveState != units.ActiveActive || l.MainPID <= 0 || len(l.ExecStart) != 2 {
 			t.Fatalf("List entry of %s: %+v (present %v), want active with a pid", n, l, ok)
 		}
-		s, ok := snap[n]
-		if !ok || s.MainPID != l.MainPID || s.ActiveState != units.ActiveActive || !slices.Equal(s.ExecStart, l.ExecStart) {
-			t.Fatalf("Subscribe's fill of %s: %+v (present %v), want it as listed: %+v", n, s, ok, l)
+		// Nothing changes these units meanwhile: both fills and List agree
+		// on every field.
+		for _, f := range []struct {
+			how string
+			m   map[string]units.Status
+		}{{"private", snap}, {"bus", busSnap}} {
+			if s, ok := f.m[n]; !ok || fmt.Sprint(s) != fmt.Sprint(l) {
+				t.Fatalf("Subscribe's fill (%s) of %s:\n%+v (present %v)\nwant it as listed:\n%+v", f.how, n, s, ok, l)
+			}
 		}
 	}
 	if !slices.IsSortedFunc(list, func(a, b units.Status) int { return strings.Compare(a.Name, b.Name) }) {
 		t.Error("List is not sorted")
 	}
-	t.Logf("%d units (%d socketley units loaded): List %v, Subscribe %v", count, len(list), tList, tFill)
+	t.Logf("%d units (%d socketley units loaded): List %v, Subscribe %v (over the bus: %v)", count, len(list), tList, tFill, tBus)
 
 	t0 = time.Now()
 	if err := w.Resync(ctx); err != nil {

@@ -445,8 +445,38 @@ func setString(dst *string, name string, v any) error {
 	if !ok {
 		return typeError(name, "s", v)
 	}
-	*dst = s
+	*dst = own(s)
 	return nil
+}
+
+// common holds the values of the state properties, so that a Status holds
+// these constants instead of copies.
+var common = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{
+		LoadLoaded, LoadNotFound, LoadBadSetting, LoadError, LoadMasked,
+		ActiveActive, ActiveReloading, ActiveInactive, ActiveFailed, ActiveActivating, ActiveDeactivating, ActiveMaintenance,
+		SubDead, SubStart, SubRunning, SubExited, SubStopSIGTERM, SubFailed, SubAutoRestart,
+		"start-pre", "start-post", "reload", "stop", "stop-watchdog", "stop-sigkill", "stop-post",
+		"final-watchdog", "final-sigterm", "final-sigkill", "cleaning", "condition",
+		ResultSuccess, ResultProtocol, ResultTimeout, ResultExitCode, ResultSignal, ResultCoreDump,
+		ResultWatchdog, ResultStartLimitHit, ResultResources, ResultOOMKill,
+		RestartNo, RestartOnFailure, RestartAlways, "on-success", "on-abnormal", "on-abort", "on-watchdog",
+	} {
+		m[s] = s
+	}
+	return m
+}()
+
+// own returns s in memory of its own. godbus decodes the strings of a
+// message into shared 4 KB buffers: keeping one of them (a unit name, an
+// argument) would keep its whole buffer, about 9 KB per cached unit. Common
+// state values are returned as constants.
+func own(s string) string {
+	if c, ok := common[s]; ok {
+		return c
+	}
+	return strings.Clone(s)
 }
 
 func setUint32(dst *int, name string, v any) error {
@@ -523,7 +553,11 @@ func execArgv(v any) ([]string, error) {
 		return nil, typeError("ExecStart", "a(sasbttttuii)", v)
 	}
 	if len(argv) == 0 {
-		return []string{path}, nil
+		return []string{own(path)}, nil
 	}
-	return append([]string(nil), argv...), nil
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		out[i] = own(a)
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	godbus "github.com/godbus/dbus/v5"
 )
@@ -273,5 +274,34 @@ func TestMapErr(t *testing.T) {
 	}
 	if mapErr(nil) != nil {
 		t.Error("mapErr(nil) != nil")
+	}
+}
+
+func TestOwnedStrings(t *testing.T) {
+	// A string of a decoded message shares its buffer: the Status must not.
+	buf := []byte("socketley-web.service|active|/bin/web|--port")
+	str := func(i, j int) string { return unsafe.String(&buf[i], j-i) }
+	props := map[string]any{
+		"Id": str(0, 21), "LoadState": "loaded", "ActiveState": str(22, 28), "SubState": "running",
+		"ExecStart": [][]any{{str(29, 37), []string{str(29, 37), str(38, 44)}, false}},
+	}
+	st, err := decodeStatus(props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inBuf := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		return p >= uintptr(unsafe.Pointer(&buf[0])) && p < uintptr(unsafe.Pointer(&buf[0]))+uintptr(len(buf))
+	}
+	for _, s := range append([]string{st.Unit, st.Name, st.ActiveState}, st.ExecStart...) {
+		if inBuf(s) {
+			t.Errorf("%q shares the message buffer", s)
+		}
+	}
+	if unsafe.StringData(st.ActiveState) != unsafe.StringData(ActiveActive) {
+		t.Error("a common state value is not the constant")
+	}
+	if st.Unit != "socketley-web.service" || st.Name != "web" || !slices.Equal(st.ExecStart, []string{"/bin/web", "--port"}) {
+		t.Errorf("got %+v", st)
 	}
 }

@@ -137,7 +137,7 @@ func subscribe(ctx context.Context, scope Scope, addr string) (*Watch, error) {
 	}
 	w := newWatch(life, end)
 	w.bus = bus
-	if err := w.start(ctx); err != nil {
+	if err := w.start(ctx, privateSocket(scope)); err != nil {
 		bus.Close()
 		end()
 		return nil, fmt.Errorf("subscribe: %w", mapErr(err))
@@ -166,9 +166,10 @@ func newWatch(life context.Context, end context.CancelFunc) *Watch {
 }
 
 // start registers for the signals, asks systemd to send them, and fills the
-// cache. Signals that arrive meanwhile wait in the queue, to be applied after
-// the fill (those older than a unit's read are skipped for it).
-func (w *Watch) start(ctx context.Context) error {
+// cache (over the private socket at private when it can, see fill). Signals
+// that arrive meanwhile wait in the queue, to be applied after the fill
+// (those older than a unit's read are skipped for it).
+func (w *Watch) start(ctx context.Context, private string) error {
 	w.bus.Signal(w.sigs)
 	const sender = "type='signal',sender='" + busName + "'"
 	rules := []string{
@@ -188,7 +189,9 @@ func (w *Watch) start(ctx context.Context) error {
 	// Without Subscribe, systemd sends unit signals only while some other
 	// client is subscribed.
 	calls = append(calls, w.bus.Object(busName, managerPath).GoWithContext(ctx, managerIface+".Subscribe", 0, ch))
-	for range calls {
+	// systemd's pid, to check the private socket against.
+	pidCall := w.bus.BusObject().GoWithContext(ctx, "org.freedesktop.DBus.GetConnectionUnixProcessID", 0, ch, busName)
+	for range len(calls) + 1 {
 		<-ch
 	}
 	for i, c := range calls {
@@ -200,11 +203,106 @@ func (w *Watch) start(ctx context.Context) error {
 			return fmt.Errorf("%s.Subscribe: %w", managerIface, c.Err)
 		}
 	}
-	if err := w.resync(ctx); err != nil {
+	var pid uint32
+	if pidCall.Store(&pid) != nil || noPrivateFill.Load() {
+		private = ""
+	}
+	if err := w.fill(ctx, private, pid); err != nil {
 		return err
 	}
 	w.publish(time.Now())
 	return nil
+}
+
+// fill reads every loaded socketley unit into the empty cache: one listing
+// on the bus, then the properties over the private socket of systemd (pid)
+// at private, if it can be reached and is the same systemd; over the bus
+// (pipelined GetAll) otherwise, and for the units the private socket could
+// not read. Errors reading some units are joined, the others are cached.
+func (w *Watch) fill(ctx context.Context, private string, pid uint32) error {
+	rows, seq, err := w.listLoaded(ctx, unitPattern)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(rows))
+	for i, u := range rows {
+		names[i], _ = RuntimeName(u.Name)
+	}
+	if private != "" && len(rows) > 0 {
+		names = w.fillPrivate(ctx, private, pid, rows, seq)
+	}
+	if err := w.readUnits(ctx, names); err != nil {
+		return fmt.Errorf("fill: %w", err)
+	}
+	return nil
+}
+
+// fillPrivate reads rows into the cache over the private socket, with two
+// connections for many units: decoding the replies, not systemd, is what
+// takes time, and each connection decodes on a goroutine of its own. It
+// returns the names of the units it could not read.
+func (w *Watch) fillPrivate(ctx context.Context, private string, pid uint32, rows []listedUnit, seq godbus.Sequence) []string {
+	parts := [][]listedUnit{rows}
+	if len(rows) >= 2*privateInFlight {
+		parts = [][]listedUnit{rows[:len(rows)/2], rows[len(rows)/2:]}
+	}
+	type result struct {
+		sts     []Status
+		missing []string
+		err     error
+	}
+	results := make([]result, len(parts))
+	var wg sync.WaitGroup
+	for i, part := range parts {
+		wg.Go(func() {
+			conn, err := dialPrivate(ctx, ctx, private, pid)
+			if err != nil {
+				results[i].err = err
+				return
+			}
+			results[i].sts, results[i].missing = readPrivate(ctx, conn, part)
+			conn.Close()
+		})
+	}
+	wg.Wait()
+	var missing []string
+	for i, r := range results {
+		if r.err != nil {
+			for _, u := range parts[i] {
+				name, _ := RuntimeName(u.Name)
+				missing = append(missing, name)
+			}
+			continue
+		}
+		privateFills.Add(1)
+		for _, st := range r.sts {
+			w.set(st.Name, st)
+			// The states are the listing's: signals older than it are
+			// reflected, the later ones are applied.
+			w.markRead(st.Name, seq)
+		}
+		missing = append(missing, r.missing...)
+	}
+	return missing
+}
+
+// listLoaded lists the loaded socketley units whose names match patterns,
+// with the sequence of the reply. ListUnitsByPatterns, unlike GetAll or
+// ListUnitsByNames, never loads a unit.
+func (w *Watch) listLoaded(ctx context.Context, patterns ...string) ([]listedUnit, godbus.Sequence, error) {
+	var listed []listedUnit
+	call := w.bus.Object(busName, managerPath).
+		CallWithContext(ctx, managerIface+".ListUnitsByPatterns", 0, []string{}, patterns)
+	if err := call.Store(&listed); err != nil {
+		return nil, 0, fmt.Errorf("list %s: %w", patterns[0], mapErr(err))
+	}
+	out := listed[:0]
+	for _, u := range listed {
+		if _, ok := RuntimeName(u.Name); ok && u.LoadState != LoadNotFound {
+			out = append(out, u)
+		}
+	}
+	return out, call.ResponseSequence, nil
 }
 
 // Snapshot returns the cache, keyed by runtime name. Units that are not
@@ -567,17 +665,13 @@ func (w *Watch) flush() {
 	}
 	clear(w.pending)
 	if len(ifLoaded) > 0 {
-		var listed []listedUnit
-		call := w.bus.Object(busName, managerPath).
-			CallWithContext(ctx, managerIface+".ListUnitsByPatterns", 0, []string{}, ifLoaded)
-		if call.Store(&listed) != nil {
+		listed, seq, err := w.listLoaded(ctx, ifLoaded...)
+		if err != nil {
 			return
 		}
 		loaded := make(map[string]bool, len(listed))
 		for _, u := range listed {
-			if u.LoadState != LoadNotFound {
-				loaded[u.Name] = true
-			}
+			loaded[u.Name] = true
 		}
 		for _, unit := range ifLoaded {
 			name, _ := RuntimeName(unit)
@@ -586,7 +680,7 @@ func (w *Watch) flush() {
 				continue
 			}
 			w.drop(name)
-			w.markRead(name, call.ResponseSequence)
+			w.markRead(name, seq)
 		}
 	}
 	_ = w.readUnits(ctx, full)
@@ -659,7 +753,7 @@ func (w *Watch) propertiesChanged(sig *godbus.Signal) {
 		}
 	case !down:
 		// Back up (a restart): the failure in between is never shown.
-		delete(w.settling, name)
+		w.unsettle(name)
 	}
 	// systemd lists some properties (emits-invalidation) without a value.
 	if slices.ContainsFunc(invalidated, tracked) {
@@ -698,21 +792,16 @@ func (w *Watch) nudge(name string, restartSec time.Duration) {
 	}
 }
 
-// resync implements Resync on the run goroutine (or before it starts).
+// resync implements Resync on the run goroutine.
 func (w *Watch) resync(ctx context.Context) error {
-	var listed []listedUnit
-	call := w.bus.Object(busName, managerPath).
-		CallWithContext(ctx, managerIface+".ListUnitsByPatterns", 0, []string{}, []string{unitPattern})
-	if err := call.Store(&listed); err != nil {
-		return fmt.Errorf("resync: list %s: %w", unitPattern, mapErr(err))
+	listed, seq, err := w.listLoaded(ctx, unitPattern)
+	if err != nil {
+		return fmt.Errorf("resync: %w", err)
 	}
 	seen := make(map[string]bool, len(listed))
 	var stale []string
 	for _, u := range listed {
-		name, ok := RuntimeName(u.Name)
-		if !ok || u.LoadState == LoadNotFound {
-			continue
-		}
+		name, _ := RuntimeName(u.Name)
 		seen[name] = true
 		old, have := w.state[name]
 		if have && old.LoadState == u.LoadState && old.ActiveState == u.ActiveState && old.SubState == u.SubState {
@@ -723,7 +812,7 @@ func (w *Watch) resync(ctx context.Context) error {
 	for name := range w.state {
 		if !seen[name] {
 			w.drop(name)
-			w.markRead(name, call.ResponseSequence)
+			w.markRead(name, seq)
 		}
 	}
 	if err := w.readUnits(ctx, stale); err != nil {
@@ -780,7 +869,7 @@ func (w *Watch) apply(name string, call *godbus.Call) error {
 		return err
 	default:
 		w.set(name, st)
-		delete(w.settling, name)
+		w.unsettle(name)
 	}
 	w.markRead(name, call.ResponseSequence)
 	return nil
@@ -807,10 +896,32 @@ func statusFromReply(call *godbus.Call) (Status, error) {
 	})
 }
 
-// set stores a unit's state.
+// set stores a unit's state; a state equal to the cached one is no change.
 func (w *Watch) set(name string, st Status) {
+	if old, ok := w.state[name]; ok && sameStatus(old, st) {
+		return
+	}
 	w.state[name] = st
 	w.touched[name] = struct{}{}
+}
+
+// unsettle ends the settling of name; its state is published again.
+func (w *Watch) unsettle(name string) {
+	if _, held := w.settling[name]; held {
+		delete(w.settling, name)
+		w.touched[name] = struct{}{}
+	}
+}
+
+// sameStatus reports whether a and b are equal (a test checks that every
+// field is compared).
+func sameStatus(a, b Status) bool {
+	return a.Unit == b.Unit && a.Name == b.Name && a.LoadState == b.LoadState &&
+		a.ActiveState == b.ActiveState && a.SubState == b.SubState && a.Result == b.Result &&
+		a.Restart == b.Restart && a.RestartSec == b.RestartSec && a.MainPID == b.MainPID &&
+		a.NRestarts == b.NRestarts && a.ExecMainCode == b.ExecMainCode && a.ExecMainStatus == b.ExecMainStatus &&
+		a.ActiveEnter.Equal(b.ActiveEnter) && a.ExecMainStart.Equal(b.ExecMainStart) &&
+		slices.Equal(a.ExecStart, b.ExecStart) && a.Restarting == b.Restarting
 }
 
 // drop removes a unit from the cache.

@@ -3,6 +3,7 @@ package units
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -316,5 +317,54 @@ func TestWatchNudgesRestart(t *testing.T) {
 	want := []string{"web 301ms", "web 310ms"}
 	if !slices.Equal(got, want) {
 		t.Errorf("nudges: %q, want %q", got, want)
+	}
+}
+
+func TestSameStatusComparesEveryField(t *testing.T) {
+	base := running("web", 100)
+	if !sameStatus(base, running("web", 100)) {
+		t.Fatal("equal statuses differ")
+	}
+	v := reflect.ValueOf(&base).Elem()
+	for i := range v.NumField() {
+		changed := base
+		f := reflect.ValueOf(&changed).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString(f.String() + "x")
+		case reflect.Int, reflect.Int64:
+			f.SetInt(f.Int() + 1)
+		case reflect.Bool:
+			f.SetBool(!f.Bool())
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]string{"/bin/other"}))
+		case reflect.Struct: // time.Time
+			f.Set(reflect.ValueOf(time.Unix(1, 0)))
+		default:
+			t.Fatalf("field %s: kind %s not covered by this test", v.Type().Field(i).Name, f.Kind())
+		}
+		if sameStatus(base, changed) {
+			t.Errorf("sameStatus ignores field %s", v.Type().Field(i).Name)
+		}
+	}
+}
+
+func TestWatchNoChangeNoPublish(t *testing.T) {
+	w := offlineWatch(t, running("web", 100))
+	snap := w.Snapshot()
+	select {
+	case <-w.Changed():
+	default:
+	}
+	// A signal that changes nothing a Status follows.
+	feed(t, w, 1, changedSignal("socketley-web.service", serviceIface, map[string]any{"MainPID": uint32(100), "CPUUsageNSec": uint64(5)}))
+	w.publish(time.Now())
+	if !sameMap(snap, w.Snapshot()) {
+		t.Error("a signal that changed nothing published a new snapshot")
+	}
+	select {
+	case <-w.Changed():
+		t.Error("Changed fired without a change")
+	default:
 	}
 }

@@ -1,0 +1,159 @@
+package units
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
+)
+
+// The initial fill of a Watch reads the units over systemd's private socket
+// when it can, the way systemctl talks to its manager: without the bus daemon
+// in between, a Properties.Get costs a fraction of its cost on the bus, and
+// ten of them per unit (the properties a Status follows, besides the states
+// of the listing) cost less than a third of one GetAll of all ~400
+// properties (1,000 units: ~0.45 s instead of ~1.1 s, in the sandbox). The
+// signals, Refresh and Resync stay on the bus connection of the Watch.
+
+// privateProps are read one by one in a private fill; Id and the load,
+// active and sub states come from the listing.
+var privateProps = [...][2]string{
+	{serviceIface, "Result"}, {serviceIface, "Restart"}, {serviceIface, "RestartUSec"},
+	{serviceIface, "MainPID"}, {serviceIface, "NRestarts"},
+	{serviceIface, "ExecMainCode"}, {serviceIface, "ExecMainStatus"},
+	{serviceIface, "ExecMainStartTimestamp"}, {serviceIface, "ExecStart"},
+	{unitIface, "ActiveEnterTimestamp"},
+}
+
+// privateInFlight bounds the calls a private fill keeps pending (there is no
+// bus daemon, and no limit of its own, in between).
+const privateInFlight = 128
+
+var (
+	// noPrivateFill is set by tests, to exercise the fill over the bus.
+	noPrivateFill atomic.Bool
+	// privateFills counts the fills done over the private socket (tests).
+	privateFills atomic.Int64
+)
+
+// privateSocket returns the path of the private socket of the manager of
+// scope ("" when unknown).
+func privateSocket(scope Scope) string {
+	if scope == System {
+		return "/run/systemd/private"
+	}
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
+		return filepath.Join(dir, "systemd", "private")
+	}
+	return ""
+}
+
+// dialPrivate connects to the private socket at path, and checks that the
+// process at the other end is pid (systemd's on the bus): a private socket
+// of another manager must not be read. life ends the connection.
+func dialPrivate(ctx, life context.Context, path string, pid uint32) (*godbus.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	uc := c.(*net.UnixConn)
+	var cred *unix.Ucred
+	raw, err := uc.SyscallConn()
+	if err == nil {
+		cerr := raw.Control(func(fd uintptr) {
+			cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		})
+		err = errors.Join(err, cerr)
+	}
+	switch {
+	case err != nil:
+		c.Close()
+		return nil, fmt.Errorf("peer credentials: %w", err)
+	case cred.Pid <= 0 || uint32(cred.Pid) != pid:
+		c.Close()
+		return nil, fmt.Errorf("%s belongs to pid %d, systemd on the bus is pid %d", path, cred.Pid, pid)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl) // for the handshake
+	}
+	conn, err := godbus.NewConn(bufferedConn{uc, bufio.NewReaderSize(uc, 64<<10)}, godbus.WithContext(life))
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	// EXTERNAL with the numeric uid; a direct connection has no Hello.
+	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+// bufferedConn reads a connection through a buffer.
+type bufferedConn struct {
+	*net.UnixConn
+	r *bufio.Reader
+}
+
+func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// readPrivate reads the listed units (loaded socketley units) over conn: the
+// states from the listing, the other properties with Properties.Get calls,
+// pipelined. It returns the units that were read, and the names of those
+// that could not be (to be read over the bus).
+func readPrivate(ctx context.Context, conn *godbus.Conn, rows []listedUnit) ([]Status, []string) {
+	sts := make([]Status, len(rows))
+	bad := make([]bool, len(rows))
+	index := make(map[godbus.ObjectPath]int, len(rows))
+	for i, u := range rows {
+		name, _ := RuntimeName(u.Name)
+		sts[i] = Status{Unit: own(u.Name), Name: own(name), LoadState: own(u.LoadState),
+			ActiveState: own(u.ActiveState), SubState: own(u.SubState)}
+		index[u.Path] = i
+	}
+	total := len(rows) * len(privateProps)
+	ch := make(chan *godbus.Call, min(privateInFlight, total))
+	for sent, recv := 0, 0; recv < total; recv++ {
+		for sent < total && sent-recv < cap(ch) {
+			i, p := sent/len(privateProps), privateProps[sent%len(privateProps)]
+			conn.Object(busName, rows[i].Path).GoWithContext(ctx, propertiesIface+".Get", 0, ch, p[0], p[1])
+			sent++
+		}
+		call := <-ch // each call is delivered once (see readUnits)
+		i, ok := index[call.Path]
+		if !ok {
+			continue
+		}
+		var v godbus.Variant
+		if call.Err != nil || len(call.Args) != 2 || godbus.Store(call.Body, &v) != nil {
+			bad[i] = true
+			continue
+		}
+		prop, _ := call.Args[1].(string)
+		if _, err := applyProp(&sts[i], prop, v.Value()); err != nil {
+			bad[i] = true
+		}
+	}
+	out := sts[:0]
+	var missing []string
+	for i, st := range sts {
+		if bad[i] {
+			missing = append(missing, st.Name)
+			continue
+		}
+		derive(&st)
+		out = append(out, st)
+	}
+	return out, missing
+}
