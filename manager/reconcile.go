@@ -15,7 +15,8 @@ const reconcileWorkers = 8
 // after a reconnect.
 //
 // NOTE assumptions:
-//   - the watch snapshot is fresh (filled with one List when the watch began);
+//   - the watch snapshot is fresh (filled when the watch began: one listing,
+//     then every unit read, pipelined);
 //   - an active, activating, restarting or failed unit is the user's process
 //     (or its visible failure): adopt it, never restart it;
 //   - a missing unit of a desired-running entry was lost with the manager (a
