@@ -34,6 +34,12 @@ const (
 	inFlight = 64
 	// maxErrors bounds the unit errors a bulk read reports one by one.
 	maxErrors = 8
+	// readDelay: the reads that signals ask for (a new unit, a finished
+	// job) are done this long after the first of them, together. A start
+	// or stop job takes about as long; meanwhile the caller of the job
+	// usually Refreshes the unit, which makes the read unnecessary, and a
+	// read in the middle of the job would only slow systemd down.
+	readDelay = 50 * time.Millisecond
 )
 
 // nudgeAfter are the delays, after RestartSec, at which a Watch wakes
@@ -85,14 +91,19 @@ type Watch struct {
 	// settling holds the units whose previous published state is kept
 	// until the given time (see settleDelay).
 	settling map[string]time.Time
-	// pending holds the units that signals asked to read, read together at
-	// the end of the batch: true to read in full (GetAll), false to read
-	// only if loaded (listed first).
-	pending map[string]bool
+	// pending holds the units that signals asked to read, read together
+	// readDelay after the first (see flush).
+	pending map[string]pendingRead
 	// resyncDue is set by Reloading(false): resync at the end of the batch.
 	resyncDue bool
 	// nudged, when set (tests), replaces the wake-up calls of nudge.
 	nudged func(name string, after time.Duration)
+}
+
+// pendingRead is a read asked for by signals.
+type pendingRead struct {
+	full bool            // read in full (GetAll); else only if loaded (listed first)
+	seq  godbus.Sequence // the last signal that asked: a full read after it serves
 }
 
 // request asks the run goroutine for a Resync (name "") or a Refresh.
@@ -161,7 +172,7 @@ func newWatch(life context.Context, end context.CancelFunc) *Watch {
 		touched:  map[string]struct{}{},
 		read:     map[string]godbus.Sequence{},
 		settling: map[string]time.Time{},
-		pending:  map[string]bool{},
+		pending:  map[string]pendingRead{},
 	}
 }
 
@@ -409,8 +420,8 @@ func (w *Watch) fail(err error) {
 	w.mu.Unlock()
 }
 
-// run applies signals and serves requests, one at a time; after a batch of
-// signals it reads the units they asked for, then publishes.
+// run applies signals and serves requests, one at a time, and publishes
+// after each; the reads that signals ask for are done readDelay later.
 func (w *Watch) run() {
 	defer func() {
 		w.end()
@@ -421,6 +432,10 @@ func (w *Watch) run() {
 	timer.Stop()
 	defer timer.Stop()
 	var due <-chan time.Time // fires when a settling unit is due
+	reads := time.NewTimer(time.Hour)
+	reads.Stop()
+	defer reads.Stop()
+	var readsDue <-chan time.Time // fires when the pending reads are due
 	for {
 		select {
 		case <-w.quit:
@@ -429,12 +444,18 @@ func (w *Watch) run() {
 			if !w.receive(sig, ok) || !w.receiveQueued() {
 				return
 			}
-			w.flush()
+			if readsDue == nil && (len(w.pending) > 0 || w.resyncDue) {
+				reads.Reset(readDelay)
+				readsDue = reads.C
+			}
 		case req := <-w.reqs:
 			r := w.serve(req)
 			due = w.schedule(timer, w.publish(time.Now()))
 			req.reply <- r
 			continue
+		case <-readsDue:
+			readsDue = nil
+			w.flush()
 		case <-due:
 		}
 		due = w.schedule(timer, w.publish(time.Now()))
@@ -596,7 +617,7 @@ func (w *Watch) handle(sig *godbus.Signal) error {
 		// A unit that is only asked about is loaded as a not-found stub
 		// (UnitNew, then UnitRemoved): listed first, never read directly.
 		if name, ok := unitArg(sig, 0); ok && !w.stale(name, sig) {
-			w.want(name, false)
+			w.want(name, false, sig.Sequence)
 		}
 	case managerIface + ".UnitRemoved":
 		if name, ok := unitArg(sig, 0); ok && !w.stale(name, sig) {
@@ -608,7 +629,7 @@ func (w *Watch) handle(sig *godbus.Signal) error {
 		// a start, stop or automatic restart, read in full.
 		if name, ok := unitArg(sig, 2); ok && !w.stale(name, sig) {
 			_, have := w.state[name]
-			w.want(name, have)
+			w.want(name, have, sig.Sequence)
 		}
 	case managerIface + ".Reloading":
 		// Reloading(false): a daemon-reload finished; re-read what changed.
@@ -631,18 +652,18 @@ func (w *Watch) handle(sig *godbus.Signal) error {
 	return nil
 }
 
-// want notes that name is to be read at the end of the batch: in full, or
-// only if it is loaded.
-func (w *Watch) want(name string, full bool) {
-	if !w.pending[name] {
-		w.pending[name] = full
-	}
+// want notes that signal seq asks to read name: in full, or only if it is
+// loaded.
+func (w *Watch) want(name string, full bool, seq godbus.Sequence) {
+	p := w.pending[name]
+	w.pending[name] = pendingRead{full: p.full || full, seq: max(p.seq, seq)}
 }
 
-// flush reads the units that the batch's signals asked for: one
-// ListUnitsByPatterns for those to read only if loaded, then GetAll calls,
-// pipelined. Signals of the batch are older than these reads and reflected
-// in them. Errors are dropped: the next signal or Resync repairs the entry.
+// flush reads the units that signals asked for: one ListUnitsByPatterns
+// for those to read only if loaded, then GetAll calls, pipelined. The
+// signals are older than these reads and reflected in them. A unit read in
+// full meanwhile (a Refresh) is not read again. Errors are dropped: the
+// next signal or Resync repairs the entry.
 func (w *Watch) flush() {
 	if !w.resyncDue && len(w.pending) == 0 {
 		return
@@ -656,8 +677,8 @@ func (w *Watch) flush() {
 		return
 	}
 	var full, ifLoaded []string
-	for name, f := range w.pending {
-		if f {
+	for name, p := range w.pending {
+		if p.full {
 			full = append(full, name)
 		} else {
 			ifLoaded = append(ifLoaded, Name(name))
@@ -724,12 +745,12 @@ func (w *Watch) propertiesChanged(sig *godbus.Signal) {
 	}
 	st, have := w.state[name]
 	if !have {
-		w.want(name, false)
+		w.want(name, false, sig.Sequence)
 		return
 	}
 	changed, ok := sig.Body[1].(map[string]godbus.Variant)
 	if !ok {
-		w.want(name, true)
+		w.want(name, true, sig.Sequence)
 		return
 	}
 	var invalidated []string
@@ -738,7 +759,7 @@ func (w *Watch) propertiesChanged(sig *godbus.Signal) {
 	}
 	before, wasWaiting := st.ActiveState, waitingRestart(st)
 	if err := applyVariants(&st, changed); err != nil {
-		w.want(name, true)
+		w.want(name, true, sig.Sequence)
 		return
 	}
 	w.set(name, st)
@@ -757,7 +778,7 @@ func (w *Watch) propertiesChanged(sig *godbus.Signal) {
 	}
 	// systemd lists some properties (emits-invalidation) without a value.
 	if slices.ContainsFunc(invalidated, tracked) {
-		w.want(name, true)
+		w.want(name, true, sig.Sequence)
 	}
 }
 
@@ -872,6 +893,9 @@ func (w *Watch) apply(name string, call *godbus.Call) error {
 		w.unsettle(name)
 	}
 	w.markRead(name, call.ResponseSequence)
+	if p, ok := w.pending[name]; ok && call.ResponseSequence > p.seq {
+		delete(w.pending, name) // this read serves it
+	}
 	return nil
 }
 

@@ -295,9 +295,29 @@ func TestWatchDefersReads(t *testing.T) {
 		&godbus.Signal{Path: managerPath, Name: managerIface + ".JobRemoved",
 			Body: []any{uint32(7), godbus.ObjectPath("/org/freedesktop/systemd1/job/7"), "socketley-web.service", "done"}},
 	)
-	want := map[string]bool{"new": false, "web": true}
+	want := map[string]pendingRead{"new": {full: false, seq: 4}, "web": {full: true, seq: 5}}
 	if fmt.Sprint(w.pending) != fmt.Sprint(want) {
 		t.Errorf("pending reads: %v, want %v", w.pending, want)
+	}
+	// A full read of web after the signal (a Refresh) serves its pending
+	// read; one from before does not.
+	w.apply("web", &godbus.Call{Body: []any{getAll(running("web", 100))}, ResponseSequence: 5})
+	if _, ok := w.pending["web"]; !ok {
+		t.Error("a read older than the JobRemoved cancelled the pending read")
+	}
+	w.apply("web", &godbus.Call{Body: []any{getAll(running("web", 100))}, ResponseSequence: 6})
+	if _, ok := w.pending["web"]; ok {
+		t.Error("a read after the JobRemoved left the pending read")
+	}
+}
+
+// getAll returns st as a GetAll reply.
+func getAll(st Status) map[string]godbus.Variant {
+	argv := []any{st.ExecStart[0], st.ExecStart, false, uint64(0), uint64(0), uint64(0), uint64(0), uint32(0), int32(0), int32(0)}
+	return map[string]godbus.Variant{
+		"Id": godbus.MakeVariant(st.Unit), "LoadState": godbus.MakeVariant(st.LoadState),
+		"ActiveState": godbus.MakeVariant(st.ActiveState), "SubState": godbus.MakeVariant(st.SubState),
+		"MainPID": godbus.MakeVariant(uint32(st.MainPID)), "ExecStart": godbus.MakeVariant([][]any{argv}),
 	}
 }
 
