@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,11 +61,11 @@ func privateSocket(scope Scope) string {
 // dialPrivate connects to the private socket at path, and checks that the
 // process at the other end is pid (systemd's on the bus): a private socket
 // of another manager must not be read. life ends the connection.
-func dialPrivate(ctx, life context.Context, path string, pid uint32) (*godbus.Conn, error) {
+func dialPrivate(ctx, life context.Context, path string, pid uint32) (*godbus.Conn, *bufferedConn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	uc := c.(*net.UnixConn)
 	var cred *unix.Ucred
@@ -78,41 +79,72 @@ func dialPrivate(ctx, life context.Context, path string, pid uint32) (*godbus.Co
 	switch {
 	case err != nil:
 		c.Close()
-		return nil, fmt.Errorf("peer credentials: %w", err)
+		return nil, nil, fmt.Errorf("peer credentials: %w", err)
 	case cred.Pid <= 0 || uint32(cred.Pid) != pid:
 		c.Close()
-		return nil, fmt.Errorf("%s belongs to pid %d, systemd on the bus is pid %d", path, cred.Pid, pid)
+		return nil, nil, fmt.Errorf("%s belongs to pid %d, systemd on the bus is pid %d", path, cred.Pid, pid)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl) // for the handshake
 	}
-	conn, err := godbus.NewConn(bufferedConn{uc, bufio.NewReaderSize(uc, 64<<10)}, godbus.WithContext(life))
+	bc := &bufferedConn{UnixConn: uc, r: bufio.NewReaderSize(uc, 64<<10)}
+	conn, err := godbus.NewConn(bc, godbus.WithContext(life))
 	if err != nil {
 		c.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	// EXTERNAL with the numeric uid; a direct connection has no Hello.
 	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
 		conn.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
-	return conn, nil
+	bc.buffer()
+	return conn, bc, nil
 }
 
-// bufferedConn reads a connection through a buffer.
+// bufferedConn reads a connection through a buffer and, once buffer is
+// called, writes through one too: godbus writes each message with a call
+// of its own, and a burst of calls then goes out with one write. The
+// caller must flush before it waits for replies.
 type bufferedConn struct {
 	*net.UnixConn
-	r *bufio.Reader
+	r  *bufio.Reader
+	mu sync.Mutex
+	w  *bufio.Writer // nil: write through
 }
 
-func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *bufferedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.w == nil {
+		return c.UnixConn.Write(p)
+	}
+	return c.w.Write(p)
+}
+
+func (c *bufferedConn) buffer() {
+	c.mu.Lock()
+	c.w = bufio.NewWriterSize(c.UnixConn, 64<<10)
+	c.mu.Unlock()
+}
+
+func (c *bufferedConn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.w == nil {
+		return nil
+	}
+	return c.w.Flush()
+}
 
 // readPrivate reads the listed units (loaded socketley units) over conn: the
 // states from the listing, the other properties with Properties.Get calls,
 // pipelined. It returns the units that were read, and the names of those
 // that could not be (to be read over the bus).
-func readPrivate(ctx context.Context, conn *godbus.Conn, rows []listedUnit) ([]Status, []string) {
+func readPrivate(ctx context.Context, conn *godbus.Conn, bc *bufferedConn, rows []listedUnit) ([]Status, []string) {
 	sts := make([]Status, len(rows))
 	bad := make([]bool, len(rows))
 	index := make(map[godbus.ObjectPath]int, len(rows))
@@ -122,27 +154,44 @@ func readPrivate(ctx context.Context, conn *godbus.Conn, rows []listedUnit) ([]S
 			ActiveState: own(u.ActiveState), SubState: own(u.SubState)}
 		index[u.Path] = i
 	}
+	apply := func(call *godbus.Call) {
+		i, ok := index[call.Path]
+		if !ok {
+			return
+		}
+		var v godbus.Variant
+		if call.Err != nil || len(call.Args) != 2 || godbus.Store(call.Body, &v) != nil {
+			bad[i] = true
+			return
+		}
+		prop, _ := call.Args[1].(string)
+		if _, err := applyProp(&sts[i], prop, v.Value()); err != nil {
+			bad[i] = true
+		}
+	}
 	total := len(rows) * len(privateProps)
 	ch := make(chan *godbus.Call, min(privateInFlight, total))
-	for sent, recv := 0, 0; recv < total; recv++ {
+	for sent, recv := 0, 0; recv < total; {
 		for sent < total && sent-recv < cap(ch) {
 			i, p := sent/len(privateProps), privateProps[sent%len(privateProps)]
 			conn.Object(busName, rows[i].Path).GoWithContext(ctx, propertiesIface+".Get", 0, ch, p[0], p[1])
 			sent++
 		}
-		call := <-ch // each call is delivered once (see readUnits)
-		i, ok := index[call.Path]
-		if !ok {
-			continue
+		if err := bc.flush(); err != nil {
+			conn.Close() // every pending call is then delivered with an error
 		}
-		var v godbus.Variant
-		if call.Err != nil || len(call.Args) != 2 || godbus.Store(call.Body, &v) != nil {
-			bad[i] = true
-			continue
-		}
-		prop, _ := call.Args[1].(string)
-		if _, err := applyProp(&sts[i], prop, v.Value()); err != nil {
-			bad[i] = true
+		// Each call is delivered once (see readUnits). Take every reply
+		// that is in, so that the next calls go out together.
+		apply(<-ch)
+		recv++
+		for more := true; more && recv < total; {
+			select {
+			case call := <-ch:
+				apply(call)
+				recv++
+			default:
+				more = false
+			}
 		}
 	}
 	out := sts[:0]

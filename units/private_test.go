@@ -44,13 +44,13 @@ func TestDialPrivateChecksPeer(t *testing.T) {
 	defer cancel()
 	// The listener is this process, not systemd (pid 1 here stands for the
 	// pid the bus reports).
-	_, err = dialPrivate(ctx, ctx, path, 1)
+	_, _, err = dialPrivate(ctx, ctx, path, 1)
 	if err == nil || !strings.Contains(err.Error(), "belongs to pid") {
 		t.Errorf("another process at the socket: got %v, want a pid mismatch", err)
 	}
 	// The right pid, but no answer: the handshake ends at ctx's deadline.
 	start := time.Now()
-	if _, err := dialPrivate(ctx, ctx, path, uint32(os.Getpid())); err == nil {
+	if _, _, err := dialPrivate(ctx, ctx, path, uint32(os.Getpid())); err == nil {
 		t.Error("a silent peer passed the handshake")
 	}
 	if d := time.Since(start); d > 2*time.Second {

@@ -266,12 +266,12 @@ func (w *Watch) fillPrivate(ctx context.Context, private string, pid uint32, row
 	var wg sync.WaitGroup
 	for i, part := range parts {
 		wg.Go(func() {
-			conn, err := dialPrivate(ctx, ctx, private, pid)
+			conn, bc, err := dialPrivate(ctx, ctx, private, pid)
 			if err != nil {
 				results[i].err = err
 				return
 			}
-			results[i].sts, results[i].missing = readPrivate(ctx, conn, part)
+			results[i].sts, results[i].missing = readPrivate(ctx, conn, bc, part)
 			conn.Close()
 		})
 	}
