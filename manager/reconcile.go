@@ -102,6 +102,19 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 		log.Info("reconcile: stopped (desired state is stopped)")
 		return
 	}
+	// Ask systemd once more before starting: the snapshot is a cache, and a
+	// unit it missed (e.g. read during a daemon-reload) must be adopted, not
+	// started a second time.
+	m.mu.RLock()
+	w := m.watch
+	m.mu.RUnlock()
+	if w != nil {
+		if st, err := w.Refresh(ctx, e.Name); err == nil && st.LoadState != units.LoadNotFound &&
+			(isUp(st) || st.Restarting || st.ActiveState == units.ActiveFailed) {
+			log.Info("reconcile: adopted (confirmed with systemd)", "pid", st.MainPID, "state", st.ActiveState)
+			return
+		}
+	}
 	if err := m.startUnit(ctx, e); err != nil {
 		if errors.Is(err, units.ErrUnitExists) {
 			log.Info("reconcile: unit appeared meanwhile; adopted")
