@@ -91,31 +91,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) startDaemon() {
 	e.t.Helper()
-	e.log = &syncBuffer{}
-	cmd := exec.Command(binPath, "daemon", "--user", "--socket", e.sock, "--state-dir", e.state, "--log-level", "debug")
-	cmd.Stdout, cmd.Stderr = e.log, e.log
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	e.daemon = cmd
-	e.exited = make(chan error, 1)
-	go func() { e.exited <- cmd.Wait() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, _, code := e.run("ls"); code == 0 {
-			return
-		}
-		select {
-		case err := <-e.exited:
-			e.daemon = nil
-			e.t.Fatalf("daemon exited during startup: %v\n%s", err, e.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("daemon not ready after 10s:\n%s", e.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	startDaemonWith(e)
 }
 
 func (e *env) stopDaemon(sig syscall.Signal) {
