@@ -7,8 +7,10 @@ DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 PKG     := github.com/socketley/socketley/internal/version
 LDFLAGS := -s -w -X $(PKG).version=$(VERSION) -X $(PKG).commit=$(COMMIT) -X $(PKG).date=$(DATE)
 PREFIX  ?= /usr/local
+STRESS_COUNT ?= 20
+STRESS_PKGS  ?= ./...
 
-.PHONY: all build test unit-test lint fuzz demo examples-test bench bench-lifecycle clean install
+.PHONY: all build test stress unit-test lint fuzz demo examples-test bench bench-lifecycle clean install
 
 all: build
 
@@ -17,6 +19,9 @@ build: ## build bin/socketley
 
 test: ## lint, then every test (unit + integration) inside the private systemd sandbox
 	scripts/test.sh
+
+stress: ## go test -race -count=$(STRESS_COUNT) under a CPU hog on every core; runs/failures per package (STRESS_PKGS="./manager ./units")
+	STRESS_COUNT=$(STRESS_COUNT) STRESS_PKGS="$(STRESS_PKGS)" scripts/stress.sh
 
 unit-test: ## pure tests only (no systemd needed)
 	$(GO) test -race -count=1 ./...

@@ -29,7 +29,7 @@
 # Needs root, and a machine where systemd is not PID 1 (a CI VM or container): it installs the
 # packages for real.  Leaves the machine as it found it, also when a check fails; a run that
 # was killed is cleaned up by the next run (state in /var/tmp/socketley-package-test.state).
-# Needs dpkg, rpm (installed with apt-get when missing), useradd, runuser, make, go.
+# Needs dpkg, rpm (Debian package rpm; .ci/run installs it), useradd, runuser, make, go.
 # Prints "N passed, N failed" at the end.  Env: KEEP=1 keeps the temp dir; PKG_README=FILE
 # (make variable) packages another file as README.md.
 set -euo pipefail
@@ -263,10 +263,8 @@ for c in dpkg dpkg-deb useradd userdel groupdel runuser make go gzip; do
 	command -v "$c" >/dev/null || { echo "package-test.sh: missing $c" >&2; exit 1; }
 done
 if ! command -v rpm >/dev/null; then
-	echo "package-test.sh: installing the Debian package rpm (to inspect the .rpm)" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rpm >/dev/null ||
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rpm >/dev/null; } ||
-		{ echo "package-test.sh: rpm is missing and could not be installed" >&2; exit 1; }
+	echo "package-test.sh: missing rpm (needed to inspect, install and erase the .rpm): apt-get install rpm (.ci/run installs it)" >&2
+	exit 1
 fi
 
 # --- undo what this test did (also what a killed earlier run left, from $STATE)

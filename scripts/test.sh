@@ -1,34 +1,105 @@
 #!/usr/bin/env bash
-# The project's test command (README, make test, .ci/run): lint, then every
-# test -- pure and integration -- against a real systemd.
+# The project's test command (README, make test, .ci/run). Runs every stage, also
+# when an earlier one failed, and ends with a summary: stage, result, seconds, then
+# every skipped Go test with the reason it gave (so a skip is never silent).
+# Exit status: 0 when every stage passed, 1 when any failed.
 #
-# As root on a machine without a usable systemd session (CI, containers) the
-# tests run inside scripts/systemd-sandbox.sh: a private systemd user manager,
-# session bus and journald, torn down afterwards. With SOCKETLEY_REQUIRE_SYSTEMD=1
-# (set here) an integration test fails instead of skipping when systemd is
-# missing. Not root: the tests use your own systemd user session if there is one.
-# Then the fuzzers run briefly, the examples' scenarios run, and (as root, where
-# systemd is not PID 1) the packages are built, installed, upgraded and purged.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/lint.sh
-run_tests=(go test -race -tags integration -count=1 -timeout 20m ./...)
-if [[ $EUID == 0 ]]; then
-	scripts/systemd-sandbox.sh --journal -- env SOCKETLEY_REQUIRE_SYSTEMD=1 GOCACHE="$(go env GOCACHE)" "${run_tests[@]}"
-elif [[ -n ${DBUS_SESSION_BUS_ADDRESS:-} ]] && systemctl --user is-system-running >/dev/null 2>&1; then
-	echo "test.sh: not root; using your systemd user session" >&2
-	"${run_tests[@]}"
-else
-	echo "test.sh: not root and no systemd user session: integration tests will SKIP (run as root to use the sandbox)" >&2
-	"${run_tests[@]}"
-fi
-FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh
-# The five managed-runtime scenarios of examples/managed against a private daemon.
-scripts/examples-test.sh
-# Packages: build, inspect, install/upgrade/purge for real under a system-mode sandbox.
-# Root only, and only where systemd is not PID 1 (it installs the .deb on this machine).
-if [[ $EUID == 0 && ! -d /run/systemd/system ]]; then
+# Stages:
+#   lint      gofmt, go vet, staticcheck (scripts/lint.sh)
+#   go-test   go test -race -tags integration ./... -- pure and integration tests
+#             against a real systemd. As root on a machine without a usable systemd
+#             session (CI, containers) inside scripts/systemd-sandbox.sh: a private
+#             systemd user manager, session bus and journald, torn down afterwards,
+#             with SOCKETLEY_REQUIRE_SYSTEMD=1 so an integration test fails instead
+#             of skipping when systemd is missing. Not root: your own systemd user
+#             session if there is one, else the integration tests skip (and say so).
+#   fuzz      every go test -fuzz target for FUZZTIME (default 5s) (scripts/fuzz.sh)
+#   examples  the examples/managed scenarios against a private daemon
+#   packages  build, install, upgrade and purge the .deb/.rpm under a system-mode
+#             sandbox (root, and only where systemd is not PID 1)
+#
+# Env: STAGES="lint go-test" runs only those; GOTEST_FLAGS adds go test flags
+# (e.g. GOTEST_FLAGS="-run TestX"); GOTEST_PKGS (default ./...).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+export PATH=$PATH:/usr/local/go/bin
+
+STAGES=${STAGES:-lint go-test fuzz examples packages}
+GOTEST_PKGS=${GOTEST_PKGS:-./...}
+work=$(mktemp -d /tmp/socketley-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+names=() results=() secs=()
+# stage NAME CMD... : run CMD, record its result and time; never stops the script
+stage() {
+	local name=$1 t0 rc
+	shift
+	[[ " $STAGES " == *" $name "* ]] || return 0
+	printf '\n==== stage %s\n' "$name"
+	t0=$(date +%s)
+	"$@"
+	rc=$?
+	names+=("$name") secs+=($(($(date +%s) - t0)))
+	case $rc in
+	0) results+=(pass) ;;
+	77) results+=("skipped: $(cat "$work/$name.skip" 2>/dev/null)") ;;
+	*) results+=("FAIL (exit $rc)") ;;
+	esac
+	return 0
+}
+
+# go_test: go test -json through internal/testreport (failed tests' output as they
+# happen, skipped tests with reasons at the end); the same go test command as
+# README's, in the sandbox as root.
+go_test() {
+	local run=(go test -json -race -tags integration -count=1 -timeout 20m ${GOTEST_FLAGS:-} $GOTEST_PKGS)
+	local rc
+	go build -o "$work/testreport" ./internal/testreport/cmd/testreport || return 1
+	if [[ $EUID == 0 ]]; then
+		scripts/systemd-sandbox.sh --journal -- env SOCKETLEY_REQUIRE_SYSTEMD=1 GOCACHE="$(go env GOCACHE)" \
+			GOMODCACHE="$(go env GOMODCACHE)" "${run[@]}" | "$work/testreport" -skips "$work/skips"
+		rc=$((PIPESTATUS[0] | PIPESTATUS[1]))
+	else
+		if [[ -n ${DBUS_SESSION_BUS_ADDRESS:-} ]] && systemctl --user is-system-running >/dev/null 2>&1; then
+			echo "test.sh: not root; using your systemd user session" >&2
+		else
+			echo "test.sh: not root and no systemd user session: integration tests will SKIP (run as root to use the sandbox)" >&2
+		fi
+		"${run[@]}" | "$work/testreport" -skips "$work/skips"
+		rc=$((PIPESTATUS[0] | PIPESTATUS[1]))
+	fi
+	return $rc
+}
+
+fuzz() { FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh; }
+
+packages() {
+	if [[ $EUID != 0 || -d /run/systemd/system ]]; then
+		echo "needs root on a machine where systemd is not PID 1; run make package-test there" >"$work/packages.skip"
+		cat "$work/packages.skip"
+		return 77
+	fi
 	scripts/package-test.sh
-else
-	echo "test.sh: package test skipped (needs root on a machine where systemd is not PID 1; run make package-test)" >&2
+}
+
+T0=$(date +%s)
+stage lint scripts/lint.sh
+stage go-test go_test
+stage fuzz fuzz
+stage examples scripts/examples-test.sh
+stage packages packages
+
+failed=0
+printf '\n==== summary (%ds)\n' "$(($(date +%s) - T0))"
+printf '%-10s %-50s %6s\n' STAGE RESULT SECONDS
+for i in "${!names[@]}"; do
+	printf '%-10s %-50s %6d\n' "${names[$i]}" "${results[$i]}" "${secs[$i]}"
+	[[ ${results[$i]} == FAIL* ]] && failed=1
+done
+if [[ -s $work/skips ]]; then
+	printf '\nskipped Go tests:\n'
+	cat "$work/skips"
+elif [[ " $STAGES " == *" go-test "* ]]; then
+	printf '\nskipped Go tests: none\n'
 fi
+exit $failed
