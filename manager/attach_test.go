@@ -16,6 +16,7 @@ import (
 
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/units"
 )
 
 // child starts a process that sleeps and is reaped at cleanup.
@@ -36,8 +37,8 @@ func exitSignal(t *testing.T, cmd *exec.Cmd) syscall.Signal {
 	go func() { _ = cmd.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("pid %d did not exit", cmd.Process.Pid)
+	case <-time.After(testWait):
+		t.Fatalf("pid %d did not exit within %s", cmd.Process.Pid, testWait)
 	}
 	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if ws.Signaled() {
@@ -209,9 +210,16 @@ func TestStopNeverSignalsAReusedPID(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "gone") {
 		t.Fatalf("stop of a reused pid: %v, want not found (gone)", err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if c.ProcessState != nil || syscall.Kill(c.Process.Pid, 0) != nil {
-		t.Fatal("the process holding the reused pid was signalled")
+	// Had stop signalled, the SIGTERM would be queued by now: the daemon
+	// signals synchronously, before stop returns, and a default-fatal signal
+	// to a process that neither blocks nor handles it (sleep) sets its exit
+	// status at the kill itself. Our SIGKILL comes later, so the process
+	// ends by SIGKILL only if stop sent nothing.
+	if err := c.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if sig := exitSignal(t, c); sig != syscall.SIGKILL {
+		t.Fatalf("the process holding the reused pid was signalled: it ended by %v, want our SIGKILL", sig)
 	}
 }
 
@@ -222,23 +230,24 @@ func TestAttachParentOfCaller(t *testing.T) {
 	m, _ := newTestManager(t)
 	// sh (uid 65534) runs sleep (uid 65534): the sleep attaches its parent,
 	// as `socketley attach` in a script does.
-	sh := exec.Command("sh", "-c", "sleep 1000 & wait")
+	// sh prints the child's pid once it has forked it.
+	sh := exec.Command("sh", "-c", "sleep 1000 >/dev/null & echo $!; wait")
 	sh.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := sh.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := sh.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-sh.Process.Pid, syscall.SIGKILL); _ = sh.Process.Kill(); _ = sh.Wait() })
-	var kid int
-	deadline := time.Now().Add(5 * time.Second)
-	for kid == 0 && time.Now().Before(deadline) {
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(sh.Process.Pid) + "/task/" + strconv.Itoa(sh.Process.Pid) + "/children")
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			kid, _ = strconv.Atoi(f[0])
-		}
-		time.Sleep(10 * time.Millisecond)
+	t.Cleanup(func() { _ = sh.Process.Kill(); _ = sh.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the pid of sh's child: %v", err)
 	}
-	if kid == 0 {
-		t.Fatal("no child of sh")
+	kid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || kid <= 0 {
+		t.Fatalf("the pid of sh's child: %q", line)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(kid, syscall.SIGKILL) })
 	if _, err := m.attach(t.Context(), Caller{UID: 65534, GID: 65534, PID: kid}, attachSpec("script", sh.Process.Pid)); err != nil {
@@ -256,7 +265,10 @@ func TestAttachParentOfCaller(t *testing.T) {
 func TestAttachManaged(t *testing.T) {
 	m, f := newTestManager(t)
 	ctx := t.Context()
-	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "web", Path: exe(t, t.TempDir(), "web"), Start: true, ExpectAttach: true}, false, 0); err != nil {
+	// The attach timeout is out of reach: "starting" must not turn into
+	// "unhealthy" however slowly this test runs.
+	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "web", Path: exe(t, t.TempDir(), "web"), Start: true, ExpectAttach: true,
+		AttachTimeout: wire.Duration(time.Hour)}, false, 0); err != nil {
 		t.Fatal(err)
 	}
 	mainPID := f.Snapshot()["web"].MainPID
@@ -323,32 +335,32 @@ func TestAttachManaged(t *testing.T) {
 
 // TestAttachDuringAddWait is the regression test for add -s --wait holding
 // the runtime's lock while waiting for the attach that needs it.
+//
+// With that bug the attach blocks until the wait gives up, and add fails
+// with "still unattached"; so the test needs no clock: it attaches once the
+// unit has started and expects add --wait to succeed.
 func TestAttachDuringAddWait(t *testing.T) {
 	m, f := newTestManager(t)
 	ctx := t.Context()
-	type result struct{ err error }
-	done := make(chan result, 1)
+	started := make(chan int, 1)
+	f.onStart = func(st units.Status) { started <- st.MainPID }
+	done := make(chan error, 1)
 	go func() {
-		_, err := m.add(ctx, me(), wire.AddSpec{Name: "web", Path: exe(t, t.TempDir(), "web"), Start: true, ExpectAttach: true}, true, 5*time.Second)
-		done <- result{err}
+		_, err := m.add(ctx, me(), wire.AddSpec{Name: "web", Path: exe(t, t.TempDir(), "web"), Start: true, ExpectAttach: true,
+			AttachTimeout: wire.Duration(time.Hour)}, true, testWait)
+		done <- err
 	}()
 	var pid int
-	eventually(t, "the unit to start", func() bool { pid = f.Snapshot()["web"].MainPID; return pid > 0 })
-	attached := make(chan error, 1)
-	go func() {
-		_, err := m.attach(ctx, Caller{PID: pid}, wire.AttachSpec{Type: "server", Name: "web", Port: 80, PID: pid, Managed: true})
-		attached <- err
-	}()
 	select {
-	case err := <-attached:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("attach blocked while add --wait waits for it")
+	case pid = <-started:
+	case err := <-done:
+		t.Fatalf("add --wait returned before the unit started: %v", err)
 	}
-	if r := <-done; r.err != nil {
-		t.Fatalf("add --wait: %v", r.err)
+	if _, err := m.attach(ctx, Caller{PID: pid}, wire.AttachSpec{Type: "server", Name: "web", Port: 80, PID: pid, Managed: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("add --wait: %v (the attach waited for the lock add --wait held)", err)
 	}
 }
 
@@ -523,10 +535,16 @@ func TestProcHelpers(t *testing.T) {
 	}
 }
 
-// eventually polls cond until it holds or 5 s pass.
+// testWait bounds a wait for an event that comes at once (a signal's effect,
+// a reply): reaching it means the event never came, not that the machine is
+// busy, so it is generous.
+const testWait = time.Minute
+
+// eventually polls cond until it holds or testWait passes; only for a
+// condition nothing announces.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(testWait)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting until %s", what)

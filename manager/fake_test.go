@@ -23,6 +23,11 @@ type fakeSystemd struct {
 	refreshed []string
 	changed   chan struct{}
 	done      chan struct{}
+	// Hooks for tests that synchronise on what the daemon asked of
+	// systemd. Set them before the manager runs concurrently; they are
+	// called without f.mu held.
+	onStart  func(st units.Status) // after a unit was started
+	onStatus func(name string)     // before Status reads a unit
 }
 
 func newFake() *fakeSystemd {
@@ -38,22 +43,31 @@ var (
 func (f *fakeSystemd) record(s string) { f.calls = append(f.calls, s) }
 
 func (f *fakeSystemd) Start(_ context.Context, spec units.Spec) error {
+	st, err := f.start(spec)
+	if err == nil && f.onStart != nil {
+		f.onStart(st)
+	}
+	return err
+}
+
+func (f *fakeSystemd) start(spec units.Spec) (units.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("start " + spec.Name)
 	if f.startErr != nil {
-		return f.startErr
+		return units.Status{}, f.startErr
 	}
 	if st, ok := f.units[spec.Name]; ok && st.ActiveState != "inactive" {
-		return fmt.Errorf("start %s: %w", units.Name(spec.Name), units.ErrUnitExists)
+		return units.Status{}, fmt.Errorf("start %s: %w", units.Name(spec.Name), units.ErrUnitExists)
 	}
 	f.nextPID++
 	now := time.Now()
-	f.units[spec.Name] = units.Status{Unit: units.Name(spec.Name), Name: spec.Name, LoadState: "loaded",
+	st := units.Status{Unit: units.Name(spec.Name), Name: spec.Name, LoadState: "loaded",
 		ActiveState: "active", SubState: "running", MainPID: f.nextPID, ActiveEnter: now, ExecMainStart: now,
 		ExecStart: append([]string{spec.Path}, spec.Args...)}
+	f.units[spec.Name] = st
 	f.specs[spec.Name] = spec
-	return nil
+	return st, nil
 }
 
 func (f *fakeSystemd) Stop(_ context.Context, name string) error {
@@ -78,6 +92,9 @@ func (f *fakeSystemd) ResetFailed(_ context.Context, name string) error {
 }
 
 func (f *fakeSystemd) Status(_ context.Context, name string) (units.Status, error) {
+	if f.onStatus != nil {
+		f.onStatus(name)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st, ok := f.units[name]

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
@@ -57,16 +59,56 @@ func TestClassifyReasons(t *testing.T) {
 	}
 }
 
-// closedPort returns a loopback TCP port nothing listens on.
+// closedPort returns a loopback TCP port nothing listens on, and keeps it
+// so until the test ends: a port that was merely closed could be taken by
+// any process listening meanwhile (other tests run at the same time). It is
+// held by sockets bound to 127.0.0.1 and [::1] (the addresses a probe
+// dials) that never listen and lack SO_REUSEADDR, so no other socket can
+// bind it, on those addresses or a wildcard.
 func closedPort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		fd4, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Bind(fd4, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			_ = unix.Close(fd4)
+			t.Fatal(err)
+		}
+		sa, err := unix.Getsockname(fd4)
+		if err != nil {
+			_ = unix.Close(fd4)
+			t.Fatal(err)
+		}
+		port := sa.(*unix.SockaddrInet4).Port
+		fd6, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			_ = unix.Close(fd4)
+			t.Fatal(err)
+		}
+		_ = unix.SetsockoptInt(fd6, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+		err = unix.Bind(fd6, &unix.SockaddrInet6{Port: port, Addr: [16]byte{15: 1}})
+		if errors.Is(err, unix.EADDRINUSE) {
+			// Something holds [::1]:port: try another port.
+			_, _ = unix.Close(fd4), unix.Close(fd6)
+			continue
+		}
+		if err != nil {
+			// No IPv6 loopback: nothing can listen on [::1] either.
+			_ = unix.Close(fd6)
+			fd6 = -1
+		}
+		t.Cleanup(func() {
+			_ = unix.Close(fd4)
+			if fd6 >= 0 {
+				_ = unix.Close(fd6)
+			}
+		})
+		return port
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	return port
+	t.Fatal("no loopback port free on both 127.0.0.1 and [::1] in 100 tries")
+	return 0
 }
 
 // listenPort listens on loopback until the test ends and returns the port.
@@ -104,7 +146,10 @@ func TestProbePorts(t *testing.T) {
 // attachedManaged adds a started managed runtime attached by its main pid on port.
 func attachedManaged(t *testing.T, m *Manager, f *fakeSystemd, name string, port int, fails *int) int {
 	t.Helper()
-	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: name, Path: exe(t, t.TempDir(), name), Start: true, HealthFails: fails}, false, 0); err != nil {
+	// The attach timeout is out of reach, so a runtime restarted by the
+	// health check stays "starting" however slowly the test runs.
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: name, Path: exe(t, t.TempDir(), name), Start: true, HealthFails: fails,
+		AttachTimeout: wire.Duration(time.Hour)}, false, 0); err != nil {
 		t.Fatal(err)
 	}
 	pid := f.Snapshot()[name].MainPID
@@ -155,8 +200,10 @@ func TestTickRestartsUnhealthy(t *testing.T) {
 func TestTickRestartsOverdueAttach(t *testing.T) {
 	m, f := newTestManager(t)
 	one := 1
+	// An hour: the first tick is within it however slowly the test runs;
+	// then the process is made to have started two hours ago.
 	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "late", Path: exe(t, t.TempDir(), "late"), Start: true,
-		ExpectAttach: true, AttachTimeout: wire.Duration(time.Second), HealthFails: &one}, false, 0); err != nil {
+		ExpectAttach: true, AttachTimeout: wire.Duration(time.Hour), HealthFails: &one}, false, 0); err != nil {
 		t.Fatal(err)
 	}
 	m.tick(t.Context())
@@ -164,9 +211,9 @@ func TestTickRestartsOverdueAttach(t *testing.T) {
 		t.Fatalf("within the attach timeout: %s", v.Status)
 	}
 	st := f.Snapshot()["late"]
-	st.ExecMainStart = time.Now().Add(-2 * time.Second)
+	st.ExecMainStart = time.Now().Add(-2 * time.Hour)
 	f.set(st)
-	if v := m.view("late"); v.Status != wire.StateUnhealthy || !strings.Contains(v.Reason, "has not attached after 1s") {
+	if v := m.view("late"); v.Status != wire.StateUnhealthy || !strings.Contains(v.Reason, "has not attached after 1h0m0s") {
 		t.Fatalf("attach overdue: %s (%s)", v.Status, v.Reason)
 	}
 	m.tick(t.Context())
@@ -181,37 +228,34 @@ func TestWaitRunning(t *testing.T) {
 	ctx := t.Context()
 	bin := exe(t, t.TempDir(), "w")
 
-	t0 := time.Now()
-	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "plain", Path: bin, Start: true}, true, 5*time.Second); err != nil {
+	// The wait returns only once the process ran for settleTime: a bound
+	// from below, which no delay can break.
+	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "plain", Path: bin, Start: true}, true, testWait); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(t0); d < settleTime {
-		t.Fatalf("add --wait of a runtime that does not attach returned after %s, want ≥ %s", d, settleTime)
+	if d := time.Since(f.Snapshot()["plain"].ExecMainStart); d < settleTime {
+		t.Fatalf("add --wait of a runtime that does not attach returned %s after its process started, want ≥ %s", d, settleTime)
 	}
 
-	_, err := m.add(ctx, me(), wire.AddSpec{Name: "mute", Path: bin, Start: true, ExpectAttach: true}, true, 300*time.Millisecond)
+	// The attach timeout is out of reach: the wait ends by its own timeout,
+	// with the runtime still starting.
+	_, err := m.add(ctx, me(), wire.AddSpec{Name: "mute", Path: bin, Start: true, ExpectAttach: true,
+		AttachTimeout: wire.Duration(time.Hour)}, true, 300*time.Millisecond)
 	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "still unattached after 300ms") || replyCode(err) != wire.CodeInvalid {
 		t.Fatalf("wait for an attach that never comes: %v", err)
 	}
 
-	// The unit fails while waiting: the reason names the exit code.
+	// The unit fails as soon as it started (systemd records exit code 7):
+	// the wait fails and names the exit code.
 	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "crash", Path: bin}, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for {
-			st, ok := f.Snapshot()["crash"]
-			if ok && st.MainPID > 0 {
-				time.Sleep(100 * time.Millisecond)
-				st.ActiveState, st.SubState, st.MainPID = "failed", "failed", 0
-				st.Result, st.ExecMainCode, st.ExecMainStatus = "exit-code", units.CodeExited, 7
-				f.set(st)
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
-	_, err = m.start(ctx, me(), []string{"crash"}, true, 5*time.Second)
+	f.onStart = func(st units.Status) {
+		st.ActiveState, st.SubState, st.MainPID = "failed", "failed", 0
+		st.Result, st.ExecMainCode, st.ExecMainStatus = "exit-code", units.CodeExited, 7
+		f.set(st)
+	}
+	_, err = m.start(ctx, me(), []string{"crash"}, true, testWait)
 	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "exit code 7") {
 		t.Fatalf("start --wait of a crashing runtime: %v", err)
 	}
@@ -242,7 +286,7 @@ func TestSocketReadDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(testWait))
 	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("idle connection: read %d %v, want EOF from the daemon", n, err)
 	}
@@ -251,6 +295,11 @@ func TestSocketReadDeadline(t *testing.T) {
 // TestSocketLimits serves the real control socket with a fake systemd and
 // sends oversize and malformed input.
 func TestSocketLimits(t *testing.T) {
+	// The idle connections held below must not be dropped by the read
+	// deadline, however long opening all of them takes.
+	old := readDeadline
+	t.Cleanup(func() { readDeadline = old }) // runs after the servers stopped
+	readDeadline = 10 * testWait
 	m, _ := newTestManager(t)
 	serveTest(t, m)
 	if fi, err := os.Stat(m.cfg.Socket); err != nil || fi.Mode().Perm() != 0o600 {
@@ -264,7 +313,7 @@ func TestSocketLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_ = c.SetDeadline(time.Now().Add(testWait))
 		if _, err := c.Write([]byte(line)); err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
 			t.Fatal(err)
 		}
@@ -302,36 +351,48 @@ func TestSocketLimits(t *testing.T) {
 	}
 
 	// More than maxConns connections at once: the extra one is turned away
-	// with a message, the others still work.
+	// with a message, the others still work. A daemon of its own: the
+	// connections above free their slots only when the daemon has seen them
+	// close, which nothing announces.
+	m2, _ := newTestManager(t)
+	serveTest(t, m2)
 	var conns []net.Conn
 	t.Cleanup(func() {
 		for _, c := range conns {
 			_ = c.Close()
 		}
 	})
-	for range maxConns {
-		c, err := net.Dial("unix", m.cfg.Socket)
+	for i := range maxConns {
+		c, err := net.Dial("unix", m2.cfg.Socket)
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
-		// A round trip proves the daemon accepted it.
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		// A round trip proves the daemon accepted it and holds its slot.
+		_ = c.SetDeadline(time.Now().Add(testWait))
 		if _, err := c.Write([]byte("version\n")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := readFrame(c); err != nil {
-			t.Fatal(err)
+		if b, err := readFrame(c); err != nil || len(b) == 0 || b[0] != wire.CodeOK {
+			t.Fatalf("connection %d: %q %v, want a version reply", i+1, b, err)
 		}
 	}
-	code, msg := send("ls\n")
-	if code != wire.CodeInvalid || !strings.Contains(msg, "too many connections") {
-		t.Fatalf("connection %d: %d %q, want a refusal", maxConns+1, code, msg)
+	c, err := net.Dial("unix", m2.cfg.Socket)
+	if err != nil {
+		t.Fatal(err)
 	}
+	_ = c.SetDeadline(time.Now().Add(testWait))
+	_, _ = c.Write([]byte("ls\n"))
+	if b, err := readFrame(c); err != nil || len(b) < 2 || b[0] != wire.CodeInvalid || !strings.Contains(string(b), "too many connections") {
+		t.Fatalf("connection %d: %q %v, want a refusal naming the reason", maxConns+1, b, err)
+	}
+	_ = c.Close()
+	// Freeing a slot: the daemon sees the close asynchronously and nothing
+	// announces it, so poll (each refused try proves it is not free yet).
 	_ = conns[0].Close()
 	conns = conns[1:]
 	eventually(t, "a slot to free up", func() bool {
-		code, _ := sendQuiet(m.cfg.Socket, "ls\n")
+		code, _ := sendQuiet(m2.cfg.Socket, "ls\n")
 		return code == wire.CodeOK
 	})
 }
@@ -342,7 +403,7 @@ func sendQuiet(sock, line string) (byte, error) {
 		return 0, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(testWait))
 	if _, err := c.Write([]byte(line)); err != nil {
 		return 0, err
 	}
@@ -447,6 +508,8 @@ func (w *lagWatch) Snapshot() map[string]units.Status {
 
 // TestWaitTrustsSystemdOverALaggingView: a wait does not fail because the
 // signal-fed view briefly lacks the unit; systemd is asked before failing.
+// The view lags until the wait asks systemd (then it catches up), so the
+// test passes only through that question, however the run is timed.
 func TestWaitTrustsSystemdOverALaggingView(t *testing.T) {
 	m, f := newTestManager(t)
 	ctx := t.Context()
@@ -456,9 +519,18 @@ func TestWaitTrustsSystemdOverALaggingView(t *testing.T) {
 	w := &lagWatch{fakeSystemd: f, name: "later"}
 	m.watch = w
 	w.hide.Store(true)
-	time.AfterFunc(1500*time.Millisecond, func() { w.hide.Store(false) })
-	if _, err := m.start(ctx, me(), []string{"later"}, true, 5*time.Second); err != nil {
+	var asked atomic.Bool
+	f.onStatus = func(name string) {
+		if name == "later" && w.hide.Load() {
+			asked.Store(true)
+			w.hide.Store(false)
+		}
+	}
+	if _, err := m.start(ctx, me(), []string{"later"}, true, testWait); err != nil {
 		t.Fatalf("start --wait with a lagging view: %v", err)
+	}
+	if !asked.Load() {
+		t.Fatal("the wait never asked systemd while the view lacked the unit")
 	}
 }
 
@@ -486,15 +558,20 @@ func TestWaitNeedsAMainProcess(t *testing.T) {
 	st := f.Snapshot()["x"]
 	st.ActiveState, st.SubState, st.MainPID, st.ExecMainStart, st.ActiveEnter = "activating", "start", 0, time.Time{}, time.Time{}
 	f.set(st)
-	time.AfterFunc(300*time.Millisecond, func() {
-		st.ActiveState, st.SubState, st.MainPID, st.ExecMainStart, st.ActiveEnter = "active", "running", 5555, time.Now(), time.Now()
-		f.set(st)
-	})
-	t0 := time.Now()
-	if err := m.waitRunning(t.Context(), "x", 5*time.Second); err != nil {
+	// It stays activating: the wait can only end by its timeout (twice the
+	// settle time, so counting the settle time from the wait's begin would
+	// be caught too).
+	if err := m.waitRunning(t.Context(), "x", 2*settleTime); !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "not running after") {
+		t.Fatalf("wait on a unit that stays activating: %v, want a timeout", err)
+	}
+	// Once it has a main process, the wait returns after that process has
+	// run for the settle time (a bound from below, which no delay breaks).
+	st.ActiveState, st.SubState, st.MainPID, st.ExecMainStart, st.ActiveEnter = "active", "running", 5555, time.Now(), time.Now()
+	f.set(st)
+	if err := m.waitRunning(t.Context(), "x", testWait); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(t0); d < 300*time.Millisecond+settleTime {
-		t.Fatalf("wait returned after %s, before the process had run for %s", d, settleTime)
+	if d := time.Since(st.ExecMainStart); d < settleTime {
+		t.Fatalf("wait returned %s after the process started, before it had run for %s", d, settleTime)
 	}
 }

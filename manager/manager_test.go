@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
@@ -381,17 +383,28 @@ func TestSameProcessZombie(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := cmd.Process.Pid
+	// Until it is reaped the process stays in /proc (running or a zombie).
 	start, err := procStartTime(pid)
 	if err != nil {
-		t.Skipf("process exited before we read it: %v", err)
+		t.Fatalf("start time of an unreaped child: %v", err)
 	}
-	// Not reaped yet: a zombie, which must count as gone.
-	deadline := time.Now().Add(5 * time.Second)
-	for sameProcess(pid, start) {
-		if time.Now().After(deadline) {
-			t.Fatal("an exited (zombie) process still counts as alive")
+	// Wait for its exit without reaping it (WNOWAIT): it is a zombie now,
+	// which must count as gone.
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err == nil {
+			break
 		}
-		time.Sleep(5 * time.Millisecond)
+		if !errors.Is(err, unix.EINTR) {
+			t.Fatalf("waitid: %v", err)
+		}
+	}
+	if state, st, err := procStat(pid); err != nil || state != 'Z' || st != start {
+		t.Fatalf("exited, unreaped child: state %q start %d %v, want a zombie", state, st, err)
+	}
+	if sameProcess(pid, start) {
+		t.Fatal("an exited (zombie) process still counts as alive")
 	}
 	_ = cmd.Wait()
 	if sameProcess(os.Getpid(), 0) {
