@@ -44,6 +44,10 @@ bench: ## echo-server benchmark: wrapper io_uring/net vs Go net vs gnet (server 
 bench-lifecycle: build ## lifecycle benchmark against the sandboxed systemd (root): add, kill -9, ls at 1,000, daemon restart
 	scripts/systemd-sandbox.sh -- env GOCACHE="$$(go env GOCACHE)" $(GO) -C bench run ./lifecycle -socketley $(CURDIR)/$(BIN) $(BENCHFLAGS)
 
+.PHONY: bench-restart
+bench-restart: build ## kill -9 → answering, socketley next to PM2, same C echo binary and run (root; installs PM2 with npm if missing; BENCHFLAGS="-restart-sec 0 -uptime 15s -v")
+	scripts/bench-restart.sh $(BENCHFLAGS)
+
 install: build ## install to $(PREFIX)/bin
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/socketley
 

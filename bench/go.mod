@@ -2,7 +2,10 @@ module github.com/socketley/socketley/bench
 
 go 1.26.0
 
-require github.com/socketley/socketley v0.0.0
+require (
+	github.com/socketley/socketley v0.0.0
+	golang.org/x/sys v0.50.0
+)
 
 require (
 	github.com/panjf2000/ants/v2 v2.11.3 // indirect
@@ -11,7 +14,6 @@ require (
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.0 // indirect
 	golang.org/x/sync v0.11.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 )
 
