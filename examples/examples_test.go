@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,15 +22,20 @@ import (
 	"time"
 )
 
-// syncBuffer collects a program's stderr.
+// syncBuffer collects a program's stderr and wakes waiters on every write.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed by the next Write; nil until someone waits
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 	return s.b.Write(p)
 }
 
@@ -37,6 +43,16 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// next returns the text so far and a channel closed by the next write.
+func (s *syncBuffer) next() (string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.b.String(), s.changed
 }
 
 var portRE = regexp.MustCompile(`(?:listening on |addr=)\S*:(\d+)`)
@@ -94,24 +110,54 @@ func start(t *testing.T, dir string) *proc {
 			t.Logf("%s stderr:\n%s", dir, p.stderr.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
+	m := p.waitLog("its port", func(s string) []string { return portRE.FindStringSubmatch(s) })
+	p.addr = "127.0.0.1:" + m[1]
+	return p
+}
+
+// timeout bounds every wait (a line on stderr or from a client, an exit, a
+// close). It only decides how long a broken program takes to fail the test:
+// a passing test never waits for it, so it is generous for a loaded machine.
+const timeout = 30 * time.Second
+
+// waitLog waits until find matches the program's stderr, woken by each write
+// (no polling), and returns the match. It fails the test when the program
+// exits first or after timeout.
+func (p *proc) waitLog(what string, find func(string) []string) []string {
+	p.t.Helper()
+	expire := time.NewTimer(timeout)
+	defer expire.Stop()
 	for {
-		if m := portRE.FindStringSubmatch(p.stderr.String()); m != nil {
-			p.addr = "127.0.0.1:" + m[1]
-			return p
+		s, changed := p.stderr.next()
+		if m := find(s); m != nil {
+			return m
 		}
 		select {
+		case <-changed:
 		case err := <-p.exited:
-			t.Fatalf("%s exited at startup: %v\n%s", dir, err, p.stderr.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not log its port within 10s:\n%s", dir, p.stderr.String())
+			p.exited <- err // for terminate and others
+			if m := find(p.stderr.String()); m != nil {
+				return m
+			}
+			p.t.Fatalf("exited (%v) before logging %s:\n%s", err, what, p.stderr.String())
+		case <-expire.C:
+			p.t.Fatalf("did not log %s within %s:\n%s", what, timeout, p.stderr.String())
 		}
 	}
 }
 
-// terminate sends SIGTERM and requires a clean exit within 10 s.
+// waitLine waits for a stderr line containing sub.
+func (p *proc) waitLine(sub string) {
+	p.t.Helper()
+	p.waitLog(strconv.Quote(sub), func(s string) []string {
+		if strings.Contains(s, sub) {
+			return []string{sub}
+		}
+		return nil
+	})
+}
+
+// terminate sends SIGTERM and requires a clean exit.
 func (p *proc) terminate(wantLog string) {
 	p.t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -122,8 +168,8 @@ func (p *proc) terminate(wantLog string) {
 		if err != nil {
 			p.t.Fatalf("exit after SIGTERM: %v, want status 0", err)
 		}
-	case <-time.After(10 * time.Second):
-		p.t.Fatal("still running 10s after SIGTERM")
+	case <-time.After(timeout):
+		p.t.Fatalf("still running %s after SIGTERM", timeout)
 	}
 	if !strings.Contains(p.stderr.String(), wantLog) {
 		p.t.Fatalf("stderr lacks %q:\n%s", wantLog, p.stderr.String())
@@ -139,7 +185,7 @@ type client struct {
 
 func (p *proc) dial() *client {
 	p.t.Helper()
-	c, err := net.DialTimeout("tcp", p.addr, 5*time.Second)
+	c, err := net.DialTimeout("tcp", p.addr, timeout)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -173,8 +219,8 @@ func (c *client) expect(want string) {
 		if got != want {
 			c.t.Fatalf("got %q, want %q", got, want)
 		}
-	case <-time.After(5 * time.Second):
-		c.t.Fatalf("no line within 5s, want %q", want)
+	case <-time.After(timeout):
+		c.t.Fatalf("no line within %s, want %q", timeout, want)
 	}
 }
 
@@ -182,53 +228,52 @@ func (c *client) expect(want string) {
 func (c *client) expectPrefix(prefix string) {
 	c.t.Helper()
 	select {
-	case got := <-c.lines:
+	case got, ok := <-c.lines:
+		if !ok {
+			c.t.Fatalf("connection closed, want %q...", prefix)
+		}
 		if !strings.HasPrefix(got, prefix) {
 			c.t.Fatalf("got %q, want a line starting with %q", got, prefix)
 		}
-	case <-time.After(5 * time.Second):
-		c.t.Fatalf("no line within 5s, want %q...", prefix)
+	case <-time.After(timeout):
+		c.t.Fatalf("no line within %s, want %q...", timeout, prefix)
 	}
 }
 
-// quiet requires that nothing arrives for a while.
-func (c *client) quiet() {
+// closed requires the server to close the connection, with no line before
+// the end: a line still in flight (a duplicate, an echo to the sender) fails.
+func (c *client) closed() {
 	c.t.Helper()
 	select {
 	case got, ok := <-c.lines:
 		if ok {
-			c.t.Fatalf("unexpected line %q", got)
+			c.t.Fatalf("unexpected line %q, want the connection closed", got)
 		}
-	case <-time.After(300 * time.Millisecond):
-	}
-}
-
-// closed requires the server to close the connection.
-func (c *client) closed() {
-	c.t.Helper()
-	for {
-		select {
-		case _, ok := <-c.lines:
-			if !ok {
-				return
-			}
-		case <-time.After(5 * time.Second):
-			c.t.Fatal("connection still open 5s after the server shut down")
-		}
+	case <-time.After(timeout):
+		c.t.Fatalf("connection still open %s after the server shut down", timeout)
 	}
 }
 
 func TestEchoService(t *testing.T) {
 	p := start(t, "echo-service")
-	if !strings.Contains(p.stderr.String(), "not attached") {
-		t.Fatalf("without a daemon the attach should fail and be logged:\n%s", p.stderr.String())
+	// "listening on" comes before the attach attempt: wait for the attach's
+	// own outcome. Without a daemon it fails, is logged, and serving goes on.
+	p.waitLine("not attached to a socketley daemon")
+	if strings.Contains(p.stderr.String(), "attached to the socketley daemon as") {
+		t.Fatalf("attached without a daemon:\n%s", p.stderr.String())
 	}
 	a, b := p.dial(), p.dial()
 	a.send("hello socketley")
 	b.send("second client")
 	a.expect("hello socketley")
 	b.expect("second client")
-	a.quiet()
+	// Each line is echoed once, to its sender only: anything extra on a
+	// connection (a second echo, the other client's line) would be written
+	// before the echo of the next line, so the next line read must be it.
+	a.send("again from a")
+	a.expect("again from a")
+	b.send("again from b")
+	b.expect("again from b")
 	p.terminate("stopped")
 	a.closed()
 	b.closed()
@@ -257,11 +302,18 @@ func TestChatServer(t *testing.T) {
 	b.send("hi from bob")
 	a.expect("[bob] hi from bob")
 	c.expect("[bob] hi from bob")
-	// Exactly once, and never back to the sender.
-	a.quiet()
-	b.quiet()
-	c.quiet()
+	// Exactly once, and never back to the sender. A duplicate to a or c, or
+	// an echo to b, would be queued by the broadcast of "hi from bob", and a
+	// connection's messages are written in the order they are queued (and b's
+	// lines are handled in order): so the next line everyone reads must be
+	// the one about b's next message.
+	b.send("/nick bobby")
+	b.expect("* you are now bobby")
+	a.expect("* bob is now bobby")
+	c.expect("* bob is now bobby")
 
+	// A client gone does not disturb the others; the sender hears nothing
+	// back (closed requires the end with no line before it).
 	_ = c.c.Close()
 	a.send("still here")
 	b.expect("[user-2] still here")

@@ -5,6 +5,7 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,15 +43,25 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects the daemon's log.
+// waitTimeout bounds every wait of these tests (a log line, a reply, a
+// state). It only decides how long a broken daemon takes to fail a test: a
+// passing test never waits for it, so it is generous for a loaded machine.
+const waitTimeout = 30 * time.Second
+
+// syncBuffer collects the daemon's log and wakes waiters on every write.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed by the next Write; nil until someone waits
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 	return s.b.Write(p)
 }
 
@@ -59,12 +71,55 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// next returns the log so far and a channel closed by the next write.
+func (s *syncBuffer) next() (string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.b.String(), s.changed
+}
+
+// mark returns the current end of the daemon's log, for waitLog.
+func (e *env) mark() int { return len(e.log.String()) }
+
+// waitLog waits, woken by each write of the daemon (no polling), until re
+// matches the daemon's log after offset from, and returns the match's
+// submatch indexes (absolute offsets in the log). It fails the test when the
+// daemon exits first or after waitTimeout.
+func (e *env) waitLog(from int, what string, re *regexp.Regexp) []int {
+	e.t.Helper()
+	expire := time.NewTimer(waitTimeout)
+	defer expire.Stop()
+	for {
+		s, changed := e.log.next()
+		if m := re.FindStringSubmatchIndex(s[from:]); m != nil {
+			for i := range m {
+				if m[i] >= 0 {
+					m[i] += from
+				}
+			}
+			return m
+		}
+		select {
+		case <-changed:
+		case err := <-e.exited:
+			e.exited <- err // for stopDaemon
+			e.t.Fatalf("the daemon exited (%v) before logging %s", err, what)
+		case <-expire.C:
+			e.t.Fatalf("the daemon did not log %s within %s", what, waitTimeout)
+		}
+	}
+}
+
 // env is one daemon on private paths plus helpers to drive the CLI.
 type env struct {
 	t      *testing.T
 	dir    string
 	sock   string
 	state  string
+	args   []string // extra daemon flags, for every (re)start
 	daemon *exec.Cmd
 	log    *syncBuffer
 	exited chan error
@@ -91,7 +146,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) startDaemon() {
 	e.t.Helper()
-	startDaemonWith(e)
+	startDaemonWith(e, e.args...)
 }
 
 func (e *env) stopDaemon(sig syscall.Signal) {
@@ -102,8 +157,8 @@ func (e *env) stopDaemon(sig syscall.Signal) {
 	_ = e.daemon.Process.Signal(sig)
 	select {
 	case <-e.exited:
-	case <-time.After(10 * time.Second):
-		e.t.Fatalf("daemon did not exit after %v", sig)
+	case <-time.After(waitTimeout):
+		e.t.Fatalf("daemon did not exit within %s after %v", waitTimeout, sig)
 	}
 	e.daemon = nil
 }
@@ -172,10 +227,12 @@ func unitProp(t *testing.T, name, prop string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// eventually polls cond until it holds or 10 s pass.
+// eventually polls cond until it holds or waitTimeout passes. Use it only for
+// a state that, once reached, stays (a new pid, a restart count, a journal
+// entry), and only where no event (a log line, a reply) marks it.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting until %s", what)
@@ -257,7 +314,13 @@ while :; do sleep 0.05; done`)
 		t.Fatalf("start: pid %d (old %d)", pid2, pid)
 	}
 
-	// restart: the old process has stopped before the new one starts.
+	// restart: the old process has stopped before the new one starts. The
+	// script sets its TERM trap before it records its start: a SIGTERM before
+	// that line would kill sh without the "stop" record, so wait for it.
+	eventually(t, "the process to record its start (its trap is set)", func() bool {
+		b, _ := os.ReadFile(marks)
+		return strings.Contains(string(b), fmt.Sprintf("start %d\n", pid2))
+	})
 	_ = os.WriteFile(marks, nil, 0o644)
 	e.ok("restart", "svc")
 	pid3 := e.psPID("svc")
@@ -376,7 +439,7 @@ func TestDaemonRestartAdoptsAndReboots(t *testing.T) {
 }
 
 func TestOrphanListedAndLeftAlone(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvWith(t, "--tick", fastTick)
 	out, err := exec.Command("systemd-run", "--user", "--unit", "socketley-stray", "sleep", "1000").CombinedOutput()
 	if err != nil {
 		t.Fatalf("systemd-run: %v %s", err, out)
@@ -389,9 +452,14 @@ func TestOrphanListedAndLeftAlone(t *testing.T) {
 	if !strings.Contains(ls, "orphan") {
 		t.Fatalf("orphan not marked:\n%s", ls)
 	}
-	// A daemon restart leaves it alone.
+	// A daemon restart leaves it alone: it reconciles (which reports the
+	// orphan) and then runs health ticks; after two complete ticks, all of
+	// that is done and the unit must still be active.
 	e.stopDaemon(syscall.SIGTERM)
 	e.startDaemon()
+	e.waitLog(0, "the orphan at reconcile", regexp.MustCompile(`msg="orphan unit: not in the registry, left alone" name=stray `))
+	tick := regexp.MustCompile(`msg=tick `)
+	e.waitLog(e.waitLog(0, "a tick", tick)[1], "a second tick", tick)
 	if st := unitProp(t, "stray", "ActiveState"); st != "active" {
 		t.Fatalf("orphan unit %s after daemon restart, want active", st)
 	}
@@ -442,10 +510,51 @@ func TestLogs(t *testing.T) {
 	e := newEnv(t)
 	e.script("talk.sh", `echo "hello from $SOCKETLEY_NAME"; exec sleep 1000`)
 	e.ok("add", "./talk.sh", "-s")
-	eventually(t, "the output to reach the journal", func() bool {
-		out, _, _ := e.run("logs", "talk", "-n", "20")
-		return strings.Contains(out, "hello from talk")
-	})
+	// logs -f (journalctl -f) prints the line when it reaches the journal.
+	f := exec.Command(binPath, "--socket", e.sock, "logs", "talk", "-n", "20", "-f")
+	f.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the CLI and its journalctl
+	out, err := f.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ferr strings.Builder
+	f.Stderr = &ferr
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = syscall.Kill(-f.Process.Pid, syscall.SIGKILL)
+			_ = f.Wait()
+		}
+	}
+	defer stop()
+	found := make(chan bool, 1)
+	var seen strings.Builder
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			seen.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "hello from talk") {
+				found <- true
+				return
+			}
+		}
+		found <- false
+	}()
+	select {
+	case ok := <-found:
+		if !ok {
+			stop()
+			t.Fatalf("logs -f ended without the line; stdout:\n%s\nstderr: %s", seen.String(), ferr.String())
+		}
+	case <-time.After(waitTimeout):
+		stop()
+		t.Fatalf("logs -f: no \"hello from talk\" within %s; stderr: %s", waitTimeout, ferr.String())
+	}
+	stop()
 	if _, errs, code := e.run("logs", "nope"); code != 1 || !strings.Contains(errs, "unknown runtime") {
 		t.Fatalf("logs of an unknown runtime: exit %d %q", code, errs)
 	}
@@ -456,12 +565,13 @@ func TestReconnectAfterBusRestart(t *testing.T) {
 	e.script("r.sh", "exec sleep 1000")
 	e.ok("add", "./r.sh", "-s")
 	pid := e.psPID("r")
+	from := e.mark()
 	if out, err := exec.Command("systemctl", "--user", "restart", "dbus.service").CombinedOutput(); err != nil {
 		t.Fatalf("restart the session bus: %v %s", err, out)
 	}
-	eventually(t, "the daemon to reconnect", func() bool {
-		return strings.Contains(e.log.String(), "reconnected to systemd")
-	})
+	// "reconnected" comes before the resync; "reconciled" after it.
+	at := e.waitLog(from, "the reconnect", regexp.MustCompile(`msg="reconnected to systemd; resyncing"`))
+	e.waitLog(at[1], "the reconcile after the reconnect", regexp.MustCompile(`msg=reconciled `))
 	// The daemon kept running, adopted the unit, and can start new ones.
 	if got := e.psPID("r"); got != pid {
 		t.Fatalf("after reconnect: pid %d, want %d", got, pid)

@@ -7,11 +7,14 @@
  *   sockclient cmd WORD...
  *       send one request line, print the reply text, exit with its code
  *   sockclient serve TYPE NAME PORT
- *       listen on 127.0.0.1:PORT, attach (managed when SOCKETLEY_MANAGED is
- *       set; the name comes from SOCKETLEY_NAME when set), print
- *       "attached PID" and run. SIGUSR1 detaches (remove NAME) and keeps
- *       running; SIGTERM/SIGINT detach an unmanaged attach, then exit 0 --
- *       what the C++ SDK does at exit.
+ *       listen on 127.0.0.1:PORT (0: a free port the kernel picks), attach
+ *       (managed when SOCKETLEY_MANAGED is set; the name comes from
+ *       SOCKETLEY_NAME when set), print "attached PID PORT" and run. SIGUSR1
+ *       detaches (remove NAME) and keeps running; SIGTERM/SIGINT detach an
+ *       unmanaged attach, then exit 0 -- what the C++ SDK does at exit.
+ *       SIGWINCH prints "alive PID": the signals are taken in order of
+ *       number, so a SIGTERM/SIGINT already pending is handled (exit)
+ *       before it, and a test reading "alive" knows none was.
  *
  * Socket path as the C++ SDK resolves it: $SOCKETLEY_SOCKET when set and
  * non-empty; /run/socketley/socketley.sock when readable and writable;
@@ -119,16 +122,20 @@ static int serve(const char *type, const char *name, int port) {
 	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(ls, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(ls, 128) < 0) {
+	socklen_t sl = sizeof sin;
+	if (bind(ls, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(ls, 128) < 0 ||
+	    getsockname(ls, (struct sockaddr *)&sin, &sl) < 0) {
 		fprintf(stderr, "listen on port %d: %s\n", port, strerror(errno));
 		return 2;
 	}
+	port = ntohs(sin.sin_port);
 
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGWINCH);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 
 	char line[512];
@@ -139,7 +146,7 @@ static int serve(const char *type, const char *name, int port) {
 		fprintf(stderr, "attach failed (%d): %s", code, text);
 		return code < 0 ? 2 : code;
 	}
-	printf("attached %d\n", (int)getpid());
+	printf("attached %d %d\n", (int)getpid(), port);
 	fflush(stdout);
 
 	int attached = !managed;
@@ -149,6 +156,11 @@ static int serve(const char *type, const char *name, int port) {
 		int sig;
 		if (sigwait(&set, &sig) != 0)
 			continue;
+		if (sig == SIGWINCH) {
+			printf("alive %d\n", (int)getpid());
+			fflush(stdout);
+			continue;
+		}
 		if (attached) {
 			code = request(rm, text, sizeof text);
 			printf("detach %d: %s", code, text);
