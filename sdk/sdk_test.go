@@ -56,13 +56,17 @@ func newFakeDaemon(t *testing.T, reply func(line string) (byte, string)) *fakeDa
 	return d
 }
 
+// failsafe bounds waits for something that must happen; it only turns a
+// hang into a failure, so it is far longer than any correct run needs.
+const failsafe = time.Minute
+
 func (d *fakeDaemon) next(t *testing.T) string {
 	t.Helper()
 	select {
 	case l := <-d.lines:
 		return l
-	case <-time.After(5 * time.Second):
-		t.Fatal("no request reached the daemon")
+	case <-time.After(failsafe):
+		t.Fatalf("no request reached the daemon within %v", failsafe)
 		return ""
 	}
 }
@@ -97,10 +101,13 @@ func TestAttach(t *testing.T) {
 				t.Fatal(err)
 			}
 			if Managed() {
+				// Detach returns only after the daemon's reply, and the
+				// daemon queues each request before it replies: anything
+				// the managed Detach sent is in d.lines already.
 				select {
 				case l := <-d.lines:
 					t.Fatalf("managed Detach sent %q; a unit's entry must not be removed", l)
-				case <-time.After(50 * time.Millisecond):
+				default:
 				}
 				return
 			}

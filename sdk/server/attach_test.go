@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,17 +11,18 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
 )
 
 // fakeDaemon answers one request per connection on a unix socket with code
-// and records the request lines.
+// and records the request lines; each line is also sent on requests before
+// the reply is written.
 type fakeDaemon struct {
-	mu    sync.Mutex
-	lines []string
+	mu       sync.Mutex
+	lines    []string
+	requests chan string
 }
 
 func startFakeDaemon(t *testing.T, code byte, reply string) (*fakeDaemon, string) {
@@ -32,7 +32,7 @@ func startFakeDaemon(t *testing.T, code byte, reply string) (*fakeDaemon, string
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &fakeDaemon{}
+	d := &fakeDaemon{requests: make(chan string, 16)}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -48,6 +48,10 @@ func startFakeDaemon(t *testing.T, code byte, reply string) (*fakeDaemon, string
 				d.mu.Lock()
 				d.lines = append(d.lines, line)
 				d.mu.Unlock()
+				select {
+				case d.requests <- line:
+				default: // nobody waits for this many
+				}
 				_ = wire.WriteReply(nc, code, []byte(reply))
 			}
 			nc.Close()
@@ -60,24 +64,6 @@ func (d *fakeDaemon) got() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return append([]string(nil), d.lines...)
-}
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestAutoAttach(t *testing.T) {
@@ -100,7 +86,7 @@ func TestAutoAttach(t *testing.T) {
 				t.Setenv(sdk.EnvManaged, "1")
 				t.Setenv(sdk.EnvName, "x")
 				t.Setenv(sdk.EnvSocket, sock)
-				var logs syncBuffer
+				var logs logSink
 				opts := []Option{WithEngine(eng), WithAttach("default-name"), WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))}
 				if tt.required {
 					opts = append(opts, WithAttachRequired())
@@ -116,18 +102,12 @@ func TestAutoAttach(t *testing.T) {
 					s.Shutdown(context.Background())
 				}()
 				want := fmt.Sprintf("attach server x %d --pid %d --managed\n", s.Port(), os.Getpid())
-				eventually(t, 5*time.Second, "the attach request", func() bool { return len(d.got()) == 1 })
-				if got := d.got()[0]; got != want {
+				if got := receive(t, d.requests, "the attach request"); got != want {
 					t.Errorf("attach request: got %q, want %q", got, want)
 				}
 				if tt.wantRun != nil {
-					select {
-					case err := <-errc:
-						if !errors.Is(err, tt.wantRun) {
-							t.Fatalf("Run: got %v, want %v", err, tt.wantRun)
-						}
-					case <-time.After(5 * time.Second):
-						t.Fatal("Run kept serving after a required attach failed")
+					if err := receive(t, errc, "Run to return after a required attach failed"); !errors.Is(err, tt.wantRun) {
+						t.Fatalf("Run: got %v, want %v", err, tt.wantRun)
 					}
 					return
 				}
@@ -137,13 +117,16 @@ func TestAutoAttach(t *testing.T) {
 					t.Fatalf("got %q", got)
 				}
 				if tt.wantLog != "" {
-					eventually(t, 5*time.Second, "the log line", func() bool { return bytes.Contains([]byte(logs.String()), []byte(tt.wantLog)) })
+					logs.waitFor(t, tt.wantLog)
 				}
 				if err := s.Shutdown(context.Background()); err != nil {
 					t.Fatal(err)
 				}
 				if err := <-errc; err != nil {
 					t.Fatalf("Run: %v", err)
+				}
+				if got := d.got(); len(got) != 1 {
+					t.Errorf("daemon requests: got %q, want the attach only", got)
 				}
 			})
 		}
@@ -158,6 +141,17 @@ func TestNoAttachWhenUnmanaged(t *testing.T) {
 	c := dial(t, s)
 	c.send(t, "x")
 	c.line(t)
+	// An echo does not prove that Run has got past the point where it would
+	// start the attach. Shutdown returns once Run is done, and Run waits for
+	// its attach goroutine, whose request the daemon records before it
+	// replies: from here on, an attach Run had started is in d.got(). (Only
+	// a broken Run whose attach goroutine did not even dial before the
+	// engine had stopped would slip through.)
+	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if got := d.got(); len(got) != 0 {
 		t.Errorf("daemon requests: got %q, want none", got)
 	}

@@ -170,6 +170,9 @@ func (e *netEngine) throttle(c *Conn) {
 	for c.queued > e.srv.pauseHigh && !c.closing {
 		c.n.paused = true
 		c.mu.Unlock()
+		if f := e.srv.cfg.testOnPause; f != nil {
+			f(c)
+		}
 		<-c.n.resume
 		c.mu.Lock()
 	}

@@ -661,6 +661,9 @@ func (l *loop) onRecv(c *Conn, cqe *uring.CQE) {
 // multishot recv is cancelled and re-armed by onSend.
 func (l *loop) pauseRecv(c *Conn) {
 	c.u.paused = true
+	if f := l.srv.cfg.testOnPause; f != nil {
+		f(c)
+	}
 	if c.u.recvArmed {
 		l.getSQE().PrepCancel(userData(opRecv, c.u.slot, c.u.gen), 0, userData(opCancel, 0, 0))
 	}

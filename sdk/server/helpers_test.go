@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -47,7 +48,7 @@ func serve(t *testing.T, eng Engine, setup func(s *Server), opts ...Option) *Ser
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(context.Background()) }()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), failsafe)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
@@ -66,12 +67,13 @@ type client struct {
 
 func dial(t testing.TB, s *Server) *client {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port())), 10*time.Second)
+	nc, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port())), failsafe)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+	// A hang fails the test instead of blocking it until the go test timeout.
+	_ = nc.SetDeadline(time.Now().Add(failsafe))
 	return &client{Conn: nc, r: bufio.NewReaderSize(nc, 64<<10)}
 }
 
@@ -94,7 +96,7 @@ func (c *client) line(t testing.TB) string {
 // expectEOF waits until the server closes the connection.
 func (c *client) expectEOF(t testing.TB) {
 	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(failsafe))
 	for {
 		_, err := c.r.ReadByte()
 		if err == nil {
@@ -102,7 +104,7 @@ func (c *client) expectEOF(t testing.TB) {
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			t.Fatal("connection not closed by the server within 10s")
+			t.Fatalf("connection not closed by the server within %v", failsafe)
 		}
 		return // EOF or reset
 	}
@@ -112,15 +114,37 @@ func echo(s *Server) {
 	s.OnMessage(func(c *Conn, msg []byte) { _ = c.Send(msg) })
 }
 
-// eventually polls cond for up to d.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+// failsafe bounds every wait in this package for something that must
+// happen. It only turns a hang into a failure with a message: a correct run
+// never comes near it, even with -race on a loaded 2-core machine, so no
+// test depends on it being long enough. Tests synchronise on events (a
+// callback, a log line, a channel), never on elapsed time.
+const failsafe = time.Minute
+
+// eventually polls cond until it holds, failing the test after failsafe.
+// It is only for state that has no event to wait on (the fd table, the
+// goroutine count, an engine's internal state) and that, once reached,
+// stays reached, so the polling interval cannot make the test fail.
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := time.Now().Add(failsafe)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+			t.Fatalf("timed out after %v waiting for %s", failsafe, what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// receive waits for a value on ch, failing the test after failsafe.
+func receive[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(failsafe):
+		t.Fatalf("timed out after %v waiting for %s", failsafe, what)
+		panic("unreachable")
 	}
 }
 
@@ -133,10 +157,13 @@ func countFDs(t testing.TB) int {
 	return len(ents)
 }
 
-// counter counts calls per connection id.
+// counter counts calls per connection id; waitTotal blocks until a number
+// of calls was reached.
 type counter struct {
-	mu sync.Mutex
-	m  map[uint64]int
+	mu      sync.Mutex
+	m       map[uint64]int
+	n       int
+	changed chan struct{} // closed by the next inc
 }
 
 func (c *counter) inc(id uint64) {
@@ -145,6 +172,11 @@ func (c *counter) inc(id uint64) {
 		c.m = make(map[uint64]int)
 	}
 	c.m[id]++
+	c.n++
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
 	c.mu.Unlock()
 }
 
@@ -159,16 +191,91 @@ func (c *counter) snapshot() map[uint64]int {
 }
 
 func (c *counter) total() int {
-	n := 0
-	for _, v := range c.snapshot() {
-		n += v
-	}
-	return n
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }
 
+// waitTotal blocks until at least n calls were counted, failing the test
+// after failsafe.
+func (c *counter) waitTotal(t testing.TB, n int, what string) {
+	t.Helper()
+	timeout := time.NewTimer(failsafe)
+	defer timeout.Stop()
+	for {
+		c.mu.Lock()
+		if c.n >= n {
+			c.mu.Unlock()
+			return
+		}
+		if c.changed == nil {
+			c.changed = make(chan struct{})
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timeout.C:
+			t.Fatalf("timed out after %v waiting for %s: %d of %d calls", failsafe, what, c.total(), n)
+		}
+	}
+}
+
+// logSink is a log destination safe for concurrent writes that lets a test
+// wait for a line.
+type logSink struct {
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed by the next Write
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+	return s.b.Write(p)
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor blocks until the log contains sub, failing the test after
+// failsafe.
+func (s *logSink) waitFor(t testing.TB, sub string) {
+	t.Helper()
+	timeout := time.NewTimer(failsafe)
+	defer timeout.Stop()
+	for {
+		s.mu.Lock()
+		if strings.Contains(s.b.String(), sub) {
+			s.mu.Unlock()
+			return
+		}
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timeout.C:
+			t.Fatalf("timed out after %v waiting for %q in the log:\n%s", failsafe, sub, s.String())
+		}
+	}
+}
+
+// settleGoroutines waits until at most want goroutines are left. It polls:
+// goroutines that end after Run returned (Run's helpers, the test's own
+// Run goroutine) signal nothing when they are gone.
 func settleGoroutines(t testing.TB, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(failsafe)
 	for {
 		runtime.GC()
 		n := runtime.NumGoroutine()

@@ -83,6 +83,9 @@ type config struct {
 	sqEntries uint32
 	// testRingFailure makes io_uring loop setup fail (tests of the Run-time fallback).
 	testRingFailure error
+	// testOnPause, when set, is called each time an engine stops reading
+	// from c because too much output is queued (tests wait for it).
+	testOnPause func(c *Conn)
 }
 
 func defaultConfig() config {

@@ -117,7 +117,7 @@ func TestManyConnections(t *testing.T) {
 		for _, c := range clients {
 			c.Close()
 		}
-		eventually(t, 10*time.Second, "all disconnects", func() bool { return disconnected.total() == conns })
+		disconnected.waitTotal(t, conns, "all disconnects")
 		if got := len(connected.snapshot()); got != conns {
 			t.Errorf("distinct connections: got %d, want %d", got, conns)
 		}
@@ -126,7 +126,10 @@ func TestManyConnections(t *testing.T) {
 
 func TestBroadcast(t *testing.T) {
 	allEngines(t, func(t *testing.T, eng Engine) {
+		var connected counter
 		s := serve(t, eng, func(s *Server) {
+			// A connection is in Conns before OnConnect runs.
+			s.OnConnect(func(c *Conn) { connected.inc(c.ID()) })
 			s.OnMessage(func(c *Conn, msg []byte) {
 				if rest, ok := bytes.CutPrefix(msg, []byte("bc:")); ok {
 					s.Broadcast(rest, c)
@@ -141,7 +144,7 @@ func TestBroadcast(t *testing.T) {
 		for i := range clients {
 			clients[i] = dial(t, s)
 		}
-		eventually(t, 5*time.Second, "all connections", func() bool { return s.NumConns() == n })
+		connected.waitTotal(t, n, "all connections")
 		clients[0].send(t, "bc:hello all")
 		if got := clients[0].line(t); got != "ack" {
 			t.Fatalf("sender: got %q, want %q (the sender is excluded)", got, "ack")
@@ -272,8 +275,16 @@ func TestClose(t *testing.T) {
 				})
 				c := dial(t, s)
 				tt.run(t, c)
-				eventually(t, 5*time.Second, "OnDisconnect", func() bool { return disc.total() >= 1 })
-				time.Sleep(50 * time.Millisecond)
+				disc.waitTotal(t, 1, "OnDisconnect")
+				// A second OnDisconnect, or the Send in the first, could
+				// still be under way: once Shutdown has returned, every
+				// callback has run to its end (the engine's goroutines are
+				// gone), so the counts below are final.
+				ctx, cancel := context.WithTimeout(context.Background(), failsafe)
+				defer cancel()
+				if err := s.Shutdown(ctx); err != nil {
+					t.Fatalf("Shutdown: %v", err)
+				}
 				if got := disc.snapshot(); len(got) != 1 || got[1] != 1 {
 					t.Fatalf("OnDisconnect calls: got %v, want exactly one for conn 1", got)
 				}
@@ -303,7 +314,7 @@ func TestOversizeMessage(t *testing.T) {
 		// A message of exactly the limit is fine.
 		c := dial(t, s)
 		c.Write(append(payload(limit, 1), '\n'))
-		eventually(t, 5*time.Second, "the message at the limit", func() bool { return got.total() == 1 })
+		got.waitTotal(t, 1, "the message at the limit")
 
 		runtime.GC()
 		var before runtime.MemStats
@@ -325,7 +336,7 @@ func TestOversizeMessage(t *testing.T) {
 			}()
 			go func() {
 				defer wg.Done()
-				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_ = c.SetReadDeadline(time.Now().Add(failsafe))
 				_, err := io.Copy(io.Discard, c)
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
@@ -338,7 +349,7 @@ func TestOversizeMessage(t *testing.T) {
 		for err := range eofs {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "oversize connections closed", func() bool { return disc.total() == conns })
+		disc.waitTotal(t, conns, "oversize connections closed")
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
@@ -412,7 +423,7 @@ func TestNoLeaks(t *testing.T) {
 				io.ReadFull(nc, b)
 			}
 			// Half of the clients stay connected: Shutdown closes them.
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), failsafe)
 			if err := s.Shutdown(ctx); err != nil {
 				t.Fatalf("Shutdown: %v", err)
 			}
@@ -428,7 +439,7 @@ func TestNoLeaks(t *testing.T) {
 			}
 		}
 		settleGoroutines(t, gs)
-		eventually(t, 5*time.Second, "fds back to the start", func() bool { return countFDs(t) <= fds })
+		eventually(t, "fds back to the start", func() bool { return countFDs(t) <= fds })
 	})
 }
 
@@ -464,13 +475,8 @@ func TestRunStopsOnContext(t *testing.T) {
 		c.send(t, "x")
 		c.line(t)
 		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("Run did not return after its context was cancelled")
+		if err := receive(t, errc, "Run to return after its context was cancelled"); err != nil {
+			t.Fatalf("Run: %v", err)
 		}
 		c.expectEOF(t)
 		if disc.total() != 1 {
@@ -487,7 +493,8 @@ func TestShutdownFlushes(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.OnConnect(func(c *Conn) { ready <- c })
-		go s.Run(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- s.Run(context.Background()) }()
 		c := dial(t, s)
 		sc := <-ready
 		const n = 2000
@@ -498,7 +505,8 @@ func TestShutdownFlushes(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			// A deadline would make Shutdown drop what is still queued.
+			ctx, cancel := context.WithTimeout(context.Background(), failsafe)
 			defer cancel()
 			done <- s.Shutdown(ctx)
 		}()
@@ -508,6 +516,9 @@ func TestShutdownFlushes(t *testing.T) {
 		c.expectEOF(t)
 		if err := <-done; err != nil {
 			t.Fatalf("Shutdown: %v", err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatalf("Run: %v", err)
 		}
 	})
 }
@@ -531,6 +542,10 @@ func TestShutdownTimeoutAborts(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// Whenever the deadline expires, the data cannot have been flushed:
+		// nothing reads it, and the socket buffers of a peer that never
+		// reads stay far below 32 MiB (receive autotuning grows them only
+		// as data is read). So the deadline is no assumption about speed.
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -564,7 +579,7 @@ func TestSlowConsumer(t *testing.T) {
 		if err := sc.Send(msg); !errors.Is(err, ErrClosed) {
 			t.Errorf("Send after the slow-consumer close: got %v, want ErrClosed", err)
 		}
-		eventually(t, 5*time.Second, "OnDisconnect", func() bool { return disc.total() == 1 })
+		disc.waitTotal(t, 1, "OnDisconnect")
 		c.expectEOF(t)
 	})
 }
@@ -607,7 +622,11 @@ func TestSendFromGoroutine(t *testing.T) {
 							return
 						}
 						if i%100 == 0 {
-							time.Sleep(time.Millisecond) // let the loop go to sleep
+							// Gives the engine a chance to go idle between
+							// bursts, so some Sends have to wake it. The
+							// checks hold either way; the wake-up itself is
+							// checked deterministically below.
+							time.Sleep(time.Millisecond)
 						}
 					}
 				}()
@@ -620,10 +639,14 @@ func TestSendFromGoroutine(t *testing.T) {
 				t.Fatalf("got %q, want %q", got, want)
 			}
 		}
-		// A Send from a goroutine to an idle loop must wake it.
-		conns := s.Conns()
-		time.Sleep(20 * time.Millisecond)
-		go conns[0].Send([]byte("wake"))
+		// A Send from a goroutine to an idle engine must wake it. Wait
+		// until it is idle for real, so the Send cannot ride on work in
+		// progress: the io_uring loop asleep in io_uring_enter (the Send
+		// has to write its eventfd), the net writer done with the queue
+		// and waiting to be kicked.
+		sc := s.Conns()[0]
+		eventually(t, "the engine to go idle", func() bool { return engineIdle(sc) })
+		go sc.Send([]byte("wake"))
 		if got := c.line(t); got != "wake" {
 			t.Fatalf("got %q, want %q", got, "wake")
 		}
@@ -699,11 +722,15 @@ func TestFlowControl(t *testing.T) {
 	// A peer that writes much more than the send-queue cap before reading
 	// anything is slowed down by TCP, not closed as a slow consumer.
 	allEngines(t, func(t *testing.T, eng Engine) {
-		var disc counter
+		paused, closed := make(chan struct{}), make(chan struct{})
+		var pauseOnce, closeOnce sync.Once
+		onPause := func(cfg *config) {
+			cfg.testOnPause = func(*Conn) { pauseOnce.Do(func() { close(paused) }) }
+		}
 		s := serve(t, eng, func(s *Server) {
 			echo(s)
-			s.OnDisconnect(func(c *Conn) { disc.inc(c.ID()) })
-		}, WithMaxQueue(1<<20))
+			s.OnDisconnect(func(c *Conn) { closeOnce.Do(func() { close(closed) }) })
+		}, WithMaxQueue(1<<20), onPause)
 		c := dial(t, s)
 		line := append(payload(1023, 5), '\n')
 		const total = 32 << 20
@@ -715,9 +742,16 @@ func TestFlowControl(t *testing.T) {
 			}
 			werr <- err
 		}()
-		time.Sleep(300 * time.Millisecond) // let every buffer fill up
-		if disc.total() != 0 {
+		// Nothing reads the echoes yet: once the socket buffers are full,
+		// the queue grows until the server stops reading from the peer.
+		// 32 MiB is far more than the buffers hold, so a server without
+		// flow control closes the connection as a slow consumer instead.
+		select {
+		case <-paused:
+		case <-closed:
 			t.Fatal("connection closed while the peer was not reading")
+		case <-time.After(failsafe):
+			t.Fatalf("the server did not pause reading within %v", failsafe)
 		}
 		got := 0
 		buf := make([]byte, 64<<10)

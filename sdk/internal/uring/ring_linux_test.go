@@ -3,6 +3,7 @@ package uring
 import (
 	"errors"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,21 +247,36 @@ func TestSubmitAndWaitBatchIdle(t *testing.T) {
 	}
 	defer unix.Close(efd)
 	r.GetSQE().PrepPollMultishot(efd, unix.POLLIN, 9)
+	waiting := make(chan struct{}) // closed just before the first wait
+	var writing atomic.Bool        // set just before the eventfd write
 	go func() {
+		<-waiting
+		// Leave the waiter idle for a while. A wait that blocks stays in
+		// its first call however long this lasts (so the length cannot make
+		// the test fail); one that polls returns every 20µs and runs up
+		// the call count meanwhile, even on a busy machine.
 		time.Sleep(100 * time.Millisecond)
+		writing.Store(true)
 		unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	}()
-	start := time.Now()
 	calls := 0
 	for r.CQReady() == 0 {
 		calls++
+		if calls == 1 {
+			close(waiting)
+		}
 		if _, err := r.SubmitAndWaitBatch(8, 20*time.Microsecond); err != nil && !IsTemporary(err) {
 			t.Fatal(err)
 		}
 	}
-	if el := time.Since(start); el < 90*time.Millisecond {
-		t.Errorf("returned after %v, before the event", el)
+	var cqes [1]CQE
+	if n := r.PeekBatch(cqes[:]); n != 1 || cqes[0].UserData != 9 || cqes[0].Res&unix.POLLIN == 0 {
+		t.Fatalf("completion: got %d, %+v; want the eventfd poll (user_data 9, POLLIN)", n, cqes[0])
 	}
+	if !writing.Load() {
+		t.Error("the wait ended before the eventfd was written")
+	}
+	// One call, and one more for each EINTR (or other temporary error).
 	if calls > 3 {
 		t.Errorf("io_uring_enter calls while idle: got %d, want at most 3 (no polling)", calls)
 	}
