@@ -57,7 +57,8 @@ func (f *fakeSystemd) start(spec units.Spec) (units.Status, error) {
 	if f.startErr != nil {
 		return units.Status{}, f.startErr
 	}
-	if st, ok := f.units[spec.Name]; ok && st.ActiveState != "inactive" {
+	// units.Conn.Start clears a failed or inactive leftover and retries.
+	if st, ok := f.units[spec.Name]; ok && st.ActiveState != "inactive" && st.ActiveState != "failed" {
 		return units.Status{}, fmt.Errorf("start %s: %w", units.Name(spec.Name), units.ErrUnitExists)
 	}
 	f.nextPID++

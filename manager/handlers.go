@@ -111,10 +111,17 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 		return errorf(ErrInvalid, "restart policy %q: use on-failure, always or no", s.Restart)
 	}
 	if s.RestartSec < 0 {
-		return errorf(ErrInvalid, "restart delay %s is negative", time.Duration(s.RestartSec))
+		return errorf(ErrInvalid, "restart delay %s is negative (0 restarts at once)", time.Duration(s.RestartSec))
 	}
-	if s.RestartSec == 0 {
-		s.RestartSec = wire.Duration(DefaultRestartSec)
+	if s.RestartMaxDelay < 0 || s.RestartReset < 0 {
+		return errorf(ErrInvalid, "restart max delay %s and restart reset %s must not be negative (0 = the default: %s and %s)",
+			time.Duration(s.RestartMaxDelay), time.Duration(s.RestartReset), DefaultRestartMaxDelay, DefaultRestartReset)
+	}
+	if s.RestartReset != 0 && time.Duration(s.RestartReset) < time.Second {
+		return errorf(ErrInvalid, "restart reset %s is below 1s: a run that short cannot count as healthy", time.Duration(s.RestartReset))
+	}
+	if s.MaxRestarts < 0 {
+		return errorf(ErrInvalid, "max restarts %d is negative (0 = never give up)", s.MaxRestarts)
 	}
 	if s.AttachTimeout < 0 {
 		return errorf(ErrInvalid, "attach timeout %s is negative", time.Duration(s.AttachTimeout))
@@ -180,6 +187,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 	e := &Entry{
 		Name: s.Name, Managed: true, Path: s.Path, Args: s.Args, Env: s.Env, WorkDir: s.WorkDir,
 		Restart: s.Restart, RestartSec: s.RestartSec, User: runAs, OwnerUID: caller.UID,
+		RestartMaxDelay: s.RestartMaxDelay, RestartReset: s.RestartReset, MaxRestarts: s.MaxRestarts,
 		Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
 		ExpectAttach: s.ExpectAttach, AttachTimeout: s.AttachTimeout, HealthFails: s.HealthFails,
 	}
@@ -238,8 +246,8 @@ func (m *Manager) spec(e *Entry) units.Spec {
 		User:               e.User,
 		Restart:            e.Restart,
 		RestartSec:         time.Duration(e.RestartSec),
-		StartLimitBurst:    DefaultStartBurst,
-		StartLimitInterval: DefaultStartInterval,
+		StartLimitBurst:    1,
+		StartLimitInterval: restartReset(e),
 	}
 }
 
@@ -282,6 +290,9 @@ func (m *Manager) stopUnit(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	if err := m.foldRestarts(ctx, name); err != nil {
+		return err
+	}
 	if err := sd.Stop(ctx, name); err != nil && !errors.Is(err, units.ErrNoSuchUnit) {
 		return err
 	}
@@ -295,6 +306,28 @@ func (m *Manager) stopUnit(ctx context.Context, name string) error {
 	}
 	m.mu.Unlock()
 	return nil
+}
+
+// foldRestarts moves the NRestarts and the last exit of name's loaded unit
+// into its entry before the unit goes away (stop, or a start that replaces a
+// failed unit), so that the counts survive. Nothing is written when the
+// unit has nothing to keep.
+func (m *Manager) foldRestarts(ctx context.Context, name string) error {
+	st, ok := m.snapshot()[name]
+	if !ok || st.LoadState == units.LoadNotFound || (st.NRestarts == 0 && st.LastExit() == "") {
+		return nil
+	}
+	return m.update(func(r *Registry) error {
+		e, ok := r.entries[name]
+		if !ok || !e.Managed {
+			return nil
+		}
+		e.Restarts += st.NRestarts
+		if le := st.LastExit(); le != "" {
+			e.LastExit = le
+		}
+		return nil
+	})
 }
 
 // resolve matches names to entries (copies) and checks the caller may act on them.
@@ -375,8 +408,12 @@ func (m *Manager) start(ctx context.Context, caller Caller, names []string, wait
 		}
 		if err := m.update(func(r *Registry) error {
 			r.entries[e.Name].Desired, r.entries[e.Name].Started = DesiredRunning, true
+			r.entries[e.Name].Backoff = nil // an operator's start retries at once
 			return nil
 		}); err != nil {
+			return "", err
+		}
+		if err := m.foldRestarts(ctx, e.Name); err != nil {
 			return "", err
 		}
 		if err := m.startUnit(ctx, e); err != nil {
@@ -404,6 +441,7 @@ func (m *Manager) stop(ctx context.Context, caller Caller, names []string) (*wir
 		}
 		if err := m.update(func(r *Registry) error {
 			r.entries[e.Name].Desired = DesiredStopped
+			r.entries[e.Name].Backoff = nil
 			return nil
 		}); err != nil {
 			return "", err
@@ -450,6 +488,7 @@ func (m *Manager) restart(ctx context.Context, caller Caller, names []string, wa
 		}
 		if err := m.update(func(r *Registry) error {
 			r.entries[e.Name].Desired, r.entries[e.Name].Started = DesiredRunning, true
+			r.entries[e.Name].Backoff = nil // an operator's restart retries at once
 			return nil
 		}); err != nil {
 			return "", err
@@ -641,8 +680,10 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 		Name: e.Name, Managed: e.Managed, Status: status, Reason: reason, Desired: e.Desired,
 		Type: e.Type, Port: e.Port, Path: e.Path, Args: e.Args, Env: e.Env, WorkDir: e.WorkDir,
 		Restart: e.Restart, RestartSec: e.RestartSec, User: e.User, OwnerUID: e.OwnerUID,
-		Created: e.Created, Restarts: o.restarts,
+		Created: e.Created, Restarts: e.Restarts, LastExit: e.LastExit,
+		RestartMaxDelay: e.RestartMaxDelay, RestartReset: e.RestartReset, MaxRestarts: e.MaxRestarts,
 	}
+	backoffView(&r, e)
 	if e.Managed {
 		r.Unit = units.Name(e.Name)
 	}
@@ -659,9 +700,8 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 	if st != nil {
 		r.ActiveState, r.SubState = st.ActiveState, st.SubState
 		r.Restarts += st.NRestarts
-		r.LastExit = st.LastExit()
-		if r.LastExit == "" {
-			r.LastExit = o.lastExit
+		if le := st.LastExit(); le != "" {
+			r.LastExit = le
 		}
 		if st.MainPID > 0 {
 			r.PID = st.MainPID

@@ -73,6 +73,15 @@ func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, s
 		}
 		return wire.StateRunning, ""
 	}
+	if b := e.Backoff; b != nil && e.Desired == DesiredRunning && (st == nil || !isUp(*st) && !st.Restarting) {
+		if b.GaveUp {
+			return wire.StateFailed, joinReason(gaveUpReason(e), lastExit(e, st))
+		}
+		if !b.NextAt.IsZero() {
+			return wire.StateCrashLoop, joinReason(fmt.Sprintf("%d failed runs in a row; next start in %s",
+				b.Failures, max(b.NextAt.Sub(now), 0).Round(time.Millisecond)), lastExit(e, st))
+		}
+	}
 	if st == nil || st.LoadState == "not-found" {
 		if !e.Started {
 			return wire.StateCreated, ""
@@ -86,7 +95,11 @@ func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, s
 	case st.Restarting:
 		return wire.StateRestarting, lastExitReason(st)
 	case st.ActiveState == "failed":
-		if st.Result == "start-limit-hit" {
+		if restarts(e) {
+			// The backoff is about to schedule its next start.
+			return wire.StateCrashLoop, joinReason("exited too soon; restart pending", lastExitReason(st))
+		}
+		if st.Result == units.ResultStartLimitHit {
 			return wire.StateCrashLoop, joinReason("start limit hit: it keeps exiting", lastExitReason(st))
 		}
 		return wire.StateFailed, lastExitReason(st)
@@ -117,6 +130,19 @@ func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, s
 		return wire.StateStarting, fmt.Sprintf("waiting for pid %d to attach", st.MainPID)
 	}
 	return wire.StateUnhealthy, fmt.Sprintf("pid %d has not attached after %s", st.MainPID, timeout)
+}
+
+// lastExit words the last exit from the unit, else from the entry.
+func lastExit(e *Entry, st *units.Status) string {
+	if st != nil {
+		if r := lastExitReason(st); r != "" {
+			return r
+		}
+	}
+	if e.LastExit != "" {
+		return "last exit: " + e.LastExit
+	}
+	return ""
 }
 
 // lastExitReason words how the last main process ended ("" when unknown).
@@ -194,6 +220,7 @@ func (m *Manager) tick(ctx context.Context) {
 		pid  int
 	}
 	var heal []healJob
+	var reset []string
 	m.mu.Lock()
 	for _, e := range entries {
 		if !e.Managed {
@@ -216,6 +243,16 @@ func (m *Manager) tick(ctx context.Context) {
 			st = &s
 		}
 		status, reason := classify(e, st, o, now)
+		if status == wire.StateRunning {
+			if o.runningSince.IsZero() {
+				o.runningSince = now
+			}
+			if b := e.Backoff; b != nil && b.NextAt.IsZero() && !b.GaveUp && now.Sub(o.runningSince) >= restartReset(e) {
+				reset = append(reset, e.Name)
+			}
+		} else {
+			o.runningSince = time.Time{}
+		}
 		if status != wire.StateUnhealthy {
 			o.unhealthyTicks = 0
 			continue
@@ -238,6 +275,7 @@ func (m *Manager) tick(ctx context.Context) {
 		}
 	}
 	m.mu.Unlock()
+	m.resetBackoffs(reset)
 	for _, h := range heal {
 		m.heals.Add(1)
 		go func() {
@@ -271,10 +309,14 @@ func (m *Manager) forgetExited(gone []*Entry) {
 	}
 }
 
-// heal restarts an unhealthy runtime (stop, wait, start) and counts it. pid
-// is the main process the decision was about: when the unit has another
-// main process by now (it restarted meanwhile), nothing is done.
+// heal restarts an unhealthy runtime and counts it as a failed run of the
+// crash backoff: the first health restart starts it again at once, a runtime
+// that stays unhealthy is started after growing delays (or given up on with
+// --max-restarts). pid is the main process the decision was about: when the
+// unit has another main process by now (it restarted meanwhile), nothing is
+// done.
 func (m *Manager) heal(ctx context.Context, name string, pid int) {
+	defer m.poke()
 	unlock := m.locks.lock(name)
 	defer unlock()
 	defer func() {
@@ -297,13 +339,37 @@ func (m *Manager) heal(ctx context.Context, name string, pid int) {
 		m.log.Error("health restart: stop", "name", name, "err", err)
 		return
 	}
-	if err := m.startUnit(ctx, e); err != nil {
-		m.log.Error("health restart: start", "name", name, "err", err)
+	var d time.Duration
+	var gave bool
+	if err := m.update(func(r *Registry) error {
+		cur, ok := r.entries[name]
+		if !ok {
+			return nil
+		}
+		cur.Restarts++
+		cur.LastExit = "stopped by the health check (unhealthy)"
+		d = failure(cur, time.Now(), 0)
+		gave = cur.Backoff.GaveUp
+		if d == 0 && !gave {
+			cur.Backoff.NextAt = time.Time{} // started below, now
+		}
+		return nil
+	}); err != nil {
+		m.log.Error("health restart: persist", "name", name, "err", err)
 		return
 	}
-	m.mu.Lock()
-	m.obsOf(name).restarts++
-	m.mu.Unlock()
+	switch {
+	case gave:
+		m.log.Warn("health restart: giving up (max restarts reached); socketley start retries", "name", name)
+		return
+	case d > 0:
+		m.log.Warn("health restart: start after backoff", "name", name, "delay", d)
+		return
+	}
+	e, _ = m.entry(name)
+	if err := m.startUnit(ctx, e); err != nil {
+		m.log.Error("health restart: start", "name", name, "err", err)
+	}
 }
 
 // probePorts checks the port of each entry on loopback and returns the names

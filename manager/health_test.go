@@ -25,6 +25,11 @@ func TestClassifyReasons(t *testing.T) {
 	started := &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredRunning}
 	attaching := &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredRunning, ExpectAttach: true, AttachTimeout: wire.Duration(3 * time.Second)}
 	unmanaged := &Entry{Name: "x", PID: 42, Port: 80, Type: "server"}
+	restarting := &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredRunning, Restart: "on-failure"}
+	backingOff := &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredRunning, Restart: "on-failure",
+		LastExit: "exit code 3", Backoff: &Backoff{Failures: 4, NextAt: now.Add(1500 * time.Millisecond)}}
+	gaveUp := &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredRunning, Restart: "always", MaxRestarts: 2,
+		Backoff: &Backoff{Failures: 3, GaveUp: true}}
 	at := func(ago time.Duration) *units.Status {
 		return &units.Status{LoadState: "loaded", ActiveState: "active", MainPID: 7, ExecMainStart: now.Add(-ago)}
 	}
@@ -48,6 +53,12 @@ func TestClassifyReasons(t *testing.T) {
 		{"attach timeout not reached", attaching, at(2 * time.Second), observed{}, wire.StateStarting, "waiting for pid 7"},
 		{"attach timeout passed", attaching, at(4 * time.Second), observed{}, wire.StateUnhealthy, "pid 7 has not attached after 3s"},
 		{"activating, no timestamps yet", attaching, &units.Status{LoadState: "loaded", ActiveState: "activating"}, observed{}, wire.StateStarting, ""},
+		{"failed with a restart policy: backoff pending", restarting, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "signal", ExecMainCode: units.CodeKilled, ExecMainStatus: 9}, observed{}, wire.StateCrashLoop, "restart pending; last exit: signal KILL"},
+		{"backoff: next start due", backingOff, nil, observed{}, wire.StateCrashLoop, "4 failed runs in a row; next start in 1.5s; last exit: exit code 3"},
+		{"backoff: unit failed meanwhile", backingOff, &units.Status{LoadState: "loaded", ActiveState: "failed", ExecMainCode: units.CodeExited, ExecMainStatus: 1}, observed{}, wire.StateCrashLoop, "next start in 1.5s; last exit: exit code 1"},
+		{"backoff: up again", backingOff, at(time.Second), observed{}, wire.StateRunning, ""},
+		{"gave up", gaveUp, &units.Status{LoadState: "loaded", ActiveState: "failed", ExecMainCode: units.CodeExited, ExecMainStatus: 3}, observed{}, wire.StateFailed, "gave up after 3 failed runs in a row (--max-restarts 2); fix it, then socketley start x; last exit: exit code 3"},
+		{"gave up, desired stopped", &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredStopped, Backoff: &Backoff{GaveUp: true}}, nil, observed{}, wire.StateStopped, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,9 +21,6 @@ const (
 	DefaultTick          = 2 * time.Second
 	DefaultAttachTimeout = 10 * time.Second
 	DefaultHealthFails   = 3
-	DefaultRestartSec    = 100 * time.Millisecond
-	DefaultStartBurst    = 5
-	DefaultStartInterval = 10 * time.Second
 	// reconcileBudget bounds the whole boot reconcile, so that a dead peer
 	// cannot stall startup.
 	reconcileBudget = 2 * time.Minute
@@ -66,8 +63,13 @@ type Manager struct {
 	sd    Systemd
 	watch Watcher
 
-	// heals tracks health restarts in flight; Run waits for them.
+	// heals tracks health restarts and backoff starts in flight; Run waits
+	// for them.
 	heals sync.WaitGroup
+	// starting holds the names whose backoff start is in flight (guarded
+	// by mu); wake makes the loop run supervise at once.
+	starting map[string]bool
+	wake     chan struct{}
 
 	// groupMu guards group, the gid allowed in system mode (-1 while the
 	// group is unknown: it is looked up again until it exists).
@@ -79,14 +81,13 @@ type Manager struct {
 type observed struct {
 	portDown       bool // the last TCP probe of the attached port failed
 	unhealthyTicks int  // consecutive ticks classified unhealthy
-	restarts       int  // restarts the daemon did because of health checks
 	healing        bool // a health restart is in progress
+	// runningSince is when the health tick first saw the runtime running
+	// (healthy) without a break; zero when it is not.
+	runningSince time.Time
 	// exited is set by the caller of classify, for an attached (unmanaged)
 	// entry, when its process is gone; it is never stored.
 	exited bool
-	// lastExit remembers how the previous process ended: systemd clears
-	// ExecMainStatus when the next process starts.
-	lastExit string
 }
 
 // New validates cfg and prepares a daemon; nothing is touched until Run.
@@ -108,11 +109,13 @@ func New(cfg Config) (*Manager, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{
-		cfg:   cfg,
-		log:   log,
-		store: &Store{dir: cfg.StateDir},
-		obs:   map[string]*observed{},
-		group: -1,
+		cfg:      cfg,
+		log:      log,
+		store:    &Store{dir: cfg.StateDir},
+		obs:      map[string]*observed{},
+		group:    -1,
+		starting: map[string]bool{},
+		wake:     make(chan struct{}, 1),
 	}, nil
 }
 
@@ -231,6 +234,16 @@ func (m *Manager) snapshot() map[string]units.Status {
 func (m *Manager) loop(ctx context.Context) {
 	t := time.NewTicker(m.cfg.Tick)
 	defer t.Stop()
+	// due fires when the next backoff start is due (see supervise).
+	due := time.NewTimer(time.Hour)
+	defer due.Stop()
+	arm := func(next time.Time) {
+		due.Stop()
+		if !next.IsZero() {
+			due.Reset(max(time.Until(next), 0))
+		}
+	}
+	arm(m.supervise(ctx))
 	for {
 		m.mu.RLock()
 		w := m.watch
@@ -250,21 +263,39 @@ func (m *Manager) loop(ctx context.Context) {
 			m.reconnect(ctx)
 		case <-t.C:
 			m.tick(ctx)
+		case <-due.C:
+		case <-m.wake:
 		}
+		arm(m.supervise(ctx))
 	}
 }
 
-// noteExits records the last exit of units that are restarting or failed,
-// before the next start clears it in systemd.
+// noteExits persists the last exit of units that are restarting or failed,
+// before the next start clears it in systemd (one write, only when an exit
+// changed).
 func (m *Manager) noteExits(snap map[string]units.Status) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	changed := map[string]string{}
+	m.mu.RLock()
 	for name, st := range snap {
 		if le := st.LastExit(); le != "" {
-			if _, ok := m.reg.entries[name]; ok {
-				m.obsOf(name).lastExit = le
+			if e, ok := m.reg.entries[name]; ok && e.Managed && e.LastExit != le {
+				changed[name] = le
 			}
 		}
+	}
+	m.mu.RUnlock()
+	if len(changed) == 0 {
+		return
+	}
+	if err := m.update(func(r *Registry) error {
+		for name, le := range changed {
+			if e, ok := r.entries[name]; ok {
+				e.LastExit = le
+			}
+		}
+		return nil
+	}); err != nil {
+		m.log.Error("persist last exit", "err", err)
 	}
 }
 
@@ -397,6 +428,13 @@ func (k *keyedMutex) lock(names ...string) func() {
 			k.mu.Unlock()
 		}
 	}
+}
+
+// busy reports whether an operation holds or waits for name's lock.
+func (k *keyedMutex) busy(name string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.locks[name] != nil
 }
 
 // errorsIsAny reports whether err matches any of targets.

@@ -22,6 +22,8 @@ const reconcileWorkers = 8
 //   - a missing unit of a desired-running entry was lost with the manager (a
 //     reboot drops transient units): start it;
 //   - a desired-stopped entry must not run: stop its unit if one is up;
+//   - an entry waiting in the crash backoff (or given up on) is left to
+//     supervise, which keeps the persisted schedule;
 //   - attached (unmanaged) entries whose process is gone are forgotten;
 //   - socketley-* units with no entry are orphans: reported, never stopped.
 //
@@ -69,6 +71,12 @@ func (m *Manager) reconcile(ctx context.Context) {
 			continue
 		}
 		if e.Desired == DesiredStopped && !(loaded && isUp(st)) {
+			continue
+		}
+		if b := e.Backoff; e.Desired == DesiredRunning && b != nil && (b.GaveUp || !b.NextAt.IsZero()) {
+			// The crash backoff owns it: a pending start keeps its time
+			// (supervise starts it when due); a runtime given up on stays down.
+			m.log.Info("reconcile: left to the crash backoff", "name", e.Name, "next", b.NextAt, "gave_up", b.GaveUp)
 			continue
 		}
 		jobs <- e

@@ -73,9 +73,16 @@ type Entry struct {
 	WorkDir    string        `json:"workdir,omitempty"`
 	Restart    string        `json:"restart,omitempty"`
 	RestartSec wire.Duration `json:"restart_sec,omitempty"`
-	User       string        `json:"user,omitempty"` // system mode: User= of the unit
-	OwnerUID   int           `json:"owner_uid"`
-	Desired    string        `json:"desired"`
+	// RestartMaxDelay caps the backoff delay (0 = DefaultRestartMaxDelay),
+	// RestartReset is how long a runtime must run before its backoff starts
+	// over (0 = DefaultRestartReset), and MaxRestarts is how many consecutive
+	// failed runs are restarted before socketley gives up (0 = never).
+	RestartMaxDelay wire.Duration `json:"restart_max_delay,omitempty"`
+	RestartReset    wire.Duration `json:"restart_reset,omitempty"`
+	MaxRestarts     int           `json:"max_restarts,omitempty"`
+	User            string        `json:"user,omitempty"` // system mode: User= of the unit
+	OwnerUID        int           `json:"owner_uid"`
+	Desired         string        `json:"desired"`
 	// Started is set once the runtime has been started, so that a never-started
 	// entry shows "created" rather than "stopped".
 	Started bool      `json:"started,omitempty"`
@@ -98,6 +105,16 @@ type Entry struct {
 	// never mistaken for it.
 	PID       int    `json:"pid,omitempty"`
 	StartTime uint64 `json:"start_time,omitempty"`
+
+	// Restarts counts the automatic restarts (systemd's, the backoff's and
+	// health restarts) of units this entry had before its current one; the
+	// current unit's NRestarts is added when shown. LastExit is how the last
+	// main process ended, in units.Status.LastExit's words. Both survive
+	// daemon restarts.
+	Restarts int    `json:"restarts,omitempty"`
+	LastExit string `json:"last_exit,omitempty"`
+	// Backoff is the crash backoff state (nil = none): see restart.go.
+	Backoff *Backoff `json:"backoff,omitempty"`
 }
 
 // clone returns a deep copy of e.
@@ -108,6 +125,10 @@ func (e *Entry) clone() *Entry {
 	if e.HealthFails != nil {
 		v := *e.HealthFails
 		c.HealthFails = &v
+	}
+	if e.Backoff != nil {
+		b := *e.Backoff
+		c.Backoff = &b
 	}
 	return &c
 }

@@ -34,7 +34,8 @@ type Spec struct {
 	// Restart is Restart=: RestartNo, RestartOnFailure, RestartAlways (or
 	// another systemd.service(5) value); "" = "no".
 	Restart string
-	// RestartSec is RestartSec=; 0 = systemd's default, 100 ms.
+	// RestartSec is RestartSec=, set whenever Restart is: 0 restarts at once
+	// (systemd's own default, 100 ms, is never used).
 	RestartSec time.Duration
 	// StartLimitBurst and StartLimitInterval are StartLimitBurst= and
 	// StartLimitIntervalSec=: more than Burst starts (automatic restarts
@@ -111,7 +112,7 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	if spec.Restart != "" {
 		props = append(props, prop("Restart", spec.Restart))
 	}
-	if spec.RestartSec > 0 {
+	if spec.Restart != "" || spec.RestartSec > 0 {
 		props = append(props, prop("RestartUSec", usec(spec.RestartSec)))
 	}
 	if spec.StartLimitBurst > 0 {

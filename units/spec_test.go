@@ -150,3 +150,20 @@ func TestPropertiesInvalid(t *testing.T) {
 		})
 	}
 }
+
+// A zero RestartSec with a Restart= policy means "at once": RestartUSec=0 is
+// sent, never left to systemd's default of 100 ms.
+func TestPropertiesZeroRestartSec(t *testing.T) {
+	props, err := properties(Spec{Name: "z", Path: "/bin/true", Restart: RestartOnFailure}, User)
+	if err != nil {
+		t.Fatalf("properties: %v", err)
+	}
+	m := propMap(t, props)
+	v, ok := m["RestartUSec"]
+	if !ok {
+		t.Fatal("RestartUSec not set for Restart=on-failure with RestartSec 0; systemd would wait 100 ms")
+	}
+	if got := v.Value.Value(); got != uint64(0) {
+		t.Errorf("RestartUSec = %v, want 0", got)
+	}
+}

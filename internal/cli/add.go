@@ -21,6 +21,9 @@ type addFlags struct {
 	workdir       string
 	restart       string
 	restartSec    time.Duration
+	maxDelay      time.Duration
+	restartReset  time.Duration
+	maxRestarts   int
 	attach        bool
 	attachTimeout time.Duration
 	healthFails   int
@@ -39,7 +42,14 @@ stored absolute; it must be a regular executable file. Arguments after -- are
 passed to the program and may contain spaces.
 
 The unit gets SOCKETLEY_MANAGED=1, SOCKETLEY_NAME=NAME and SOCKETLEY_SOCKET=<the
-daemon's socket> in its environment, plus every --env.`,
+daemon's socket> in its environment, plus every --env.
+
+Restart policy (docs/restart-policy.md): a crash after a run of at least
+--restart-reset (10s) is restarted by systemd after --restart-sec (default 0:
+at once). Crashes that come sooner are restarted by the daemon after 0, 100ms,
+200ms, ... doubling up to --restart-max-delay (30s), forever unless
+--max-restarts N gives up after N failed runs in a row. socketley start or
+restart retries at once.`,
 		Example: `  socketley add ./mybin --name myapp -s -- --port 7070 --verbose
   socketley add /usr/local/bin/echo-service -s --env GREETING="hello world" --restart always`,
 		Args: cobra.MinimumNArgs(1),
@@ -79,7 +89,10 @@ daemon's socket> in its environment, plus every --env.`,
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE for the program (repeatable; values may contain spaces)")
 	fl.StringVar(&f.workdir, "workdir", "", "working directory of the program (default: the manager's, / for the system manager)")
 	fl.StringVar(&f.restart, "restart", "on-failure", "restart policy: on-failure, always or no")
-	fl.DurationVar(&f.restartSec, "restart-sec", 100*time.Millisecond, "delay before systemd restarts the program")
+	fl.DurationVar(&f.restartSec, "restart-sec", 0, "delay before systemd restarts a program that crashed after a long run (0 = at once)")
+	fl.DurationVar(&f.maxDelay, "restart-max-delay", 30*time.Second, "cap of the crash backoff delay")
+	fl.DurationVar(&f.restartReset, "restart-reset", 10*time.Second, "how long a run must last for the crash backoff to start over (>= 1s)")
+	fl.IntVar(&f.maxRestarts, "max-restarts", 0, "give up after N failed runs in a row (0 = keep restarting forever)")
 	fl.BoolVar(&f.attach, "attach", false, "expect the program to attach (status stays starting until it does)")
 	fl.DurationVar(&f.attachTimeout, "attach-timeout", 10*time.Second, "how long an expected attach may take before the runtime is unhealthy")
 	fl.IntVar(&f.healthFails, "health-fails", 3, "consecutive unhealthy health checks (every 2 s) before a restart; 0 disables")
@@ -125,8 +138,17 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 	default:
 		return wire.AddSpec{}, usageErr("add: --restart %q: use on-failure, always or no", f.restart)
 	}
-	if f.restartSec < 0 || f.attachTimeout <= 0 {
-		return wire.AddSpec{}, usageErr("add: --restart-sec must be >= 0 and --attach-timeout > 0")
+	switch {
+	case f.restartSec < 0:
+		return wire.AddSpec{}, usageErr("add: --restart-sec %s is negative; use 0 (at once) or a positive duration such as 500ms", f.restartSec)
+	case f.maxDelay < 0:
+		return wire.AddSpec{}, usageErr("add: --restart-max-delay %s is negative; give a duration such as 30s", f.maxDelay)
+	case f.restartReset != 0 && f.restartReset < time.Second:
+		return wire.AddSpec{}, usageErr("add: --restart-reset %s is below 1s; give a duration such as 10s", f.restartReset)
+	case f.maxRestarts < 0:
+		return wire.AddSpec{}, usageErr("add: --max-restarts %d is negative; use 0 to keep restarting forever", f.maxRestarts)
+	case f.attachTimeout <= 0:
+		return wire.AddSpec{}, usageErr("add: --attach-timeout %s must be a positive duration such as 10s", f.attachTimeout)
 	}
 	if f.healthFails < 0 {
 		return wire.AddSpec{}, usageErr("add: --health-fails %d is negative (0 disables health restarts)", f.healthFails)
@@ -143,6 +165,7 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 	spec := wire.AddSpec{
 		Name: name, Path: abs, Args: args, Env: f.env, WorkDir: wd, Restart: f.restart,
 		RestartSec: sdk.Duration(f.restartSec), Start: f.start, RunAs: f.runAs,
+		RestartMaxDelay: sdk.Duration(f.maxDelay), RestartReset: sdk.Duration(f.restartReset), MaxRestarts: f.maxRestarts,
 		ExpectAttach: f.attach, AttachTimeout: sdk.Duration(f.attachTimeout),
 	}
 	if healthSet {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/socketley/socketley/internal/wire"
 )
@@ -19,7 +20,7 @@ func Table(w io.Writer, rts []wire.Runtime, now time.Time) error {
 	rows := make([][]string, 0, len(rts)+1)
 	rows = append(rows, []string{"NAME", "MODE", "TYPE", "PORT", "STATUS", "RESTARTS", "UPTIME", "PID"})
 	for _, r := range rts {
-		rows = append(rows, []string{r.Name, mode(r), dash(r.Type), port(r.Port), r.Status,
+		rows = append(rows, []string{r.Name, mode(r), dash(r.Type), port(r.Port), Status(r, now),
 			strconv.Itoa(r.Restarts), Uptime(r, now), pid(r.PID)})
 	}
 	return columns(w, rows)
@@ -31,7 +32,7 @@ func PS(w io.Writer, rts []wire.Runtime, now time.Time) error {
 	rows := make([][]string, 0, len(rts)+1)
 	rows = append(rows, []string{"NAME", "TYPE", "PORT", "STATUS", "RESTARTS", "UPTIME", "PID"})
 	for _, r := range rts {
-		rows = append(rows, []string{r.Name, dash(r.Type), port(r.Port), r.Status,
+		rows = append(rows, []string{r.Name, dash(r.Type), port(r.Port), Status(r, now),
 			strconv.Itoa(r.Restarts), Uptime(r, now), pid(r.PID)})
 	}
 	return columns(w, rows)
@@ -48,7 +49,7 @@ func columns(w io.Writer, rows [][]string) error {
 	size := 0
 	for _, row := range rows {
 		for i, c := range row {
-			widths[i] = max(widths[i], len(c))
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
 		}
 	}
 	for _, wd := range widths {
@@ -59,7 +60,7 @@ func columns(w io.Writer, rows [][]string) error {
 		for i, c := range row {
 			buf = append(buf, c...)
 			if i < len(row)-1 {
-				for range widths[i] - len(c) + 2 {
+				for range widths[i] - utf8.RuneCountInString(c) + 2 {
 					buf = append(buf, ' ')
 				}
 			}
@@ -85,7 +86,7 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		kv("Name", r.Name)
 		kv("Mode", mode(r))
 		kv("Unit", r.Unit)
-		kv("Status", r.Status)
+		kv("Status", Status(r, now))
 		kv("Reason", r.Reason)
 		kv("Desired", r.Desired)
 		if r.ActiveState != "" {
@@ -94,6 +95,13 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		kv("PID", pidOrEmpty(r.PID))
 		kv("Uptime", strings.TrimPrefix(Uptime(r, now), "-"))
 		kv("Restarts", strconv.Itoa(r.Restarts))
+		if r.Failures > 0 {
+			v := strconv.Itoa(r.Failures) + " in a row"
+			if !r.NextRestart.IsZero() {
+				v += ", next start in " + Duration(r.NextRestart.Sub(now))
+			}
+			kv("Failed runs", v)
+		}
 		kv("Last exit", r.LastExit)
 		kv("Type", r.Type)
 		if r.Port > 0 {
@@ -111,7 +119,7 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		}
 		kv("Workdir", r.WorkDir)
 		if r.Restart != "" {
-			kv("Restart", r.Restart+" (after "+time.Duration(r.RestartSec).String()+")")
+			kv("Restart", restartPolicy(r))
 		}
 		kv("User", r.User)
 		if r.Managed || r.Orphan || r.OwnerUID != 0 {
@@ -125,6 +133,39 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// restartPolicy words a runtime's restart settings, defaults filled in.
+func restartPolicy(r wire.Runtime) string {
+	if r.Restart == "no" {
+		return "no"
+	}
+	maxDelay, reset := time.Duration(r.RestartMaxDelay), time.Duration(r.RestartReset)
+	if maxDelay <= 0 {
+		maxDelay = 30 * time.Second
+	}
+	if reset <= 0 {
+		reset = 10 * time.Second
+	}
+	give := "forever"
+	if r.MaxRestarts > 0 {
+		give = "give up after " + strconv.Itoa(r.MaxRestarts) + " failed runs"
+	}
+	return fmt.Sprintf("%s (after %s; backoff up to %s, reset after %s up; %s)",
+		r.Restart, time.Duration(r.RestartSec), maxDelay, reset, give)
+}
+
+// Status is the STATUS column of a runtime: the state, and for a crash loop
+// the failure count and when the next start is due ("crash-loop (12×, next
+// in 8s)").
+func Status(r wire.Runtime, now time.Time) string {
+	if r.Status != wire.StateCrashLoop || r.Failures == 0 {
+		return r.Status
+	}
+	if r.NextRestart.IsZero() || !r.NextRestart.After(now) {
+		return fmt.Sprintf("%s (%d×, restarting)", r.Status, r.Failures)
+	}
+	return fmt.Sprintf("%s (%d×, next in %s)", r.Status, r.Failures, Duration(r.NextRestart.Sub(now).Round(time.Second)))
 }
 
 // Uptime is how long the current process has been active, or "-".

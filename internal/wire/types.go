@@ -65,15 +65,25 @@ type Request struct {
 
 // AddSpec is what a user asks for when registering a managed runtime.
 type AddSpec struct {
-	Name       string   `json:"name"`
-	Path       string   `json:"path"` // absolute; the client resolves it against its cwd
-	Args       []string `json:"args,omitempty"`
-	Env        []string `json:"env,omitempty"` // K=V
-	WorkDir    string   `json:"workdir,omitempty"`
-	Restart    string   `json:"restart,omitempty"` // on-failure (default), always, no
+	Name    string   `json:"name"`
+	Path    string   `json:"path"` // absolute; the client resolves it against its cwd
+	Args    []string `json:"args,omitempty"`
+	Env     []string `json:"env,omitempty"` // K=V
+	WorkDir string   `json:"workdir,omitempty"`
+	Restart string   `json:"restart,omitempty"` // on-failure (default), always, no
+	// RestartSec is systemd's RestartSec= for a restart after a run longer
+	// than RestartReset: 0 (the default) restarts at once.
 	RestartSec Duration `json:"restart_sec,omitempty"`
-	Start      bool     `json:"start,omitempty"`
-	RunAs      string   `json:"run_as,omitempty"` // system mode, root only
+	// RestartMaxDelay caps the crash backoff (0 = the daemon's default, 30 s).
+	RestartMaxDelay Duration `json:"restart_max_delay,omitempty"`
+	// RestartReset is how long a run must last for the backoff to start
+	// over (0 = the daemon's default, 10 s).
+	RestartReset Duration `json:"restart_reset,omitempty"`
+	// MaxRestarts is how many consecutive failed runs are restarted before
+	// the daemon gives up (0 = never give up).
+	MaxRestarts int    `json:"max_restarts,omitempty"`
+	Start       bool   `json:"start,omitempty"`
+	RunAs       string `json:"run_as,omitempty"` // system mode, root only
 	// ExpectAttach marks the runtime as one that attaches (add --attach).
 	ExpectAttach  bool     `json:"expect_attach,omitempty"`
 	AttachTimeout Duration `json:"attach_timeout,omitempty"`
@@ -105,25 +115,33 @@ type Runtime struct {
 	Type string `json:"type,omitempty"` // attached type, "" when never attached
 	Port int    `json:"port,omitempty"`
 
-	PID        int       `json:"pid,omitempty"`
-	Restarts   int       `json:"restarts"`
-	Since      time.Time `json:"since,omitzero"` // when the current process became active
-	LastExit   string    `json:"last_exit,omitempty"`
-	AttachPID  int       `json:"attach_pid,omitempty"`
-	AttachedAt time.Time `json:"attached_at,omitzero"`
+	PID      int `json:"pid,omitempty"`
+	Restarts int `json:"restarts"`
+	// Failures is the number of consecutive failed runs the crash backoff
+	// counts (0 when the runtime has been up for its reset period), and
+	// NextRestart when the backoff starts it again (zero when not waiting).
+	Failures    int       `json:"failures,omitempty"`
+	NextRestart time.Time `json:"next_restart,omitzero"`
+	Since       time.Time `json:"since,omitzero"` // when the current process became active
+	LastExit    string    `json:"last_exit,omitempty"`
+	AttachPID   int       `json:"attach_pid,omitempty"`
+	AttachedAt  time.Time `json:"attached_at,omitzero"`
 
 	ActiveState string `json:"active_state,omitempty"`
 	SubState    string `json:"sub_state,omitempty"`
 
-	Path       string    `json:"path,omitempty"`
-	Args       []string  `json:"args,omitempty"`
-	Env        []string  `json:"env,omitempty"`
-	WorkDir    string    `json:"workdir,omitempty"`
-	Restart    string    `json:"restart,omitempty"`
-	RestartSec Duration  `json:"restart_sec,omitempty"`
-	User       string    `json:"user,omitempty"`
-	OwnerUID   int       `json:"owner_uid"`
-	Created    time.Time `json:"created,omitzero"`
+	Path            string    `json:"path,omitempty"`
+	Args            []string  `json:"args,omitempty"`
+	Env             []string  `json:"env,omitempty"`
+	WorkDir         string    `json:"workdir,omitempty"`
+	Restart         string    `json:"restart,omitempty"`
+	RestartSec      Duration  `json:"restart_sec,omitempty"`
+	RestartMaxDelay Duration  `json:"restart_max_delay,omitempty"`
+	RestartReset    Duration  `json:"restart_reset,omitempty"`
+	MaxRestarts     int       `json:"max_restarts,omitempty"`
+	User            string    `json:"user,omitempty"`
+	OwnerUID        int       `json:"owner_uid"`
+	Created         time.Time `json:"created,omitzero"`
 }
 
 // Runtime states shown in STATUS.

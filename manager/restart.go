@@ -1,0 +1,349 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/units"
+)
+
+// The restart policy (docs/restart-policy.md).
+//
+// systemd restarts a crashed runtime at once (Restart=, RestartSec= default 0)
+// as long as the run that crashed lasted its reset period: every unit has
+// StartLimitBurst=1 and StartLimitIntervalSec=reset, so a second start within
+// the reset period is refused and the unit is left failed. The daemon takes
+// over from there (the backoff): it counts consecutive failed runs in the
+// entry, persisted, and starts the unit again after 0, 100 ms, 200 ms, …
+// doubling up to the runtime's maximum delay (30 s by default), forever
+// unless --max-restarts says otherwise. A health restart is a failed run
+// too. The count starts over once the runtime has been running (healthy, and
+// attached when it attaches) for its reset period. On systemd 252, which
+// cannot change RestartUSec of a transient unit, this is the only way to get
+// a growing delay; it is the same on newer systemd, so behaviour does not
+// depend on the manager's version.
+
+// Restart policy defaults.
+const (
+	// DefaultRestartSec is RestartSec= when add does not give one: at once.
+	DefaultRestartSec = 0
+	// DefaultRestartMaxDelay caps the backoff delay.
+	DefaultRestartMaxDelay = 30 * time.Second
+	// DefaultRestartReset is how long a runtime must run before its backoff
+	// starts over (and before systemd restarts it again by itself).
+	DefaultRestartReset = 10 * time.Second
+	// backoffBase is the delay after the second consecutive failed run; each
+	// further one doubles it.
+	backoffBase = 100 * time.Millisecond
+)
+
+// Backoff is the persisted crash backoff state of an entry.
+type Backoff struct {
+	// Failures counts consecutive failed runs (runs shorter than the reset
+	// period, and health restarts), the latest included.
+	Failures int `json:"failures"`
+	// NextAt is when the daemon starts the runtime again; zero when no
+	// start is pending.
+	NextAt time.Time `json:"next_at,omitzero"`
+	// GaveUp is set when MaxRestarts was reached: the runtime stays down
+	// until socketley start or restart.
+	GaveUp bool `json:"gave_up,omitempty"`
+}
+
+// backoffDelay is the delay before the start that follows the n-th
+// consecutive failed run: 0 for the first, then 100 ms, 200 ms, 400 ms, …
+// capped at maxDelay.
+func backoffDelay(n int, maxDelay time.Duration) time.Duration {
+	if n <= 1 {
+		return 0
+	}
+	d := backoffBase
+	for i := 2; i < n && d < maxDelay; i++ {
+		d *= 2
+	}
+	return min(d, maxDelay)
+}
+
+// restartMaxDelay returns e's backoff cap.
+func restartMaxDelay(e *Entry) time.Duration {
+	if d := time.Duration(e.RestartMaxDelay); d > 0 {
+		return d
+	}
+	return DefaultRestartMaxDelay
+}
+
+// restartReset returns e's reset period.
+func restartReset(e *Entry) time.Duration {
+	if d := time.Duration(e.RestartReset); d > 0 {
+		return d
+	}
+	return DefaultRestartReset
+}
+
+// restarts reports whether e's policy restarts it after a failure.
+func restarts(e *Entry) bool {
+	return e.Managed && (e.Restart == "on-failure" || e.Restart == "always") && e.Desired == DesiredRunning
+}
+
+// failure records one more failed run of e at now and decides what follows:
+// the next start's time, or giving up. nrestarts is the NRestarts of the
+// unit that failed: systemd restarts a unit by itself only after a run of at
+// least the reset period, so a count above 0 means the backoff starts over.
+// It returns the delay (meaningless when e gave up).
+func failure(e *Entry, now time.Time, nrestarts int) time.Duration {
+	b := e.Backoff
+	if b == nil {
+		b = &Backoff{}
+		e.Backoff = b
+	}
+	if nrestarts > 0 {
+		b.Failures = nrestarts // systemd's own restarts count as failures before this one
+	}
+	b.Failures++
+	if e.MaxRestarts > 0 && b.Failures > e.MaxRestarts {
+		b.GaveUp, b.NextAt = true, time.Time{}
+		return 0
+	}
+	d := backoffDelay(b.Failures, restartMaxDelay(e))
+	b.NextAt = now.Add(d)
+	return d
+}
+
+// gaveUpReason words a runtime the daemon stopped restarting.
+func gaveUpReason(e *Entry) string {
+	return fmt.Sprintf("gave up after %d failed runs in a row (--max-restarts %d); fix it, then socketley start %s",
+		e.Backoff.Failures, e.MaxRestarts, e.Name)
+}
+
+// supervise runs the backoff: it schedules a start for every runtime whose
+// unit systemd gave up on (failed while it should run), starts those that
+// are due, and returns when the next one is due (zero: none is pending).
+// It runs on the daemon's loop goroutine.
+func (m *Manager) supervise(ctx context.Context) time.Time {
+	snap := m.snapshot()
+	now := time.Now()
+	type failed struct {
+		name      string
+		nrestarts int
+		lastExit  string
+	}
+	var fresh []failed
+	var due []string
+	var next time.Time
+	m.mu.Lock()
+	for _, e := range m.reg.entries {
+		if !restarts(e) || m.starting[e.Name] || (e.Backoff != nil && e.Backoff.GaveUp) {
+			continue
+		}
+		if e.Backoff != nil && !e.Backoff.NextAt.IsZero() {
+			if !e.Backoff.NextAt.After(now) {
+				due = append(due, e.Name)
+			} else if next.IsZero() || e.Backoff.NextAt.Before(next) {
+				next = e.Backoff.NextAt
+			}
+			continue
+		}
+		st, ok := snap[e.Name]
+		if !ok || st.ActiveState != units.ActiveFailed || m.locks.busy(e.Name) {
+			continue
+		}
+		fresh = append(fresh, failed{e.Name, st.NRestarts, st.LastExit()})
+	}
+	for _, n := range due {
+		m.starting[n] = true
+	}
+	m.mu.Unlock()
+
+	if len(fresh) > 0 {
+		type decision struct {
+			name  string
+			delay time.Duration
+			gave  bool
+			fails int
+		}
+		var ds []decision
+		err := m.update(func(r *Registry) error {
+			ds = ds[:0]
+			for _, f := range fresh {
+				e, ok := r.entries[f.name]
+				if !ok || !restarts(e) || (e.Backoff != nil && (e.Backoff.GaveUp || !e.Backoff.NextAt.IsZero())) {
+					continue
+				}
+				if f.lastExit != "" {
+					e.LastExit = f.lastExit
+				}
+				d := failure(e, now, f.nrestarts)
+				ds = append(ds, decision{f.name, d, e.Backoff.GaveUp, e.Backoff.Failures})
+			}
+			return nil
+		})
+		if err != nil {
+			m.log.Error("crash backoff: persist", "err", err)
+		}
+		for _, d := range ds {
+			if d.gave {
+				m.log.Warn("crash loop: giving up (max restarts reached); socketley start retries", "name", d.name, "failures", d.fails)
+				continue
+			}
+			m.log.Warn("crash loop: restarting after backoff", "name", d.name, "failures", d.fails, "delay", d.delay)
+			if d.delay <= 0 {
+				m.mu.Lock()
+				if !m.starting[d.name] {
+					m.starting[d.name] = true
+					due = append(due, d.name)
+				}
+				m.mu.Unlock()
+			} else if at := now.Add(d.delay); next.IsZero() || at.Before(next) {
+				next = at
+			}
+		}
+	}
+	for _, name := range due {
+		m.heals.Add(1)
+		go func() {
+			defer m.heals.Done()
+			m.backoffStart(ctx, name)
+		}()
+	}
+	return next
+}
+
+// backoffStart starts a runtime whose backoff delay is over. It confirms
+// with systemd first: a unit that is up again (started by the user, say)
+// only ends the wait.
+func (m *Manager) backoffStart(ctx context.Context, name string) {
+	defer m.poke()
+	defer func() {
+		m.mu.Lock()
+		delete(m.starting, name)
+		m.mu.Unlock()
+	}()
+	unlock := m.locks.lock(name)
+	defer unlock()
+	e, ok := m.entry(name)
+	if !ok || !restarts(e) || e.Backoff == nil || e.Backoff.NextAt.IsZero() || e.Backoff.GaveUp {
+		return
+	}
+	log := m.log.With("name", name, "unit", units.Name(name))
+	st, err := m.refreshStatus(ctx, name)
+	if err == nil && (isUp(st) || st.Restarting) {
+		log.Info("crash backoff: the unit is up again; no start needed", "pid", st.MainPID)
+		m.clearNextStart(name)
+		return
+	}
+	// The failed unit goes away with its NRestarts: keep them in the entry.
+	if err := m.update(func(r *Registry) error {
+		cur, ok := r.entries[name]
+		if !ok || cur.Backoff == nil {
+			return nil
+		}
+		cur.Restarts += st.NRestarts + 1
+		if le := st.LastExit(); le != "" {
+			cur.LastExit = le
+		}
+		cur.Backoff.NextAt = time.Time{}
+		return nil
+	}); err != nil {
+		log.Error("crash backoff: persist", "err", err)
+		return
+	}
+	e, _ = m.entry(name)
+	if sd, err := m.systemd(); err == nil {
+		if err := sd.ResetFailed(ctx, name); err != nil && !errors.Is(err, units.ErrNoSuchUnit) {
+			log.Debug("crash backoff: reset-failed", "err", err)
+		}
+	}
+	if err := m.startUnit(ctx, e); err != nil {
+		log.Error("crash backoff: start failed", "failures", e.Backoff.Failures, "err", err)
+		// The start itself failed (the binary cannot be executed, say):
+		// that is one more failed run.
+		var d time.Duration
+		var gave bool
+		if uerr := m.update(func(r *Registry) error {
+			cur, ok := r.entries[name]
+			if !ok || !restarts(cur) {
+				return nil
+			}
+			cur.LastExit = "start failed: " + err.Error()
+			d = failure(cur, time.Now(), 0)
+			gave = cur.Backoff.GaveUp
+			return nil
+		}); uerr != nil {
+			log.Error("crash backoff: persist", "err", uerr)
+		}
+		if gave {
+			log.Warn("crash loop: giving up (max restarts reached); socketley start retries")
+		} else {
+			log.Warn("crash loop: next start after backoff", "delay", d)
+		}
+		return
+	}
+	log.Info("crash backoff: started", "failures", e.Backoff.Failures)
+}
+
+// refreshStatus asks systemd for name's unit through the watch (so the view
+// is updated too); a zero Status with the error when it cannot.
+func (m *Manager) refreshStatus(ctx context.Context, name string) (units.Status, error) {
+	m.mu.RLock()
+	w := m.watch
+	m.mu.RUnlock()
+	if w == nil {
+		return units.Status{}, errorf(ErrUnavailable, "not connected to systemd")
+	}
+	return w.Refresh(ctx, name)
+}
+
+// clearNextStart drops a pending backoff start of name (the count stays).
+func (m *Manager) clearNextStart(name string) {
+	if err := m.update(func(r *Registry) error {
+		if e, ok := r.entries[name]; ok && e.Backoff != nil {
+			e.Backoff.NextAt = time.Time{}
+		}
+		return nil
+	}); err != nil {
+		m.log.Error("crash backoff: persist", "name", name, "err", err)
+	}
+}
+
+// poke wakes the daemon's loop to run supervise again.
+func (m *Manager) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// resetBackoffs forgets the failure count of runtimes that have been running
+// for their reset period; run from the health tick with the names and how
+// long each has been running.
+func (m *Manager) resetBackoffs(names []string) {
+	if len(names) == 0 {
+		return
+	}
+	if err := m.update(func(r *Registry) error {
+		for _, n := range names {
+			if e, ok := r.entries[n]; ok && e.Backoff != nil && e.Backoff.NextAt.IsZero() && !e.Backoff.GaveUp {
+				e.Backoff = nil
+			}
+		}
+		return nil
+	}); err != nil {
+		m.log.Error("crash backoff: reset", "err", err)
+		return
+	}
+	for _, n := range names {
+		m.log.Info("crash backoff: reset (running for its reset period)", "name", n)
+	}
+}
+
+// backoffView fills the backoff fields of a runtime view.
+func backoffView(r *wire.Runtime, e *Entry) {
+	if e.Backoff == nil {
+		return
+	}
+	r.Failures = e.Backoff.Failures
+	r.NextRestart = e.Backoff.NextAt
+}
