@@ -314,7 +314,8 @@ func (m *Manager) stopUnit(ctx context.Context, name string) error {
 // unit has nothing to keep.
 func (m *Manager) foldRestarts(ctx context.Context, name string) error {
 	st, ok := m.snapshot()[name]
-	if !ok || st.LoadState == units.LoadNotFound || (st.NRestarts == 0 && st.LastExit() == "") {
+	n := acceptedRestarts(st)
+	if !ok || st.LoadState == units.LoadNotFound || (n == 0 && st.LastExit() == "") {
 		return nil
 	}
 	return m.update(func(r *Registry) error {
@@ -322,7 +323,7 @@ func (m *Manager) foldRestarts(ctx context.Context, name string) error {
 		if !ok || !e.Managed {
 			return nil
 		}
-		e.Restarts += st.NRestarts
+		e.Restarts += n
 		if le := st.LastExit(); le != "" {
 			e.LastExit = le
 		}
@@ -699,7 +700,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 	}
 	if st != nil {
 		r.ActiveState, r.SubState = st.ActiveState, st.SubState
-		r.Restarts += st.NRestarts
+		r.Restarts += acceptedRestarts(*st)
 		if le := st.LastExit(); le != "" {
 			r.LastExit = le
 		}

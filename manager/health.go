@@ -244,8 +244,14 @@ func (m *Manager) tick(ctx context.Context) {
 		}
 		status, reason := classify(e, st, o, now)
 		if status == wire.StateRunning {
-			if o.runningSince.IsZero() {
-				o.runningSince = now
+			// Running since this tick unless the same process was running
+			// at the last one: ticks sample, so a new pid restarts the clock.
+			pid := 0
+			if st != nil {
+				pid = st.MainPID
+			}
+			if o.runningSince.IsZero() || o.runningPID != pid {
+				o.runningSince, o.runningPID = now, pid
 			}
 			if b := e.Backoff; b != nil && b.NextAt.IsZero() && !b.GaveUp && now.Sub(o.runningSince) >= restartReset(e) {
 				reset = append(reset, e.Name)

@@ -83,8 +83,10 @@ type observed struct {
 	unhealthyTicks int  // consecutive ticks classified unhealthy
 	healing        bool // a health restart is in progress
 	// runningSince is when the health tick first saw the runtime running
-	// (healthy) without a break; zero when it is not.
+	// (healthy) with main process runningPID at every tick since; zero
+	// when it is not running.
 	runningSince time.Time
+	runningPID   int
 	// exited is set by the caller of classify, for an attached (unmanaged)
 	// entry, when its process is gone; it is never stored.
 	exited bool

@@ -89,18 +89,19 @@ func restarts(e *Entry) bool {
 }
 
 // failure records one more failed run of e at now and decides what follows:
-// the next start's time, or giving up. nrestarts is the NRestarts of the
-// unit that failed: systemd restarts a unit by itself only after a run of at
-// least the reset period, so a count above 0 means the backoff starts over.
-// It returns the delay (meaningless when e gave up).
-func failure(e *Entry, now time.Time, nrestarts int) time.Duration {
+// the next start's time, or giving up. accepted is the number of automatic
+// restarts systemd did for the unit that failed (acceptedRestarts): it does
+// one only after a run of at least the reset period, so then this failure
+// follows a long run, and is the second in a row (systemd's restart was the
+// first). It returns the delay (meaningless when e gave up).
+func failure(e *Entry, now time.Time, accepted int) time.Duration {
 	b := e.Backoff
 	if b == nil {
 		b = &Backoff{}
 		e.Backoff = b
 	}
-	if nrestarts > 0 {
-		b.Failures = nrestarts // systemd's own restarts count as failures before this one
+	if accepted > 0 {
+		b.Failures = 1
 	}
 	b.Failures++
 	if e.MaxRestarts > 0 && b.Failures > e.MaxRestarts {
@@ -110,6 +111,17 @@ func failure(e *Entry, now time.Time, nrestarts int) time.Duration {
 	d := backoffDelay(b.Failures, restartMaxDelay(e))
 	b.NextAt = now.Add(d)
 	return d
+}
+
+// acceptedRestarts is the number of automatic restarts systemd really did
+// for a unit. NRestarts also counts the restart that the start limit
+// refused, which is how a unit under a restart policy ends failed
+// (units reports that Result as start-limit-hit).
+func acceptedRestarts(st units.Status) int {
+	if st.ActiveState == units.ActiveFailed && st.Result == units.ResultStartLimitHit && st.NRestarts > 0 {
+		return st.NRestarts - 1
+	}
+	return st.NRestarts
 }
 
 // gaveUpReason words a runtime the daemon stopped restarting.
@@ -150,7 +162,7 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 		if !ok || st.ActiveState != units.ActiveFailed || m.locks.busy(e.Name) {
 			continue
 		}
-		fresh = append(fresh, failed{e.Name, st.NRestarts, st.LastExit()})
+		fresh = append(fresh, failed{e.Name, acceptedRestarts(st), st.LastExit()})
 	}
 	for _, n := range due {
 		m.starting[n] = true
@@ -240,7 +252,7 @@ func (m *Manager) backoffStart(ctx context.Context, name string) {
 		if !ok || cur.Backoff == nil {
 			return nil
 		}
-		cur.Restarts += st.NRestarts + 1
+		cur.Restarts += acceptedRestarts(st) + 1
 		if le := st.LastExit(); le != "" {
 			cur.LastExit = le
 		}

@@ -50,7 +50,8 @@ func TestFailure(t *testing.T) {
 		{"second: 100ms", Entry{Backoff: &Backoff{Failures: 1}}, 0, 2, 100 * time.Millisecond, false},
 		{"fifth: 800ms", Entry{Backoff: &Backoff{Failures: 4}}, 0, 5, 800 * time.Millisecond, false},
 		{"capped by the entry", Entry{RestartMaxDelay: wire.Duration(time.Second), Backoff: &Backoff{Failures: 20}}, 0, 21, time.Second, false},
-		{"systemd restarted it after a long run: starts over", Entry{Backoff: &Backoff{Failures: 9}}, 1, 2, 100 * time.Millisecond, false},
+		{"systemd restarted it after a long run: second in a row", Entry{Backoff: &Backoff{Failures: 9}}, 1, 2, 100 * time.Millisecond, false},
+		{"systemd restarted it twice: still second in a row", Entry{}, 2, 2, 100 * time.Millisecond, false},
 		{"max restarts not reached", Entry{MaxRestarts: 3, Backoff: &Backoff{Failures: 2}}, 0, 3, 200 * time.Millisecond, false},
 		{"max restarts reached: give up", Entry{MaxRestarts: 3, Backoff: &Backoff{Failures: 3}}, 0, 4, 0, true},
 	}
@@ -83,8 +84,10 @@ func failUnit(t *testing.T, f *fakeSystemd, name string, code, status int) {
 	if !ok {
 		t.Fatalf("no unit %s to fail", name)
 	}
-	st.ActiveState, st.SubState, st.MainPID = units.ActiveFailed, units.SubFailed, 0
-	st.Result, st.ExecMainCode, st.ExecMainStatus = units.ResultExitCode, code, status
+	// NRestarts counts the refused restart too; units reports the result
+	// as start-limit-hit.
+	st.ActiveState, st.SubState, st.MainPID, st.NRestarts = units.ActiveFailed, units.SubFailed, 0, st.NRestarts+1
+	st.Result, st.ExecMainCode, st.ExecMainStatus = units.ResultStartLimitHit, code, status
 	f.set(st)
 }
 
@@ -245,6 +248,16 @@ func TestTickResetsTheBackoffAfterTheResetPeriod(t *testing.T) {
 	m.tick(t.Context()) // sees it running: the clock starts now
 	if e, _ := m.entry("web"); e.Backoff == nil {
 		t.Fatal("the first running tick reset the backoff; it must run for the reset period first")
+	}
+	// A tick that finds another process running (it crashed and came back
+	// between two ticks) starts the clock again.
+	m.mu.Lock()
+	m.obsOf("web").runningSince = time.Now().Add(-DefaultRestartReset)
+	m.obsOf("web").runningPID = 1
+	m.mu.Unlock()
+	m.tick(t.Context())
+	if e, _ := m.entry("web"); e.Backoff == nil {
+		t.Fatal("a new process reset the backoff at once; its own run must last the reset period")
 	}
 	m.mu.Lock()
 	m.obsOf("web").runningSince = time.Now().Add(-DefaultRestartReset)

@@ -1,0 +1,256 @@
+//go:build integration
+
+package main_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// starts is a FIFO that the test program writes its pid to each time it
+// starts: every line is one start, seen when it happens (no polling).
+type starts struct {
+	path string
+	ch   chan startEvent
+}
+
+type startEvent struct {
+	pid int
+	at  time.Time
+}
+
+func newStarts(t *testing.T, dir string) *starts {
+	t.Helper()
+	p := filepath.Join(dir, "starts.fifo")
+	if err := syscall.Mkfifo(p, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	// O_RDWR: the read end never sees EOF between two writers.
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &starts{path: p, ch: make(chan startEvent, 1024)}
+	go func() {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if pid, err := strconv.Atoi(strings.TrimSpace(sc.Text())); err == nil {
+				s.ch <- startEvent{pid, time.Now()}
+			}
+		}
+	}()
+	t.Cleanup(func() { _ = f.Close() })
+	return s
+}
+
+// next waits for the next start (at most d).
+func (s *starts) next(t *testing.T, d time.Duration, what string) startEvent {
+	t.Helper()
+	select {
+	case ev := <-s.ch:
+		return ev
+	case <-time.After(d):
+		t.Fatalf("no start within %s: %s", d, what)
+		return startEvent{}
+	}
+}
+
+// backoffDelays reads the delays the daemon decided for name from its log,
+// in order ("crash loop: restarting after backoff" lines).
+func backoffDelays(t *testing.T, log, name string) []time.Duration {
+	t.Helper()
+	re := regexp.MustCompile(`msg="crash loop: restarting after backoff" name=` + regexp.QuoteMeta(name) + ` failures=(\d+) delay=(\S+)`)
+	var out []time.Duration
+	for _, m := range re.FindAllStringSubmatch(log, -1) {
+		d, err := time.ParseDuration(m[2])
+		if err != nil {
+			t.Fatalf("bad delay %q in the daemon log", m[2])
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// answers waits until something accepts a connection on port and echoes.
+func answers(t *testing.T, port int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("port %d answers", port), func() bool {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			return false
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		return err == nil && line == "ping\n"
+	})
+}
+
+// echoServer is a program that reports its start on the FIFO, then serves
+// a line echo on port (python3: one of the packages the tests need).
+func (e *env) echoServer(fifo string, port int) string {
+	return e.script("echo-srv", fmt.Sprintf(`echo $$ > %s
+exec python3 -c '
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", %d))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    f = c.makefile("rwb")
+    for line in f:
+        f.write(line); f.flush()
+    c.close()
+'`, fifo, port))
+}
+
+// A service killed 30 times, 0.3 s after each start, is never given up on:
+// the delays grow (0, 100ms, 200ms, …) up to the cap, and it answers after.
+// Then, once it has run for the reset period, a crash is restarted by
+// systemd at once, without the daemon's backoff.
+func TestCrashLoopKeepsRestartingWithBackoff(t *testing.T) {
+	e := newEnv(t)
+	st := newStarts(t, e.dir)
+	port := freePort(t)
+	bin := e.echoServer(st.path, port)
+	const maxDelay = 400 * time.Millisecond
+	e.ok("add", bin, "--name", "loop", "-s", "--restart-max-delay", maxDelay.String(), "--restart-reset", "2s")
+	cur := st.next(t, 10*time.Second, "first start")
+	type attempt struct {
+		kill time.Time
+		wait time.Duration // kill -> next start
+	}
+	var timeline []attempt
+	for i := range 30 {
+		time.Sleep(300 * time.Millisecond) // the scenario: each run lasts 0.3 s
+		if err := syscall.Kill(cur.pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill %d (#%d): %v", cur.pid, i+1, err)
+		}
+		killed := time.Now()
+		next := st.next(t, 20*time.Second, fmt.Sprintf("restart after kill #%d", i+1))
+		if next.pid == cur.pid {
+			t.Fatalf("kill #%d: the same pid started again", i+1)
+		}
+		timeline = append(timeline, attempt{killed, next.at.Sub(killed)})
+		cur = next
+	}
+	answers(t, port)
+	var b strings.Builder
+	for i, a := range timeline {
+		fmt.Fprintf(&b, "#%d +%s ", i+1, a.wait.Round(time.Millisecond))
+	}
+	t.Logf("kill -> start: %s", b.String())
+
+	// The daemon's decisions: 0, 100ms, 200ms, 400ms (the cap), 400ms, …
+	delays := backoffDelays(t, e.log.String(), "loop")
+	if len(delays) != 30 {
+		t.Fatalf("the daemon decided %d backoff starts for 30 crashes: %v", len(delays), delays)
+	}
+	for i, d := range delays {
+		want := time.Duration(0)
+		if i > 0 {
+			want = min(100*time.Millisecond<<(i-1), maxDelay)
+		}
+		if d != want {
+			t.Fatalf("crash #%d: delay %s, want %s (all: %v)", i+1, d, want, delays)
+		}
+		// A start never comes before its delay.
+		if timeline[i].wait < d {
+			t.Fatalf("crash #%d restarted after %s, before its delay %s", i+1, timeline[i].wait, d)
+		}
+	}
+	r := e.show("loop")
+	if r.Restarts < 30 || r.LastExit != "signal KILL" {
+		t.Fatalf("after 30 crashes: restarts %d last exit %q", r.Restarts, r.LastExit)
+	}
+
+	// Up for the reset period: the count starts over (the health tick sees it).
+	eventually(t, "the backoff count resets after 2s running", func() bool { return e.show("loop").Failures == 0 })
+	killed := time.Now()
+	if err := syscall.Kill(cur.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	next := st.next(t, 10*time.Second, "restart after a long run")
+	t.Logf("after the reset period: kill -> start %s", next.at.Sub(killed).Round(time.Millisecond))
+	if n := unitProp(t, "loop", "NRestarts"); n != "1" {
+		t.Fatalf("a crash after the reset period was not restarted by systemd itself (NRestarts=%s)", n)
+	}
+	if got := backoffDelays(t, e.log.String(), "loop"); len(got) != 30 {
+		t.Fatalf("the daemon's backoff handled a crash after the reset period: %v", got[30:])
+	}
+	answers(t, port)
+}
+
+// --max-restarts 3: three restarts, then socketley gives up and says so;
+// socketley start tries again at once.
+func TestMaxRestartsGivesUp(t *testing.T) {
+	e := newEnv(t)
+	st := newStarts(t, e.dir)
+	bin := e.script("fail", fmt.Sprintf("echo $$ > %s\nexit 7", st.path))
+	e.run("add", bin, "--name", "quitter", "-s", "--max-restarts", "3")
+	for i := range 4 {
+		st.next(t, 10*time.Second, fmt.Sprintf("start #%d", i+1))
+	}
+	eventually(t, "quitter is given up on", func() bool { return e.show("quitter").Status == "failed" })
+	r := e.show("quitter")
+	if !strings.Contains(r.Reason, "gave up after 4 failed runs in a row (--max-restarts 3)") || r.LastExit != "exit code 7" {
+		t.Fatalf("given up: reason %q last exit %q", r.Reason, r.LastExit)
+	}
+	if out := e.ok("ls"); !strings.Contains(out, "failed") {
+		t.Fatalf("ls does not say failed:\n%s", out)
+	}
+	e.run("start", "quitter")
+	// The next start is the one socketley start made: no start came in
+	// between (a start after giving up would be read here instead).
+	ev := st.next(t, 10*time.Second, "start after socketley start")
+	if strings.Count(e.log.String(), "crash loop: giving up") != 1 {
+		t.Fatalf("want exactly one give-up in the daemon log:\n%s", e.log.String())
+	}
+	if ev.pid <= 0 {
+		t.Fatalf("bad pid %d", ev.pid)
+	}
+}
+
+// A daemon killed -9 in the middle of a backoff keeps the schedule: the
+// next start comes at the persisted time, not at once and not never.
+func TestBackoffSurvivesDaemonKill(t *testing.T) {
+	e := newEnv(t)
+	st := newStarts(t, e.dir)
+	bin := e.script("fail", fmt.Sprintf("echo $$ > %s\nexit 1", st.path))
+	e.run("add", bin, "--name", "sched", "-s", "--restart-max-delay", "3s")
+	// Starts 1..6: delays 0, 100, 200, 400, 800 ms; the 6th failure waits 1.6 s.
+	for i := range 6 {
+		st.next(t, 10*time.Second, fmt.Sprintf("start #%d", i+1))
+	}
+	var r = e.show("sched")
+	eventually(t, "a 1.6s backoff is pending", func() bool {
+		r = e.show("sched")
+		return r.Failures == 6 && !r.NextRestart.IsZero()
+	})
+	due := r.NextRestart
+	e.stopDaemon(syscall.SIGKILL)
+	e.startDaemon()
+	ev := st.next(t, 15*time.Second, "start after the daemon came back")
+	if ev.at.Before(due) {
+		t.Fatalf("the restarted daemon started it at %s, before the persisted time %s", ev.at.Format(time.StampMilli), due.Format(time.StampMilli))
+	}
+	if !strings.Contains(e.log.String(), "reconcile: left to the crash backoff") && !strings.Contains(e.log.String(), "adopted") {
+		t.Fatalf("the new daemon did not keep the backoff:\n%s", e.log.String())
+	}
+	if got := e.show("sched"); got.Failures < 6 {
+		t.Fatalf("the failure count was lost across the daemon restart: %d", got.Failures)
+	}
+}
