@@ -280,6 +280,10 @@ func (m *Manager) backoffStart(ctx context.Context, name string) {
 				return nil
 			}
 			cur.LastExit = "start failed: " + err.Error()
+			var je *units.JobError
+			if errors.As(err, &je) && je.Status.LastExit() != "" {
+				cur.LastExit = je.Status.LastExit() // exited during its start job
+			}
 			d = failure(cur, time.Now(), 0)
 			gave = cur.Backoff.GaveUp
 			return nil

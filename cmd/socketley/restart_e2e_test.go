@@ -17,10 +17,27 @@ import (
 )
 
 // starts is a FIFO that the test program writes its pid to each time it
-// starts: every line is one start, seen when it happens (no polling).
+// starts: every line is one start, seen when it happens (no polling). gate
+// is a second FIFO a program can wait on (read _ < gate) until the test
+// lets it go on (release), so that it exits when the test says.
 type starts struct {
 	path string
 	ch   chan startEvent
+	gate string
+	gw   *os.File
+}
+
+// release lets one waiting (or the next) program go past its gate.
+func (s *starts) release(t *testing.T) {
+	t.Helper()
+	if _, err := s.gw.WriteString("go\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// failing is a program that reports its start, waits at the gate, then exits with code.
+func (e *env) failing(st *starts, code int) string {
+	return e.script("fail", fmt.Sprintf("echo $$ > %s\nread _ < %s\nexit %d", st.path, st.gate, code))
 }
 
 type startEvent struct {
@@ -39,7 +56,16 @@ func newStarts(t *testing.T, dir string) *starts {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &starts{path: p, ch: make(chan startEvent, 1024)}
+	g := filepath.Join(dir, "gate.fifo")
+	if err := syscall.Mkfifo(g, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := os.OpenFile(g, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gw.Close() })
+	s := &starts{path: p, ch: make(chan startEvent, 1024), gate: g, gw: gw}
 	go func() {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
@@ -199,10 +225,12 @@ func TestCrashLoopKeepsRestartingWithBackoff(t *testing.T) {
 func TestMaxRestartsGivesUp(t *testing.T) {
 	e := newEnv(t)
 	st := newStarts(t, e.dir)
-	bin := e.script("fail", fmt.Sprintf("echo $$ > %s\nexit 7", st.path))
-	e.run("add", bin, "--name", "quitter", "-s", "--max-restarts", "3")
+	bin := e.failing(st, 7)
+	// The first run waits at its gate until add has returned: add sees it started.
+	e.ok("add", bin, "--name", "quitter", "-s", "--max-restarts", "3")
 	for i := range 4 {
 		st.next(t, 10*time.Second, fmt.Sprintf("start #%d", i+1))
+		st.release(t)
 	}
 	eventually(t, "quitter is given up on", func() bool { return e.show("quitter").Status == "failed" })
 	r := e.show("quitter")
@@ -212,7 +240,7 @@ func TestMaxRestartsGivesUp(t *testing.T) {
 	if out := e.ok("ls"); !strings.Contains(out, "failed") {
 		t.Fatalf("ls does not say failed:\n%s", out)
 	}
-	e.run("start", "quitter")
+	e.ok("start", "quitter")
 	// The next start is the one socketley start made: no start came in
 	// between (a start after giving up would be read here instead).
 	ev := st.next(t, 10*time.Second, "start after socketley start")
@@ -229,11 +257,12 @@ func TestMaxRestartsGivesUp(t *testing.T) {
 func TestBackoffSurvivesDaemonKill(t *testing.T) {
 	e := newEnv(t)
 	st := newStarts(t, e.dir)
-	bin := e.script("fail", fmt.Sprintf("echo $$ > %s\nexit 1", st.path))
-	e.run("add", bin, "--name", "sched", "-s", "--restart-max-delay", "3s")
+	bin := e.failing(st, 1)
+	e.ok("add", bin, "--name", "sched", "-s", "--restart-max-delay", "3s")
 	// Starts 1..6: delays 0, 100, 200, 400, 800 ms; the 6th failure waits 1.6 s.
 	for i := range 6 {
 		st.next(t, 10*time.Second, fmt.Sprintf("start #%d", i+1))
+		st.release(t)
 	}
 	var r = e.show("sched")
 	eventually(t, "a 1.6s backoff is pending", func() bool {
@@ -244,6 +273,7 @@ func TestBackoffSurvivesDaemonKill(t *testing.T) {
 	e.stopDaemon(syscall.SIGKILL)
 	e.startDaemon()
 	ev := st.next(t, 15*time.Second, "start after the daemon came back")
+	st.release(t)
 	if ev.at.Before(due) {
 		t.Fatalf("the restarted daemon started it at %s, before the persisted time %s", ev.at.Format(time.StampMilli), due.Format(time.StampMilli))
 	}
