@@ -150,7 +150,7 @@ while True:
 func TestCrashLoopKeepsRestartingWithBackoff(t *testing.T) {
 	e := newEnv(t)
 	st := newStarts(t, e.dir)
-	port := freePort(t)
+	port := unassignedPort(t)
 	bin := e.echoServer(st.path, port)
 	const maxDelay = 400 * time.Millisecond
 	e.ok("add", bin, "--name", "loop", "-s", "--restart-max-delay", maxDelay.String(), "--restart-reset", "2s")
@@ -283,4 +283,22 @@ func TestBackoffSurvivesDaemonKill(t *testing.T) {
 	if got := e.show("sched"); got.Failures < 6 {
 		t.Fatalf("the failure count was lost across the daemon restart: %d", got.Failures)
 	}
+}
+
+// unassignedPort returns a loopback port below the kernel's ephemeral range
+// (32768 and up here) that is free now: the kernel never hands such a port
+// to a bind(0) or connect, so between this check and the program's own bind
+// only a process that asks for that very number could take it.
+func unassignedPort(t *testing.T) int {
+	t.Helper()
+	for p := 20000 + os.Getpid()%5000; p < 32000; p += 7 {
+		l, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return p
+	}
+	t.Fatal("no free port below 32000")
+	return 0
 }
