@@ -269,7 +269,10 @@ func TestBackoffSurvivesDaemonKill(t *testing.T) {
 		r = e.show("sched")
 		return r.Failures == 6 && !r.NextRestart.IsZero()
 	})
-	due := r.NextRestart
+	due, restarts := r.NextRestart, r.Restarts
+	if restarts < 5 || r.LastExit != "exit code 1" {
+		t.Fatalf("before the daemon kill: restarts %d last exit %q, want ≥ 5 and exit code 1", restarts, r.LastExit)
+	}
 	e.stopDaemon(syscall.SIGKILL)
 	e.startDaemon()
 	ev := st.next(t, 15*time.Second, "start after the daemon came back")
@@ -280,8 +283,10 @@ func TestBackoffSurvivesDaemonKill(t *testing.T) {
 	if !strings.Contains(e.log.String(), "reconcile: left to the crash backoff") && !strings.Contains(e.log.String(), "adopted") {
 		t.Fatalf("the new daemon did not keep the backoff:\n%s", e.log.String())
 	}
-	if got := e.show("sched"); got.Failures < 6 {
-		t.Fatalf("the failure count was lost across the daemon restart: %d", got.Failures)
+	// Counts and the last exit are persisted: a daemon restart keeps them.
+	if got := e.show("sched"); got.Failures < 6 || got.Restarts < restarts || got.LastExit != "exit code 1" {
+		t.Fatalf("lost across the daemon restart: failures %d (want ≥ 6), restarts %d (want ≥ %d), last exit %q",
+			got.Failures, got.Restarts, restarts, got.LastExit)
 	}
 }
 
