@@ -8,3 +8,14 @@ func SetPrivateFill(on bool) bool {
 
 // PrivateFills returns how many fills were done over the private socket.
 func PrivateFills() int64 { return privateFills.Load() }
+
+// SetNudge turns the restart nudge of the Watches subscribed from now on on
+// or off (for the benchmark); it returns a function that restores the
+// previous setting, to be called once those Watches are closed.
+func SetNudge(on bool) (restore func()) {
+	old := nudgeAfter
+	if !on {
+		nudgeAfter = nil
+	}
+	return func() { nudgeAfter = old }
+}

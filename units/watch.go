@@ -18,13 +18,6 @@ const (
 	serviceIface    = "org.freedesktop.systemd1.Service"
 	propertiesIface = "org.freedesktop.DBus.Properties"
 
-	// settleDelay: when a unit that was up (active, activating, reloading,
-	// deactivating) turns failed or inactive, the Watch keeps publishing
-	// its previous state for this long, unless a newer state or a full read
-	// of that unit comes first. systemd 252 sends a crash as failed, then
-	// activating/auto-restart in the same millisecond; publishing in between
-	// would show a restart as a failure. Other units are published at once.
-	settleDelay = 50 * time.Millisecond
 	// maxBatch bounds how many queued signals are applied before the cache
 	// is published and a pending request is served.
 	maxBatch = 256
@@ -35,7 +28,8 @@ const (
 	// maxErrors bounds the unit errors a bulk read reports one by one.
 	maxErrors = 8
 	// readDelay: the reads that signals ask for (a new unit, a finished
-	// job) are done this long after the first of them, together. A start
+	// job, a unit that went down) are done this long after the first of
+	// them, together. A start
 	// or stop job takes about as long; meanwhile the caller of the job
 	// usually Refreshes the unit, which makes the read unnecessary, and a
 	// read in the middle of the job would only slow systemd down.
@@ -51,9 +45,12 @@ var nudgeAfter = []time.Duration{time.Millisecond, 10 * time.Millisecond}
 // interfaces, UnitNew, UnitRemoved, JobRemoved) on a connection of its own.
 // Reading it costs no D-Bus call. Its methods are safe for concurrent use.
 //
-// The cache is published as a whole after each batch of signals; a unit that
-// is on its way to an automatic restart is never published as failed (see
-// settleDelay). Every full read of a unit (GetAll) is ordered against the
+// The cache is published as a whole after each batch of signals. When a unit
+// that was up (active, activating, reloading, deactivating) turns failed or
+// inactive, the Watch keeps publishing its previous state until a newer
+// state of it arrives or it is read in full (readDelay later; see settle),
+// so that a unit on its way to an automatic restart is never published as
+// failed or inactive. Every full read of a unit (GetAll) is ordered against the
 // signals of the same connection: a signal sent before the read is reflected
 // in it and is not applied again, so a stale signal never overwrites a
 // fresher read. Signals lost while the bus connection is down are not
@@ -89,8 +86,8 @@ type Watch struct {
 	// lastSig is the sequence of the last signal received.
 	lastSig godbus.Sequence
 	// settling holds the units whose previous published state is kept
-	// until the given time (see settleDelay).
-	settling map[string]time.Time
+	// until they are read in full or a newer state arrives (see settle).
+	settling map[string]struct{}
 	// pending holds the units that signals asked to read, read together
 	// readDelay after the first (see flush).
 	pending map[string]pendingRead
@@ -171,7 +168,7 @@ func newWatch(life context.Context, end context.CancelFunc) *Watch {
 		state:    map[string]Status{},
 		touched:  map[string]struct{}{},
 		read:     map[string]godbus.Sequence{},
-		settling: map[string]time.Time{},
+		settling: map[string]struct{}{},
 		pending:  map[string]pendingRead{},
 	}
 }
@@ -221,7 +218,7 @@ func (w *Watch) start(ctx context.Context, private string) error {
 	if err := w.fill(ctx, private, pid); err != nil {
 		return err
 	}
-	w.publish(time.Now())
+	w.publish()
 	return nil
 }
 
@@ -428,10 +425,6 @@ func (w *Watch) run() {
 		w.bus.Close()
 		close(w.done)
 	}()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var due <-chan time.Time // fires when a settling unit is due
 	reads := time.NewTimer(time.Hour)
 	reads.Stop()
 	defer reads.Stop()
@@ -450,26 +443,15 @@ func (w *Watch) run() {
 			}
 		case req := <-w.reqs:
 			r := w.serve(req)
-			due = w.schedule(timer, w.publish(time.Now()))
+			w.publish()
 			req.reply <- r
 			continue
 		case <-readsDue:
 			readsDue = nil
 			w.flush()
-		case <-due:
 		}
-		due = w.schedule(timer, w.publish(time.Now()))
+		w.publish()
 	}
-}
-
-// schedule arms timer for next (zero: never) and returns its channel.
-func (w *Watch) schedule(timer *time.Timer, next time.Time) <-chan time.Time {
-	if next.IsZero() {
-		timer.Stop()
-		return nil
-	}
-	timer.Reset(time.Until(next))
-	return timer.C
 }
 
 // serve runs a Resync or Refresh request.
@@ -523,22 +505,11 @@ func (w *Watch) receiveQueued() bool {
 }
 
 // publish makes the changed state visible and notifies Changed, if anything
-// changed. A settling unit keeps its published state until it is due. It
-// returns when the next settling unit is due (zero: none).
-func (w *Watch) publish(now time.Time) (next time.Time) {
-	for name, until := range w.settling {
-		if now.Before(until) {
-			if next.IsZero() || until.Before(next) {
-				next = until
-			}
-			continue
-		}
-		delete(w.settling, name)
-		w.touched[name] = struct{}{}
-	}
+// changed. A settling unit keeps its published state.
+func (w *Watch) publish() {
 	w.pruneRead()
 	if len(w.touched) == 0 {
-		return next
+		return
 	}
 	var snap map[string]Status
 	if len(w.touched) > len(w.state)/2 {
@@ -579,7 +550,6 @@ func (w *Watch) publish(now time.Time) (next time.Time) {
 	case w.changed <- struct{}{}:
 	default:
 	}
-	return next
 }
 
 // pruneRead forgets the read marks that no queued signal can be older than.
@@ -663,8 +633,10 @@ func (w *Watch) want(name string, full bool, seq godbus.Sequence) {
 // for those to read only if loaded, then GetAll calls, pipelined. The
 // signals are older than these reads and reflected in them. A unit read in
 // full meanwhile (a Refresh) is not read again. Errors are dropped: the
-// next signal or Resync repairs the entry.
+// next signal or Resync repairs the entry; a settling unit that could not
+// be read is published as cached.
 func (w *Watch) flush() {
+	defer w.releaseSettling()
 	if !w.resyncDue && len(w.pending) == 0 {
 		return
 	}
@@ -769,9 +741,7 @@ func (w *Watch) propertiesChanged(sig *godbus.Signal) {
 	down := st.ActiveState == ActiveFailed || st.ActiveState == ActiveInactive
 	switch {
 	case down && up(before):
-		if _, held := w.settling[name]; !held {
-			w.settling[name] = time.Now().Add(settleDelay)
-		}
+		w.settle(name, sig.Sequence)
 	case !down:
 		// Back up (a restart): the failure in between is never shown.
 		w.unsettle(name)
@@ -785,6 +755,29 @@ func (w *Watch) propertiesChanged(sig *godbus.Signal) {
 // waitingRestart reports whether a unit waits for its automatic restart.
 func waitingRestart(st Status) bool {
 	return st.ActiveState == ActiveActivating && st.SubState == SubAutoRestart
+}
+
+// settle keeps the published state of name, a unit that was up and turned
+// failed or inactive (signal seq), until a newer state of it arrives or it
+// is read in full, readDelay later with the other pending reads. systemd 252
+// goes through such states on its way to an automatic restart: failed, then
+// activating/auto-restart in the same dispatch after a crash; inactive/dead
+// between auto-restart and activating/start when the restart begins. The
+// signals of the next state may reach the Watch arbitrarily later on a busy
+// machine, but a read sent after the signal was received is answered after
+// that dispatch, with the state systemd went on to. A unit that is really
+// down is published when the read confirms it.
+func (w *Watch) settle(name string, seq godbus.Sequence) {
+	w.settling[name] = struct{}{}
+	w.want(name, true, seq)
+}
+
+// releaseSettling publishes the settling units as cached; flush calls it
+// after its reads, which release the units they read.
+func (w *Watch) releaseSettling() {
+	for name := range w.settling {
+		w.unsettle(name)
+	}
 }
 
 // nudge wakes systemd up just after the automatic restart of name is due.

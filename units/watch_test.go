@@ -20,7 +20,7 @@ func offlineWatch(t *testing.T, units ...Status) *Watch {
 	for _, st := range units {
 		w.set(st.Name, st)
 	}
-	w.publish(time.Now())
+	w.publish()
 	return w
 }
 
@@ -54,7 +54,7 @@ func TestWatchAppliesChanges(t *testing.T) {
 	if !w.receive(sig, true) {
 		t.Fatal("receive ended the watch")
 	}
-	w.publish(time.Now())
+	w.publish()
 	st := w.Snapshot()["web"]
 	if st.MainPID != 200 || st.NRestarts != 1 {
 		t.Errorf("got MainPID=%d NRestarts=%d, want 200 1", st.MainPID, st.NRestarts)
@@ -123,21 +123,24 @@ func TestWatchSettlesOverCrash(t *testing.T) {
 	unit := "socketley-web.service"
 	// systemd 252 on kill -9 with Restart=on-failure: failed, then
 	// activating/auto-restart in the same millisecond; here the two arrive
-	// in different batches.
+	// in different batches, however far apart.
 	feed(t, w, 1,
 		changedSignal(unit, unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"}),
 		changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(0), "Result": "signal",
 			"ExecMainCode": int32(CodeKilled), "ExecMainStatus": int32(9)}))
-	now := time.Now()
-	if due := w.publish(now); due.IsZero() || due.Sub(now) > settleDelay {
-		t.Errorf("publish: next due %v, want within %v", due.Sub(now), settleDelay)
+	for range 3 {
+		w.publish()
+		if st := w.Snapshot()["web"]; st.ActiveState != ActiveActive || st.MainPID != 100 {
+			t.Fatalf("the failure was published before it settled: %s/%s pid %d", st.ActiveState, st.SubState, st.MainPID)
+		}
 	}
-	if st := w.Snapshot()["web"]; st.ActiveState != ActiveActive || st.MainPID != 100 {
-		t.Errorf("the failure was published before it settled: %s/%s pid %d", st.ActiveState, st.SubState, st.MainPID)
+	if p, ok := w.pending["web"]; !ok || !p.full {
+		t.Errorf("the settling unit is not to be read in full: %+v (present %v)", p, ok)
 	}
 	feed(t, w, 3, changedSignal(unit, unitIface, map[string]any{"ActiveState": "activating", "SubState": "auto-restart"}))
-	if due := w.publish(time.Now()); !due.IsZero() {
-		t.Errorf("a restarting unit is still held back (due %v)", due)
+	w.publish()
+	if len(w.settling) != 0 {
+		t.Errorf("a restarting unit is still held back: %v", w.settling)
 	}
 	st := w.Snapshot()["web"]
 	if st.ActiveState != ActiveActivating || !st.Restarting || st.LastExit() != "signal KILL" {
@@ -147,30 +150,62 @@ func TestWatchSettlesOverCrash(t *testing.T) {
 }
 
 func TestWatchPublishesSettledFailure(t *testing.T) {
-	w := offlineWatch(t, running("web", 100), running("api", 101))
-	feed(t, w, 1, changedSignal("socketley-web.service", unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"}),
-		changedSignal("socketley-api.service", serviceIface, map[string]any{"MainPID": uint32(202)}))
-	now := time.Now()
-	due := w.publish(now)
-	snap := w.Snapshot()
-	if snap["web"].ActiveState != ActiveActive {
-		t.Errorf("web published as %s before it settled", snap["web"].ActiveState)
+	for _, how := range []string{"read", "unread"} {
+		t.Run(how, func(t *testing.T) {
+			w := offlineWatch(t, running("web", 100), running("api", 101))
+			feed(t, w, 1, changedSignal("socketley-web.service", unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"}),
+				changedSignal("socketley-api.service", serviceIface, map[string]any{"MainPID": uint32(202)}))
+			w.publish()
+			snap := w.Snapshot()
+			if snap["web"].ActiveState != ActiveActive {
+				t.Errorf("web published as %s before it settled", snap["web"].ActiveState)
+			}
+			if snap["api"].MainPID != 202 {
+				t.Errorf("another unit was held back with the settling one: api pid %d", snap["api"].MainPID)
+			}
+			<-w.Changed()
+			failed := running("web", 0)
+			failed.ActiveState, failed.SubState = ActiveFailed, SubFailed
+			if how == "read" {
+				// The read of the pending reads confirms the failure.
+				w.apply("web", &godbus.Call{Body: []any{getAll(failed)}, ResponseSequence: 3})
+			} else {
+				// The read failed: flush publishes what it has.
+				w.releaseSettling()
+			}
+			w.publish()
+			if st := w.Snapshot()["web"]; st.ActiveState != ActiveFailed {
+				t.Errorf("web is %s, want failed", st.ActiveState)
+			}
+			select {
+			case <-w.Changed():
+			default:
+				t.Error("Changed did not fire for the settled failure")
+			}
+			if len(w.settling) != 0 {
+				t.Errorf("settling left: %v", w.settling)
+			}
+		})
 	}
-	if snap["api"].MainPID != 202 {
-		t.Errorf("another unit was held back with the settling one: api pid %d", snap["api"].MainPID)
+}
+
+func TestWatchSettlesOverRestartBegin(t *testing.T) {
+	// systemd 252 when the restart begins: auto-restart, inactive/dead,
+	// activating/start; the last two may arrive far apart.
+	st := running("web", 0)
+	st.ActiveState, st.SubState = ActiveActivating, SubAutoRestart
+	w := offlineWatch(t, st)
+	unit := "socketley-web.service"
+	feed(t, w, 1, changedSignal(unit, unitIface, map[string]any{"ActiveState": "inactive", "SubState": "dead"}))
+	w.publish()
+	if got := w.Snapshot()["web"]; !got.Restarting {
+		t.Fatalf("the beginning of a restart was published as %s/%s", got.ActiveState, got.SubState)
 	}
-	<-w.Changed()
-	w.publish(due)
-	if st := w.Snapshot()["web"]; st.ActiveState != ActiveFailed {
-		t.Errorf("after the settle delay web is %s, want failed", st.ActiveState)
-	}
-	select {
-	case <-w.Changed():
-	default:
-		t.Error("Changed did not fire for the settled failure")
-	}
-	if len(w.settling) != 0 {
-		t.Errorf("settling left: %v", w.settling)
+	feed(t, w, 2, changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(104)}),
+		changedSignal(unit, unitIface, map[string]any{"ActiveState": "activating", "SubState": "start"}))
+	w.publish()
+	if got := w.Snapshot()["web"]; got.ActiveState != ActiveActivating || got.SubState != SubStart || got.MainPID != 104 {
+		t.Errorf("got %s/%s pid %d, want activating/start pid 104", got.ActiveState, got.SubState, got.MainPID)
 	}
 }
 
@@ -181,8 +216,9 @@ func TestWatchNoSettleForNewUnit(t *testing.T) {
 	st.ActiveState, st.SubState = ActiveInactive, SubDead
 	w := offlineWatch(t, st)
 	feed(t, w, 1, changedSignal("socketley-web.service", unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"}))
-	if due := w.publish(time.Now()); !due.IsZero() {
-		t.Errorf("a never-up unit settles (due %v)", due)
+	w.publish()
+	if len(w.settling) != 0 {
+		t.Errorf("a never-up unit settles: %v", w.settling)
 	}
 	if got := w.Snapshot()["web"].ActiveState; got != ActiveFailed {
 		t.Errorf("got %s, want failed at once", got)
@@ -203,7 +239,7 @@ func TestWatchSkipsSignalsOlderThanRead(t *testing.T) {
 	if st := w.state["web"]; st.MainPID != 300 {
 		t.Errorf("a signal newer than the read was skipped: MainPID %d", st.MainPID)
 	}
-	w.publish(time.Now())
+	w.publish()
 	if len(w.read) != 0 {
 		t.Errorf("read marks older than the last signal are kept: %v", w.read)
 	}
@@ -221,7 +257,7 @@ func TestWatchRemovesUnit(t *testing.T) {
 	if !w.receive(sig, true) {
 		t.Fatal("receive ended the watch")
 	}
-	w.publish(time.Now())
+	w.publish()
 	snap := w.Snapshot()
 	if _, ok := snap["web"]; ok || len(snap) != 1 {
 		t.Errorf("got %v, want only api", snap)
@@ -264,7 +300,7 @@ func TestSnapshotIsImmutable(t *testing.T) {
 	feed(t, w, 1, changedSignal("socketley-web.service", serviceIface, map[string]any{"MainPID": uint32(200)}),
 		&godbus.Signal{Path: managerPath, Name: managerIface + ".UnitRemoved",
 			Body: []any{"socketley-api.service", unitPath("socketley-api.service")}})
-	w.publish(time.Now())
+	w.publish()
 	if old["web"].MainPID != 100 || len(old) != 2 {
 		t.Errorf("a published snapshot was modified: %v", old)
 	}
@@ -272,7 +308,7 @@ func TestSnapshotIsImmutable(t *testing.T) {
 	if cur["web"].MainPID != 200 || len(cur) != 1 {
 		t.Errorf("new snapshot: %v, want web with pid 200 only", cur)
 	}
-	if w.publish(time.Now()); !sameMap(cur, w.Snapshot()) {
+	if w.publish(); !sameMap(cur, w.Snapshot()) {
 		t.Error("publish without a change replaced the snapshot")
 	}
 }
@@ -378,7 +414,7 @@ func TestWatchNoChangeNoPublish(t *testing.T) {
 	}
 	// A signal that changes nothing a Status follows.
 	feed(t, w, 1, changedSignal("socketley-web.service", serviceIface, map[string]any{"MainPID": uint32(100), "CPUUsageNSec": uint64(5)}))
-	w.publish(time.Now())
+	w.publish()
 	if !sameMap(snap, w.Snapshot()) {
 		t.Error("a signal that changed nothing published a new snapshot")
 	}
