@@ -7,7 +7,6 @@ package examples_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -16,44 +15,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/socketley/socketley/internal/testenv"
 )
-
-// syncBuffer collects a program's stderr and wakes waiters on every write.
-type syncBuffer struct {
-	mu      sync.Mutex
-	b       bytes.Buffer
-	changed chan struct{} // closed by the next Write; nil until someone waits
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.changed != nil {
-		close(s.changed)
-		s.changed = nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// next returns the text so far and a channel closed by the next write.
-func (s *syncBuffer) next() (string, <-chan struct{}) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.changed == nil {
-		s.changed = make(chan struct{})
-	}
-	return s.b.String(), s.changed
-}
 
 var portRE = regexp.MustCompile(`(?:listening on |addr=)\S*:(\d+)`)
 
@@ -61,7 +28,7 @@ var portRE = regexp.MustCompile(`(?:listening on |addr=)\S*:(\d+)`)
 type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testenv.LogBuffer
 	addr   string
 	exited chan error
 }
@@ -98,7 +65,7 @@ func start(t *testing.T, dir string) *proc {
 		}
 	}
 	cmd.Env = append(env, "SOCKETLEY_SOCKET="+filepath.Join(t.TempDir(), "no-daemon.sock"))
-	p := &proc{t: t, cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &proc{t: t, cmd: cmd, stderr: &testenv.LogBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -128,7 +95,7 @@ func (p *proc) waitLog(what string, find func(string) []string) []string {
 	expire := time.NewTimer(timeout)
 	defer expire.Stop()
 	for {
-		s, changed := p.stderr.next()
+		s, changed := p.stderr.Next()
 		if m := find(s); m != nil {
 			return m
 		}

@@ -145,7 +145,8 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 	var fresh []failed
 	var due []string
 	var next time.Time
-	m.mu.Lock()
+	// The scan runs on every watch change: a read lock only.
+	m.mu.RLock()
 	for _, e := range m.reg.entries {
 		if !restarts(e) || m.starting[e.Name] || (e.Backoff != nil && e.Backoff.GaveUp) {
 			continue
@@ -164,10 +165,15 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 		}
 		fresh = append(fresh, failed{e.Name, acceptedRestarts(st), st.LastExit()})
 	}
-	for _, n := range due {
-		m.starting[n] = true
+	m.mu.RUnlock()
+	if len(due) > 0 {
+		// Only this goroutine adds to starting, so the names are still free.
+		m.mu.Lock()
+		for _, n := range due {
+			m.starting[n] = true
+		}
+		m.mu.Unlock()
 	}
-	m.mu.Unlock()
 
 	if len(fresh) > 0 {
 		type decision struct {

@@ -50,7 +50,7 @@ func newEnvWith(t *testing.T, daemonArgs ...string) *env {
 
 func startDaemonWith(e *env, args ...string) {
 	e.t.Helper()
-	e.log = &syncBuffer{}
+	e.log = &testenv.LogBuffer{}
 	cmd := exec.Command(binPath, append([]string{"daemon", "--user", "--socket", e.sock, "--state-dir", e.state, "--log-level", "debug"}, args...)...)
 	cmd.Stdout, cmd.Stderr = e.log, e.log
 	if err := cmd.Start(); err != nil {

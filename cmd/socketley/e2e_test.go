@@ -16,7 +16,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,39 +47,6 @@ func TestMain(m *testing.M) {
 // passing test never waits for it, so it is generous for a loaded machine.
 const waitTimeout = 30 * time.Second
 
-// syncBuffer collects the daemon's log and wakes waiters on every write.
-type syncBuffer struct {
-	mu      sync.Mutex
-	b       bytes.Buffer
-	changed chan struct{} // closed by the next Write; nil until someone waits
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.changed != nil {
-		close(s.changed)
-		s.changed = nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// next returns the log so far and a channel closed by the next write.
-func (s *syncBuffer) next() (string, <-chan struct{}) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.changed == nil {
-		s.changed = make(chan struct{})
-	}
-	return s.b.String(), s.changed
-}
-
 // mark returns the current end of the daemon's log, for waitLog.
 func (e *env) mark() int { return len(e.log.String()) }
 
@@ -93,7 +59,7 @@ func (e *env) waitLog(from int, what string, re *regexp.Regexp) []int {
 	expire := time.NewTimer(waitTimeout)
 	defer expire.Stop()
 	for {
-		s, changed := e.log.next()
+		s, changed := e.log.Next()
 		if m := re.FindStringSubmatchIndex(s[from:]); m != nil {
 			for i := range m {
 				if m[i] >= 0 {
@@ -121,7 +87,7 @@ type env struct {
 	state  string
 	args   []string // extra daemon flags, for every (re)start
 	daemon *exec.Cmd
-	log    *syncBuffer
+	log    *testenv.LogBuffer
 	exited chan error
 }
 

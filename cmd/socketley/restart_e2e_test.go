@@ -35,6 +35,15 @@ func (s *starts) release(t *testing.T) {
 	}
 }
 
+// letThrough waits for n starts, releasing each past its gate.
+func (s *starts) letThrough(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		s.next(t, 30*time.Second, fmt.Sprintf("start #%d", i+1))
+		s.release(t)
+	}
+}
+
 // failing is a program that reports its start, waits at the gate, then exits with code.
 func (e *env) failing(st *starts, code int) string {
 	return e.script("fail", fmt.Sprintf("echo $$ > %s\nread _ < %s\nexit %d", st.path, st.gate, code))
@@ -228,10 +237,7 @@ func TestMaxRestartsGivesUp(t *testing.T) {
 	bin := e.failing(st, 7)
 	// The first run waits at its gate until add has returned: add sees it started.
 	e.ok("add", bin, "--name", "quitter", "-s", "--max-restarts", "3")
-	for i := range 4 {
-		st.next(t, 10*time.Second, fmt.Sprintf("start #%d", i+1))
-		st.release(t)
-	}
+	st.letThrough(t, 4)
 	eventually(t, "quitter is given up on", func() bool { return e.show("quitter").Status == "failed" })
 	r := e.show("quitter")
 	if !strings.Contains(r.Reason, "gave up after 4 failed runs in a row (--max-restarts 3)") || r.LastExit != "exit code 7" {
@@ -260,10 +266,7 @@ func TestBackoffSurvivesDaemonKill(t *testing.T) {
 	bin := e.failing(st, 1)
 	e.ok("add", bin, "--name", "sched", "-s", "--restart-max-delay", "3s")
 	// Starts 1..6: delays 0, 100, 200, 400, 800 ms; the 6th failure waits 1.6 s.
-	for i := range 6 {
-		st.next(t, 10*time.Second, fmt.Sprintf("start #%d", i+1))
-		st.release(t)
-	}
+	st.letThrough(t, 6)
 	var r = e.show("sched")
 	eventually(t, "a 1.6s backoff is pending", func() bool {
 		r = e.show("sched")

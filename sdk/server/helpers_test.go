@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 // allEngines runs fn once per engine, as subtests named after the engine,
@@ -223,27 +224,7 @@ func (c *counter) waitTotal(t testing.TB, n int, what string) {
 
 // logSink is a log destination safe for concurrent writes that lets a test
 // wait for a line.
-type logSink struct {
-	mu      sync.Mutex
-	b       bytes.Buffer
-	changed chan struct{} // closed by the next Write
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.changed != nil {
-		close(s.changed)
-		s.changed = nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type logSink struct{ testenv.LogBuffer }
 
 // waitFor blocks until the log contains sub, failing the test after
 // failsafe.
@@ -252,16 +233,10 @@ func (s *logSink) waitFor(t testing.TB, sub string) {
 	timeout := time.NewTimer(failsafe)
 	defer timeout.Stop()
 	for {
-		s.mu.Lock()
-		if strings.Contains(s.b.String(), sub) {
-			s.mu.Unlock()
+		text, changed := s.Next()
+		if strings.Contains(text, sub) {
 			return
 		}
-		if s.changed == nil {
-			s.changed = make(chan struct{})
-		}
-		changed := s.changed
-		s.mu.Unlock()
 		select {
 		case <-changed:
 		case <-timeout.C:
