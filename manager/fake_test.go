@@ -17,7 +17,10 @@ type fakeSystemd struct {
 	specs    map[string]units.Spec
 	nextPID  int
 	startErr error
-	calls    []string
+	// stopErr, when set, fails Stop (a stop job that failed, or the
+	// daemon dying before it) and leaves the unit running.
+	stopErr error
+	calls   []string
 	// refreshed lists the Refresh calls (kept apart from calls, whose
 	// order the tests check).
 	refreshed []string
@@ -75,6 +78,9 @@ func (f *fakeSystemd) Stop(_ context.Context, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("stop " + name)
+	if f.stopErr != nil {
+		return f.stopErr
+	}
 	if _, ok := f.units[name]; !ok {
 		return fmt.Errorf("stop %s: %w", units.Name(name), units.ErrNoSuchUnit)
 	}

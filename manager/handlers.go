@@ -513,26 +513,63 @@ func (m *Manager) restart(ctx context.Context, caller Caller, names []string, wa
 func (m *Manager) remove(ctx context.Context, caller Caller, names []string) (*wire.Result, error) {
 	return m.forEach(ctx, caller, names, "remove", func(ctx context.Context, e *Entry) (string, error) {
 		msg := "removed " + e.Name
-		switch {
-		case e.Managed:
-			if err := m.stopUnit(ctx, e.Name); err != nil {
-				return "", err
-			}
-		case isDetach(caller, e):
+		detach := !e.Managed && isDetach(caller, e)
+		if detach {
 			// Detach: the attached process itself (or a helper it runs) says
 			// goodbye. Forget only; never signal the caller (the C++ original did).
 			msg = "detached " + e.Name
-		default:
-			if err := terminate(e); err != nil && !errors.Is(err, ErrNotFound) {
+		} else if err := m.markRemoved(e.Name); err != nil {
+			// Intent first: once it is on disk, a crash or a failed write
+			// below leaves an entry that reconcile removes, never one it
+			// starts again.
+			return "", err
+		}
+		if !detach {
+			if err := m.finishRemove(ctx, e); err != nil {
 				return "", err
 			}
-		}
-		if err := m.update(func(r *Registry) error { delete(r.entries, e.Name); return nil }); err != nil {
+		} else if err := m.update(func(r *Registry) error { delete(r.entries, e.Name); return nil }); err != nil {
 			return "", err
 		}
 		m.log.Info(strings.Fields(msg)[0], "name", e.Name)
 		return msg, nil
 	})
+}
+
+// markRemoved persists name's removal intent (Desired = removed) before
+// anything is stopped.
+func (m *Manager) markRemoved(name string) error {
+	err := m.update(func(r *Registry) error {
+		e, ok := r.entries[name]
+		if !ok {
+			return errorf(ErrNotFound, "runtime %s was removed meanwhile", name)
+		}
+		e.Desired, e.Backoff = DesiredRemoved, nil
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record the removal of %s (nothing was stopped): %w", name, err)
+	}
+	return nil
+}
+
+// finishRemove stops e's unit (or sends its attached process SIGTERM) and
+// drops the entry; e's removal intent is already persisted, so an error
+// here leaves an entry that remove NAME or the next reconcile finishes.
+// The caller holds e's lock.
+func (m *Manager) finishRemove(ctx context.Context, e *Entry) error {
+	const retry = "; the removal is recorded: run socketley remove %s again (the daemon also finishes it at its next start)"
+	if e.Managed {
+		if err := m.stopUnit(ctx, e.Name); err != nil {
+			return fmt.Errorf("stop unit"+retry+": %w", e.Name, err)
+		}
+	} else if err := terminate(e); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("signal attached process"+retry+": %w", e.Name, err)
+	}
+	if err := m.update(func(r *Registry) error { delete(r.entries, e.Name); return nil }); err != nil {
+		return fmt.Errorf("drop the entry"+retry+": %w", e.Name, err)
+	}
+	return nil
 }
 
 // attachedStopWait bounds how long stop waits for an attached process to

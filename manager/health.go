@@ -64,6 +64,9 @@ func attachTimeout(e *Entry) time.Duration {
 // daemon observed (for an attached process, o.exited says whether it is
 // gone; the caller checks that). It does no I/O, so it is table-tested.
 func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, string) {
+	if e.Desired == DesiredRemoved {
+		return wire.StateRemoving, "removal not finished; run socketley remove " + e.Name + " again (the daemon also finishes it at its next start)"
+	}
 	if !e.Managed {
 		if o.exited {
 			return wire.StateStopped, fmt.Sprintf("attached process %d exited", e.PID)

@@ -22,6 +22,8 @@ const reconcileWorkers = 8
 //   - a missing unit of a desired-running entry was lost with the manager (a
 //     reboot drops transient units): start it;
 //   - a desired-stopped entry must not run: stop its unit if one is up;
+//   - an entry marked removed (a remove interrupted by a crash or a failed
+//     write) is finished: its unit stopped, the entry dropped;
 //   - an entry waiting in the crash backoff (or given up on) is left to
 //     supervise, which keeps the persisted schedule;
 //   - attached (unmanaged) entries whose process is gone are forgotten;
@@ -57,6 +59,11 @@ func (m *Manager) reconcile(ctx context.Context) {
 	}
 	adopted := 0
 	for _, e := range entries {
+		if e.Desired == DesiredRemoved {
+			// A remove that did not finish: finish it, never start it.
+			jobs <- e
+			continue
+		}
 		if !e.Managed {
 			if !sameProcess(e.PID, e.StartTime) {
 				gone = append(gone, e.Name)
@@ -96,12 +103,20 @@ func (m *Manager) reconcile(ctx context.Context) {
 	m.log.Info("reconciled", "entries", len(entries), "adopted", adopted, "forgotten", len(gone))
 }
 
-// reconcileOne starts a missing desired-running unit or stops a running
-// desired-stopped one.
+// reconcileOne starts a missing desired-running unit, stops a running
+// desired-stopped one, or finishes an interrupted remove.
 func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]units.Status) {
 	unlock := m.locks.lock(e.Name)
 	defer unlock()
 	log := m.log.With("name", e.Name, "unit", units.Name(e.Name))
+	if e.Desired == DesiredRemoved {
+		if err := m.finishRemove(ctx, e); err != nil {
+			log.Error("reconcile: finish an interrupted remove", "err", err)
+			return
+		}
+		log.Info("reconcile: finished an interrupted remove")
+		return
+	}
 	if e.Desired == DesiredStopped {
 		if err := m.stopUnit(ctx, e.Name); err != nil {
 			log.Error("reconcile: stop desired-stopped unit", "err", err)

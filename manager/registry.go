@@ -57,6 +57,11 @@ func (e *msgError) Unwrap() error { return e.err }
 const (
 	DesiredRunning = "running"
 	DesiredStopped = "stopped"
+	// DesiredRemoved marks an entry whose removal was asked for and
+	// persisted but not finished (its unit may still be up, or the final
+	// write failed). Nothing restarts it; remove NAME again, or the next
+	// reconcile, stops its unit and drops it.
+	DesiredRemoved = "removed"
 )
 
 // Restart policies accepted by add --restart.

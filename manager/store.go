@@ -33,6 +33,10 @@ type envelope struct {
 // over the old file, and the directory is fsynced.
 type Store struct {
 	dir string
+	// failSave, when set (tests only), is called with the registry about
+	// to be written; an error fails Save before anything is written, as a
+	// full disk or a crash at that moment would.
+	failSave func(next *Registry) error
 }
 
 // Path returns the registry file path.
@@ -75,6 +79,11 @@ func (s *Store) Load() (*Registry, error) {
 
 // Save writes reg atomically.
 func (s *Store) Save(reg *Registry) error {
+	if s.failSave != nil {
+		if err := s.failSave(reg); err != nil {
+			return err
+		}
+	}
 	env := envelope{Version: storeVersion, Entries: reg.sorted()}
 	b, err := json.MarshalIndent(env, "", "  ")
 	if err != nil {

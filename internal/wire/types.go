@@ -154,6 +154,7 @@ const (
 	StateFailed     = "failed"
 	StateCrashLoop  = "crash-loop"
 	StateStopped    = "stopped"
+	StateRemoving   = "removing" // remove recorded but not finished (see docs/security.md)
 	StateOrphan     = "orphan"
 	StateUnknown    = "unknown"
 )
