@@ -20,13 +20,16 @@ import (
 
 // handle runs one request for caller.
 func (m *Manager) handle(ctx context.Context, caller Caller, req wire.Request) (*wire.Result, error) {
+	if err := checkNames(req.Names); err != nil {
+		return nil, err
+	}
 	switch req.Cmd {
 	case wire.CmdList:
 		return &wire.Result{Runtimes: m.list(false)}, nil
 	case wire.CmdPS:
 		return &wire.Result{Runtimes: m.list(true)}, nil
 	case wire.CmdShow:
-		return m.show(req.Names)
+		return m.show(caller, req.Names)
 	case wire.CmdStats:
 		return m.stats(), nil
 	case wire.CmdVersion:
@@ -54,6 +57,27 @@ func (m *Manager) handle(ctx context.Context, caller Caller, req wire.Request) (
 		return nil, errorf(ErrInvalid, "empty command")
 	}
 	return nil, errorf(ErrInvalid, "unknown command %q", req.Cmd)
+}
+
+// checkNames refuses a request with more names than wire.MaxNames or more
+// glob patterns than wire.MaxPatterns, before anything is matched: each
+// pattern is matched against every registered name.
+func checkNames(names []string) error {
+	if len(names) > wire.MaxNames {
+		return errorf(ErrInvalid, "%d runtime names in one request; at most %d are accepted: split the request, or use a pattern (e.g. 'web-*')",
+			len(names), wire.MaxNames)
+	}
+	patterns := 0
+	for _, n := range names {
+		if isPattern(n) {
+			patterns++
+		}
+	}
+	if patterns > wire.MaxPatterns {
+		return errorf(ErrInvalid, "%d glob patterns in one request; at most %d glob patterns are accepted: combine them (e.g. 'web-*' for web-1 and web-2) or split the request",
+			patterns, wire.MaxPatterns)
+	}
+	return nil
 }
 
 // validateAdd checks an add request at the boundary and fills defaults.
@@ -332,18 +356,17 @@ func (m *Manager) foldRestarts(ctx context.Context, name string) error {
 }
 
 // resolve matches names to entries (copies) and checks the caller may act on them.
+// Matching runs on the published registry without holding m.mu, so a
+// large request never stalls other commands.
 func (m *Manager) resolve(caller Caller, names []string, verb string) ([]*Entry, error) {
-	m.mu.RLock()
-	matched, err := m.reg.match(names)
-	var es []*Entry
-	if err == nil {
-		for _, n := range matched {
-			es = append(es, m.reg.entries[n].clone())
-		}
-	}
-	m.mu.RUnlock()
+	reg := m.registry()
+	matched, err := reg.match(names)
 	if err != nil {
 		return nil, err
+	}
+	es := make([]*Entry, 0, len(matched))
+	for _, n := range matched {
+		es = append(es, reg.entries[n].clone())
 	}
 	for _, e := range es {
 		if err := authorizeEntry(caller, e, verb); err != nil {
@@ -645,11 +668,9 @@ func (m *Manager) orphansLocked(snap map[string]units.Status) []wire.Runtime {
 	return out
 }
 
-func (m *Manager) show(names []string) (*wire.Result, error) {
+func (m *Manager) show(caller Caller, names []string) (*wire.Result, error) {
 	snap := m.snapshot()
-	m.mu.RLock()
-	matched, err := m.reg.match(names)
-	m.mu.RUnlock()
+	matched, err := m.registry().match(names)
 	if err != nil {
 		// A name that is only an orphan unit can still be shown.
 		if errors.Is(err, ErrNotFound) && len(names) == 1 && !isPattern(names[0]) {

@@ -349,6 +349,15 @@ func (m *Manager) update(fn func(r *Registry) error) error {
 	return nil
 }
 
+// registry returns the current registry. A published registry is never
+// changed (update replaces it with a changed copy), so the caller may read
+// it without m.mu, for as long as it likes; it may not change it.
+func (m *Manager) registry() *Registry {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.reg
+}
+
 // entry returns a copy of the named entry.
 func (m *Manager) entry(name string) (*Entry, bool) {
 	m.mu.RLock()

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -229,25 +230,33 @@ func TestMatch(t *testing.T) {
 		{[]string{"web-*"}, "web-1,web-2", nil},
 		{[]string{"api", "web-1", "api"}, "api,web-1", nil},
 		{[]string{"*"}, "api,web-1,web-2", nil},
+		{[]string{"web-[12]", "a?i"}, "api,web-1,web-2", nil},
+		{[]string{"we*", "web-*", "web-*"}, "web-1,web-2", nil},
+		{[]string{"zz*"}, "", ErrNotFound},
 		{[]string{"nope"}, "", ErrNotFound},
 		{[]string{"db-*"}, "", ErrNotFound},
 		{[]string{"[x"}, "", ErrInvalid},
 		{[]string{"bad name"}, "", ErrInvalid},
 		{nil, "", ErrInvalid},
 	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.in, " "), func(t *testing.T) {
-			got, err := r.match(tt.in)
-			if tt.class != nil {
-				if !errors.Is(err, tt.class) {
-					t.Fatalf("got %v, want %v", err, tt.class)
+	for _, indexed := range []bool{false, true} {
+		if indexed {
+			r.index() // patterns narrow by their literal prefix
+		}
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("indexed=%v/%s", indexed, strings.Join(tt.in, " ")), func(t *testing.T) {
+				got, err := r.match(tt.in)
+				if tt.class != nil {
+					if !errors.Is(err, tt.class) {
+						t.Fatalf("got %v, want %v", err, tt.class)
+					}
+					return
 				}
-				return
-			}
-			if err != nil || strings.Join(got, ",") != tt.want {
-				t.Fatalf("got %v %v, want %s", got, err, tt.want)
-			}
-		})
+				if err != nil || strings.Join(got, ",") != tt.want {
+					t.Fatalf("got %v %v, want %s", got, err, tt.want)
+				}
+			})
+		}
 	}
 }
 

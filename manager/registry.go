@@ -149,13 +149,16 @@ func ValidateName(name string) error {
 // isPattern reports whether s is a glob pattern rather than a plain name.
 func isPattern(s string) bool { return strings.ContainsAny(s, "*?[") }
 
-// Registry is the set of entries, keyed by name. It is not safe for
-// concurrent use; the Manager guards it.
+// Registry is the set of entries, keyed by name. Once published (made
+// Manager.reg by update) it is never changed, so it may be read
+// concurrently without a lock; before that it is not safe for concurrent use.
 type Registry struct {
 	entries map[string]*Entry
 	// order caches the sorted names; set by index, valid while it has
 	// len(entries) names (a Registry is not changed after it is published).
 	order []string
+	// onMatch, when set (tests only), is called by match once per pattern.
+	onMatch func()
 }
 
 func newRegistry() *Registry { return &Registry{entries: map[string]*Entry{}} }
@@ -207,6 +210,7 @@ func (r *Registry) match(names []string) ([]string, error) {
 		return nil, errorf(ErrInvalid, "no runtime name given")
 	}
 	seen := map[string]bool{}
+	donePatterns := map[string]bool{}
 	var out []string
 	for _, n := range names {
 		if !isPattern(n) {
@@ -222,11 +226,18 @@ func (r *Registry) match(names []string) ([]string, error) {
 			}
 			continue
 		}
+		if r.onMatch != nil {
+			r.onMatch()
+		}
 		if _, err := path.Match(n, ""); err != nil {
 			return nil, errorf(ErrInvalid, "bad pattern %q: %v", n, err)
 		}
+		if donePatterns[n] {
+			continue
+		}
+		donePatterns[n] = true
 		hit := false
-		for name := range r.entries {
+		for _, name := range r.candidates(n) {
 			if ok, _ := path.Match(n, name); ok {
 				hit = true
 				if !seen[name] {
@@ -241,4 +252,28 @@ func (r *Registry) match(names []string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// candidates returns the names a pattern can match: those that start with
+// its literal prefix (the part before the first *, ?, [ or \), found by
+// binary search in the sorted order, so that 'web-*' does not scan every
+// runtime. Without a sorted order it returns every name.
+func (r *Registry) candidates(pattern string) []string {
+	if len(r.order) != len(r.entries) {
+		all := make([]string, 0, len(r.entries))
+		for n := range r.entries {
+			all = append(all, n)
+		}
+		return all
+	}
+	prefix := pattern
+	if i := strings.IndexAny(pattern, `*?[\`); i >= 0 {
+		prefix = pattern[:i]
+	}
+	lo, _ := slices.BinarySearch(r.order, prefix)
+	hi := lo
+	for hi < len(r.order) && strings.HasPrefix(r.order[hi], prefix) {
+		hi++
+	}
+	return r.order[lo:hi]
 }

@@ -36,6 +36,12 @@ const (
 	MaxLine = 64 << 10
 	// MaxTokens is the most words a legacy request line may have.
 	MaxTokens = 512
+	// MaxNames is the most runtime names and patterns one request may
+	// carry (start, stop, restart, remove, show).
+	MaxNames = 256
+	// MaxPatterns is the most glob patterns among them: each is matched
+	// against every registered name.
+	MaxPatterns = 32
 	// MaxReply is the largest reply payload a client accepts.
 	MaxReply = 64 << 20
 )
