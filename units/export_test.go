@@ -1,5 +1,7 @@
 package units
 
+import godbus "github.com/godbus/dbus/v5"
+
 // SetPrivateFill turns the initial fill over systemd's private socket on or
 // off (for tests of the fill over the bus); it returns the previous setting.
 func SetPrivateFill(on bool) bool {
@@ -19,3 +21,10 @@ func SetNudge(on bool) (restore func()) {
 	}
 	return func() { nudgeAfter = old }
 }
+
+// UniqueName returns the unique bus name of the watch's connection, to which
+// a test sends forged signals.
+func (w *Watch) UniqueName() string { return w.bus.Names()[0] }
+
+// UnitPath returns the object path of unit.
+func UnitPath(unit string) godbus.ObjectPath { return unitPath(unit) }

@@ -17,6 +17,9 @@ const (
 	unitIface       = "org.freedesktop.systemd1.Unit"
 	serviceIface    = "org.freedesktop.systemd1.Service"
 	propertiesIface = "org.freedesktop.DBus.Properties"
+	// driverName is the bus driver's name: the sender of NameOwnerChanged.
+	// No client can own it, so a signal with this sender comes from the bus.
+	driverName = "org.freedesktop.DBus"
 
 	// maxBatch bounds how many queued signals are applied before the cache
 	// is published and a pending request is served.
@@ -60,6 +63,16 @@ var nudgeAfter = []time.Duration{time.Millisecond, 10 * time.Millisecond}
 // When a unit starts waiting for its automatic restart, the Watch wakes
 // systemd up right after RestartSec (see nudge): systemd alone may restart
 // it up to 250 ms late.
+//
+// Only signals from systemd are applied: unit signals (PropertiesChanged,
+// UnitNew, UnitRemoved, JobRemoved, Reloading) only when their sender is the
+// current owner of org.freedesktop.systemd1 (a unique name, read with
+// GetNameOwner when the watch starts), and NameOwnerChanged only from the bus
+// driver. Match rules filter broadcasts only: any client on the bus can send
+// a signal addressed to the watch's connection, and it is delivered whatever
+// the rules say; such signals are dropped. When the owner changes (systemd
+// re-executed or restarted), the bus driver's NameOwnerChanged names the new
+// owner, whose signals are applied from then on.
 type Watch struct {
 	bus     *godbus.Conn
 	life    context.Context    // lifetime of bus; calls of the run loop derive from it
@@ -76,7 +89,12 @@ type Watch struct {
 	err  error             // why the watch ended
 
 	// Owned by the run goroutine (by subscribe until run starts).
-	state map[string]Status // keyed by runtime name; derive runs at publish
+	// owner is the unique name of org.freedesktop.systemd1: the only sender
+	// whose unit signals are applied ("" before start: none is).
+	owner string
+	// forged counts the signals dropped for their sender.
+	forged int
+	state  map[string]Status // keyed by runtime name; derive runs at publish
 	// touched holds the names whose state changed since the last publish.
 	touched map[string]struct{}
 	// read holds, per runtime name, the sequence of the reply that last
@@ -182,7 +200,7 @@ func (w *Watch) start(ctx context.Context, private string) error {
 	const sender = "type='signal',sender='" + busName + "'"
 	rules := []string{
 		sender + ",interface='" + propertiesIface + "',member='PropertiesChanged',path_namespace='" + string(managerPath) + "/unit'",
-		"type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" + busName + "'",
+		"type='signal',sender='" + driverName + "',interface='" + driverName + "',member='NameOwnerChanged',arg0='" + busName + "'",
 	}
 	for _, member := range []string{"UnitNew", "UnitRemoved", "JobRemoved", "Reloading"} {
 		rules = append(rules, sender+",path='"+string(managerPath)+"',interface='"+managerIface+"',member='"+member+"'")
@@ -199,7 +217,11 @@ func (w *Watch) start(ctx context.Context, private string) error {
 	calls = append(calls, w.bus.Object(busName, managerPath).GoWithContext(ctx, managerIface+".Subscribe", 0, ch))
 	// systemd's pid, to check the private socket against.
 	pidCall := w.bus.BusObject().GoWithContext(ctx, "org.freedesktop.DBus.GetConnectionUnixProcessID", 0, ch, busName)
-	for range len(calls) + 1 {
+	// The owner of systemd's name, whose signals are applied. Asked after
+	// the match rules: a later change of owner is a NameOwnerChanged in the
+	// queue.
+	ownerCall := w.bus.BusObject().GoWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, ch, busName)
+	for range len(calls) + 2 {
 		<-ch
 	}
 	for i, c := range calls {
@@ -210,6 +232,9 @@ func (w *Watch) start(ctx context.Context, private string) error {
 		default:
 			return fmt.Errorf("%s.Subscribe: %w", managerIface, c.Err)
 		}
+	}
+	if err := ownerCall.Store(&w.owner); err != nil {
+		return fmt.Errorf("owner of %s: %w", busName, err)
 	}
 	var pid uint32
 	if pidCall.Store(&pid) != nil || noPrivateFill.Load() {
@@ -580,6 +605,10 @@ func (w *Watch) handle(sig *godbus.Signal) error {
 	if sig.Sequence > w.lastSig {
 		w.lastSig = sig.Sequence
 	}
+	if !w.trusted(sig) {
+		w.forged++
+		return nil
+	}
 	switch sig.Name {
 	case propertiesIface + ".PropertiesChanged":
 		w.propertiesChanged(sig)
@@ -608,18 +637,39 @@ func (w *Watch) handle(sig *godbus.Signal) error {
 				w.resyncDue = true
 			}
 		}
-	case "org.freedesktop.DBus.NameOwnerChanged":
-		// (name, old owner, new owner): systemd left the bus (exit,
-		// re-exec); signals may be lost from here on.
+	case driverName + ".NameOwnerChanged":
+		// (name, old owner, new owner), from the bus driver (see trusted).
 		if len(sig.Body) == 3 {
 			name, _ := sig.Body[0].(string)
 			owner, _ := sig.Body[2].(string)
-			if name == busName && owner == "" {
+			switch {
+			case name != busName || owner == w.owner:
+			case owner == "":
+				// systemd left the bus (exit, re-exec): signals may be
+				// lost from here on.
 				return noBus("watch: systemd left the bus", nil)
+			default:
+				// Another connection took systemd's name: its signals
+				// count from here on; what the old owner did last may
+				// not have been signalled, so read everything again.
+				w.owner = owner
+				w.resyncDue = true
 			}
 		}
 	}
 	return nil
+}
+
+// trusted reports whether sig comes from whom it claims to: NameOwnerChanged
+// from the bus driver, every other signal from the current owner of
+// systemd's name. The bus sets the sender of every message, so it cannot be
+// forged; a signal that a client addresses to the watch's connection reaches
+// it whatever the match rules, and is not trusted.
+func (w *Watch) trusted(sig *godbus.Signal) bool {
+	if sig.Name == driverName+".NameOwnerChanged" {
+		return sig.Sender == driverName
+	}
+	return w.owner != "" && sig.Sender == w.owner
 }
 
 // want notes that signal seq asks to read name: in full, or only if it is

@@ -11,11 +11,16 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 )
 
+// sd is the unique bus name of systemd in the offline tests.
+const sd = ":1.1"
+
 // offlineWatch is a Watch without a bus: only signals that need no D-Bus
 // call (changes of cached units, UnitRemoved, NameOwnerChanged) may be fed.
+// Its systemd is sd.
 func offlineWatch(t *testing.T, units ...Status) *Watch {
 	t.Helper()
 	w := newWatch(t.Context(), func() {})
+	w.owner = sd
 	w.nudged = func(string, time.Duration) {} // no bus to ping
 	for _, st := range units {
 		w.set(st.Name, st)
@@ -40,7 +45,7 @@ func changedSignal(unit, iface string, props map[string]any, invalidated ...stri
 		invalidated = []string{}
 	}
 	return &godbus.Signal{
-		Sender: ":1.1", Path: unitPath(unit), Name: propertiesIface + ".PropertiesChanged",
+		Sender: sd, Path: unitPath(unit), Name: propertiesIface + ".PropertiesChanged",
 		Body: []any{iface, m, invalidated},
 	}
 }
@@ -75,8 +80,8 @@ func TestWatchIgnoresOtherUnits(t *testing.T) {
 		changedSignal("dbus.service", unitIface, map[string]any{"ActiveState": "failed"}),
 		changedSignal("socketley-web.socket", unitIface, map[string]any{"ActiveState": "failed"}),
 		changedSignal("socketley-web.service", "org.freedesktop.systemd1.Socket", map[string]any{"ActiveState": "failed"}),
-		{Path: "/org/freedesktop/systemd1/job/7", Name: propertiesIface + ".PropertiesChanged", Body: []any{"x"}},
-		{Path: managerPath, Name: managerIface + ".JobNew", Body: []any{uint32(1), godbus.ObjectPath("/j"), "socketley-web.service"}},
+		{Sender: sd, Path: "/org/freedesktop/systemd1/job/7", Name: propertiesIface + ".PropertiesChanged", Body: []any{"x"}},
+		{Sender: sd, Path: managerPath, Name: managerIface + ".JobNew", Body: []any{uint32(1), godbus.ObjectPath("/j"), "socketley-web.service"}},
 	} {
 		if !w.receive(sig, true) {
 			t.Fatal("receive ended the watch")
@@ -91,13 +96,13 @@ func TestWatchMistypedSignal(t *testing.T) {
 	w := offlineWatch(t, running("web", 100))
 	// A body that is not (s, a{sv}, as) is skipped without a panic.
 	for _, body := range [][]any{nil, {"x"}, {42, 43}} {
-		sig := &godbus.Signal{Path: unitPath("socketley-web.service"), Name: propertiesIface + ".PropertiesChanged", Body: body}
+		sig := &godbus.Signal{Sender: sd, Path: unitPath("socketley-web.service"), Name: propertiesIface + ".PropertiesChanged", Body: body}
 		if !w.receive(sig, true) {
 			t.Fatal("receive ended the watch")
 		}
 	}
 	for _, body := range [][]any{nil, {42}, {godbus.ObjectPath("/x"), "socketley-web.service"}} {
-		sig := &godbus.Signal{Path: managerPath, Name: managerIface + ".UnitRemoved", Body: body}
+		sig := &godbus.Signal{Sender: sd, Path: managerPath, Name: managerIface + ".UnitRemoved", Body: body}
 		if !w.receive(sig, true) {
 			t.Fatal("receive ended the watch")
 		}
@@ -231,7 +236,7 @@ func TestWatchSkipsSignalsOlderThanRead(t *testing.T) {
 	w.markRead("web", 10) // a GetAll whose reply was message 10
 	feed(t, w, 5,
 		changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(50)}),
-		&godbus.Signal{Path: managerPath, Name: managerIface + ".UnitRemoved", Body: []any{unit, unitPath(unit)}})
+		&godbus.Signal{Sender: sd, Path: managerPath, Name: managerIface + ".UnitRemoved", Body: []any{unit, unitPath(unit)}})
 	if st, ok := w.state["web"]; !ok || st.MainPID != 100 {
 		t.Fatalf("a signal older than the read was applied: %+v (present %v)", st, ok)
 	}
@@ -252,7 +257,7 @@ func TestWatchSkipsSignalsOlderThanRead(t *testing.T) {
 
 func TestWatchRemovesUnit(t *testing.T) {
 	w := offlineWatch(t, running("web", 100), running("api", 101))
-	sig := &godbus.Signal{Path: managerPath, Name: managerIface + ".UnitRemoved",
+	sig := &godbus.Signal{Sender: sd, Path: managerPath, Name: managerIface + ".UnitRemoved",
 		Body: []any{"socketley-web.service", unitPath("socketley-web.service")}}
 	if !w.receive(sig, true) {
 		t.Fatal("receive ended the watch")
@@ -271,7 +276,7 @@ func TestWatchEnds(t *testing.T) {
 		ok   bool
 	}{
 		{"connection lost", nil, false},
-		{"systemd left the bus", &godbus.Signal{Name: "org.freedesktop.DBus.NameOwnerChanged",
+		{"systemd left the bus", &godbus.Signal{Sender: driverName, Name: "org.freedesktop.DBus.NameOwnerChanged",
 			Body: []any{busName, ":1.5", ""}}, true},
 	}
 	for _, tt := range tests {
@@ -287,7 +292,7 @@ func TestWatchEnds(t *testing.T) {
 	}
 	t.Run("new owner", func(t *testing.T) {
 		w := offlineWatch(t)
-		sig := &godbus.Signal{Name: "org.freedesktop.DBus.NameOwnerChanged", Body: []any{busName, "", ":1.9"}}
+		sig := &godbus.Signal{Sender: driverName, Name: "org.freedesktop.DBus.NameOwnerChanged", Body: []any{busName, "", ":1.9"}}
 		if !w.receive(sig, true) || w.Err() != nil {
 			t.Errorf("a new owner ended the watch: %v", w.Err())
 		}
@@ -298,7 +303,7 @@ func TestSnapshotIsImmutable(t *testing.T) {
 	w := offlineWatch(t, running("web", 100), running("api", 101))
 	old := w.Snapshot()
 	feed(t, w, 1, changedSignal("socketley-web.service", serviceIface, map[string]any{"MainPID": uint32(200)}),
-		&godbus.Signal{Path: managerPath, Name: managerIface + ".UnitRemoved",
+		&godbus.Signal{Sender: sd, Path: managerPath, Name: managerIface + ".UnitRemoved",
 			Body: []any{"socketley-api.service", unitPath("socketley-api.service")}})
 	w.publish()
 	if old["web"].MainPID != 100 || len(old) != 2 {
@@ -322,13 +327,13 @@ func TestWatchDefersReads(t *testing.T) {
 	stub, newUnit := "socketley-ghost.service", "socketley-new.service"
 	feed(t, w, 1,
 		// A not-found stub comes and goes within the batch: nothing to read.
-		&godbus.Signal{Path: managerPath, Name: managerIface + ".UnitNew", Body: []any{stub, unitPath(stub)}},
-		&godbus.Signal{Path: managerPath, Name: managerIface + ".UnitRemoved", Body: []any{stub, unitPath(stub)}},
+		&godbus.Signal{Sender: sd, Path: managerPath, Name: managerIface + ".UnitNew", Body: []any{stub, unitPath(stub)}},
+		&godbus.Signal{Sender: sd, Path: managerPath, Name: managerIface + ".UnitRemoved", Body: []any{stub, unitPath(stub)}},
 		// A new unit: read only if it is loaded.
-		&godbus.Signal{Path: managerPath, Name: managerIface + ".UnitNew", Body: []any{newUnit, unitPath(newUnit)}},
+		&godbus.Signal{Sender: sd, Path: managerPath, Name: managerIface + ".UnitNew", Body: []any{newUnit, unitPath(newUnit)}},
 		changedSignal(newUnit, unitIface, map[string]any{"ActiveState": "active"}),
 		// A job of a cached unit: read in full.
-		&godbus.Signal{Path: managerPath, Name: managerIface + ".JobRemoved",
+		&godbus.Signal{Sender: sd, Path: managerPath, Name: managerIface + ".JobRemoved",
 			Body: []any{uint32(7), godbus.ObjectPath("/org/freedesktop/systemd1/job/7"), "socketley-web.service", "done"}},
 	)
 	want := map[string]pendingRead{"new": {full: false, seq: 4}, "web": {full: true, seq: 5}}
@@ -422,5 +427,90 @@ func TestWatchNoChangeNoPublish(t *testing.T) {
 	case <-w.Changed():
 		t.Error("Changed fired without a change")
 	default:
+	}
+}
+
+// TestWatchDropsForgedSignals: a signal that does not come from systemd (its
+// sender is not the owner of systemd's name; NameOwnerChanged not from the bus
+// driver) changes nothing; a genuine signal after it is applied.
+func TestWatchDropsForgedSignals(t *testing.T) {
+	unit := "socketley-web.service"
+	forge := func(sender string, sig *godbus.Signal) *godbus.Signal {
+		sig.Sender = sender
+		return sig
+	}
+	tests := []struct {
+		name string
+		sig  *godbus.Signal
+	}{
+		{"PropertiesChanged MainPID", forge(":1.66", changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(1)}))},
+		{"PropertiesChanged failed", forge(":1.66", changedSignal(unit, unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"}))},
+		{"PropertiesChanged without sender", forge("", changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(1)}))},
+		{"PropertiesChanged from the bus driver", forge(driverName, changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(1)}))},
+		{"UnitRemoved", &godbus.Signal{Sender: ":1.66", Path: managerPath, Name: managerIface + ".UnitRemoved", Body: []any{unit, unitPath(unit)}}},
+		{"UnitNew", &godbus.Signal{Sender: ":1.66", Path: managerPath, Name: managerIface + ".UnitNew", Body: []any{"socketley-x.service", unitPath("socketley-x.service")}}},
+		{"JobRemoved", &godbus.Signal{Sender: ":1.66", Path: managerPath, Name: managerIface + ".JobRemoved",
+			Body: []any{uint32(7), godbus.ObjectPath("/org/freedesktop/systemd1/job/7"), unit, "done"}}},
+		{"Reloading", &godbus.Signal{Sender: ":1.66", Path: managerPath, Name: managerIface + ".Reloading", Body: []any{false}}},
+		{"NameOwnerChanged: systemd left", &godbus.Signal{Sender: ":1.66", Name: driverName + ".NameOwnerChanged", Body: []any{busName, sd, ""}}},
+		{"NameOwnerChanged: new owner", &godbus.Signal{Sender: ":1.66", Name: driverName + ".NameOwnerChanged", Body: []any{busName, sd, ":1.66"}}},
+		{"NameOwnerChanged from systemd", &godbus.Signal{Sender: sd, Name: driverName + ".NameOwnerChanged", Body: []any{busName, sd, ""}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := offlineWatch(t, running("web", 100))
+			feed(t, w, 1, tt.sig)
+			if len(w.touched) != 0 || len(w.pending) != 0 || len(w.settling) != 0 || w.resyncDue || w.owner != sd {
+				t.Errorf("a forged signal was acted on: touched %v, pending %v, settling %v, resync %v, owner %q",
+					w.touched, w.pending, w.settling, w.resyncDue, w.owner)
+			}
+			if w.forged != 1 {
+				t.Errorf("forged signals counted: %d, want 1", w.forged)
+			}
+			// A genuine change after it is applied.
+			feed(t, w, 2, changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(200)}))
+			w.publish()
+			if st, ok := w.Snapshot()["web"]; !ok || st.MainPID != 200 || st.ActiveState != ActiveActive {
+				t.Errorf("after the genuine change: %+v (present %v), want active with pid 200", st, ok)
+			}
+			if err := w.Err(); err != nil {
+				t.Errorf("Err() = %v", err)
+			}
+		})
+	}
+}
+
+// TestWatchFollowsOwnerChange: when the bus driver says another connection
+// owns systemd's name, that connection's signals are applied and the old
+// owner's are not; everything is read again.
+func TestWatchFollowsOwnerChange(t *testing.T) {
+	w := offlineWatch(t, running("web", 100))
+	unit := "socketley-web.service"
+	const next = ":1.50"
+	feed(t, w, 1, &godbus.Signal{Sender: driverName, Name: driverName + ".NameOwnerChanged", Body: []any{busName, sd, next}})
+	if w.owner != next || !w.resyncDue {
+		t.Fatalf("owner %q, resync due %v; want %q, true", w.owner, w.resyncDue, next)
+	}
+	tests := []struct {
+		name      string
+		sender    string
+		pid, want uint32
+	}{
+		{"old owner", sd, 301, 100},
+		{"new owner", next, 302, 302},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sig := changedSignal(unit, serviceIface, map[string]any{"MainPID": tt.pid})
+			sig.Sender = tt.sender
+			feed(t, w, godbus.Sequence(2+i), sig)
+			w.publish()
+			if got := w.Snapshot()["web"].MainPID; got != int(tt.want) {
+				t.Errorf("MainPID %d, want %d", got, tt.want)
+			}
+		})
+	}
+	if err := w.Err(); err != nil {
+		t.Errorf("Err() = %v", err)
 	}
 }
