@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,9 +26,12 @@ var attachTypes = []string{"server", "client", "proxy", "cache"}
 // connecting process and the named pid must belong to its unit (checked with
 // systemd, GetUnitByPID), so no process outside the unit can speak for it.
 //
-// Unmanaged: a new entry bound to the pid (and its start time). The pid must
-// be the caller's own, or its parent running as the same user (what
-// `socketley attach` run from a script sends); root may name any process.
+// Unmanaged: a new entry bound to one process for its whole life: pid, start
+// time and uids (real, effective, saved, filesystem), read together and
+// pinned by a pidfd. The pid must be the caller's own, or its parent, and
+// for a non-root caller run as the caller's uid (what `socketley attach` run
+// from a script sends); root may name any process. signalAttached checks the
+// binding again before every signal.
 func (m *Manager) attach(ctx context.Context, caller Caller, a wire.AttachSpec) (*wire.Result, error) {
 	if !slices.Contains(attachTypes, a.Type) {
 		return nil, errorf(ErrInvalid, "attach: unknown type %q (server, client, proxy or cache)", a.Type)
@@ -50,9 +54,15 @@ func (m *Manager) attach(ctx context.Context, caller Caller, a wire.AttachSpec) 
 	if err := mayAttachPID(caller, a.PID); err != nil {
 		return nil, err
 	}
-	start, err := procStartTime(a.PID)
+	start, uids, err := procIdentity(a.PID)
 	if err != nil {
 		return nil, errorf(ErrInvalid, "attach: no process with pid %d", a.PID)
+	}
+	// The pid was the caller's (or its parent's) when it connected; it is
+	// bound to the caller only if it still runs as the caller: a process
+	// that exited may have left its pid to another user's process.
+	if !caller.root() && !allUID(uids, caller.UID) {
+		return nil, errorf(ErrDenied, "attach refused: pid %d runs as uid %s, not as uid %d (has the process that connected exited?)", a.PID, uidList(uids), caller.UID)
 	}
 	err = m.update(func(r *Registry) error {
 		if old, ok := r.entries[a.Name]; ok {
@@ -66,7 +76,7 @@ func (m *Manager) attach(ctx context.Context, caller Caller, a wire.AttachSpec) 
 			}
 		}
 		r.entries[a.Name] = &Entry{
-			Name: a.Name, Managed: false, Type: a.Type, Port: a.Port, PID: a.PID, StartTime: start,
+			Name: a.Name, Managed: false, Type: a.Type, Port: a.Port, PID: a.PID, StartTime: start, UIDs: uids,
 			OwnerUID: caller.UID, Desired: DesiredRunning, Started: true, Created: now.Truncate(time.Second),
 			AttachPID: a.PID, AttachedAt: now,
 		}
@@ -162,11 +172,16 @@ func isDetach(caller Caller, e *Entry) bool {
 	return err == nil && ppid == e.PID
 }
 
-// signalAttached sends sig to the process of an attached entry, but only if
-// it is still the process that attached (pid and start time). A pidfd pins
-// the process between that check and the signal, so a pid reused meanwhile
-// is never signalled. A process that is gone is ErrNotFound.
-func signalAttached(e *Entry, sig unix.Signal) error {
+// signalAttached sends sig, on behalf of caller, to the process of an
+// attached entry, but only if it is still the process that attached: same
+// pid, start time and uids (entries persisted before the uids were recorded
+// have none to compare). Unless caller is root, the process must also run
+// as the uid that attached it (every uid: real, effective, saved,
+// filesystem), so the root daemon never signals for a user a process that
+// this user could not. A pidfd pins the process between the checks and the
+// signal, so a pid reused meanwhile is never signalled. A process that is
+// gone is ErrNotFound; one whose uids do not match is ErrDenied.
+func signalAttached(caller Caller, e *Entry, sig unix.Signal) error {
 	gone := errorf(ErrNotFound, "attached process %d of %s is gone", e.PID, e.Name)
 	fd, err := unix.PidfdOpen(e.PID, 0)
 	switch {
@@ -177,6 +192,9 @@ func signalAttached(e *Entry, sig unix.Signal) error {
 		if !sameProcess(e.PID, e.StartTime) {
 			return gone
 		}
+		if err := maySignal(caller, e); err != nil {
+			return err
+		}
 		if err := unix.Kill(e.PID, sig); err != nil {
 			return fmt.Errorf("signal pid %d: %w", e.PID, err)
 		}
@@ -186,9 +204,14 @@ func signalAttached(e *Entry, sig unix.Signal) error {
 	}
 	defer unix.Close(fd)
 	// The pidfd refers to whatever held the pid when it was opened; if the
-	// pid still has the recorded start time now, that was our process.
+	// pid still has the recorded start time now, that was our process, and
+	// what /proc says of the pid from here on is about it (or, once it has
+	// exited, the signal below fails with ESRCH).
 	if !sameProcess(e.PID, e.StartTime) {
 		return gone
+	}
+	if err := maySignal(caller, e); err != nil {
+		return err
 	}
 	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
 		if errors.Is(err, unix.ESRCH) {
@@ -197,6 +220,73 @@ func signalAttached(e *Entry, sig unix.Signal) error {
 		return fmt.Errorf("signal pid %d: %w", e.PID, err)
 	}
 	return nil
+}
+
+// maySignal checks the uids of the live process of e (see signalAttached).
+func maySignal(caller Caller, e *Entry) error {
+	uids, err := procUIDs(e.PID)
+	if err != nil {
+		return errorf(ErrNotFound, "attached process %d of %s is gone", e.PID, e.Name)
+	}
+	if e.UIDs != nil && !slices.Equal(uids, e.UIDs) {
+		return errorf(ErrDenied, "%s: pid %d now runs as uid %s, not as uid %s when it attached: not signalled (it is not the process that attached, or it changed its user)",
+			e.Name, e.PID, uidList(uids), uidList(e.UIDs))
+	}
+	if !caller.root() && !allUID(uids, e.OwnerUID) {
+		return errorf(ErrDenied, "%s: pid %d runs as uid %s, not as uid %d that attached it: not signalled (only root may)",
+			e.Name, e.PID, uidList(uids), e.OwnerUID)
+	}
+	return nil
+}
+
+// procIdentity returns the start time and the uids of pid, read from /proc
+// while a pidfd pins the process: if it is still alive after the reads, they
+// were of that one process, not of one that took over its pid meanwhile.
+func procIdentity(pid int) (uint64, []int, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	pinned := err == nil
+	switch {
+	case pinned:
+		defer unix.Close(fd)
+	case errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM):
+		// No pidfd: the start time read before and after the uids tells.
+	default:
+		return 0, nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	start, err := procStartTime(pid)
+	if err != nil {
+		return 0, nil, err
+	}
+	uids, err := procUIDs(pid)
+	if err != nil {
+		return 0, nil, err
+	}
+	if pinned {
+		if err := unix.PidfdSendSignal(fd, 0, nil, 0); err != nil {
+			return 0, nil, fmt.Errorf("pid %d: %w", pid, err)
+		}
+	} else if !sameProcess(pid, start) {
+		return 0, nil, fmt.Errorf("pid %d exited", pid)
+	}
+	return start, uids, nil
+}
+
+// allUID reports whether every uid in uids is uid (and there is one).
+func allUID(uids []int, uid int) bool {
+	return len(uids) > 0 && !slices.ContainsFunc(uids, func(u int) bool { return u != uid })
+}
+
+// uidList formats uids as "1000" when they are all the same, else
+// "1000/0/0/0" (real/effective/saved/filesystem).
+func uidList(uids []int) string {
+	if len(uids) > 0 && allUID(uids, uids[0]) {
+		return strconv.Itoa(uids[0])
+	}
+	parts := make([]string, len(uids))
+	for i, u := range uids {
+		parts[i] = strconv.Itoa(u)
+	}
+	return strings.Join(parts, "/")
 }
 
 // procParent returns the parent pid of pid (field 4 of /proc/PID/stat).

@@ -93,19 +93,21 @@ func TestAttachUnmanagedLifecycle(t *testing.T) {
 	m, _ := newTestManager(t)
 	ctx := t.Context()
 	// A non-root process attaches itself.
-	res, err := m.attach(ctx, nonRoot(), attachSpec("self", os.Getpid()))
+	self := userChild(t, 4242).Process.Pid
+	selfCaller := Caller{UID: 4242, GID: 4242, PID: self}
+	res, err := m.attach(ctx, selfCaller, attachSpec("self", self))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := res.Runtimes[0]
-	if r.Status != wire.StateRunning || r.PID != os.Getpid() || r.Type != "server" || r.Port != 7070 || r.Managed || r.OwnerUID != 4242 {
+	if r.Status != wire.StateRunning || r.PID != self || r.Type != "server" || r.Port != 7070 || r.Managed || r.OwnerUID != 4242 {
 		t.Fatalf("after attach: %+v", r)
 	}
 	if ps := m.list(true); len(ps) != 1 || ps[0].Name != "self" {
 		t.Fatalf("ps: %+v", ps)
 	}
 	// The same process may attach again (new port).
-	if _, err := m.attach(ctx, nonRoot(), wire.AttachSpec{Type: "proxy", Name: "self", Port: 8080, PID: os.Getpid()}); err != nil {
+	if _, err := m.attach(ctx, selfCaller, wire.AttachSpec{Type: "proxy", Name: "self", Port: 8080, PID: self}); err != nil {
 		t.Fatalf("re-attach by the same process: %v", err)
 	}
 	if v := m.view("self"); v.Port != 8080 || v.Type != "proxy" {
@@ -155,7 +157,7 @@ func TestAttachUnmanagedLifecycle(t *testing.T) {
 	}
 	// The registry persisted the attached entries (they survive a daemon restart).
 	reg, err := m.store.Load()
-	if err != nil || reg.entries["self"] == nil || reg.entries["self"].StartTime == 0 {
+	if err != nil || reg.entries["self"] == nil || reg.entries["self"].StartTime == 0 || !allUID(reg.entries["self"].UIDs, 4242) {
 		t.Fatalf("persisted: %v %+v", err, reg.entries["self"])
 	}
 }
@@ -164,10 +166,10 @@ func TestDetachNeverSignals(t *testing.T) {
 	m, _ := newTestManager(t)
 	ctx := t.Context()
 	// The attached process itself removes its entry: detach.
-	if _, err := m.attach(ctx, nonRoot(), attachSpec("self", os.Getpid())); err != nil {
+	if _, err := m.attach(ctx, me(), attachSpec("self", os.Getpid())); err != nil {
 		t.Fatal(err)
 	}
-	res, err := m.remove(ctx, nonRoot(), []string{"self"})
+	res, err := m.remove(ctx, me(), []string{"self"})
 	if err != nil || !strings.Contains(res.Message, "detached self") {
 		t.Fatalf("detach: %v %+v", err, res)
 	}
@@ -175,11 +177,11 @@ func TestDetachNeverSignals(t *testing.T) {
 		t.Fatal("detach left the entry")
 	}
 	// A helper run by the attached process (its child) detaches it too.
-	if _, err := m.attach(ctx, nonRoot(), attachSpec("self", os.Getpid())); err != nil {
+	if _, err := m.attach(ctx, me(), attachSpec("self", os.Getpid())); err != nil {
 		t.Fatal(err)
 	}
 	helper := child(t)
-	res, err = m.remove(ctx, Caller{UID: 4242, PID: helper.Process.Pid}, []string{"self"})
+	res, err = m.remove(ctx, Caller{UID: os.Getuid(), PID: helper.Process.Pid}, []string{"self"})
 	if err != nil || !strings.Contains(res.Message, "detached self") {
 		t.Fatalf("detach through a child: %v %+v", err, res)
 	}

@@ -456,7 +456,7 @@ func (m *Manager) stop(ctx context.Context, caller Caller, names []string) (*wir
 	var signalled []*Entry
 	res, err := m.forEach(ctx, caller, names, "stop", func(ctx context.Context, e *Entry) (string, error) {
 		if !e.Managed {
-			if err := terminate(e); err != nil {
+			if err := terminate(caller, e); err != nil {
 				return "", err
 			}
 			m.log.Info("sent SIGTERM to attached process", "name", e.Name, "pid", e.PID)
@@ -548,9 +548,11 @@ func (m *Manager) remove(ctx context.Context, caller Caller, names []string) (*w
 			return "", err
 		}
 		if !detach {
-			if err := m.finishRemove(ctx, e); err != nil {
+			note, err := m.finishRemove(ctx, caller, e)
+			if err != nil {
 				return "", err
 			}
+			msg += note
 		} else if err := m.update(func(r *Registry) error { delete(r.entries, e.Name); return nil }); err != nil {
 			return "", err
 		}
@@ -579,20 +581,25 @@ func (m *Manager) markRemoved(name string) error {
 // finishRemove stops e's unit (or sends its attached process SIGTERM) and
 // drops the entry; e's removal intent is already persisted, so an error
 // here leaves an entry that remove NAME or the next reconcile finishes.
-// The caller holds e's lock.
-func (m *Manager) finishRemove(ctx context.Context, e *Entry) error {
+// The caller holds e's lock. The attached process is signalled for caller
+// only while it is the process that attached, running as the attaching uid
+// (see signalAttached); when it is not, the entry is dropped without a
+// signal and note says so.
+func (m *Manager) finishRemove(ctx context.Context, caller Caller, e *Entry) (note string, err error) {
 	const retry = "; the removal is recorded: run socketley remove %s again (the daemon also finishes it at its next start)"
 	if e.Managed {
 		if err := m.stopUnit(ctx, e.Name); err != nil {
-			return fmt.Errorf("stop unit"+retry+": %w", e.Name, err)
+			return "", fmt.Errorf("stop unit"+retry+": %w", e.Name, err)
 		}
-	} else if err := terminate(e); err != nil && !errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("signal attached process"+retry+": %w", e.Name, err)
+	} else if err := terminate(caller, e); errors.Is(err, ErrDenied) {
+		note = " (" + err.Error() + ")"
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return "", fmt.Errorf("signal attached process"+retry+": %w", e.Name, err)
 	}
 	if err := m.update(func(r *Registry) error { delete(r.entries, e.Name); return nil }); err != nil {
-		return fmt.Errorf("drop the entry"+retry+": %w", e.Name, err)
+		return "", fmt.Errorf("drop the entry"+retry+": %w", e.Name, err)
 	}
-	return nil
+	return note, nil
 }
 
 // attachedStopWait bounds how long stop waits for an attached process to
@@ -611,10 +618,12 @@ func waitExit(ctx context.Context, e *Entry, d time.Duration) bool {
 	return true
 }
 
-// terminate sends SIGTERM to an attached process, only if the pid still
-// belongs to the process that attached (pid + start time, pinned by a pidfd).
-func terminate(e *Entry) error {
-	return signalAttached(e, syscall.SIGTERM)
+// terminate sends SIGTERM to an attached process for caller, only if the
+// pid still belongs to the process that attached (pid, start time and uids,
+// pinned by a pidfd) and, unless caller is root, runs as the uid that
+// attached it (see signalAttached).
+func terminate(caller Caller, e *Entry) error {
+	return signalAttached(caller, e, syscall.SIGTERM)
 }
 
 // list returns runtimes (and, for ls, orphan units) sorted by name; running

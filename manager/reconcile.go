@@ -110,7 +110,8 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 	defer unlock()
 	log := m.log.With("name", e.Name, "unit", units.Name(e.Name))
 	if e.Desired == DesiredRemoved {
-		if err := m.finishRemove(ctx, e); err != nil {
+		// On behalf of the owner, who asked for the removal.
+		if _, err := m.finishRemove(ctx, Caller{UID: e.OwnerUID}, e); err != nil {
 			log.Error("reconcile: finish an interrupted remove", "err", err)
 			return
 		}

@@ -110,6 +110,10 @@ type Entry struct {
 	// never mistaken for it.
 	PID       int    `json:"pid,omitempty"`
 	StartTime uint64 `json:"start_time,omitempty"`
+	// UIDs are the process's real, effective, saved and filesystem uids at
+	// attach: it is signalled only while it still runs as them (none in
+	// entries attached by an older daemon).
+	UIDs []int `json:"uids,omitempty"`
 
 	// Restarts counts the automatic restarts (systemd's, the backoff's and
 	// health restarts) of units this entry had before its current one; the
@@ -127,6 +131,7 @@ func (e *Entry) clone() *Entry {
 	c := *e
 	c.Args = slices.Clone(e.Args)
 	c.Env = slices.Clone(e.Env)
+	c.UIDs = slices.Clone(e.UIDs)
 	if e.HealthFails != nil {
 		v := *e.HealthFails
 		c.HealthFails = &v
