@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
 )
@@ -76,9 +77,9 @@ restart retries at once.`,
 				return err
 			}
 			if f.start {
-				fmt.Fprintf(a.stdio.Out, "%s: %s (unit %s, pid %d)\n", r.Name, r.Status, r.Unit, r.PID)
+				fmt.Fprintf(a.stdio.Out, "%s: %s (unit %s, pid %d)\n", format.Escape(r.Name), format.Escape(r.Status), format.Escape(r.Unit), r.PID)
 			} else {
-				fmt.Fprintf(a.stdio.Out, "%s: %s (start it with: socketley start %s)\n", r.Name, r.Status, r.Name)
+				fmt.Fprintf(a.stdio.Out, "%s: %s (start it with: socketley start %s)\n", format.Escape(r.Name), format.Escape(r.Status), format.Escape(r.Name))
 			}
 			return nil
 		},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
 )
@@ -48,7 +49,7 @@ when that is set.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(a.stdio.Out, res.Message)
+			fmt.Fprintln(a.stdio.Out, format.EscapeLines(res.Message))
 			return nil
 		},
 	}

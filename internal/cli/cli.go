@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/version"
 	"github.com/socketley/socketley/internal/wire"
@@ -61,7 +62,8 @@ func Main(ctx context.Context, args []string, stdio Stdio) int {
 		return 0
 	}
 	code := exitCode(err)
-	fmt.Fprintln(stdio.Err, "socketley: "+strings.TrimRight(err.Error(), "\n")+hint(err))
+	// The error may carry the daemon's text (names, messages): escaped.
+	fmt.Fprintln(stdio.Err, "socketley: "+format.EscapeLines(strings.TrimRight(err.Error(), "\n"))+hint(err))
 	return code
 }
 

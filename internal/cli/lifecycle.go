@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
 )
@@ -60,7 +61,7 @@ func (a *app) startCmd() *cobra.Command {
 		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
 			rts, err := c.Start(ctx, w.wait, w.timeout, names...)
 			for _, r := range rts {
-				fmt.Fprintf(a.stdio.Out, "%s: %s (pid %d)\n", r.Name, r.Status, r.PID)
+				fmt.Fprintf(a.stdio.Out, "%s: %s (pid %d)\n", format.Escape(r.Name), format.Escape(r.Status), r.PID)
 			}
 			return err
 		}, true)
@@ -74,7 +75,7 @@ it (after checking the pid still belongs to the process that attached).`,
 		func(ctx context.Context, c *sdk.Client, _ waitFlags, names []string) error {
 			rts, err := c.Stop(ctx, names...)
 			for _, r := range rts {
-				fmt.Fprintf(a.stdio.Out, "%s: %s\n", r.Name, r.Status)
+				fmt.Fprintf(a.stdio.Out, "%s: %s\n", format.Escape(r.Name), format.Escape(r.Status))
 			}
 			return err
 		}, false)
@@ -86,7 +87,7 @@ func (a *app) restartCmd() *cobra.Command {
 		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
 			rts, err := c.Restart(ctx, w.wait, w.timeout, names...)
 			for _, r := range rts {
-				fmt.Fprintf(a.stdio.Out, "%s: %s (pid %d)\n", r.Name, r.Status, r.PID)
+				fmt.Fprintf(a.stdio.Out, "%s: %s (pid %d)\n", format.Escape(r.Name), format.Escape(r.Status), r.PID)
 			}
 			return err
 		}, true)
@@ -98,7 +99,7 @@ func (a *app) removeCmd() *cobra.Command {
 		func(ctx context.Context, c *sdk.Client, _ waitFlags, names []string) error {
 			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdRemove, Names: names})
 			if res != nil && res.Message != "" {
-				fmt.Fprintln(a.stdio.Out, res.Message)
+				fmt.Fprintln(a.stdio.Out, format.EscapeLines(res.Message))
 			}
 			return err
 		}, false)

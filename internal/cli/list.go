@@ -36,7 +36,9 @@ func (a *app) lineTable(ctx context.Context, cmd string) error {
 	if code != 0 {
 		return &sdk.ReplyError{Code: code, Message: strings.TrimSpace(text)}
 	}
-	_, err = io.WriteString(a.stdio.Out, text)
+	// The daemon escapes what it puts in the table; escaped here again
+	// (a no-op then) so that an older daemon cannot drive the terminal.
+	_, err = io.WriteString(a.stdio.Out, format.EscapeLines(text))
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/version"
 )
 
@@ -21,10 +22,11 @@ func (a *app) versionCmd() *cobra.Command {
 				fmt.Fprintf(a.stdio.Out, "daemon: not reachable at %s\n", c.Socket())
 				return nil
 			}
-			fmt.Fprintf(a.stdio.Out, "daemon: socketley %s (commit %s, built %s) at %s\n", dv.Version, dv.Commit, dv.Date, c.Socket())
+			fmt.Fprintf(a.stdio.Out, "daemon: socketley %s (commit %s, built %s) at %s\n",
+				format.Escape(dv.Version), format.Escape(dv.Commit), format.Escape(dv.Date), c.Socket())
 			if v := version.Info(); dv.Version != v.Version || dv.Commit != v.Commit {
 				fmt.Fprintf(a.stdio.Err, "warning: the CLI (%s, %s) and the daemon (%s, %s) differ; restart the daemon after upgrading\n",
-					v.Version, v.Commit, dv.Version, dv.Commit)
+					v.Version, v.Commit, format.Escape(dv.Version), format.Escape(dv.Commit))
 			}
 			return nil
 		},

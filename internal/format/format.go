@@ -15,7 +15,8 @@ import (
 )
 
 // Table writes the ls table: every runtime, in the order given (the daemon
-// sorts by name). An empty list prints the header only.
+// sorts by name). An empty list prints the header only. Control characters
+// in the cells are escaped (see Escape).
 func Table(w io.Writer, rts []wire.Runtime, now time.Time) error {
 	rows := make([][]string, 0, len(rts)+1)
 	rows = append(rows, []string{"NAME", "MODE", "TYPE", "PORT", "STATUS", "RESTARTS", "UPTIME", "PID"})
@@ -39,8 +40,9 @@ func PS(w io.Writer, rts []wire.Runtime, now time.Time) error {
 }
 
 // columns writes rows as left-aligned columns separated by two spaces, with
-// no trailing blanks. (text/tabwriter does the same, several times slower,
-// which shows at thousands of rows.)
+// no trailing blanks; control characters in the cells are escaped (see
+// Escape). (text/tabwriter does the same, several times slower, which shows
+// at thousands of rows.)
 func columns(w io.Writer, rows [][]string) error {
 	if len(rows) == 0 {
 		return nil
@@ -49,7 +51,8 @@ func columns(w io.Writer, rows [][]string) error {
 	size := 0
 	for _, row := range rows {
 		for i, c := range row {
-			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+			row[i] = Escape(c)
+			widths[i] = max(widths[i], utf8.RuneCountInString(row[i]))
 		}
 	}
 	for _, wd := range widths {
@@ -71,7 +74,8 @@ func columns(w io.Writer, rows [][]string) error {
 	return err
 }
 
-// Show writes the detail view of each runtime, separated by blank lines.
+// Show writes the detail view of each runtime, separated by blank lines;
+// control characters in the values are escaped (see Escape).
 func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 	for i, r := range rts {
 		if i > 0 {
@@ -80,7 +84,7 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 		kv := func(k, v string) {
 			if v != "" {
-				fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+				fmt.Fprintf(tw, "%s:\t%s\n", k, Escape(v))
 			}
 		}
 		kv("Name", r.Name)
