@@ -18,8 +18,37 @@ import (
 	"github.com/socketley/socketley/units"
 )
 
-// handle runs one request for caller.
+// handle runs one request for caller and withholds from the reply what
+// the caller may not read (see redact).
 func (m *Manager) handle(ctx context.Context, caller Caller, req wire.Request) (*wire.Result, error) {
+	res, err := m.handleRequest(ctx, caller, req)
+	if res != nil {
+		redact(caller, res.Runtimes)
+	}
+	return res, err
+}
+
+// mayRead reports whether caller may read the arguments and environment
+// of r: root, and the uid that added or attached it. An orphan unit has no
+// owner: only root.
+func mayRead(caller Caller, r wire.Runtime) bool {
+	return caller.root() || !r.Orphan && r.OwnerUID == caller.UID
+}
+
+// redact clears the arguments and environment of the runtimes caller may
+// not read (they hold tokens and passwords) and marks them Redacted. Every
+// member of the socket group may list every runtime; only root and the
+// owner see what it was started with.
+func redact(caller Caller, rts []wire.Runtime) {
+	for i := range rts {
+		if !mayRead(caller, rts[i]) {
+			rts[i].Args, rts[i].Env, rts[i].Redacted = nil, nil, true
+		}
+	}
+}
+
+// handleRequest runs one request for caller.
+func (m *Manager) handleRequest(ctx context.Context, caller Caller, req wire.Request) (*wire.Result, error) {
 	if err := checkNames(req.Names); err != nil {
 		return nil, err
 	}

@@ -115,6 +115,9 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 			kv("Attached", fmt.Sprintf("pid %d, %s ago", r.AttachPID, Duration(now.Sub(r.AttachedAt))))
 		}
 		kv("Path", r.Path)
+		if r.Redacted {
+			kv("Args, env", "(hidden: only root and the runtime's owner see them)")
+		}
 		if len(r.Args) > 0 {
 			kv("Args", quoteAll(r.Args))
 		}

@@ -142,6 +142,9 @@ type Runtime struct {
 	User            string    `json:"user,omitempty"`
 	OwnerUID        int       `json:"owner_uid"`
 	Created         time.Time `json:"created,omitzero"`
+	// Redacted is set when Args and Env were withheld: the caller is
+	// neither root nor the runtime's owner (an orphan unit: not root).
+	Redacted bool `json:"redacted,omitempty"`
 }
 
 // Runtime states shown in STATUS.
