@@ -67,6 +67,21 @@
 // same user that also sets SO_REUSEPORT can bind the same port and share its
 // connections; the net engine's listener does not allow that.
 //
+// # Socket activation
+//
+// When systemd starts the process with listening sockets (LISTEN_FDS and
+// LISTEN_PID naming this process, sd_listen_fds(3)) — a socketley runtime
+// added with --listen, or any service with a .socket unit — New serves the
+// inherited socket that matches its address (same port, or any port for
+// port 0; an empty or wildcard host matches any) instead of binding one, on
+// both engines: the io_uring loops share the one socket, the net engine
+// accepts on it. Because systemd keeps the socket open while the process
+// restarts, crashes or is replaced, clients connecting meanwhile wait in
+// its queue and are served by the next process instead of being refused.
+// Without a matching inherited socket New binds as usual.
+// Server.Activated reports which happened; WithoutSocketActivation turns
+// the lookup off.
+//
 // # Socketley daemon
 //
 // When the process runs as a managed socketley unit (SOCKETLEY_MANAGED is

@@ -5,13 +5,14 @@ package server
 import (
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 )
 
 // uringConn is empty where io_uring does not exist.
 type uringConn struct{}
 
-func newURingEngine(s *Server, addr string) (engine, net.Addr, error) {
+func newURingEngine(s *Server, addr string, inherited *os.File) (engine, net.Addr, error) {
 	return nil, nil, fmt.Errorf("%w: io_uring needs Linux (this is %s)", ErrEngineUnavailable, runtime.GOOS)
 }
 

@@ -90,9 +90,26 @@ type uringEngine struct {
 
 // newURingEngine checks that io_uring can serve here and binds the
 // listeners. Errors wrap ErrEngineUnavailable when io_uring is the problem.
-func newURingEngine(s *Server, addr string) (engine, net.Addr, error) {
+// With inherited (a listening socket passed by systemd) the loops share
+// duplicates of it instead of binding; inherited is consumed, except when
+// the error wraps ErrEngineUnavailable (the net engine may then take it).
+func newURingEngine(s *Server, addr string, inherited *os.File) (engine, net.Addr, error) {
 	if err := probeURing(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrEngineUnavailable, err)
+	}
+	if inherited != nil {
+		fds, err := inheritedFDs(inherited, s.cfg.loops)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen %s: inherited socket: %w", addr, err)
+		}
+		sa, err := unix.Getsockname(fds[0])
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return nil, nil, fmt.Errorf("listen %s: %w", addr, os.NewSyscallError("getsockname", err))
+		}
+		return &uringEngine{srv: s, fds: fds}, sockaddrToTCP(sa), nil
 	}
 	fds, bound, err := listenReusePort(addr, s.cfg.loops)
 	if err != nil {

@@ -78,6 +78,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	keepProcs       bool
 	batchWait       time.Duration
+	noActivation    bool
 	// sqEntries is the SQ size of each ring (tests shrink it to exercise
 	// the full-queue path).
 	sqEntries uint32

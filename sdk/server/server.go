@@ -69,9 +69,10 @@ type Server struct {
 	// from a connection pauses and resumes (flow control toward the peer).
 	pauseHigh, pauseLow int
 
-	log    *slog.Logger
-	addr   net.Addr
-	nextID atomic.Uint64
+	log       *slog.Logger
+	addr      net.Addr
+	activated bool // the listener came from systemd (LISTEN_FDS)
+	nextID    atomic.Uint64
 	// bufs recycles the chunkSize chunks of send queues between
 	// connections: idle connections hold no buffer and busy ones do not
 	// allocate.
@@ -94,6 +95,18 @@ type Server struct {
 // in use or a bad address is reported by New, and Addr is valid on return;
 // connections are accepted only once Run is called. Release a server that
 // never runs with Shutdown.
+//
+// Socket activation: when systemd passed listening sockets to the process
+// (LISTEN_PID is this process and LISTEN_FDS > 0, as for a socketley
+// runtime added with --listen, or any unit with a .socket), New serves the
+// first inherited listening TCP socket that matches addr instead of binding
+// one: the same port (any port when addr's is 0) and the same host, where an
+// empty or unspecified host on either side matches any. The io_uring loops
+// then share that one socket, and the net engine serves it alike. The
+// inherited sockets stay open in the process, so connections that queue
+// while the program restarts are not lost; Activated reports the choice.
+// Without a match New binds as usual; WithoutSocketActivation turns the
+// lookup off.
 //
 // The engine is chosen here: EngineAuto tries io_uring (Linux, with
 // multishot accept/recv, provided buffer rings and DEFER_TASKRUN: kernel
@@ -136,25 +149,53 @@ func New(addr string, opts ...Option) (*Server, error) {
 		done:      make(chan struct{}),
 	}
 	s.pauseLow = s.pauseHigh / 2
+	var inherited *os.File
+	if !cfg.noActivation {
+		f, ta, err := inheritedListener(addr)
+		if err != nil {
+			return nil, err
+		}
+		if f != nil {
+			inherited, s.activated = f, true
+			log.Info("using the listening socket passed by systemd", "addr", ta.String(), "fd", f.Name())
+		}
+	}
 	var err error
 	if cfg.engine != EngineNet {
-		s.eng, s.addr, err = newURingEngine(s, addr)
+		s.eng, s.addr, err = newURingEngine(s, addr, inherited)
 		switch {
 		case err == nil:
 		case cfg.engine == EngineAuto && errors.Is(err, ErrEngineUnavailable):
 			log.Info("io_uring unavailable, using the net engine", "err", err)
 		default:
+			if inherited != nil {
+				inherited.Close()
+			}
 			return nil, err
 		}
 	}
 	if s.eng == nil {
-		s.eng, s.addr, err = newNetEngine(s, addr, nil)
+		var lns []net.Listener
+		if inherited != nil {
+			ln, err := net.FileListener(inherited) // dups
+			inherited.Close()
+			if err != nil {
+				return nil, fmt.Errorf("listen %s: inherited socket: %w", addr, err)
+			}
+			lns = []net.Listener{ln}
+		}
+		s.eng, s.addr, err = newNetEngine(s, addr, lns)
 		if err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
 }
+
+// Activated reports whether the server serves a listening socket passed by
+// systemd (socket activation, e.g. socketley add --listen) instead of one it
+// bound itself.
+func (s *Server) Activated() bool { return s.activated }
 
 // Addr returns the address the server is bound to, with the real port when
 // New was given port 0.
