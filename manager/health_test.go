@@ -275,14 +275,14 @@ func TestWaitRunning(t *testing.T) {
 // serveTest serves m's control socket until the test ends.
 func serveTest(t *testing.T, m *Manager) {
 	t.Helper()
-	ln, err := m.listen()
+	sock, err := m.listen()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { m.serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); _ = ln.Close(); <-done })
+	go func() { m.serve(ctx, sock.ln); close(done) }()
+	t.Cleanup(func() { cancel(); sock.close(); <-done })
 }
 
 // TestSocketReadDeadline: a client that sends nothing is dropped.

@@ -71,6 +71,10 @@ type Manager struct {
 	starting map[string]bool
 	wake     chan struct{}
 
+	// gate holds back requests during startup (nil: none held back). Run
+	// sets it before serving and never changes it.
+	gate *bootGate
+
 	// groupMu guards group, the gid allowed in system mode (-1 while the
 	// group is unknown: it is looked up again until it exists).
 	groupMu sync.Mutex
@@ -121,10 +125,18 @@ func New(cfg Config) (*Manager, error) {
 	}, nil
 }
 
-// Run runs the daemon until ctx is done: it locks and loads the state,
-// connects to systemd, reconciles, serves the control socket and runs the
-// health tick. On return the managed units keep running; the daemon only
-// stops listening.
+// Run runs the daemon until ctx is done. Order matters:
+//  1. lock the state directory, clean temp files of an interrupted write,
+//     load the registry;
+//  2. take the control socket (inherited from socketley.socket, or bound
+//     here), so that a second daemon on the same socket stops before it has
+//     touched systemd, and connections are accepted from now on;
+//  3. connect to systemd and reconcile (start the persisted runtimes). Meanwhile
+//     requests are served as soon as what they need is there (see bootGate):
+//     a runtime started by the reconcile attaches at once, nothing is refused;
+//  4. READY=1, then the health tick.
+//
+// On return the managed units keep running; the daemon only stops listening.
 func (m *Manager) Run(ctx context.Context) error {
 	perm := os.FileMode(0o700)
 	if m.cfg.Mode == paths.System {
@@ -138,6 +150,11 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
+	if removed, err := m.store.cleanTemp(); err != nil {
+		m.log.Warn("clean stale temp files", "err", err)
+	} else if len(removed) > 0 {
+		m.log.Info("removed temp files of an interrupted registry write", "files", removed)
+	}
 	reg, err := m.store.Load()
 	if err != nil {
 		return err
@@ -145,40 +162,100 @@ func (m *Manager) Run(ctx context.Context) error {
 	reg.index()
 	m.reg = reg
 
+	sock, err := m.listen()
+	if err != nil {
+		return err
+	}
+	defer sock.close()
+	m.log.Info("listening", "socket", m.cfg.Socket, "inherited", sock.inherited)
+	notify(fmt.Sprintf("STATUS=connecting to systemd and reconciling %d runtimes", len(reg.entries)))
+
+	// Requests are served from here on; the gate holds back those that need
+	// systemd or a finished reconcile (m.gate is set before serve starts and
+	// never changes).
+	m.gate = newBootGate()
+	var wg sync.WaitGroup
+	srvCtx, stopSrv := context.WithCancel(ctx)
+	// Deferred in this order so that on return the server stops first, then
+	// the systemd connection closes, then the socket, then the state lock.
+	defer m.disconnect()
+	defer func() {
+		_ = sock.ln.Close()
+		stopSrv()
+		wg.Wait()
+		m.heals.Wait()
+	}()
+	wg.Add(1)
+	go func() { defer wg.Done(); m.serve(srvCtx, sock.ln) }()
+
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = m.connect(dctx)
 	cancel()
 	if err != nil {
 		return err
 	}
-	defer m.disconnect()
+	close(m.gate.connected)
 
 	rctx, cancel := context.WithTimeout(ctx, reconcileBudget)
 	m.reconcile(rctx)
 	cancel()
+	close(m.gate.reconciled)
 
-	ln, err := m.listen()
-	if err != nil {
-		return err
-	}
 	m.log.Info("daemon ready", "socket", m.cfg.Socket, "mode", m.cfg.Mode.String(),
-		"state", m.store.Path(), "runtimes", len(m.reg.entries), "version", m.cfg.Version.Version)
-	notifyReady()
+		"state", m.store.Path(), "runtimes", m.count(), "version", m.cfg.Version.Version)
+	notify("READY=1\nSTATUS=listening")
 
-	var wg sync.WaitGroup
-	srvCtx, stopSrv := context.WithCancel(ctx)
-	defer stopSrv()
-	wg.Add(2)
-	go func() { defer wg.Done(); m.serve(srvCtx, ln) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); m.loop(srvCtx) }()
 	<-ctx.Done()
 	m.log.Info("shutting down; managed units keep running")
-	_ = ln.Close()
-	stopSrv()
-	wg.Wait()
-	m.heals.Wait()
-	_ = os.Remove(m.cfg.Socket)
 	return nil
+}
+
+// count returns the number of registry entries.
+func (m *Manager) count() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.reg.entries)
+}
+
+// bootGate holds back requests that arrive while the daemon starts: the
+// socket accepts connections before the daemon has connected to systemd and
+// reconciled, so nothing is refused, and each request waits for what it needs.
+type bootGate struct {
+	connected  chan struct{} // closed once systemd is connected and watched
+	reconciled chan struct{} // closed once the boot reconcile has finished
+}
+
+func newBootGate() *bootGate {
+	return &bootGate{connected: make(chan struct{}), reconciled: make(chan struct{})}
+}
+
+// await waits until req may run. version needs nothing; reads and a managed
+// attach (from a runtime the reconcile may be starting right now: it waits
+// for that runtime's lock, not for the whole reconcile) need systemd;
+// everything that changes the registry waits for the reconcile, which works
+// from a copy of it.
+func (g *bootGate) await(ctx context.Context, req wire.Request) error {
+	if g == nil {
+		return nil
+	}
+	var ch chan struct{}
+	switch {
+	case req.Cmd == wire.CmdVersion:
+		return nil
+	case req.Cmd == wire.CmdList, req.Cmd == wire.CmdPS, req.Cmd == wire.CmdShow, req.Cmd == wire.CmdStats,
+		req.Cmd == wire.CmdAttach && req.Attach != nil && req.Attach.Managed:
+		ch = g.connected
+	default:
+		ch = g.reconciled
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return errorf(ErrUnavailable, "the socketley daemon is shutting down before it finished starting; try again")
+	}
 }
 
 // connect dials systemd and starts the unit watch.
@@ -379,8 +456,9 @@ func (m *Manager) obsOf(name string) *observed {
 	return o
 }
 
-// notifyReady tells systemd (Type=notify) that the socket listens.
-func notifyReady() {
+// notify sends state (e.g. "READY=1") to systemd when it runs the daemon
+// as a Type=notify service; otherwise it does nothing.
+func notify(state string) {
 	sock := os.Getenv("NOTIFY_SOCKET")
 	if sock == "" {
 		return
@@ -394,7 +472,7 @@ func notifyReady() {
 		return
 	}
 	defer c.Close()
-	_, _ = c.Write([]byte("READY=1\nSTATUS=listening\n"))
+	_, _ = c.Write([]byte(state + "\n"))
 }
 
 // keyedMutex serializes operations per runtime name.

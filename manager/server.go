@@ -13,7 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"golang.org/x/sys/unix"
 
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
@@ -29,30 +33,77 @@ const (
 // readDeadline bounds the wait for each request line (a variable for tests).
 var readDeadline = 10 * time.Second
 
-// listen creates the control socket the way tailscale's safesocket does:
-// refuse when a daemon answers on it, remove a stale file, bind, then tighten
-// the mode. The directory is created private first, so the socket is never
-// reachable with a wider mode.
-func (m *Manager) listen() (net.Listener, error) {
+// controlSocket is the daemon's listening control socket.
+type controlSocket struct {
+	ln net.Listener
+	// inherited is set when systemd passed the socket (socketley.socket):
+	// systemd owns the file and keeps listening while the daemon restarts.
+	inherited bool
+	// path, dev and ino identify the file this daemon bound, so that on
+	// exit it removes its own socket and never a successor's.
+	path     string
+	dev, ino uint64
+}
+
+// close closes the listener and removes the socket file this daemon bound,
+// if it is still that file.
+func (s *controlSocket) close() {
+	_ = s.ln.Close()
+	if s.inherited {
+		return
+	}
+	var st unix.Stat_t
+	if unix.Lstat(s.path, &st) == nil && st.Dev == s.dev && st.Ino == s.ino {
+		_ = os.Remove(s.path)
+	}
+}
+
+// listen takes the control socket: the one systemd passed (socket
+// activation: LISTEN_FDS, matched by path), else one bound here.
+func (m *Manager) listen() (*controlSocket, error) {
+	lns, err := activation.Listeners()
+	if err != nil {
+		return nil, fmt.Errorf("sockets passed by systemd: %w", err)
+	}
+	var found net.Listener
+	var passed []string
+	for _, ln := range lns {
+		if ln == nil {
+			continue
+		}
+		if a, ok := ln.Addr().(*net.UnixAddr); ok && a.Name == m.cfg.Socket && found == nil {
+			found = ln
+			continue
+		}
+		passed = append(passed, ln.Addr().String())
+		_ = ln.Close()
+	}
+	if found != nil {
+		return &controlSocket{ln: found, inherited: true, path: m.cfg.Socket}, nil
+	}
+	if len(passed) > 0 {
+		return nil, fmt.Errorf("systemd passed the socket(s) %s but not the control socket %s: make ListenStream= of socketley.socket and the daemon's --socket agree",
+			strings.Join(passed, ", "), m.cfg.Socket)
+	}
+	return m.bind()
+}
+
+// bind creates the control socket the way tailscale's safesocket does:
+// refuse when a daemon answers on it, remove a stale socket, bind, then
+// tighten the mode. The directory must be a real directory of this daemon's
+// user that nobody else may write to (or is created here, private first), so
+// nobody can swap the socket for a symlink before the chown and chmod.
+func (m *Manager) bind() (*controlSocket, error) {
 	sock := m.cfg.Socket
-	dir := filepath.Dir(sock)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		perm := os.FileMode(0o700)
-		if m.cfg.Mode == paths.System {
-			perm = 0o750
-		}
-		if err := os.MkdirAll(dir, perm); err != nil {
-			return nil, fmt.Errorf("create socket directory: %w", err)
-		}
-		if m.cfg.Mode == paths.System {
-			if gid := m.socketGID(); gid >= 0 {
-				_ = os.Chown(dir, 0, gid)
-			}
-		}
+	if err := m.socketDir(filepath.Dir(sock)); err != nil {
+		return nil, err
 	}
 	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("a socketley daemon is already listening on %s; stop it first (or pass --socket)", sock)
+	}
+	if fi, err := os.Lstat(sock); err == nil && fi.Mode().Type() != os.ModeSocket {
+		return nil, fmt.Errorf("%s exists and is not a socket (%s); refusing to replace it: remove it or pass another --socket", sock, fi.Mode().Type())
 	}
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale socket %s: %w", sock, err)
@@ -62,12 +113,19 @@ func (m *Manager) listen() (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s: %w", sock, err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	cs := &controlSocket{ln: ln, path: sock}
+	var st unix.Stat_t
+	if err := unix.Lstat(sock, &st); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("stat %s: %w", sock, err)
+	}
+	cs.dev, cs.ino = st.Dev, st.Ino
 	mode := os.FileMode(0o600)
 	if m.cfg.Mode == paths.System {
 		mode = 0o660
 		if gid := m.socketGID(); gid >= 0 {
-			if err := os.Chown(sock, 0, gid); err != nil {
-				_ = ln.Close()
+			if err := os.Lchown(sock, 0, gid); err != nil {
+				cs.close()
 				return nil, fmt.Errorf("chown %s: %w", sock, err)
 			}
 		} else {
@@ -75,10 +133,62 @@ func (m *Manager) listen() (net.Listener, error) {
 		}
 	}
 	if err := os.Chmod(sock, mode); err != nil {
-		_ = ln.Close()
+		cs.close()
 		return nil, fmt.Errorf("chmod %s: %w", sock, err)
 	}
-	return ln, nil
+	return cs, nil
+}
+
+// socketDir makes sure dir may hold the control socket: a missing directory
+// is created (0700, or 0750 root:GROUP in system mode); an existing one must
+// be a real directory (not a symlink) owned by this daemon's user and not
+// writable by group or others. It is never chowned or chmodded.
+func (m *Manager) socketDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		perm := os.FileMode(0o700)
+		if m.cfg.Mode == paths.System {
+			perm = 0o750
+		}
+		if err := os.MkdirAll(filepath.Dir(dir), perm); err != nil {
+			return fmt.Errorf("create socket directory: %w", err)
+		}
+		if err := os.Mkdir(dir, perm); err != nil {
+			return fmt.Errorf("create socket directory: %w", err)
+		}
+		if m.cfg.Mode == paths.System {
+			if gid := m.socketGID(); gid >= 0 {
+				_ = os.Lchown(dir, 0, gid)
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	return checkSocketDir(dir, fi, os.Geteuid())
+}
+
+// checkSocketDir refuses a socket directory that is a symlink, not a
+// directory, owned by another user than uid, or writable by group or others.
+func checkSocketDir(dir string, fi os.FileInfo, uid int) error {
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return errorf(ErrInvalid, "socket directory %s is a symlink; refusing to use it (pass a --socket in a real directory)", dir)
+	case !fi.IsDir():
+		return errorf(ErrInvalid, "socket directory %s is not a directory", dir)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return errorf(ErrInvalid, "socket directory %s: cannot read its owner", dir)
+	}
+	if int(st.Uid) != uid {
+		return errorf(ErrInvalid, "socket directory %s is owned by uid %d, not by this daemon's uid %d; refusing to use it (pass a --socket in a directory you own)", dir, st.Uid, uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return errorf(ErrInvalid, "socket directory %s is writable by group or others (mode %04o); refusing to use it (chmod go-w %s, or pass another --socket)", dir, fi.Mode().Perm(), dir)
+	}
+	return nil
 }
 
 // socketGID resolves the socket group (-1 when it does not exist). A group
@@ -207,15 +317,24 @@ func (m *Manager) dispatch(ctx context.Context, caller Caller, line string) (byt
 		if dec.More() {
 			return jsonReply(nil, errorf(ErrInvalid, "trailing data after the JSON request"))
 		}
-		res, err := m.handle(ctx, caller, req)
+		res, err := m.handleGated(ctx, caller, req)
 		return jsonReply(res, err)
 	}
 	req, err := parseLegacy(line)
 	if err != nil {
 		return wire.CodeInvalid, []byte(err.Error() + "\n")
 	}
-	res, err := m.handle(ctx, caller, req)
+	res, err := m.handleGated(ctx, caller, req)
 	return textReply(req, res, err)
+}
+
+// handleGated runs req once the daemon has started far enough for it (see
+// bootGate.await).
+func (m *Manager) handleGated(ctx context.Context, caller Caller, req wire.Request) (*wire.Result, error) {
+	if err := m.gate.await(ctx, req); err != nil {
+		return nil, err
+	}
+	return m.handle(ctx, caller, req)
 }
 
 func jsonReply(res *wire.Result, err error) (byte, []byte) {

@@ -77,6 +77,28 @@ func (s *Store) Load() (*Registry, error) {
 	return reg, nil
 }
 
+// cleanTemp removes the temp files an interrupted Save left behind
+// (.registry.json.tmp*) and returns their names. Call it only with the
+// daemon lock held, so no Save of another daemon is under way.
+func (s *Store) cleanTemp() ([]string, error) {
+	des, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("read state directory %s: %w", s.dir, err)
+	}
+	var removed []string
+	prefix := "." + stateFile + ".tmp"
+	for _, de := range des {
+		if !de.Type().IsRegular() || !strings.HasPrefix(de.Name(), prefix) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.dir, de.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("remove %s: %w", de.Name(), err)
+		}
+		removed = append(removed, de.Name())
+	}
+	return removed, nil
+}
+
 // Save writes reg atomically.
 func (s *Store) Save(reg *Registry) error {
 	if s.failSave != nil {

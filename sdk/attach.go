@@ -2,12 +2,14 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Environment variables set by the daemon in every managed unit.
@@ -44,7 +46,7 @@ var current attachState
 
 // Attach reports this process to the daemon as a runtime of type typ
 // (server, client, proxy, cache) listening on port. It is AttachContext with a
-// background context bounded by DefaultTimeout.
+// background context, so it retries for DefaultAttachWait (see AttachContext).
 func Attach(name, typ string, port int) error {
 	return AttachContext(context.Background(), name, typ, port)
 }
@@ -56,6 +58,12 @@ func Attach(name, typ string, port int) error {
 // default action unless the program handles the signal itself). Go cannot run
 // code at a normal exit, so a program that attaches unmanaged should also
 // `defer sdk.Detach()` in main. Errors wrap ErrUnreachable or ErrRefused and say why.
+//
+// A daemon that is not there yet (its socket is missing or refuses the
+// connection: the daemon is starting, restarting or being upgraded) is
+// retried with backoff, 10 ms doubling to 500 ms, until ctx's deadline, or
+// for DefaultAttachWait when ctx has none. A reply from the daemon, even a
+// refusal, is never retried.
 func AttachContext(ctx context.Context, name, typ string, port int) error {
 	if env := os.Getenv(EnvName); env != "" {
 		name = env
@@ -72,7 +80,12 @@ func AttachContext(ctx context.Context, name, typ string, port int) error {
 		line += " --managed"
 	}
 	c := NewClient(os.Getenv(EnvSocket))
-	code, text, err := c.Line(ctx, line)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultAttachWait)
+		defer cancel()
+	}
+	code, text, err := lineRetrying(ctx, c, line, nil)
 	if err != nil {
 		return fmt.Errorf("attach %s: %w", name, err)
 	}
@@ -88,6 +101,52 @@ func AttachContext(ctx context.Context, name, typ string, port int) error {
 		current.mu.Unlock()
 	}
 	return nil
+}
+
+// Attach retries: DefaultAttachWait bounds the retries when the context has
+// no deadline; the delay between two tries starts at attachRetryMin and
+// doubles up to attachRetryMax.
+const (
+	// DefaultAttachWait is how long Attach keeps retrying a daemon that is
+	// not there yet when the context has no deadline.
+	DefaultAttachWait = 5 * time.Second
+	attachRetryMin    = 10 * time.Millisecond
+	attachRetryMax    = 500 * time.Millisecond
+)
+
+// lineRetrying sends line, retrying with backoff while the daemon's socket
+// is missing or refuses connections, until ctx ends. retried, when not nil,
+// is called with the error of each try that will be retried (for tests).
+func lineRetrying(ctx context.Context, c *Client, line string, retried func(error)) (int, string, error) {
+	delay := attachRetryMin
+	tries := 0
+	for {
+		code, text, err := c.Line(ctx, line)
+		tries++
+		if err == nil || !daemonNotThere(err) {
+			return code, text, err
+		}
+		if retried != nil {
+			retried(err)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, "", fmt.Errorf("%w (tried %d times until %v)", err, tries, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(delay*2, attachRetryMax)
+	}
+}
+
+// daemonNotThere reports whether err is a dial failure that a daemon
+// starting up explains: no socket file yet, nobody listening on it, or a
+// full listen backlog.
+func daemonNotThere(err error) bool {
+	var ue *UnreachableError
+	return errors.As(err, &ue) &&
+		(errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EAGAIN))
 }
 
 // Detach undoes an unmanaged Attach: the daemon forgets the entry and does not
