@@ -442,7 +442,7 @@ func TestOwnerOnly(t *testing.T) {
 	ctx := t.Context()
 	alice := Caller{UID: 65534, GID: 65534, PID: os.Getpid()}
 	bob := Caller{UID: 4242, GID: 4242, PID: os.Getpid()}
-	bin := exe(t, t.TempDir(), "svc")
+	bin := exe(t, openTempDir(t), "svc") // alice must reach it
 	if _, err := m.add(ctx, alice, wire.AddSpec{Name: "alice-web", Path: bin, Start: true}, false, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -118,8 +118,12 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 		return errorf(ErrInvalid, "path %q is not absolute (the CLI resolves it against your working directory)", s.Path)
 	}
 	s.Path = filepath.Clean(s.Path)
-	fi, err := os.Stat(s.Path)
+	// The path is looked up with the caller's rights, not the daemon's: a
+	// caller learns nothing about files it could not look at itself.
+	fi, err := statAs(caller, s.Path)
 	switch {
+	case errors.Is(err, errUnreachable):
+		return errorf(ErrInvalid, "%s does not exist or uid %d may not reach it (every directory on the way needs search (x) permission for you)", s.Path, caller.UID)
 	case errors.Is(err, os.ErrNotExist):
 		return errorf(ErrInvalid, "no such file: %s", s.Path)
 	case err != nil:
@@ -130,6 +134,9 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 		return errorf(ErrInvalid, "%s is not a regular file", s.Path)
 	case fi.Mode().Perm()&0o111 == 0:
 		return errorf(ErrInvalid, "%s is not executable (chmod +x %s)", s.Path, s.Path)
+	}
+	if uid, gid := ownerGroup(fi); !mayAccess(caller, fi.Mode(), uid, gid, permExec) {
+		return errorf(ErrInvalid, "%s is not executable by uid %d (it is %s, owner %d, group %d)", s.Path, caller.UID, fi.Mode().Perm(), uid, gid)
 	}
 	for _, a := range s.Args {
 		if strings.ContainsRune(a, 0) {
@@ -152,9 +159,9 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 		if !filepath.IsAbs(s.WorkDir) {
 			return errorf(ErrInvalid, "working directory %q is not absolute", s.WorkDir)
 		}
-		fi, err := os.Stat(s.WorkDir)
+		fi, err := statAs(caller, s.WorkDir)
 		if err != nil || !fi.IsDir() {
-			return errorf(ErrInvalid, "working directory %s does not exist or is not a directory", s.WorkDir)
+			return errorf(ErrInvalid, "working directory %s does not exist, is not a directory or uid %d may not reach it", s.WorkDir, caller.UID)
 		}
 	}
 	if s.Restart == "" {
