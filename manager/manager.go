@@ -79,6 +79,9 @@ type Manager struct {
 	// group is unknown: it is looked up again until it exists).
 	groupMu sync.Mutex
 	group   int
+
+	// credOf reads a connection's caller (nil: peerCred); tests replace it.
+	credOf func(*net.UnixConn) (Caller, error)
 }
 
 // observed holds what the daemon saw of an entry; it is not persisted.

@@ -26,11 +26,23 @@ import (
 // Limits of the control socket.
 const (
 	maxConns = 128 // concurrent connections
+	// maxConnsPerUID is the most connections one non-root uid may hold.
+	maxConnsPerUID = 16
+	// rootReserve slots of maxConns are kept for root, and attachReserve
+	// for attach requests (a starting runtime's), which other users'
+	// connections may not take: idle clients never lock out root or an
+	// attach. The rest (maxSharedConns) is shared by everyone.
+	rootReserve    = 8
+	attachReserve  = 16
+	maxSharedConns = maxConns - rootReserve - attachReserve
 	// writeDeadline bounds writing one reply to a client that stopped reading.
 	writeDeadline = 10 * time.Second
 )
 
-// readDeadline bounds the wait for each request line (a variable for tests).
+// readDeadline is the idle limit of a connection: how long the daemon
+// waits for the next complete request after accepting the connection or
+// answering the previous one. Empty lines and partial lines do not reset it
+// (a variable for tests).
 var readDeadline = 10 * time.Second
 
 // controlSocket is the daemon's listening control socket.
@@ -213,11 +225,17 @@ func (m *Manager) socketGID() int {
 	return gid
 }
 
-// serve accepts connections until ctx ends, then waits for them.
+// serve accepts connections until ctx ends, then waits for them. Each
+// connection is admitted by its caller's uid (see connSlots) or refused
+// with the reason.
 func (m *Manager) serve(ctx context.Context, ln net.Listener) {
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxConns)
+	slots := newConnSlots()
 	refusing := make(chan struct{}, 16)
+	credOf := m.credOf
+	if credOf == nil {
+		credOf = peerCred
+	}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -228,16 +246,22 @@ func (m *Manager) serve(ctx context.Context, ln net.Listener) {
 			}
 			break
 		}
-		select {
-		case sem <- struct{}{}:
-		default:
+		uc := c.(*net.UnixConn)
+		caller, err := credOf(uc)
+		if err != nil {
+			m.log.Error("peer credentials", "err", err)
+			_ = c.Close()
+			continue
+		}
+		kind, why := slots.admit(caller)
+		if why != "" {
 			// Refuse with a reason, from a few goroutines at most; past
 			// that, a flood is just closed.
 			select {
 			case refusing <- struct{}{}:
 				go func() {
 					defer func() { <-refusing }()
-					refuse(c, bufio.NewReader(c), "too many connections to the socketley daemon; try again")
+					refuse(c, bufio.NewReader(c), why)
 				}()
 			default:
 				_ = c.Close()
@@ -247,31 +271,115 @@ func (m *Manager) serve(ctx context.Context, ln net.Listener) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			m.handleConn(ctx, c.(*net.UnixConn))
+			defer slots.release(caller, kind)
+			m.handleConn(ctx, uc, caller, kind)
 		}()
 	}
 	wg.Wait()
 }
 
-// handleConn serves one connection: identity once at accept, then one reply
-// per request line until the client closes.
-func (m *Manager) handleConn(ctx context.Context, c *net.UnixConn) {
+// slotKind is the kind of slot a connection holds.
+type slotKind int
+
+const (
+	slotShared slotKind = iota // any request
+	slotRoot                   // root's reserve: any request
+	slotAttach                 // the attach reserve: one attach request only
+)
+
+// connSlots counts the open connections, in total, per uid and per kind of
+// slot. Safe for concurrent use.
+type connSlots struct {
+	mu     sync.Mutex
+	open   int         // every connection held
+	shared int         // non-root connections in the shared slots
+	attach int         // connections in the attach reserve
+	perUID map[int]int // non-root connections by uid
+}
+
+func newConnSlots() *connSlots { return &connSlots{perUID: map[int]int{}} }
+
+// admit takes a slot for caller, or returns why there is none. Root may
+// use every slot; any other uid at most maxConnsPerUID, in the shared
+// slots, or, when they are full, one of the attach reserve (which then
+// serves one attach request only).
+func (s *connSlots) admit(caller Caller) (slotKind, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	const busy = "too many connections to the socketley daemon; try again"
+	if s.open >= maxConns {
+		return 0, busy
+	}
+	if caller.root() {
+		s.open++
+		return slotRoot, ""
+	}
+	if s.perUID[caller.UID] >= maxConnsPerUID {
+		return 0, fmt.Sprintf("uid %d already has %d connections open to the socketley daemon (the per-user limit); close some and try again",
+			caller.UID, maxConnsPerUID)
+	}
+	var kind slotKind
+	switch {
+	case s.shared < maxSharedConns:
+		kind = slotShared
+		s.shared++
+	case s.attach < attachReserve:
+		kind = slotAttach
+		s.attach++
+	default:
+		return 0, busy
+	}
+	s.open++
+	s.perUID[caller.UID]++
+	return kind, ""
+}
+
+// release gives back the slot admit took.
+func (s *connSlots) release(caller Caller, kind slotKind) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.open--
+	switch kind {
+	case slotRoot:
+		return
+	case slotShared:
+		s.shared--
+	case slotAttach:
+		s.attach--
+	}
+	if s.perUID[caller.UID]--; s.perUID[caller.UID] <= 0 {
+		delete(s.perUID, caller.UID)
+	}
+}
+
+// errAttachOnly refuses a request other than attach on a connection in the
+// attach reserve.
+var errAttachOnly = errorf(ErrInvalid, "too many connections to the socketley daemon; only attach is served now: try again")
+
+// handleConn serves one connection of caller: one reply per complete
+// request line until the client closes, is idle for readDeadline (only a
+// complete request resets it) or, in the attach reserve, has had its one
+// request.
+func (m *Manager) handleConn(ctx context.Context, c *net.UnixConn, caller Caller, kind slotKind) {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	caller, err := peerCred(c)
-	if err != nil {
-		m.log.Error("peer credentials", "err", err)
-		return
-	}
 	r := bufio.NewReaderSize(c, 4096)
 	if err := m.authorizeConn(caller); err != nil {
 		refuse(c, r, err.Error())
 		return
 	}
+	var allow func(wire.Request) error
+	if kind == slotAttach {
+		allow = func(req wire.Request) error {
+			if req.Cmd != wire.CmdAttach {
+				return errAttachOnly
+			}
+			return nil
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(readDeadline))
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(readDeadline))
 		line, err := wire.ReadLine(r)
 		if err != nil {
 			if errors.Is(err, wire.ErrLineTooLong) {
@@ -281,16 +389,17 @@ func (m *Manager) handleConn(ctx context.Context, c *net.UnixConn) {
 			return
 		}
 		if strings.TrimSpace(line) == "" {
-			continue
+			continue // not a request: the idle limit runs on
 		}
-		code, payload := m.dispatch(ctx, caller, line)
+		code, payload := m.dispatchIf(ctx, caller, line, allow)
 		_ = c.SetWriteDeadline(time.Now().Add(writeDeadline))
 		if err := wire.WriteReply(c, code, payload); err != nil {
 			return
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || kind == slotAttach {
 			return
 		}
+		_ = c.SetReadDeadline(time.Now().Add(readDeadline))
 	}
 }
 
@@ -307,6 +416,12 @@ func refuse(c net.Conn, r *bufio.Reader, msg string) {
 
 // dispatch runs one request line in either form and builds the reply.
 func (m *Manager) dispatch(ctx context.Context, caller Caller, line string) (byte, []byte) {
+	return m.dispatchIf(ctx, caller, line, nil)
+}
+
+// dispatchIf is dispatch with allow, when not nil, deciding on the parsed
+// request before it runs (an error is the reply).
+func (m *Manager) dispatchIf(ctx context.Context, caller Caller, line string, allow func(wire.Request) error) (byte, []byte) {
 	if strings.HasPrefix(strings.TrimLeft(line, " \t"), "{") {
 		var req wire.Request
 		dec := json.NewDecoder(strings.NewReader(line))
@@ -317,12 +432,22 @@ func (m *Manager) dispatch(ctx context.Context, caller Caller, line string) (byt
 		if dec.More() {
 			return jsonReply(nil, errorf(ErrInvalid, "trailing data after the JSON request"))
 		}
+		if allow != nil {
+			if err := allow(req); err != nil {
+				return jsonReply(nil, err)
+			}
+		}
 		res, err := m.handleGated(ctx, caller, req)
 		return jsonReply(res, err)
 	}
 	req, err := parseLegacy(line)
 	if err != nil {
 		return wire.CodeInvalid, []byte(err.Error() + "\n")
+	}
+	if allow != nil {
+		if err := allow(req); err != nil {
+			return textReply(req, nil, err)
+		}
 	}
 	res, err := m.handleGated(ctx, caller, req)
 	return textReply(req, res, err)
