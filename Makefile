@@ -29,7 +29,7 @@ unit-test: ## pure tests only (no systemd needed)
 lint: ## gofmt, go vet, staticcheck
 	scripts/lint.sh
 
-fuzz: ## run each fuzz target briefly (FUZZTIME, default 10s)
+fuzz: ## run each fuzz target briefly (FUZZTIME: executions like 20000x (default) or a duration)
 	scripts/fuzz.sh
 
 demo: build ## start the daemon and a managed example, kill it, watch systemd bring it back

@@ -13,7 +13,7 @@
 #             with SOCKETLEY_REQUIRE_SYSTEMD=1 so an integration test fails instead
 #             of skipping when systemd is missing. Not root: your own systemd user
 #             session if there is one, else the integration tests skip (and say so).
-#   fuzz      every go test -fuzz target for FUZZTIME (default 5s) (scripts/fuzz.sh)
+#   fuzz      every go test -fuzz target for FUZZTIME (default 20000x executions) (scripts/fuzz.sh)
 #   examples  the examples/managed scenarios against a private daemon
 #   packages  build, install, upgrade and purge the .deb/.rpm under a system-mode
 #             sandbox (root, and only where systemd is not PID 1)
@@ -71,7 +71,7 @@ go_test() {
 	return $rc
 }
 
-fuzz() { FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh; }
+fuzz() { scripts/fuzz.sh; }
 
 packages() {
 	if [[ $EUID != 0 || -d /run/systemd/system ]]; then
