@@ -103,9 +103,13 @@ func (c *Conn) Scope() Scope { return c.scope }
 //   - errors.Is(err, ErrUnitExists): a unit of that name is active or busy.
 //     A failed or inactive leftover is cleared (ResetFailed) and the start
 //     retried once before this is returned.
-//   - *JobError: the job ended otherwise (a binary that cannot be executed:
-//     "failed", Result exit-code, ExecMainStatus 203). The unit is then
-//     stopped and reset, so nothing is left to restart it.
+//   - *JobError: the job ended otherwise: a binary that cannot be executed
+//     ("failed", Result exit-code, ExecMainStatus 203), or a program that
+//     exited before systemd saw its exec. The error carries the unit's
+//     Status. The unit is left as systemd has it — failed, or about to be
+//     restarted under Restart= — never stopped: a failed start of a runtime
+//     that should run stays systemd's (and its supervisor's) to retry. Stop
+//     and ResetFailed drop it.
 //   - a context error if the job does not end in time: the unit may still
 //     start; check with Status.
 func (c *Conn) Start(ctx context.Context, spec Spec) error {
@@ -133,14 +137,13 @@ func (c *Conn) Start(ctx context.Context, spec Spec) error {
 		return nil
 	}
 	je := &JobError{Unit: unit, Job: "start", Result: result}
-	// The caller's ctx may be spent: read the outcome and clean up on a
-	// short deadline of our own.
+	// The caller's ctx may be spent: read the outcome on a short deadline
+	// of our own.
 	qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), queryTimeout)
 	defer qcancel()
 	if st, err := c.Status(qctx, spec.Name); err == nil {
 		je.Status = st
 	}
-	c.discard(qctx, unit)
 	return je
 }
 
@@ -158,25 +161,15 @@ func (c *Conn) startTransient(ctx context.Context, unit string, props []sdbus.Pr
 	}
 }
 
-// discard stops unit (cancelling a pending automatic restart) and clears its
-// failed state; errors are ignored, the unit may be gone already.
-func (c *Conn) discard(ctx context.Context, unit string) {
-	ch := make(chan string, 1)
-	if _, err := c.sd.StopUnitContext(ctx, unit, "replace", ch); err == nil {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-		}
-	}
-	_ = c.sd.ResetFailedUnitContext(ctx, unit)
-}
-
 // Stop stops the runtime's unit (job mode "replace", which also cancels a
 // pending start or automatic restart) and waits until the stop job is done:
 // the unit is then inactive, and a transient unit is unloaded right after.
 // Results: nil; ErrNoSuchUnit when no unit is loaded (already stopped); a
-// *JobError; a context error. A unit whose process exits non-zero on SIGTERM
-// ends failed and stays loaded: call ResetFailed to clear it.
+// *JobError; a context error. A unit whose process exits non-zero on SIGTERM,
+// or is killed after the stop timeout, ends failed and stays loaded: call
+// ResetFailed to clear it. The job can take up to StopWait(stop timeout): a
+// ctx deadline shorter than that (the default is 10 s) can end the wait
+// while the unit is still stopping.
 func (c *Conn) Stop(ctx context.Context, name string) error {
 	unit, err := unitOf("stop", name)
 	if err != nil {

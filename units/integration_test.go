@@ -13,6 +13,7 @@
 package units_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -275,11 +276,146 @@ func TestStartNotExecutable(t *testing.T) {
 			if err.Error() != want {
 				t.Errorf("message:\ngot  %q\nwant %q", err, want)
 			}
-			// Restart=on-failure would retry forever; Start leaves nothing behind.
-			if st, err := c.Status(ctx, name); !errors.Is(err, units.ErrNoSuchUnit) {
-				t.Errorf("after a failed Start: got %+v, %v; want ErrNoSuchUnit", st, err)
+			// The unit is left to Restart= (never discarded): it is still
+			// loaded, failed or restarting.
+			if st, err := c.Status(ctx, name); err != nil {
+				t.Errorf("after a failed Start: got %v; want the unit still loaded (left to Restart=)", err)
+			} else if st.ActiveState == units.ActiveActive {
+				t.Errorf("after a failed Start: %s; want failed or restarting", state(st))
 			}
 		})
+	}
+}
+
+// pipe makes a FIFO that a unit's script writes to, opened for reading and
+// writing: the script's open never blocks, and reads wait for its lines.
+func pipe(t *testing.T) (string, *bufio.Reader) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pipe")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := f.SetReadDeadline(time.Now().Add(hangBound)); err != nil {
+		t.Fatal(err)
+	}
+	return path, bufio.NewReader(f)
+}
+
+// readLine reads one line the unit's script wrote to a pipe.
+func readLine(t *testing.T, r *bufio.Reader, what string) string {
+	t.Helper()
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return strings.TrimSuffix(line, "\n")
+}
+
+// A start whose job fails is left to Restart=: once the cause is gone (here
+// the script's interpreter appears), systemd's own restart brings the unit
+// up. Start used to stop and reset such a unit, which cancelled the restart
+// and lost the runtime for good.
+func TestFailedStartLeftToRestart(t *testing.T) {
+	c := dial(t)
+	name := newName(t, c)
+	ctx := testCtx(t)
+	w := subscribe(t, c)
+	dir := t.TempDir()
+	interp := filepath.Join(dir, "interp")
+	script := filepath.Join(dir, "svc")
+	// Executable, but its interpreter does not exist yet: execve fails
+	// (203/EXEC), which fails the start job every time, on any machine.
+	if err := os.WriteFile(script, []byte("#!"+interp+"\nexec sleep 300\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := units.Spec{Name: name, Path: script, Restart: units.RestartOnFailure, RestartSec: 200 * time.Millisecond,
+		StartLimitBurst: 1000, StartLimitInterval: time.Second}
+	err := c.Start(ctx, spec)
+	var je *units.JobError
+	if !errors.As(err, &je) || je.Status.ExecMainStatus != 203 {
+		t.Fatalf("Start: got %v, want a *JobError with status 203", err)
+	}
+	if err := os.Symlink("/bin/sh", interp); err != nil {
+		t.Fatal(err)
+	}
+	waitWatch(t, w, func(snap map[string]units.Status) (bool, string) {
+		s, ok := snap[name]
+		return ok && s.ActiveState == units.ActiveActive && s.MainPID > 0 && s.NRestarts > 0,
+			"systemd's Restart= brings the unit up after the failed start; now " + state(s)
+	})
+}
+
+// Arguments reach the program literally: systemd expands no $VAR, ${VAR}
+// or $$ in them (ExecStartEx with no-env-expand), nor specifiers.
+func TestArgsLiteral(t *testing.T) {
+	c := dial(t)
+	name := newName(t, c)
+	ctx := testCtx(t)
+	path, r := pipe(t)
+	args := []string{"$HOME", "${X}", "$$", "$X$", "%n", "100%", "a b", `\$X`, "$"}
+	spec := units.Spec{Name: name, Path: "/bin/sh", Env: []string{"X=expanded", "HOME=/home/expanded"},
+		Args: append([]string{"-c", `for a in "$@"; do printf '%s\n' "$a"; done >'` + path + `'; echo END >'` + path + `'; exec sleep 300`, "sh"}, args...)}
+	if err := c.Start(ctx, spec); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	var got []string
+	for {
+		l := readLine(t, r, "the program's arguments")
+		if l == "END" {
+			break
+		}
+		got = append(got, l)
+	}
+	if !slices.Equal(got, args) {
+		t.Errorf("the program got %q, want %q", got, args)
+	}
+	st, err := c.Status(ctx, name)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	if want := append([]string{"/bin/sh"}, spec.Args...); !slices.Equal(st.ExecStart, want) {
+		t.Errorf("ExecStart: got %q, want %q", st.ExecStart, want)
+	}
+}
+
+// A program that ignores SIGTERM is killed after the unit's stop timeout:
+// Stop returns once it is gone, well before systemd's default 90 s.
+func TestStopTimeoutKills(t *testing.T) {
+	c := dial(t)
+	name := newName(t, c)
+	path, r := pipe(t)
+	const stopTimeout = time.Second
+	spec := units.Spec{Name: name, Path: "/bin/sh", StopTimeout: stopTimeout,
+		Args: []string{"-c", "trap '' TERM; echo $$ >'" + path + "'; exec sleep 300"}}
+	if err := c.Start(testCtx(t), spec); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	pid, err := strconv.Atoi(readLine(t, r, "the program's pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), units.StopWait(stopTimeout))
+	defer cancel()
+	begin := time.Now()
+	if err := c.Stop(ctx, name); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	took := time.Since(begin)
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("pid %d still exists after Stop returned (kill -0: %v)", pid, err)
+	}
+	if took < stopTimeout {
+		t.Errorf("Stop took %s, less than the stop timeout %s: SIGTERM was not ignored?", took, stopTimeout)
+	}
+	t.Logf("stop of a SIGTERM-ignoring program with a %s stop timeout took %s", stopTimeout, took)
+	st, err := c.Status(testCtx(t), name)
+	if err != nil || st.ActiveState != units.ActiveFailed || st.Result != units.ResultTimeout || st.LastExit() != "signal KILL" {
+		t.Fatalf("after Stop: %s Result=%s, %v; want failed, timeout, signal KILL", state(st), st.Result, err)
 	}
 }
 

@@ -18,9 +18,13 @@ type Spec struct {
 	Name string
 	// Description is the unit's Description=; "" = "socketley runtime NAME".
 	Description string
-	// Path and Args make ExecStart=: argv is Path followed by Args. The
-	// command is never marked "-" (ignore failure), so a non-zero exit counts
-	// as a failure and Restart= applies.
+	// Path and Args make the command: argv is Path followed by Args, passed
+	// to the program literally. It is sent as ExecStartEx= with the
+	// no-env-expand flag (the ":" prefix of systemd.service(5), systemd ≥
+	// 243), so systemd expands no "$VAR" or "${VAR}" in it; specifiers ("%n")
+	// are never expanded in a transient unit's command. The command is never
+	// marked "-" (ignore failure), so a non-zero exit counts as a failure and
+	// Restart= applies.
 	Path string
 	Args []string
 	// Env is Environment=, "KEY=VALUE" entries.
@@ -45,7 +49,9 @@ type Spec struct {
 	StartLimitBurst    int
 	StartLimitInterval time.Duration
 	// StopTimeout is TimeoutStopSec=: how long a stop waits after SIGTERM
-	// before SIGKILL; 0 = systemd's default (90 s).
+	// before it sends SIGKILL to every process left in the unit's cgroup
+	// (KillMode=control-group and SendSIGKILL=yes are set explicitly);
+	// 0 = systemd's default (90 s). StopWait says how long a Stop may take.
 	StopTimeout time.Duration
 }
 
@@ -91,8 +97,7 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	argv := append([]string{spec.Path}, spec.Args...)
 	props := []sdbus.Property{
 		sdbus.PropDescription(desc),
-		// false: not "-"-prefixed; true would turn every failure into success.
-		sdbus.PropExecStart(argv, false),
+		execStart(argv),
 		// exec: the start job fails when the binary cannot be executed
 		// (Result exit-code, status 203/EXEC) instead of succeeding at fork.
 		prop("Type", "exec"),
@@ -124,7 +129,40 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	if spec.StopTimeout > 0 {
 		props = append(props, prop("TimeoutStopUSec", usec(spec.StopTimeout)))
 	}
+	// systemd's defaults, stated so that a stop always ends: SIGTERM to
+	// every process of the cgroup, SIGKILL to what is left after the stop
+	// timeout.
+	props = append(props, prop("KillMode", "control-group"), prop("SendSIGKILL", true))
 	return props, nil
+}
+
+// execCommandEx is one command of ExecStartEx=, D-Bus signature (sasas):
+// path, argv, flags (systemd.service(5): "ignore-failure", "no-env-expand", …).
+type execCommandEx struct {
+	Path  string
+	Argv  []string
+	Flags []string
+}
+
+// execStart returns ExecStartEx= for argv, with no-env-expand: systemd then
+// passes "$HOME", "${X}" and "$$" to the program as they are (plain
+// ExecStart= would expand them). No "ignore-failure" flag: that would turn
+// every failure into success.
+func execStart(argv []string) sdbus.Property {
+	return prop("ExecStartEx", []execCommandEx{{Path: argv[0], Argv: argv, Flags: []string{"no-env-expand"}}})
+}
+
+// StopWait is how long a Stop of a unit whose Spec had stopTimeout (0 =
+// systemd's 90 s) can take in the worst case: the stop timeout after
+// SIGTERM, then as long again after SIGKILL (systemd waits for the cgroup
+// to empty, e.g. for a process in uninterruptible sleep), plus a margin
+// for a busy manager. Give Stop a deadline at least this long, so that it
+// returns when the processes are gone rather than while they are stopping.
+func StopWait(stopTimeout time.Duration) time.Duration {
+	if stopTimeout <= 0 {
+		stopTimeout = 90 * time.Second
+	}
+	return 2*stopTimeout + 10*time.Second
 }
 
 func prop(name string, v any) sdbus.Property {

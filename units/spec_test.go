@@ -58,6 +58,8 @@ func TestPropertiesSignatures(t *testing.T) {
 		{"StartLimitBurst", "u", uint32(3)},
 		{"StartLimitIntervalUSec", "t", uint64(10000000)},
 		{"TimeoutStopUSec", "t", uint64(5000000)},
+		{"KillMode", "s", "control-group"},
+		{"SendSIGKILL", "b", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,30 +75,56 @@ func TestPropertiesSignatures(t *testing.T) {
 			}
 		})
 	}
-	t.Run("ExecStart", func(t *testing.T) {
-		p, ok := m["ExecStart"]
+	t.Run("ExecStartEx", func(t *testing.T) {
+		if _, ok := m["ExecStart"]; ok {
+			t.Fatal("plain ExecStart set: systemd would expand $VAR in the arguments")
+		}
+		p, ok := m["ExecStartEx"]
 		if !ok {
-			t.Fatal("ExecStart missing")
+			t.Fatal("ExecStartEx missing")
 		}
-		if got := p.Value.Signature().String(); got != "a(sasb)" {
-			t.Fatalf("ExecStart signature: got %s, want a(sasb)", got)
+		if got := p.Value.Signature().String(); got != "a(sasas)" {
+			t.Fatalf("ExecStartEx signature: got %s, want a(sasas)", got)
 		}
-		// Inspect the struct through reflection: path, argv, ignore-failure.
-		v := reflect.ValueOf(p.Value.Value())
-		if v.Len() != 1 {
-			t.Fatalf("ExecStart: got %d commands, want 1", v.Len())
+		cmds, ok := p.Value.Value().([]execCommandEx)
+		if !ok || len(cmds) != 1 {
+			t.Fatalf("ExecStartEx: got %#v, want one command", p.Value.Value())
 		}
-		cmd := v.Index(0)
-		if got := cmd.Field(0).String(); got != "/usr/bin/web" {
-			t.Errorf("ExecStart path: got %q, want /usr/bin/web", got)
+		if cmds[0].Path != "/usr/bin/web" {
+			t.Errorf("ExecStartEx path: got %q, want /usr/bin/web", cmds[0].Path)
 		}
-		if got := cmd.Field(1).Interface().([]string); !slices.Equal(got, []string{"/usr/bin/web", "-p", "8080"}) {
-			t.Errorf("ExecStart argv: got %q, want [/usr/bin/web -p 8080]", got)
+		if !slices.Equal(cmds[0].Argv, []string{"/usr/bin/web", "-p", "8080"}) {
+			t.Errorf("ExecStartEx argv: got %q, want [/usr/bin/web -p 8080]", cmds[0].Argv)
 		}
-		if cmd.Field(2).Bool() {
-			t.Error("ExecStart ignore-failure flag: got true, want false (true turns failures into success)")
+		// no-env-expand only; "ignore-failure" would turn failures into success.
+		if !slices.Equal(cmds[0].Flags, []string{"no-env-expand"}) {
+			t.Errorf("ExecStartEx flags: got %q, want [no-env-expand]", cmds[0].Flags)
 		}
 	})
+}
+
+func TestStopWait(t *testing.T) {
+	tests := []struct {
+		name string
+		stop time.Duration
+		want time.Duration
+	}{
+		{"systemd default", 0, 190 * time.Second},
+		{"1s", time.Second, 12 * time.Second},
+		{"10s", 10 * time.Second, 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := StopWait(tt.stop)
+			if got != tt.want {
+				t.Errorf("StopWait(%s) = %s, want %s", tt.stop, got, tt.want)
+			}
+			// SIGTERM, the stop timeout, SIGKILL, up to the stop timeout again.
+			if eff := tt.stop; eff > 0 && got <= 2*eff {
+				t.Errorf("StopWait(%s) = %s does not exceed twice the stop timeout", tt.stop, got)
+			}
+		})
+	}
 }
 
 func TestPropertiesDefaults(t *testing.T) {
