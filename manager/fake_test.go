@@ -30,6 +30,10 @@ type fakeSystemd struct {
 	// systemd. Set them before the manager runs concurrently; they are
 	// called without f.mu held.
 	onStart  func(st units.Status) // after a unit was started
+	// startWait, when set, runs before a start and its error is Start's,
+	// while the unit starts all the same: systemd runs a job whose wait
+	// the caller gave up (a deadline, a daemon shutdown).
+	startWait func(ctx context.Context) error
 	onStatus func(name string)     // before Status reads a unit
 }
 
@@ -45,10 +49,17 @@ var (
 
 func (f *fakeSystemd) record(s string) { f.calls = append(f.calls, s) }
 
-func (f *fakeSystemd) Start(_ context.Context, spec units.Spec) error {
+func (f *fakeSystemd) Start(ctx context.Context, spec units.Spec) error {
+	var waitErr error
+	if f.startWait != nil {
+		waitErr = f.startWait(ctx)
+	}
 	st, err := f.start(spec)
 	if err == nil && f.onStart != nil {
 		f.onStart(st)
+	}
+	if err == nil {
+		err = waitErr
 	}
 	return err
 }

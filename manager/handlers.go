@@ -183,6 +183,10 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 	if s.MaxRestarts < 0 {
 		return errorf(ErrInvalid, "max restarts %d is negative (0 = never give up)", s.MaxRestarts)
 	}
+	if s.StopTimeout < 0 || time.Duration(s.StopTimeout) > MaxStopTimeout {
+		return errorf(ErrInvalid, "stop timeout %s: give a duration up to %s (0 = the default, %s)",
+			time.Duration(s.StopTimeout), MaxStopTimeout, DefaultStopTimeout)
+	}
 	if s.AttachTimeout < 0 {
 		return errorf(ErrInvalid, "attach timeout %s is negative", time.Duration(s.AttachTimeout))
 	}
@@ -248,7 +252,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		Name: s.Name, Managed: true, Path: s.Path, Args: s.Args, Env: s.Env, WorkDir: s.WorkDir,
 		Restart: s.Restart, RestartSec: s.RestartSec, User: runAs, OwnerUID: caller.UID,
 		RestartMaxDelay: s.RestartMaxDelay, RestartReset: s.RestartReset, MaxRestarts: s.MaxRestarts,
-		Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
+		StopTimeout: s.StopTimeout, Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
 		ExpectAttach: s.ExpectAttach, AttachTimeout: s.AttachTimeout, HealthFails: s.HealthFails,
 	}
 	if s.Start {
@@ -270,11 +274,21 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}, Message: "added " + s.Name}, nil
 	}
 	if err := m.startUnit(ctx, e); err != nil {
-		// Undo: a runtime whose start failed is not kept (nothing changed).
-		if uerr := m.update(func(r *Registry) error { delete(r.entries, s.Name); return nil }); uerr != nil {
-			log.Error("undo add", "err", uerr)
+		if errors.Is(err, units.ErrInvalid) || errors.Is(err, units.ErrUnitExists) {
+			// Nothing was started (or the unit is not ours): undo.
+			if uerr := m.update(func(r *Registry) error { delete(r.entries, s.Name); return nil }); uerr != nil {
+				log.Error("undo add", "err", uerr)
+			}
+			return nil, fmt.Errorf("add %s: %w", s.Name, err)
 		}
-		return nil, fmt.Errorf("add %s: %w", s.Name, err)
+		// Anything else may have started the unit, or left it to systemd's
+		// Restart= and the crash backoff: the entry stays, so that there is
+		// never an unregistered unit and a runtime that should run is not
+		// lost. The error says what happened and what follows.
+		log.Warn("added; the start failed", "path", s.Path, "err", err)
+		defer m.poke() // after the unlock: supervise skips a locked runtime
+		return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}},
+			fmt.Errorf("add %s: registered, but %w", s.Name, m.explainStartErr(e, err))
 	}
 	log.Info("added and started", "path", s.Path)
 	if wait {
@@ -286,6 +300,24 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		}
 	}
 	return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}, Message: "started " + s.Name}, nil
+}
+
+// explainStartErr words a failed start of e, which stays registered and
+// desired-running, with what happens next: the unit is left to systemd's
+// Restart= and the crash backoff (never stopped), or stays down. The class
+// of err (errors.Is) is kept.
+func (m *Manager) explainStartErr(e *Entry, err error) error {
+	var next string
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		next = fmt.Sprintf("the unit may still come up: see socketley show %s (socketley remove %s drops it)", e.Name, e.Name)
+	case restarts(e):
+		next = fmt.Sprintf("it is left to its restart policy (--restart %s): socketley keeps restarting it with the crash backoff; "+
+			"see socketley show %s, or socketley remove %s to drop it", e.Restart, e.Name, e.Name)
+	default:
+		next = fmt.Sprintf("it is not restarted (--restart %s); fix it, then socketley start %s", e.Restart, e.Name)
+	}
+	return &msgError{err: err, msg: fmt.Sprintf("its start failed: %v; %s", err, next)}
 }
 
 // spec builds the unit description of a managed entry.
@@ -308,6 +340,7 @@ func (m *Manager) spec(e *Entry) units.Spec {
 		RestartSec:         time.Duration(e.RestartSec),
 		StartLimitBurst:    1,
 		StartLimitInterval: restartReset(e),
+		StopTimeout:        stopTimeout(e),
 	}
 }
 
@@ -343,13 +376,22 @@ func (m *Manager) refresh(ctx context.Context, name string) {
 	}
 }
 
-// stopUnit stops e's unit and waits until it is inactive; a unit that does
-// not exist is already stopped. A failed unit is reset so it shows stopped.
+// stopUnit stops e's unit and waits until it is inactive, that is until its
+// processes are gone: SIGTERM, then SIGKILL after the runtime's stop timeout
+// (the wait lasts as long as units.StopWait allows for that, unless ctx ends
+// sooner). A unit that does not exist is already stopped. A failed unit (one
+// killed after the stop timeout, say) is reset so it shows stopped.
 func (m *Manager) stopUnit(ctx context.Context, name string) error {
 	sd, err := m.systemd()
 	if err != nil {
 		return err
 	}
+	wait := units.StopWait(DefaultStopTimeout)
+	if e, ok := m.entry(name); ok {
+		wait = units.StopWait(stopTimeout(e))
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
 	if err := m.foldRestarts(ctx, name); err != nil {
 		return err
 	}
@@ -477,11 +519,14 @@ func (m *Manager) start(ctx context.Context, caller Caller, names []string, wait
 			return "", err
 		}
 		if err := m.startUnit(ctx, e); err != nil {
-			return "", err
+			return "", m.explainStartErr(e, err)
 		}
 		m.log.Info("started", "name", e.Name)
 		return "started " + e.Name, nil
 	})
+	if err != nil {
+		m.poke() // a failed start is the backoff's now; the runtime is unlocked
+	}
 	if err != nil || !wait {
 		return res, err
 	}
@@ -558,11 +603,14 @@ func (m *Manager) restart(ctx context.Context, caller Caller, names []string, wa
 			return "", err
 		}
 		if err := m.startUnit(ctx, e); err != nil {
-			return "", err
+			return "", m.explainStartErr(e, err)
 		}
 		m.log.Info("restarted", "name", e.Name)
 		return "restarted " + e.Name, nil
 	})
+	if err != nil {
+		m.poke() // a failed start is the backoff's now; the runtime is unlocked
+	}
 	if err != nil || !wait {
 		return res, err
 	}
@@ -790,6 +838,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 	backoffView(&r, e)
 	if e.Managed {
 		r.Unit = units.Name(e.Name)
+		r.StopTimeout = wire.Duration(stopTimeout(e))
 	}
 	if e.AttachPID > 0 {
 		r.AttachPID, r.AttachedAt = e.AttachPID, e.AttachedAt

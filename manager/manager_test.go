@@ -202,18 +202,116 @@ func TestLifecycleWithFake(t *testing.T) {
 	}
 }
 
-func TestAddStartFailureForgets(t *testing.T) {
-	m, f := newTestManager(t)
-	f.startErr = &units.JobError{Unit: "socketley-x.service", Job: "start", Result: "failed"}
-	_, err := m.add(t.Context(), me(), wire.AddSpec{Name: "x", Path: exe(t, t.TempDir(), "x"), Start: true}, false, 0)
-	if err == nil {
-		t.Fatal("add -s succeeded although the start failed")
+// add -s whose start fails keeps the entry (desired running) and says why:
+// the unit is left to systemd's Restart= and the crash backoff. Only a start
+// that created nothing (an invalid spec, a name taken by a foreign unit) is
+// undone.
+func TestAddStartFailureKeeps(t *testing.T) {
+	exited3 := &units.JobError{Unit: "socketley-x.service", Job: "start", Result: "failed",
+		Status: units.Status{ExecMainCode: units.CodeExited, ExecMainStatus: 3}}
+	tests := []struct {
+		name    string
+		err     error
+		restart string
+		code    byte
+		keep    bool
+		msg     []string
+	}{
+		{"program exited", exited3, "on-failure", wire.CodeInvalid, true,
+			[]string{"registered, but its start failed", "exited with status 3", "keeps restarting it", "socketley remove x"}},
+		{"program exited, --restart no", exited3, "no", wire.CodeInvalid, true,
+			[]string{"exited with status 3", "not restarted (--restart no)", "socketley start x"}},
+		{"systemd failed", &units.JobError{Unit: "socketley-x.service", Job: "start", Result: "failed"}, "on-failure",
+			wire.CodeFatal, true, []string{"registered, but its start failed", "job failed"}},
+		{"invalid spec", fmt.Errorf("start socketley-x.service: %w: bad", units.ErrInvalid), "on-failure",
+			wire.CodeFatal, false, []string{"bad"}},
+		{"foreign unit", fmt.Errorf("start socketley-x.service: %w", units.ErrUnitExists), "on-failure",
+			wire.CodeFatal, false, []string{"unit exists"}},
 	}
-	if replyCode(err) != wire.CodeFatal {
-		t.Fatalf("code %d, want 2 for a systemd failure", replyCode(err))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, f := newTestManager(t)
+			f.startErr = tt.err
+			res, err := m.add(t.Context(), me(), wire.AddSpec{Name: "x", Path: exe(t, t.TempDir(), "x"), Start: true, Restart: tt.restart}, false, 0)
+			if err == nil {
+				t.Fatal("add -s succeeded although the start failed")
+			}
+			if got := replyCode(err); got != tt.code {
+				t.Errorf("code %d, want %d (%v)", got, tt.code, err)
+			}
+			for _, want := range tt.msg {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("message %q lacks %q", err, want)
+				}
+			}
+			e, ok := m.entry("x")
+			if ok != tt.keep {
+				t.Fatalf("entry kept: %v, want %v", ok, tt.keep)
+			}
+			if !tt.keep {
+				return
+			}
+			if e.Desired != DesiredRunning {
+				t.Errorf("desired %s, want running", e.Desired)
+			}
+			if res == nil || len(res.Runtimes) != 1 || res.Runtimes[0].Name != "x" {
+				t.Errorf("reply lacks the runtime's view: %+v", res)
+			}
+			reg, _ := m.store.Load()
+			if _, ok := reg.entries["x"]; !ok {
+				t.Error("the kept entry is not persisted")
+			}
+		})
 	}
-	if _, ok := m.entry("x"); ok {
-		t.Fatal("entry kept after a failed start")
+}
+
+// add -s whose wait for the start job ends early (its deadline, or the
+// daemon shutting down) keeps the entry: systemd may still run the job, and
+// an unregistered running unit must never be left behind (issue 11 item 3).
+func TestAddStartNotConfirmedKeeps(t *testing.T) {
+	tests := []struct {
+		name string
+		ctx  func(t *testing.T) (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"deadline", func(t *testing.T) (context.Context, context.CancelFunc) {
+			return context.WithDeadline(t.Context(), time.Now())
+		}, context.DeadlineExceeded},
+		{"daemon shutdown", func(t *testing.T) (context.Context, context.CancelFunc) {
+			return context.WithCancel(t.Context())
+		}, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, f := newTestManager(t)
+			ctx, cancel := tt.ctx(t)
+			defer cancel()
+			f.startWait = func(ctx context.Context) error {
+				cancel() // the shutdown (or the deadline) comes while the job runs
+				<-ctx.Done()
+				return fmt.Errorf("start socketley-x.service: waiting for the start job: %w", ctx.Err())
+			}
+			_, err := m.add(ctx, me(), wire.AddSpec{Name: "x", Path: exe(t, t.TempDir(), "x"), Start: true}, false, 0)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("add: %v, want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), "socketley show x") {
+				t.Errorf("message %q does not say where to look", err)
+			}
+			if _, ok := f.Snapshot()["x"]; !ok {
+				t.Fatal("test setup: the fake did not start the unit")
+			}
+			e, ok := m.entry("x")
+			if !ok {
+				t.Fatal("the entry was deleted while its unit runs: an unregistered running unit")
+			}
+			if e.Desired != DesiredRunning {
+				t.Errorf("desired %s, want running", e.Desired)
+			}
+			if r := m.view("x"); r.Status != wire.StateRunning {
+				t.Errorf("status %s (%s), want running", r.Status, r.Reason)
+			}
+		})
 	}
 }
 

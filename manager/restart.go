@@ -75,6 +75,25 @@ func restartMaxDelay(e *Entry) time.Duration {
 	return DefaultRestartMaxDelay
 }
 
+// Stop timeout: TimeoutStopSec= of every unit (add --stop-timeout).
+const (
+	// DefaultStopTimeout is how long a stop waits after SIGTERM before
+	// SIGKILL when add does not say.
+	DefaultStopTimeout = 10 * time.Second
+	// MaxStopTimeout bounds --stop-timeout, so that a stop (which can take
+	// twice the stop timeout, see units.StopWait) ends within the CLI's
+	// request deadline.
+	MaxStopTimeout = 5 * time.Minute
+)
+
+// stopTimeout returns e's stop timeout.
+func stopTimeout(e *Entry) time.Duration {
+	if d := time.Duration(e.StopTimeout); d > 0 {
+		return d
+	}
+	return DefaultStopTimeout
+}
+
 // restartReset returns e's reset period.
 func restartReset(e *Entry) time.Duration {
 	if d := time.Duration(e.RestartReset); d > 0 {

@@ -90,6 +90,9 @@ type AddSpec struct {
 	// HealthFails is the number of consecutive unhealthy ticks before a restart;
 	// nil means the default (3), 0 disables.
 	HealthFails *int `json:"health_fails,omitempty"`
+	// StopTimeout is the unit's TimeoutStopSec=: how long a stop waits
+	// after SIGTERM before SIGKILL (0 = the daemon's default, 10 s).
+	StopTimeout Duration `json:"stop_timeout,omitempty"`
 }
 
 // AttachSpec is an attach request.
@@ -139,6 +142,7 @@ type Runtime struct {
 	RestartMaxDelay Duration  `json:"restart_max_delay,omitempty"`
 	RestartReset    Duration  `json:"restart_reset,omitempty"`
 	MaxRestarts     int       `json:"max_restarts,omitempty"`
+	StopTimeout     Duration  `json:"stop_timeout,omitempty"` // SIGTERM → SIGKILL (managed; default filled in)
 	User            string    `json:"user,omitempty"`
 	OwnerUID        int       `json:"owner_uid"`
 	Created         time.Time `json:"created,omitzero"`
