@@ -30,11 +30,11 @@ type fakeSystemd struct {
 	// systemd. Set them before the manager runs concurrently; they are
 	// called without f.mu held.
 	onStart  func(st units.Status) // after a unit was started
+	onStatus func(name string)     // before Status reads a unit
 	// startWait, when set, runs before a start and its error is Start's,
 	// while the unit starts all the same: systemd runs a job whose wait
 	// the caller gave up (a deadline, a daemon shutdown).
 	startWait func(ctx context.Context) error
-	onStatus func(name string)     // before Status reads a unit
 }
 
 func newFake() *fakeSystemd {

@@ -296,7 +296,8 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		unlock()
 		locked = false
 		if err := m.waitRunning(ctx, s.Name, timeout); err != nil {
-			return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}}, err
+			return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}},
+				&msgError{err: err, msg: fmt.Sprintf("%v; %s stays registered: %s", err, s.Name, whatNext(e, err))}
 		}
 	}
 	return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}, Message: "started " + s.Name}, nil
@@ -307,17 +308,20 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 // Restart= and the crash backoff (never stopped), or stays down. The class
 // of err (errors.Is) is kept.
 func (m *Manager) explainStartErr(e *Entry, err error) error {
-	var next string
+	return &msgError{err: err, msg: fmt.Sprintf("its start failed: %v; %s", err, whatNext(e, err))}
+}
+
+// whatNext says what follows a failed start or wait of e, which stays
+// registered and desired-running.
+func whatNext(e *Entry, err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		next = fmt.Sprintf("the unit may still come up: see socketley show %s (socketley remove %s drops it)", e.Name, e.Name)
+		return fmt.Sprintf("the unit may still come up: see socketley show %s (socketley remove %s drops it)", e.Name, e.Name)
 	case restarts(e):
-		next = fmt.Sprintf("it is left to its restart policy (--restart %s): socketley keeps restarting it with the crash backoff; "+
+		return fmt.Sprintf("it is left to its restart policy (--restart %s): socketley keeps restarting it with the crash backoff; "+
 			"see socketley show %s, or socketley remove %s to drop it", e.Restart, e.Name, e.Name)
-	default:
-		next = fmt.Sprintf("it is not restarted (--restart %s); fix it, then socketley start %s", e.Restart, e.Name)
 	}
-	return &msgError{err: err, msg: fmt.Sprintf("its start failed: %v; %s", err, next)}
+	return fmt.Sprintf("it is not restarted (--restart %s); fix it, then socketley start %s", e.Restart, e.Name)
 }
 
 // spec builds the unit description of a managed entry.

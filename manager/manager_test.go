@@ -101,6 +101,8 @@ func TestAddRejectsBadInput(t *testing.T) {
 		{"reserved env", wire.AddSpec{Name: "a", Path: good, Env: []string{"SOCKETLEY_NAME=x"}}, ErrInvalid, "reserved"},
 		{"bad workdir", wire.AddSpec{Name: "a", Path: good, WorkDir: filepath.Join(dir, "none")}, ErrInvalid, "working directory"},
 		{"run-as in user mode", wire.AddSpec{Name: "a", Path: good, RunAs: "root"}, ErrInvalid, "system daemon"},
+		{"negative stop timeout", wire.AddSpec{Name: "a", Path: good, StopTimeout: wire.Duration(-time.Second)}, ErrInvalid, "stop timeout -1s"},
+		{"stop timeout too long", wire.AddSpec{Name: "a", Path: good, StopTimeout: wire.Duration(time.Hour)}, ErrInvalid, "up to 5m0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,6 +127,38 @@ func TestAddRejectsBadInput(t *testing.T) {
 	}
 	if len(f.calls) != 0 {
 		t.Fatalf("systemd was called for rejected input: %v", f.calls)
+	}
+}
+
+// Every unit gets the runtime's stop timeout (TimeoutStopSec=), 10 s unless
+// add says otherwise; show reports it.
+func TestStopTimeoutInSpecAndView(t *testing.T) {
+	tests := []struct {
+		name string
+		add  time.Duration
+		want time.Duration
+	}{
+		{"default", 0, DefaultStopTimeout},
+		{"given", 1500 * time.Millisecond, 1500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, f := newTestManager(t)
+			if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "x", Path: exe(t, t.TempDir(), "x"), Start: true,
+				StopTimeout: wire.Duration(tt.add)}, false, 0); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.specs["x"].StopTimeout; got != tt.want {
+				t.Errorf("unit TimeoutStopSec %s, want %s", got, tt.want)
+			}
+			if got := time.Duration(m.view("x").StopTimeout); got != tt.want {
+				t.Errorf("view stop timeout %s, want %s", got, tt.want)
+			}
+			reg, _ := m.store.Load()
+			if got := time.Duration(reg.entries["x"].StopTimeout); got != tt.add {
+				t.Errorf("persisted stop timeout %s, want %s", got, tt.add)
+			}
+		})
 	}
 }
 

@@ -85,12 +85,12 @@ type Entry struct {
 	RestartMaxDelay wire.Duration `json:"restart_max_delay,omitempty"`
 	RestartReset    wire.Duration `json:"restart_reset,omitempty"`
 	MaxRestarts     int           `json:"max_restarts,omitempty"`
+	User            string        `json:"user,omitempty"` // system mode: User= of the unit
+	OwnerUID        int           `json:"owner_uid"`
+	Desired         string        `json:"desired"`
 	// StopTimeout is the unit's TimeoutStopSec=: how long a stop waits
 	// after SIGTERM before SIGKILL (0 = DefaultStopTimeout).
 	StopTimeout wire.Duration `json:"stop_timeout,omitempty"`
-	User        string        `json:"user,omitempty"` // system mode: User= of the unit
-	OwnerUID        int           `json:"owner_uid"`
-	Desired         string        `json:"desired"`
 	// Started is set once the runtime has been started, so that a never-started
 	// entry shows "created" rather than "stopped".
 	Started bool      `json:"started,omitempty"`

@@ -25,6 +25,7 @@ type addFlags struct {
 	maxDelay      time.Duration
 	restartReset  time.Duration
 	maxRestarts   int
+	stopTimeout   time.Duration
 	attach        bool
 	attachTimeout time.Duration
 	healthFails   int
@@ -50,7 +51,16 @@ Restart policy (docs/restart-policy.md): a crash after a run of at least
 at once). Crashes that come sooner are restarted by the daemon after 0, 100ms,
 200ms, ... doubling up to --restart-max-delay (30s), forever unless
 --max-restarts N gives up after N failed runs in a row. socketley start or
-restart retries at once.`,
+restart retries at once.
+
+A stop (stop, restart, remove, a health restart) sends SIGTERM to every process
+of the unit and SIGKILL to what is left after --stop-timeout (10s), so it
+always ends; the command returns once the processes are gone.
+
+If the first start of add -s fails, the runtime stays registered and wanted
+running: the command exits 1 with the exit code or signal, and the restart
+policy keeps trying (socketley remove drops it). Program arguments reach the
+program literally: systemd expands no $VAR in them.`,
 		Example: `  socketley add ./mybin --name myapp -s -- --port 7070 --verbose
   socketley add /usr/local/bin/echo-service -s --env GREETING="hello world" --restart always`,
 		Args: cobra.MinimumNArgs(1),
@@ -94,6 +104,7 @@ restart retries at once.`,
 	fl.DurationVar(&f.maxDelay, "restart-max-delay", 30*time.Second, "cap of the crash backoff delay")
 	fl.DurationVar(&f.restartReset, "restart-reset", 10*time.Second, "how long a run must last for the crash backoff to start over (>= 1s)")
 	fl.IntVar(&f.maxRestarts, "max-restarts", 0, "give up after N failed runs in a row (0 = keep restarting forever)")
+	fl.DurationVar(&f.stopTimeout, "stop-timeout", 10*time.Second, "how long a stop waits after SIGTERM before SIGKILL (systemd TimeoutStopSec=; up to 5m)")
 	fl.BoolVar(&f.attach, "attach", false, "expect the program to attach (status stays starting until it does)")
 	fl.DurationVar(&f.attachTimeout, "attach-timeout", 10*time.Second, "how long an expected attach may take before the runtime is unhealthy")
 	fl.IntVar(&f.healthFails, "health-fails", 3, "consecutive unhealthy health checks (every 2 s) before a restart; 0 disables")
@@ -148,6 +159,8 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 		return wire.AddSpec{}, usageErr("add: --restart-reset %s is below 1s; give a duration such as 10s", f.restartReset)
 	case f.maxRestarts < 0:
 		return wire.AddSpec{}, usageErr("add: --max-restarts %d is negative; use 0 to keep restarting forever", f.maxRestarts)
+	case f.stopTimeout <= 0 || f.stopTimeout > 5*time.Minute:
+		return wire.AddSpec{}, usageErr("add: --stop-timeout %s: give a positive duration up to 5m, such as 10s", f.stopTimeout)
 	case f.attachTimeout <= 0:
 		return wire.AddSpec{}, usageErr("add: --attach-timeout %s must be a positive duration such as 10s", f.attachTimeout)
 	}
@@ -167,7 +180,7 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 		Name: name, Path: abs, Args: args, Env: f.env, WorkDir: wd, Restart: f.restart,
 		RestartSec: sdk.Duration(f.restartSec), Start: f.start, RunAs: f.runAs,
 		RestartMaxDelay: sdk.Duration(f.maxDelay), RestartReset: sdk.Duration(f.restartReset), MaxRestarts: f.maxRestarts,
-		ExpectAttach: f.attach, AttachTimeout: sdk.Duration(f.attachTimeout),
+		ExpectAttach: f.attach, AttachTimeout: sdk.Duration(f.attachTimeout), StopTimeout: sdk.Duration(f.stopTimeout),
 	}
 	if healthSet {
 		n := f.healthFails

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/socketley/socketley/sdk"
 )
@@ -27,16 +28,18 @@ func TestAddSpec(t *testing.T) {
 		want  string // resulting name, or the error substring
 		err   bool
 	}{
-		{"default name drops the extension", "./my-app.bin", addFlags{restart: "on-failure", attachTimeout: 1}, "my-app", false},
-		{"explicit name", "my-app.bin", addFlags{name: "web", restart: "always", attachTimeout: 1}, "web", false},
-		{"missing file", "./nope", addFlags{restart: "on-failure", attachTimeout: 1}, "no such file", true},
-		{"directory", ".", addFlags{restart: "on-failure", attachTimeout: 1}, "is a directory", true},
-		{"not executable", "plain", addFlags{restart: "on-failure", attachTimeout: 1}, "not executable", true},
-		{"bad name", "my-app.bin", addFlags{name: "a b", restart: "on-failure", attachTimeout: 1}, "invalid runtime name", true},
-		{"bad restart", "my-app.bin", addFlags{restart: "never", attachTimeout: 1}, "on-failure, always or no", true},
-		{"bad env", "my-app.bin", addFlags{restart: "no", env: []string{"=x"}, attachTimeout: 1}, "KEY=VALUE", true},
-		{"negative health", "my-app.bin", addFlags{restart: "no", healthFails: -1, attachTimeout: 1}, "negative", true},
-		{"bad workdir", "my-app.bin", addFlags{restart: "no", workdir: "nope", attachTimeout: 1}, "not a directory", true},
+		{"default name drops the extension", "./my-app.bin", addFlags{restart: "on-failure", attachTimeout: 1, stopTimeout: 2 * time.Second}, "my-app", false},
+		{"explicit name", "my-app.bin", addFlags{name: "web", restart: "always", attachTimeout: 1, stopTimeout: 2 * time.Second}, "web", false},
+		{"missing file", "./nope", addFlags{restart: "on-failure", attachTimeout: 1, stopTimeout: 2 * time.Second}, "no such file", true},
+		{"directory", ".", addFlags{restart: "on-failure", attachTimeout: 1, stopTimeout: 2 * time.Second}, "is a directory", true},
+		{"not executable", "plain", addFlags{restart: "on-failure", attachTimeout: 1, stopTimeout: 2 * time.Second}, "not executable", true},
+		{"bad name", "my-app.bin", addFlags{name: "a b", restart: "on-failure", attachTimeout: 1, stopTimeout: 2 * time.Second}, "invalid runtime name", true},
+		{"bad restart", "my-app.bin", addFlags{restart: "never", attachTimeout: 1, stopTimeout: 2 * time.Second}, "on-failure, always or no", true},
+		{"bad env", "my-app.bin", addFlags{restart: "no", env: []string{"=x"}, attachTimeout: 1, stopTimeout: 2 * time.Second}, "KEY=VALUE", true},
+		{"negative health", "my-app.bin", addFlags{restart: "no", healthFails: -1, attachTimeout: 1, stopTimeout: 2 * time.Second}, "negative", true},
+		{"zero stop timeout", "my-app.bin", addFlags{restart: "no", attachTimeout: 1}, "--stop-timeout 0s: give a positive duration up to 5m", true},
+		{"stop timeout too long", "my-app.bin", addFlags{restart: "no", attachTimeout: 1, stopTimeout: 6 * time.Minute}, "--stop-timeout 6m0s", true},
+		{"bad workdir", "my-app.bin", addFlags{restart: "no", workdir: "nope", attachTimeout: 1, stopTimeout: 2 * time.Second}, "not a directory", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,6 +55,9 @@ func TestAddSpec(t *testing.T) {
 			}
 			if spec.Name != tt.want || spec.Path != filepath.Join(dir, "my-app.bin") || spec.Args[1] != "70 70" {
 				t.Fatalf("spec = %+v", spec)
+			}
+			if time.Duration(spec.StopTimeout) != 2*time.Second {
+				t.Fatalf("stop timeout %s, want the flag's 2s", time.Duration(spec.StopTimeout))
 			}
 			if spec.HealthFails != nil {
 				t.Fatal("health-fails sent although not set")

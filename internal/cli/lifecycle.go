@@ -23,10 +23,15 @@ func (w *waitFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&w.timeout, "timeout", 10*time.Second, "how long --wait waits")
 }
 
-// ctx returns the request context: long enough for systemd's stop timeout
-// and SIGKILL escalation, plus the --wait timeout.
+// requestTimeout bounds a lifecycle request: a stop can take twice a
+// runtime's stop timeout (at most 5m: SIGTERM, then SIGKILL) plus a margin,
+// and the daemon bounds each stop by that itself.
+const requestTimeout = 15 * time.Minute
+
+// ctx returns the request context: long enough for the runtimes' stop
+// timeouts and SIGKILL escalation, plus the --wait timeout.
 func (w *waitFlags) ctx(parent context.Context) (context.Context, context.CancelFunc) {
-	d := 3 * time.Minute
+	d := requestTimeout
 	if w.wait {
 		d += w.timeout
 	}
@@ -69,9 +74,11 @@ func (a *app) startCmd() *cobra.Command {
 
 func (a *app) stopCmd() *cobra.Command {
 	return a.namesCmd("stop", "Stop runtimes and wait until they are inactive",
-		`Stop the named runtimes and return once each unit is inactive; systemd's stop
-timeout and SIGKILL escalation apply. For an attached process, SIGTERM is sent to
-it (after checking the pid still belongs to the process that attached).`,
+		`Stop the named runtimes and return once each unit is inactive and its
+processes are gone: SIGTERM, then SIGKILL after the runtime's stop timeout
+(add --stop-timeout, 10s by default), also for a program that ignores SIGTERM.
+For an attached process, SIGTERM is sent to it (after checking the pid still
+belongs to the process that attached).`,
 		func(ctx context.Context, c *sdk.Client, _ waitFlags, names []string) error {
 			rts, err := c.Stop(ctx, names...)
 			for _, r := range rts {
@@ -83,7 +90,7 @@ it (after checking the pid still belongs to the process that attached).`,
 
 func (a *app) restartCmd() *cobra.Command {
 	return a.namesCmd("restart", "Stop, wait, then start runtimes",
-		"Stop each runtime, wait until its unit is inactive, then start it again: the old and the new process never overlap.",
+		"Stop each runtime, wait until its processes are gone (SIGKILL after its stop timeout), then start it again: the old and the new process never overlap.",
 		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
 			rts, err := c.Restart(ctx, w.wait, w.timeout, names...)
 			for _, r := range rts {

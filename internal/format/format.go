@@ -128,6 +128,9 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		if r.Restart != "" {
 			kv("Restart", restartPolicy(r))
 		}
+		if r.StopTimeout > 0 {
+			kv("Stop timeout", time.Duration(r.StopTimeout).String()+", then SIGKILL")
+		}
 		kv("User", r.User)
 		if r.Managed || r.Orphan || r.OwnerUID != 0 {
 			kv("Owner uid", strconv.Itoa(r.OwnerUID))
