@@ -255,6 +255,9 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		StopTimeout: s.StopTimeout, Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
 		ExpectAttach: s.ExpectAttach, AttachTimeout: s.AttachTimeout, HealthFails: s.HealthFails,
 	}
+	if e.StopTimeout == 0 {
+		e.StopTimeout = wire.Duration(DefaultStopTimeout) // persisted: see stopUnit
+	}
 	if s.Start {
 		e.Desired, e.Started = DesiredRunning, true
 	}
@@ -390,9 +393,11 @@ func (m *Manager) stopUnit(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	wait := units.StopWait(DefaultStopTimeout)
-	if e, ok := m.entry(name); ok {
-		wait = units.StopWait(stopTimeout(e))
+	// An entry without a stop timeout was added before they existed: its
+	// unit may still have systemd's default (90 s) until its next start.
+	wait := units.StopWait(0)
+	if e, ok := m.entry(name); ok && e.StopTimeout > 0 {
+		wait = units.StopWait(time.Duration(e.StopTimeout))
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()

@@ -141,6 +141,8 @@ func TestStopTimeoutInSpecAndView(t *testing.T) {
 		{"default", 0, DefaultStopTimeout},
 		{"given", 1500 * time.Millisecond, 1500 * time.Millisecond},
 	}
+	// The default is persisted too: an entry without one predates stop
+	// timeouts (its unit may have systemd's 90 s).
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m, f := newTestManager(t)
@@ -155,8 +157,8 @@ func TestStopTimeoutInSpecAndView(t *testing.T) {
 				t.Errorf("view stop timeout %s, want %s", got, tt.want)
 			}
 			reg, _ := m.store.Load()
-			if got := time.Duration(reg.entries["x"].StopTimeout); got != tt.add {
-				t.Errorf("persisted stop timeout %s, want %s", got, tt.add)
+			if got := time.Duration(reg.entries["x"].StopTimeout); got != tt.want {
+				t.Errorf("persisted stop timeout %s, want %s", got, tt.want)
 			}
 		})
 	}

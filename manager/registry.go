@@ -89,7 +89,9 @@ type Entry struct {
 	OwnerUID        int           `json:"owner_uid"`
 	Desired         string        `json:"desired"`
 	// StopTimeout is the unit's TimeoutStopSec=: how long a stop waits
-	// after SIGTERM before SIGKILL (0 = DefaultStopTimeout).
+	// after SIGTERM before SIGKILL. add always sets it; 0 marks an entry
+	// added before stop timeouts existed (its next unit gets
+	// DefaultStopTimeout; its current one may have systemd's 90 s).
 	StopTimeout wire.Duration `json:"stop_timeout,omitempty"`
 	// Started is set once the runtime has been started, so that a never-started
 	// entry shows "created" rather than "stopped".
