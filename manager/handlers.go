@@ -289,9 +289,12 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		// never an unregistered unit and a runtime that should run is not
 		// lost. The error says what happened and what follows.
 		log.Warn("added; the start failed", "path", s.Path, "err", err)
-		defer m.poke() // after the unlock: supervise skips a locked runtime
-		return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}},
-			fmt.Errorf("add %s: registered, but %w", s.Name, m.explainStartErr(e, err))
+		res := &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}}
+		// Unlock first: supervise skips a locked runtime.
+		unlock()
+		locked = false
+		m.poke()
+		return res, fmt.Errorf("add %s: registered, but %w", s.Name, m.explainStartErr(e, err))
 	}
 	log.Info("added and started", "path", s.Path)
 	if wait {
