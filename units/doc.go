@@ -17,6 +17,10 @@
 // [*JobError] carrying systemd's own account of the failure. The package never
 // logs.
 //
+// It needs systemd 243 or later (Type=exec, and ExecStartEx= with the
+// no-env-expand flag, which passes arguments literally); tested with 252
+// and 254.
+//
 // The unit properties are documented in systemd.unit(5), systemd.service(5)
 // and org.freedesktop.systemd1(5):
 // https://www.freedesktop.org/software/systemd/man/latest/org.freedesktop.systemd1.html
