@@ -18,8 +18,7 @@
 // logs.
 //
 // It needs systemd 243 or later (Type=exec, and ExecStartEx= with the
-// no-env-expand flag, which passes arguments literally); tested with 252
-// and 254.
+// no-env-expand flag, which passes arguments literally); tested with 252.
 //
 // The unit properties are documented in systemd.unit(5), systemd.service(5)
 // and org.freedesktop.systemd1(5):
