@@ -79,7 +79,7 @@ func (f *fakeSystemd) start(spec units.Spec) (units.Status, error) {
 	now := time.Now()
 	st := units.Status{Unit: units.Name(spec.Name), Name: spec.Name, LoadState: "loaded",
 		ActiveState: "active", SubState: "running", MainPID: f.nextPID, ActiveEnter: now, ExecMainStart: now,
-		ExecStart: append([]string{spec.Path}, spec.Args...)}
+		ExecStart: append([]string{spec.Path}, spec.Args...), RestartSteps: spec.RestartSteps}
 	f.units[spec.Name] = st
 	f.specs[spec.Name] = spec
 	return st, nil
@@ -102,11 +102,19 @@ func (f *fakeSystemd) Stop(_ context.Context, name string) error {
 func (f *fakeSystemd) ResetFailed(_ context.Context, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if st, ok := f.units[name]; ok && st.ActiveState == "failed" {
+	st, ok := f.units[name]
+	switch {
+	case !ok:
+		return units.ErrNoSuchUnit
+	case st.ActiveState == "failed":
 		delete(f.units, name)
-		return nil
+	default:
+		// systemd resets the restart count of a unit that is up and
+		// leaves it running.
+		st.NRestarts = 0
+		f.units[name] = st
 	}
-	return units.ErrNoSuchUnit
+	return nil
 }
 
 func (f *fakeSystemd) Status(_ context.Context, name string) (units.Status, error) {
@@ -135,6 +143,10 @@ func (f *fakeSystemd) UnitByPID(_ context.Context, pid int) (string, error) {
 
 func (f *fakeSystemd) Watch(context.Context) (Watcher, error) { return f, nil }
 func (f *fakeSystemd) Close() error                           { return nil }
+
+// ManagerVersion reports Debian 12's systemd; tests of the native backoff
+// set Manager.native themselves.
+func (f *fakeSystemd) ManagerVersion() (int, error) { return 252, nil }
 
 func (f *fakeSystemd) Snapshot() map[string]units.Status {
 	f.mu.Lock()

@@ -338,7 +338,10 @@ func (m *Manager) spec(e *Entry) units.Spec {
 		"SOCKETLEY_SOCKET=" + m.cfg.Socket,
 	}
 	env = append(env, e.Env...)
-	return units.Spec{
+	m.mu.RLock()
+	native := m.native
+	m.mu.RUnlock()
+	spec := units.Spec{
 		Name:               e.Name,
 		Description:        "socketley runtime " + e.Name,
 		Path:               e.Path,
@@ -352,6 +355,11 @@ func (m *Manager) spec(e *Entry) units.Spec {
 		StartLimitInterval: restartReset(e),
 		StopTimeout:        stopTimeout(e),
 	}
+	if native && restarts(e) {
+		spec.RestartSec, spec.RestartSteps, spec.RestartMaxDelay = nativeRestart(time.Duration(e.RestartSec), restartMaxDelay(e))
+		spec.StartLimitBurst, spec.StartLimitInterval, spec.NoStartLimit = 0, 0, true
+	}
+	return spec
 }
 
 // startUnit starts e's unit (units.Start clears a failed unit of the same name).
@@ -848,6 +856,9 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 		RestartMaxDelay: e.RestartMaxDelay, RestartReset: e.RestartReset, MaxRestarts: e.MaxRestarts,
 	}
 	backoffView(&r, e)
+	if s, why, ok := nativeView(&r, e, st, now); ok {
+		r.Status, r.Reason = s, why
+	}
 	if e.Managed {
 		r.Unit = units.Name(e.Name)
 		r.StopTimeout = wire.Duration(stopTimeout(e))

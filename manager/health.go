@@ -223,7 +223,7 @@ func (m *Manager) tick(ctx context.Context) {
 		pid  int
 	}
 	var heal []healJob
-	var reset []string
+	var reset, nativeReset []string
 	m.mu.Lock()
 	for _, e := range entries {
 		if !e.Managed {
@@ -256,8 +256,12 @@ func (m *Manager) tick(ctx context.Context) {
 			if o.runningSince.IsZero() || o.runningPID != pid {
 				o.runningSince, o.runningPID = now, pid
 			}
-			if b := e.Backoff; b != nil && b.NextAt.IsZero() && !b.GaveUp && now.Sub(o.runningSince) >= restartReset(e) {
-				reset = append(reset, e.Name)
+			if now.Sub(o.runningSince) >= restartReset(e) {
+				if b := e.Backoff; b != nil && b.NextAt.IsZero() && !b.GaveUp && !nativeUnit(st) {
+					reset = append(reset, e.Name)
+				} else if nativeUnit(st) && nativeFailures(e, *st) > 0 {
+					nativeReset = append(nativeReset, e.Name)
+				}
 			}
 		} else {
 			o.runningSince = time.Time{}
@@ -285,6 +289,7 @@ func (m *Manager) tick(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	m.resetBackoffs(reset)
+	m.nativeResets(ctx, nativeReset)
 	for _, h := range heal {
 		m.heals.Add(1)
 		go func() {
@@ -339,9 +344,17 @@ func (m *Manager) heal(ctx context.Context, name string, pid int) {
 	if !ok || !e.Managed || e.Desired != DesiredRunning {
 		return
 	}
-	if st, ok := m.snapshot()[name]; !ok || st.MainPID != pid {
+	st, ok := m.snapshot()[name]
+	if !ok || st.MainPID != pid {
 		m.log.Debug("health restart skipped: the unit changed meanwhile", "name", name, "pid", pid)
 		return
+	}
+	// Under systemd's backoff the failed runs so far are the unit's
+	// NRestarts, which the stop below ends: carry them into the entry's
+	// count, so that crashes and health restarts back off together.
+	carried := 0
+	if nativeUnit(&st) {
+		carried = st.NRestarts
 	}
 	m.log.Warn("restarting unhealthy runtime", "name", name, "pid", pid)
 	if err := m.stopUnit(ctx, name); err != nil {
@@ -357,6 +370,12 @@ func (m *Manager) heal(ctx context.Context, name string, pid int) {
 		}
 		cur.Restarts++
 		cur.LastExit = "stopped by the health check (unhealthy)"
+		if carried > 0 {
+			if cur.Backoff == nil {
+				cur.Backoff = &Backoff{}
+			}
+			cur.Backoff.Failures += carried
+		}
 		d = failure(cur, time.Now(), 0)
 		gave = cur.Backoff.GaveUp
 		if d == 0 && !gave {

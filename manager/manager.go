@@ -41,6 +41,9 @@ type Config struct {
 	Dial DialFunc
 	// Tick is the health-check interval (default 2 s).
 	Tick time.Duration
+	// RestartBackoff is BackoffAuto (""), BackoffSystemd or BackoffDaemon:
+	// who delays the restarts of a crash-looping runtime.
+	RestartBackoff string
 	// Version is reported to clients.
 	Version wire.VersionInfo
 	// Logger receives the daemon's log; nil discards it.
@@ -62,6 +65,9 @@ type Manager struct {
 	obs   map[string]*observed
 	sd    Systemd
 	watch Watcher
+	// native is set when units get systemd's own restart backoff
+	// (RestartSteps=, systemd ≥ 254); decided at each connect.
+	native bool
 
 	// heals tracks health restarts and backoff starts in flight; Run waits
 	// for them.
@@ -109,6 +115,13 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = DefaultTick
+	}
+	switch cfg.RestartBackoff {
+	case "":
+		cfg.RestartBackoff = BackoffAuto
+	case BackoffAuto, BackoffSystemd, BackoffDaemon:
+	default:
+		return nil, errorf(ErrInvalid, "restart backoff %q: use auto, systemd or daemon", cfg.RestartBackoff)
 	}
 	if cfg.SocketGroup == "" {
 		cfg.SocketGroup = "socketley"
@@ -272,8 +285,15 @@ func (m *Manager) connect(ctx context.Context) error {
 		_ = sd.Close()
 		return fmt.Errorf("watch socketley units: %w", err)
 	}
+	v, verr := sd.ManagerVersion()
+	native, why := chooseBackoff(m.cfg.RestartBackoff, v, verr)
+	if native {
+		m.log.Info("restart backoff: systemd's own (RestartSteps=)", "why", why)
+	} else {
+		m.log.Info("restart backoff: the daemon's (start limit + delayed starts)", "why", why)
+	}
 	m.mu.Lock()
-	m.sd, m.watch = sd, w
+	m.sd, m.watch, m.native = sd, w, native
 	m.mu.Unlock()
 	return nil
 }
@@ -354,13 +374,15 @@ func (m *Manager) loop(ctx context.Context) {
 
 // noteExits persists the last exit of units that are restarting or failed,
 // before the next start clears it in systemd (one write, only when an exit
-// changed).
+// changed); given-up runtimes are left alone.
 func (m *Manager) noteExits(snap map[string]units.Status) {
 	changed := map[string]string{}
 	m.mu.RLock()
 	for name, st := range snap {
 		if le := st.LastExit(); le != "" {
-			if e, ok := m.reg.entries[name]; ok && e.Managed && e.LastExit != le {
+			// A given-up runtime keeps the exit of its last crash, not the
+			// SIGTERM of the stop that gave up on it.
+			if e, ok := m.reg.entries[name]; ok && e.Managed && e.LastExit != le && (e.Backoff == nil || !e.Backoff.GaveUp) {
 				changed[name] = le
 			}
 		}

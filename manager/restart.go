@@ -184,14 +184,25 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 		}
 		fresh = append(fresh, failed{e.Name, acceptedRestarts(st), st.LastExit()})
 	}
+	giveUps := m.nativeGiveUps(snap)
 	m.mu.RUnlock()
-	if len(due) > 0 {
+	if len(due) > 0 || len(giveUps) > 0 {
 		// Only this goroutine adds to starting, so the names are still free.
 		m.mu.Lock()
 		for _, n := range due {
 			m.starting[n] = true
 		}
+		for _, n := range giveUps {
+			m.starting[n] = true
+		}
 		m.mu.Unlock()
+	}
+	for _, name := range giveUps {
+		m.heals.Add(1)
+		go func() {
+			defer m.heals.Done()
+			m.nativeGiveUp(ctx, name)
+		}()
 	}
 
 	if len(fresh) > 0 {

@@ -22,6 +22,8 @@ type Systemd interface {
 	UnitByPID(ctx context.Context, pid int) (string, error)
 	// Watch returns a live view of every socketley-* unit.
 	Watch(ctx context.Context) (Watcher, error)
+	// ManagerVersion returns the manager's major version (252, 254, …).
+	ManagerVersion() (int, error)
 	// Close releases the connection.
 	Close() error
 }

@@ -13,6 +13,11 @@
 #             with SOCKETLEY_REQUIRE_SYSTEMD=1 so an integration test fails instead
 #             of skipping when systemd is missing. Not root: your own systemd user
 #             session if there is one, else the integration tests skip (and say so).
+#   systemd-next  the restart and watch tests again against systemd 254 (RestartSteps=, the
+#             native restart backoff; Debian 12 ships 252), fetched by scripts/systemd-next.sh
+#             from bookworm-backports (network the first time, then cached) and run by the
+#             sandbox in place of the host's manager. Root only. Skipped with the reason when
+#             it cannot be fetched, unless SYSTEMD_NEXT_REQUIRED=1 (.ci/run), which fails it.
 #   fuzz      every go test -fuzz target for FUZZTIME (default 20000x executions) (scripts/fuzz.sh)
 #   examples  the examples/managed scenarios against a private daemon
 #   packages  build, install, upgrade and purge the .deb/.rpm under a system-mode
@@ -24,7 +29,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export PATH=$PATH:/usr/local/go/bin
 
-STAGES=${STAGES:-lint go-test fuzz examples packages}
+STAGES=${STAGES:-lint go-test systemd-next fuzz examples packages}
 GOTEST_PKGS=${GOTEST_PKGS:-./...}
 work=$(mktemp -d /tmp/socketley-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -52,12 +57,18 @@ stage() {
 # happen, skipped tests with reasons at the end); the same go test command as
 # README's, in the sandbox as root.
 go_test() {
-	local run=(go test -json -race -tags integration -count=1 -timeout 20m ${GOTEST_FLAGS:-} $GOTEST_PKGS)
-	local rc
+	gotest go-test ${GOTEST_FLAGS:-} $GOTEST_PKGS
+}
+
+# gotest STAGE ARGS... : go test -json ARGS through testreport, as root in the sandbox.
+gotest() {
+	local name=$1 rc
+	shift
+	local run=(go test -json -race -tags integration -count=1 -timeout 20m "$@")
 	go build -o "$work/testreport" ./internal/testreport/cmd/testreport || return 1
 	if [[ $EUID == 0 ]]; then
 		scripts/systemd-sandbox.sh --journal -- env SOCKETLEY_REQUIRE_SYSTEMD=1 GOCACHE="$(go env GOCACHE)" \
-			GOMODCACHE="$(go env GOMODCACHE)" "${run[@]}" | "$work/testreport" -skips "$work/skips"
+			GOMODCACHE="$(go env GOMODCACHE)" "${run[@]}" | "$work/testreport" -skips "$work/skips.$name"
 		rc=$((PIPESTATUS[0] | PIPESTATUS[1]))
 	else
 		if [[ -n ${DBUS_SESSION_BUS_ADDRESS:-} ]] && systemctl --user is-system-running >/dev/null 2>&1; then
@@ -65,10 +76,31 @@ go_test() {
 		else
 			echo "test.sh: not root and no systemd user session: integration tests will SKIP (run as root to use the sandbox)" >&2
 		fi
-		"${run[@]}" | "$work/testreport" -skips "$work/skips"
+		"${run[@]}" | "$work/testreport" -skips "$work/skips.$name"
 		rc=$((PIPESTATUS[0] | PIPESTATUS[1]))
 	fi
+	[[ -s $work/skips.$name ]] && sed "s/^/[$name] /" "$work/skips.$name" >>"$work/skips"
 	return $rc
+}
+
+# systemd_next: the tests whose behaviour depends on the systemd version, against 254.
+systemd_next() {
+	local next
+	if [[ $EUID != 0 ]]; then
+		echo "needs root (the sandbox runs a fetched systemd)" >"$work/systemd-next.skip"
+		cat "$work/systemd-next.skip"
+		return 77
+	fi
+	if ! next=$(scripts/systemd-next.sh -q 2>"$work/next.err"); then
+		cat "$work/next.err"
+		[[ ${SYSTEMD_NEXT_REQUIRED:-0} == 1 ]] && return 1
+		echo "systemd 254 could not be fetched: $(tail -1 "$work/next.err")" >"$work/systemd-next.skip"
+		return 77
+	fi
+	eval "$next"
+	export SDH_SYSTEMD SDH_SYSTEMD_LIBDIR
+	gotest systemd-next -run 'TestNative|TestCrash|TestMaxRestarts|TestBackoff|TestLifecycle|TestRestart|TestWatch|TestFailedStart|TestDaemonRestart|TestHealthRestarts' \
+		./cmd/socketley ./units
 }
 
 fuzz() { scripts/fuzz.sh; }
@@ -85,6 +117,7 @@ packages() {
 T0=$(date +%s)
 stage lint scripts/lint.sh
 stage go-test go_test
+stage systemd-next systemd_next
 stage fuzz fuzz
 stage examples scripts/examples-test.sh
 stage packages packages

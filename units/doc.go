@@ -18,7 +18,9 @@
 // logs.
 //
 // It needs systemd 243 or later (Type=exec, and ExecStartEx= with the
-// no-env-expand flag, which passes arguments literally); tested with 252.
+// no-env-expand flag, which passes arguments literally); RestartSteps= and
+// RestartMaxDelaySec= need 254 ([NativeBackoffVersion], [Conn.ManagerVersion]).
+// Tested with 252 (Debian 12) and 254 (bookworm-backports).
 //
 // The unit properties are documented in systemd.unit(5), systemd.service(5)
 // and org.freedesktop.systemd1(5):

@@ -48,6 +48,19 @@ type Spec struct {
 	// (systemd's default is 5 starts in 10 s).
 	StartLimitBurst    int
 	StartLimitInterval time.Duration
+	// NoStartLimit sets StartLimitIntervalSec=0: no start rate limit at all
+	// (automatic restarts are never refused). It excludes the two fields
+	// above.
+	NoStartLimit bool
+	// RestartSteps and RestartMaxDelay are RestartSteps= and
+	// RestartMaxDelaySec= (systemd ≥ 254, NativeBackoffVersion): the delay
+	// of the n-th automatic restart grows from RestartSec to RestartMaxDelay
+	// in RestartSteps steps (systemd 254 measured: RestartSec ×
+	// (RestartMaxDelay/RestartSec)^(n/RestartSteps)), so RestartSec must be
+	// > 0 and RestartMaxDelay larger. Set only when RestartSteps > 0; an
+	// older manager refuses the unit (Start fails).
+	RestartSteps    int
+	RestartMaxDelay time.Duration
 	// StopTimeout is TimeoutStopSec=: how long a stop waits after SIGTERM
 	// before it sends SIGKILL to every process left in the unit's cgroup
 	// (KillMode=control-group and SendSIGKILL=yes are set explicitly);
@@ -86,8 +99,16 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	if spec.User != "" && scope != System {
 		return nil, fmt.Errorf("%w: User=%s needs the system manager (scope %s)", ErrInvalid, spec.User, scope)
 	}
-	if spec.RestartSec < 0 || spec.StartLimitInterval < 0 || spec.StopTimeout < 0 || spec.StartLimitBurst < 0 {
-		return nil, fmt.Errorf("%w: negative duration or burst", ErrInvalid)
+	if spec.RestartSec < 0 || spec.StartLimitInterval < 0 || spec.StopTimeout < 0 || spec.StartLimitBurst < 0 ||
+		spec.RestartSteps < 0 || spec.RestartMaxDelay < 0 {
+		return nil, fmt.Errorf("%w: negative duration, burst or steps", ErrInvalid)
+	}
+	if spec.NoStartLimit && (spec.StartLimitBurst > 0 || spec.StartLimitInterval > 0) {
+		return nil, fmt.Errorf("%w: NoStartLimit with a start limit", ErrInvalid)
+	}
+	if spec.RestartSteps > 0 && (spec.RestartSec < time.Microsecond || spec.RestartMaxDelay <= spec.RestartSec) {
+		return nil, fmt.Errorf("%w: RestartSteps=%d needs 0 < RestartSec (%s) < RestartMaxDelaySec (%s)",
+			ErrInvalid, spec.RestartSteps, spec.RestartSec, spec.RestartMaxDelay)
 	}
 
 	desc := spec.Description
@@ -125,6 +146,13 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	}
 	if spec.StartLimitInterval > 0 {
 		props = append(props, prop("StartLimitIntervalUSec", usec(spec.StartLimitInterval)))
+	}
+	if spec.NoStartLimit {
+		props = append(props, prop("StartLimitIntervalUSec", uint64(0)))
+	}
+	if spec.RestartSteps > 0 {
+		props = append(props, prop("RestartSteps", uint32(spec.RestartSteps)),
+			prop("RestartMaxDelayUSec", usec(spec.RestartMaxDelay)))
 	}
 	if spec.StopTimeout > 0 {
 		props = append(props, prop("TimeoutStopUSec", usec(spec.StopTimeout)))

@@ -163,6 +163,12 @@ func TestPropertiesInvalid(t *testing.T) {
 		{"empty env key", func(s *Spec) { s.Env = []string{"=x"} }, System, "KEY=VALUE"},
 		{"user in user scope", func(s *Spec) { s.User = "www" }, User, "needs the system manager"},
 		{"negative", func(s *Spec) { s.RestartSec = -time.Second }, System, "negative"},
+		{"negative steps", func(s *Spec) { s.RestartSteps = -1 }, System, "negative"},
+		{"no start limit and a burst", func(s *Spec) { s.NoStartLimit, s.StartLimitBurst = true, 1 }, System, "NoStartLimit with a start limit"},
+		{"steps without a delay", func(s *Spec) { s.RestartSteps, s.RestartMaxDelay = 3, time.Second }, System, "needs 0 < RestartSec"},
+		{"steps with the cap below the delay", func(s *Spec) {
+			s.RestartSteps, s.RestartSec, s.RestartMaxDelay = 3, time.Second, time.Second
+		}, System, "needs 0 < RestartSec"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,5 +199,68 @@ func TestPropertiesZeroRestartSec(t *testing.T) {
 	}
 	if got := v.Value.Value(); got != uint64(0) {
 		t.Errorf("RestartUSec = %v, want 0", got)
+	}
+}
+
+// The native backoff (systemd ≥ 254): RestartSteps (u), RestartMaxDelayUSec
+// (t) and StartLimitIntervalUSec=0 for "no start limit".
+func TestPropertiesNativeBackoff(t *testing.T) {
+	props, err := properties(Spec{Name: "n", Path: "/bin/true", Restart: RestartAlways, RestartSec: time.Millisecond,
+		RestartSteps: 15, RestartMaxDelay: 30 * time.Second, NoStartLimit: true}, User)
+	if err != nil {
+		t.Fatalf("properties: %v", err)
+	}
+	m := propMap(t, props)
+	for name, want := range map[string]any{
+		"RestartUSec":            uint64(1000),
+		"RestartSteps":           uint32(15),
+		"RestartMaxDelayUSec":    uint64(30_000_000),
+		"StartLimitIntervalUSec": uint64(0),
+	} {
+		p, ok := m[name]
+		if !ok {
+			t.Errorf("%s not set", name)
+			continue
+		}
+		if got := p.Value.Value(); got != want {
+			t.Errorf("%s = %#v, want %#v", name, got, want)
+		}
+	}
+	if _, ok := m["StartLimitBurst"]; ok {
+		t.Error("StartLimitBurst set with no start limit")
+	}
+	// Without steps, neither 254-only property is sent (252 refuses them).
+	props, err = properties(Spec{Name: "n", Path: "/bin/true", Restart: RestartAlways}, User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = propMap(t, props)
+	for _, name := range []string{"RestartSteps", "RestartMaxDelayUSec"} {
+		if _, ok := m[name]; ok {
+			t.Errorf("%s sent without RestartSteps", name)
+		}
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"252.38-1~deb12u1", 252},
+		{"254", 254},
+		{"v257.1", 257},
+		{" 255.4-1ubuntu8 ", 255},
+		{"", 0},
+		{"systemd", 0},
+		{"0", 0},
+		{"-1", 0},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseVersion(tc.in)
+			if got != tc.want || (err != nil) != (tc.want == 0) {
+				t.Fatalf("ParseVersion(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+			}
+		})
 	}
 }

@@ -54,6 +54,9 @@ const (
 	SubStopSIGTERM SubState = "stop-sigterm"
 	SubFailed      SubState = "failed"
 	SubAutoRestart SubState = "auto-restart"
+	// SubAutoRestartQueued (systemd ≥ 254) follows auto-restart once the
+	// restart job is queued; NRestarts already counts that restart.
+	SubAutoRestartQueued SubState = "auto-restart-queued"
 )
 
 // ServiceResult is a service's Result property: why it last stopped or failed.
@@ -118,7 +121,16 @@ type Status struct {
 	ExecMainCode   int
 	ExecMainStatus int
 
-	ActiveEnter   time.Time // ActiveEnterTimestamp; zero if never active
+	ActiveEnter time.Time // ActiveEnterTimestamp; zero if never active
+	// StateChange is StateChangeTimestamp: when ActiveState or SubState last
+	// changed (for Restarting: when the wait for the restart began).
+	StateChange time.Time
+	// RestartNext is RestartUSecNext (systemd ≥ 254; 0 on older managers):
+	// the delay of the next automatic restart, which grows with NRestarts
+	// under RestartSteps=.
+	RestartNext time.Duration
+	// RestartSteps is RestartSteps= (systemd ≥ 254; 0 = a fixed delay).
+	RestartSteps  int
 	ExecMainStart time.Time // ExecMainStartTimestamp; zero if never started
 
 	// ExecStart is the argv of the unit's first ExecStart= command (argv[0]
@@ -275,7 +287,8 @@ func exitStatusName(status int) string {
 
 // derive sets the fields that are computed from others. It is idempotent.
 //
-// Restarting: activating/auto-restart. systemd 252 passes through failed
+// Restarting: activating/auto-restart (or auto-restart-queued, systemd ≥ 254,
+// between the queueing of the restart job and its start). systemd 252 passes through failed
 // (crash) or inactive (restart job) on the way, in the same event-loop turn:
 // a GetAll never sees those, and a Watch settles over them.
 //
@@ -285,7 +298,7 @@ func exitStatusName(status int) string {
 // that has restarted before, was stopped by the start limit: its Result is
 // reported as start-limit-hit.
 func derive(s *Status) {
-	s.Restarting = s.ActiveState == ActiveActivating && s.SubState == SubAutoRestart
+	s.Restarting = s.ActiveState == ActiveActivating && (s.SubState == SubAutoRestart || s.SubState == SubAutoRestartQueued)
 	if s.ActiveState == ActiveFailed && s.Result != ResultStartLimitHit && s.NRestarts > 0 &&
 		restartApplies(s.Restart, s.Result) {
 		s.Result = ResultStartLimitHit
@@ -318,6 +331,7 @@ var knownProps = []string{
 	"Id", "LoadState", "ActiveState", "SubState",
 	"Result", "Restart", "RestartUSec", "MainPID", "NRestarts", "ExecMainCode", "ExecMainStatus",
 	"ActiveEnterTimestamp", "ExecMainStartTimestamp", "ExecStart",
+	"StateChangeTimestamp", "RestartUSecNext", "RestartSteps",
 }
 
 // lookup returns the value of one property of a GetAll result, and whether
@@ -422,6 +436,12 @@ func applyProp(st *Status, name string, v any) (known bool, err error) {
 		return true, setTimestamp(&st.ActiveEnter, name, v)
 	case "ExecMainStartTimestamp":
 		return true, setTimestamp(&st.ExecMainStart, name, v)
+	case "StateChangeTimestamp":
+		return true, setTimestamp(&st.StateChange, name, v)
+	case "RestartUSecNext":
+		return true, setDuration(&st.RestartNext, name, v)
+	case "RestartSteps":
+		return true, setUint32(&st.RestartSteps, name, v)
 	case "ExecStart":
 		if v == nil {
 			return true, typeError(name, "a(sasbttttuii)", v)

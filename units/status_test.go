@@ -30,6 +30,9 @@ func fixture() map[string]any {
 		"ExecMainStatus":         int32(0),
 		"ActiveEnterTimestamp":   usecT0,
 		"ExecMainStartTimestamp": usecT0 - 1000,
+		"StateChangeTimestamp":   usecT0 + 500,
+		"RestartUSecNext":        uint64(3800),
+		"RestartSteps":           uint32(15),
 		"ExecStart": [][]any{{"/bin/web", []string{"/bin/web", "-p", "80"}, false,
 			uint64(0), uint64(0), uint64(0), uint64(0), uint32(4242), int32(0), int32(0)}},
 	}
@@ -47,6 +50,9 @@ func TestDecodeStatus(t *testing.T) {
 		MainPID: 4242, NRestarts: 2,
 		ActiveEnter:   time.UnixMicro(int64(usecT0)),
 		ExecMainStart: time.UnixMicro(int64(usecT0 - 1000)),
+		StateChange:   time.UnixMicro(int64(usecT0 + 500)),
+		RestartNext:   3800 * time.Microsecond,
+		RestartSteps:  15,
 		ExecStart:     []string{"/bin/web", "-p", "80"},
 	}
 	if fmt.Sprint(st) != fmt.Sprint(want) {
@@ -145,6 +151,8 @@ func TestDerive(t *testing.T) {
 		{"running", Status{ActiveState: ActiveActive, SubState: SubRunning, Result: ResultSuccess}, false, ResultSuccess},
 		{"auto-restart", Status{ActiveState: ActiveActivating, SubState: SubAutoRestart, Result: ResultSignal,
 			Restart: RestartOnFailure, NRestarts: 1}, true, ResultSignal},
+		{"auto-restart-queued (254)", Status{ActiveState: ActiveActivating, SubState: SubAutoRestartQueued,
+			Restart: RestartAlways, NRestarts: 2}, true, ""},
 		{"starting", Status{ActiveState: ActiveActivating, SubState: SubStart}, false, ""},
 		{"failed, no restart policy", Status{ActiveState: ActiveFailed, SubState: SubFailed, Result: ResultExitCode,
 			Restart: RestartNo}, false, ResultExitCode},

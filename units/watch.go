@@ -988,6 +988,7 @@ func sameStatus(a, b Status) bool {
 		a.Restart == b.Restart && a.RestartSec == b.RestartSec && a.MainPID == b.MainPID &&
 		a.NRestarts == b.NRestarts && a.ExecMainCode == b.ExecMainCode && a.ExecMainStatus == b.ExecMainStatus &&
 		a.ActiveEnter.Equal(b.ActiveEnter) && a.ExecMainStart.Equal(b.ExecMainStart) &&
+		a.StateChange.Equal(b.StateChange) && a.RestartNext == b.RestartNext && a.RestartSteps == b.RestartSteps &&
 		slices.Equal(a.ExecStart, b.ExecStart) && a.Restarting == b.Restarting
 }
 

@@ -159,12 +159,16 @@ while True:
 '`, fifo, port))
 }
 
+// The tests below pin the daemon's own backoff (--restart-backoff daemon),
+// so they check it on every systemd version; restart_native_e2e_test.go
+// covers systemd's (≥ 254).
+
 // A service killed 30 times, 0.3 s after each start, is never given up on:
 // the delays grow (0, 100ms, 200ms, …) up to the cap, and it answers after.
 // Then, once it has run for the reset period, a crash is restarted by
 // systemd at once, without the daemon's backoff.
 func TestCrashLoopKeepsRestartingWithBackoff(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvWith(t, "--restart-backoff", "daemon")
 	st := newStarts(t, e.dir)
 	port := unassignedPort(t)
 	bin := e.echoServer(st.path, port)
@@ -262,7 +266,7 @@ func TestCrashLoopKeepsRestartingWithBackoff(t *testing.T) {
 // --max-restarts 3: three restarts, then socketley gives up and says so;
 // socketley start tries again at once.
 func TestMaxRestartsGivesUp(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvWith(t, "--restart-backoff", "daemon")
 	st := newStarts(t, e.dir)
 	bin := e.failing(st, 7)
 	// The first run waits at its gate until add has returned: add sees it started.
@@ -291,7 +295,7 @@ func TestMaxRestartsGivesUp(t *testing.T) {
 // A daemon killed -9 in the middle of a backoff keeps the schedule: the
 // next start comes at the persisted time, not at once and not never.
 func TestBackoffSurvivesDaemonKill(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvWith(t, "--restart-backoff", "daemon")
 	st := newStarts(t, e.dir)
 	bin := e.failing(st, 1)
 	e.ok("add", bin, "--name", "sched", "-s", "--restart-max-delay", "3s")

@@ -18,6 +18,7 @@ import (
 func (a *app) daemonCmd() *cobra.Command {
 	var stateDir, logLevel, group string
 	var tick time.Duration
+	var backoff string
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the socketley daemon in the foreground",
@@ -60,14 +61,15 @@ any managed unit.`,
 				scope = units.User
 			}
 			m, err := manager.New(manager.Config{
-				Mode:        mode,
-				Socket:      paths.DaemonSocket(a.socket, mode),
-				StateDir:    stateDir,
-				SocketGroup: group,
-				Dial:        manager.UnitsDialer(scope),
-				Tick:        tick,
-				Version:     version.Info(),
-				Logger:      newLogger(a.stdio.Err, level),
+				Mode:           mode,
+				Socket:         paths.DaemonSocket(a.socket, mode),
+				StateDir:       stateDir,
+				SocketGroup:    group,
+				Dial:           manager.UnitsDialer(scope),
+				Tick:           tick,
+				RestartBackoff: backoff,
+				Version:        version.Info(),
+				Logger:         newLogger(a.stdio.Err, level),
 			})
 			if err != nil {
 				return usageErr("daemon: %v", err)
@@ -83,6 +85,8 @@ any managed unit.`,
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&group, "group", "socketley", "system mode: group whose members may use the control socket")
 	fl.DurationVar(&tick, "tick", manager.DefaultTick, "health-check interval")
+	fl.StringVar(&backoff, "restart-backoff", manager.BackoffAuto,
+		"who delays the restarts of a crash-looping runtime: auto (systemd's RestartSteps= on systemd ≥ 254, else the daemon), systemd or daemon (docs/restart-policy.md)")
 	return cmd
 }
 
