@@ -99,7 +99,7 @@ systemd_next() {
 	fi
 	eval "$next"
 	export SDH_SYSTEMD SDH_SYSTEMD_LIBDIR
-	gotest systemd-next -run 'TestNative|TestCrash|TestMaxRestarts|TestBackoff|TestLifecycle|TestRestart|TestWatch|TestFailedStart|TestDaemonRestart|TestHealthRestarts' \
+	gotest systemd-next -run 'TestNative|TestCrash|TestMaxRestarts|TestBackoff|TestLifecycle|TestRestart|TestWatch|TestFailedStart|TestDaemonRestart|TestHealthRestarts|TestListAndFill' \
 		./cmd/socketley ./units
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,24 @@ var privateProps = [...][2]string{
 	{serviceIface, "MainPID"}, {serviceIface, "NRestarts"},
 	{serviceIface, "ExecMainCode"}, {serviceIface, "ExecMainStatus"},
 	{serviceIface, "ExecMainStartTimestamp"}, {serviceIface, "ExecStart"},
-	{unitIface, "ActiveEnterTimestamp"},
+	{unitIface, "ActiveEnterTimestamp"}, {unitIface, "StateChangeTimestamp"},
+}
+
+// nativeProps are read too from a manager of NativeBackoffVersion or later
+// (older ones answer UnknownProperty, which would send every unit to the
+// slower read over the bus).
+var nativeProps = [...][2]string{
+	{serviceIface, "RestartSteps"}, {serviceIface, "RestartUSecNext"},
+}
+
+// privatePropsFor returns the properties a private fill reads from a
+// manager of the given major version (0: unknown, the older set).
+func privatePropsFor(version int) [][2]string {
+	props := privateProps[:]
+	if version >= NativeBackoffVersion {
+		props = append(slices.Clone(props), nativeProps[:]...)
+	}
+	return props
 }
 
 // privateInFlight bounds the calls a private fill keeps pending (there is no
@@ -141,10 +159,9 @@ func (c *bufferedConn) flush() error {
 }
 
 // readPrivate reads the listed units (loaded socketley units) over conn: the
-// states from the listing, the other properties with Properties.Get calls,
-// pipelined. It returns the units that were read, and the names of those
+// states from the listing, props with Properties.Get calls, pipelined. It returns the units that were read, and the names of those
 // that could not be (to be read over the bus).
-func readPrivate(ctx context.Context, conn *godbus.Conn, bc *bufferedConn, rows []listedUnit) ([]Status, []string) {
+func readPrivate(ctx context.Context, conn *godbus.Conn, bc *bufferedConn, rows []listedUnit, props [][2]string) ([]Status, []string) {
 	sts := make([]Status, len(rows))
 	bad := make([]bool, len(rows))
 	index := make(map[godbus.ObjectPath]int, len(rows))
@@ -169,11 +186,11 @@ func readPrivate(ctx context.Context, conn *godbus.Conn, bc *bufferedConn, rows 
 			bad[i] = true
 		}
 	}
-	total := len(rows) * len(privateProps)
+	total := len(rows) * len(props)
 	ch := make(chan *godbus.Call, min(privateInFlight, total))
 	for sent, recv := 0, 0; recv < total; {
 		for sent < total && sent-recv < cap(ch) {
-			i, p := sent/len(privateProps), privateProps[sent%len(privateProps)]
+			i, p := sent/len(props), props[sent%len(props)]
 			conn.Object(busName, rows[i].Path).GoWithContext(ctx, propertiesIface+".Get", 0, ch, p[0], p[1])
 			sent++
 		}

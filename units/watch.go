@@ -221,7 +221,9 @@ func (w *Watch) start(ctx context.Context, private string) error {
 	// the match rules: a later change of owner is a NameOwnerChanged in the
 	// queue.
 	ownerCall := w.bus.BusObject().GoWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, ch, busName)
-	for range len(calls) + 2 {
+	// The manager's version: which properties a private fill can read.
+	verCall := w.bus.Object(busName, managerPath).GoWithContext(ctx, propertiesIface+".Get", 0, ch, managerIface, "Version")
+	for range len(calls) + 3 {
 		<-ch
 	}
 	for i, c := range calls {
@@ -240,7 +242,13 @@ func (w *Watch) start(ctx context.Context, private string) error {
 	if pidCall.Store(&pid) != nil || noPrivateFill.Load() {
 		private = ""
 	}
-	if err := w.fill(ctx, private, pid); err != nil {
+	var version int
+	var v godbus.Variant
+	if verCall.Store(&v) == nil {
+		s, _ := v.Value().(string)
+		version, _ = ParseVersion(s)
+	}
+	if err := w.fill(ctx, private, pid, version); err != nil {
 		return err
 	}
 	w.publish()
@@ -252,7 +260,7 @@ func (w *Watch) start(ctx context.Context, private string) error {
 // at private, if it can be reached and is the same systemd; over the bus
 // (pipelined GetAll) otherwise, and for the units the private socket could
 // not read. Errors reading some units are joined, the others are cached.
-func (w *Watch) fill(ctx context.Context, private string, pid uint32) error {
+func (w *Watch) fill(ctx context.Context, private string, pid uint32, version int) error {
 	rows, seq, err := w.listLoaded(ctx, unitPattern)
 	if err != nil {
 		return err
@@ -262,7 +270,7 @@ func (w *Watch) fill(ctx context.Context, private string, pid uint32) error {
 		names[i], _ = RuntimeName(u.Name)
 	}
 	if private != "" && len(rows) > 0 {
-		names = w.fillPrivate(ctx, private, pid, rows, seq)
+		names = w.fillPrivate(ctx, private, pid, rows, seq, privatePropsFor(version))
 	}
 	if err := w.readUnits(ctx, names); err != nil {
 		return fmt.Errorf("fill: %w", err)
@@ -274,7 +282,7 @@ func (w *Watch) fill(ctx context.Context, private string, pid uint32) error {
 // connections for many units: decoding the replies, not systemd, is what
 // takes time, and each connection decodes on a goroutine of its own. It
 // returns the names of the units it could not read.
-func (w *Watch) fillPrivate(ctx context.Context, private string, pid uint32, rows []listedUnit, seq godbus.Sequence) []string {
+func (w *Watch) fillPrivate(ctx context.Context, private string, pid uint32, rows []listedUnit, seq godbus.Sequence, props [][2]string) []string {
 	parts := [][]listedUnit{rows}
 	if len(rows) >= 2*privateInFlight {
 		parts = [][]listedUnit{rows[:len(rows)/2], rows[len(rows)/2:]}
@@ -293,7 +301,7 @@ func (w *Watch) fillPrivate(ctx context.Context, private string, pid uint32, row
 				results[i].err = err
 				return
 			}
-			results[i].sts, results[i].missing = readPrivate(ctx, conn, bc, part)
+			results[i].sts, results[i].missing = readPrivate(ctx, conn, bc, part, props)
 			conn.Close()
 		})
 	}
