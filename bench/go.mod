@@ -3,13 +3,14 @@ module github.com/socketley/socketley/bench
 go 1.26.0
 
 require (
+	github.com/panjf2000/gnet/v2 v2.9.7
 	github.com/socketley/socketley v0.0.0
 	golang.org/x/sys v0.50.0
 )
 
 require (
+	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
 	github.com/panjf2000/ants/v2 v2.11.3 // indirect
-	github.com/panjf2000/gnet/v2 v2.9.7 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.0 // indirect
