@@ -63,9 +63,20 @@
 // same API with a goroutine per connection. Server.Engine reports which one
 // runs.
 //
-// Because the io_uring listeners use SO_REUSEPORT, another process of the
-// same user that also sets SO_REUSEPORT can bind the same port and share its
-// connections; the net engine's listener does not allow that.
+// # Port in use
+//
+// New fails with an error matching syscall.EADDRINUSE when something
+// already listens on the port, on both engines, including another server of
+// this package (another copy of the program). The io_uring engine gives
+// each loop its own SO_REUSEPORT listener so that the kernel spreads
+// connections over the loops; it first claims the port with a probe socket
+// bound without SO_REUSEPORT, which the kernel refuses while anything
+// listens there. Two copies started at the very same instant can both get
+// past the probe, and a foreign program of the same user that sets
+// SO_REUSEPORT itself can still join the io_uring engine's listeners (not
+// the net engine's). WithReusePort asks for sharing: without the probe, on
+// both engines, so copies of the program that all set it serve one port
+// together.
 //
 // # Socket activation
 //

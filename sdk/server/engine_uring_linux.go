@@ -111,7 +111,7 @@ func newURingEngine(s *Server, addr string, inherited *os.File) (engine, net.Add
 		}
 		return &uringEngine{srv: s, fds: fds}, sockaddrToTCP(sa), nil
 	}
-	fds, bound, err := listenReusePort(addr, s.cfg.loops)
+	fds, bound, err := listenLoops(addr, s.cfg.loops, s.cfg.reusePort)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -91,8 +91,9 @@ type Server struct {
 }
 
 // New creates a server listening on addr (host:port, e.g. ":7070" or
-// "127.0.0.1:0"; see Port). The listening socket is bound here, so a port
-// in use or a bad address is reported by New, and Addr is valid on return;
+// "127.0.0.1:0"; see PortAddr). The listening socket is bound here, so a port
+// in use (an error matching syscall.EADDRINUSE, on both engines, unless
+// WithReusePort) or a bad address is reported by New, and Addr is valid on return;
 // connections are accepted only once Run is called. Release a server that
 // never runs with Shutdown.
 //
