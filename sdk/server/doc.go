@@ -35,6 +35,23 @@
 // Server.Broadcast are safe from any goroutine. Do not call Shutdown from a
 // callback and wait for it: it waits for the callbacks to return.
 //
+// # Per-connection data
+//
+// Conn.Set stores a value under a key for the life of the connection, and
+// the generic Value reads it back with its type: n, _ := Value[int](c, "count")
+// gives 0 and false for a key never set instead of the panic that
+// c.Get("count").(int) would raise.
+//
+// # Logging and panics
+//
+// Connection-level events (a message over the limit, a slow consumer, a
+// recovered panic, a failed attach, an engine fallback) are logged to the
+// WithLogger logger, or to slog.Default() without one. A panic in a
+// callback is recovered: it is logged at Error level with its stack, the
+// connection whose callback panicked is closed at once, and the server
+// serves every other connection on. WithoutPanicRecovery lets it crash the
+// process instead.
+//
 // # Sending and backpressure
 //
 // Send copies the message into the connection's queue and returns at

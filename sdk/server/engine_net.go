@@ -140,7 +140,8 @@ func (e *netEngine) reader(c *Conn) {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) && !raw && !c.stopped.Load() {
-				if last := c.n.split.rest(); last != nil {
+				if last := c.n.split.rest(); last != nil && !e.srv.cfg.dropUnterm {
+					c.unterm.Store(true)
 					e.h.message(c, last)
 				}
 			}
