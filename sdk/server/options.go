@@ -210,5 +210,7 @@ func WithoutGOMAXPROCSAdjust() Option { return func(c *config) { c.keepProcs = t
 // (IORING_FEAT_MIN_TIMEOUT); older kernels and the net engine ignore it.
 func WithBatchWait(d time.Duration) Option { return func(c *config) { c.batchWait = d } }
 
-// Port returns the listen address ":port" for New.
-func Port(port int) string { return ":" + strconv.Itoa(port) }
+// PortAddr returns the listen address ":port" (every address, IPv6 and
+// IPv4) for New. It builds an address; Server.Port returns the port a
+// server is bound to.
+func PortAddr(port int) string { return ":" + strconv.Itoa(port) }
