@@ -4,7 +4,7 @@
 //
 // # Example
 //
-//	srv, err := server.New(":7070")
+//	srv, err := server.New(server.PortAddr(7070)) // ":7070"
 //	if err != nil {
 //		return err // bad address, port in use, ...
 //	}
@@ -117,4 +117,19 @@
 // attach is logged and the server keeps serving (the daemon's health check
 // still probes the port); WithAttachRequired makes it fatal and
 // WithoutAttach turns the attach off.
+//
+// Run does not attach a process that is not managed (started by hand, or by
+// another supervisor). Such a program attaches itself, after New so that
+// the port is known, and detaches once Run has returned:
+//
+//	if !sdk.Managed() {
+//		if err := sdk.Attach("kv", sdk.TypeServer, srv.Port()); err != nil {
+//			log.Printf("not attached: %v", err) // no daemon: serve anyway
+//		} else {
+//			defer sdk.Detach()
+//		}
+//	}
+//	return srv.Run(ctx)
+//
+// docs/sdk.md in the socketley repository walks through a complete service.
 package server
