@@ -62,6 +62,10 @@ func TestKVServer(t *testing.T) {
 		t.Fatalf("daemon got %q, want %q", got, want)
 	}
 	a, b := p.dial(), p.dial()
+	// A reply means the server has accepted b: a broadcast reaches only
+	// connections already accepted.
+	b.send("GET color")
+	b.expect("NIL")
 	a.send("SET color blue")
 	a.expect("OK")
 	b.expect("* set color")
