@@ -135,21 +135,20 @@ func WithEngine(e Engine) Option { return func(c *config) { c.engine = e } }
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
 // WithLoops sets the number of io_uring event loops, each on its own locked
-// OS thread (default GOMAXPROCS). The loops share one listening socket, or
-// have one SO_REUSEPORT socket each under WithReusePort. The net engine
-// ignores it.
+// OS thread with its own SO_REUSEPORT listener (default GOMAXPROCS); see
+// "Port in use" in the package documentation for how the port is kept from
+// other processes. The net engine ignores it.
 func WithLoops(n int) Option { return func(c *config) { c.loops = n } }
 
-// WithReusePort lets the port be shared: the listening sockets are bound
-// with SO_REUSEPORT, so other sockets of the same user that also set it
-// (another copy of this program, say) can bind the same port, and the
-// kernel spreads new connections over all of them by a hash of the peer's
-// address. The io_uring engine then gives each loop its own listener, which
-// spreads connections evenly over the loops. Without it (the default) New
-// fails with an error that matches syscall.EADDRINUSE when anything listens
-// on the port, on both engines, and nothing can join the server's port
-// later. Only use it when every process on the port serves the same data,
-// or for a hand-over between an old and a new process.
+// WithReusePort lets the port be shared with other processes: New does not
+// first claim the port with a probe socket (io_uring engine), and the net
+// engine's listener gets SO_REUSEPORT too (on Linux), so copies of the
+// program that all set it bind the same port, and the kernel spreads new
+// connections over all of them by a hash of the peer's address. Without it
+// (the default) New fails with an error matching syscall.EADDRINUSE when
+// anything listens on the port, on both engines. Use it only when every
+// process on the port serves the same data, or for a hand-over between an
+// old and a new process.
 func WithReusePort() Option { return func(c *config) { c.reusePort = true } }
 
 // WithoutPanicRecovery lets a panic in a callback crash the process, as an
