@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	for _, ex := range []string{"echo-service", "chat-server", "counter-server"} {
+	for _, ex := range []string{"echo-service", "chat-server", "counter-server", "kv-server"} {
 		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, ex), "./"+ex).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "go build ./%s: %v\n%s", ex, err, out)
 			os.Exit(2)
@@ -57,6 +57,12 @@ func TestMain(m *testing.M) {
 // variables, and a daemon socket that does not exist.
 func start(t *testing.T, dir string) *proc {
 	t.Helper()
+	return startWith(t, dir, filepath.Join(t.TempDir(), "no-daemon.sock"))
+}
+
+// startWith is start with the daemon socket given.
+func startWith(t *testing.T, dir, socket string) *proc {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, dir), "-port", "0")
 	var env []string
 	for _, kv := range os.Environ() {
@@ -64,7 +70,7 @@ func start(t *testing.T, dir string) *proc {
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = append(env, "SOCKETLEY_SOCKET="+filepath.Join(t.TempDir(), "no-daemon.sock"))
+	cmd.Env = append(env, "SOCKETLEY_SOCKET="+socket)
 	p := &proc{t: t, cmd: cmd, stderr: &testenv.LogBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,7 +35,6 @@ type attachState struct {
 	mu       sync.Mutex
 	name     string
 	socket   string
-	stopSig  func()
 	attached bool
 }
 
@@ -47,17 +45,24 @@ var current attachState
 // Attach reports this process to the daemon as a runtime of type typ
 // (server, client, proxy, cache) listening on port. It is AttachContext with a
 // background context, so it retries for DefaultAttachWait (see AttachContext).
+// It installs no signal handler; call Detach when the program stops serving.
 func Attach(name, typ string, port int) error {
 	return AttachContext(context.Background(), name, typ, port)
 }
 
 // AttachContext reports this process to the daemon. When SOCKETLEY_NAME is
 // set it overrides name; when SOCKETLEY_MANAGED is set the attach is sent as
-// a managed (re-)attach of that unit. An unmanaged attach is undone by Detach,
-// and automatically on SIGINT/SIGTERM (the signal is then re-raised with its
-// default action unless the program handles the signal itself). Go cannot run
-// code at a normal exit, so a program that attaches unmanaged should also
-// `defer sdk.Detach()` in main. Errors wrap ErrUnreachable or ErrRefused and say why.
+// a managed (re-)attach of that unit. Errors wrap ErrUnreachable or
+// ErrRefused and say why.
+//
+// Attaching has no process-wide side effect: it installs no signal handler
+// and never re-raises a signal, so a program's own SIGTERM handling (say
+// signal.NotifyContext followed by a graceful shutdown) works as written.
+// An unmanaged attach is undone by Detach, which the program calls itself
+// when it stops serving, typically `defer sdk.Detach()` in main or right
+// after its server returns. A program that exits without Detach is not
+// harmed: the daemon notices that the attached pid is gone. A managed
+// process needs no Detach (the unit is the entry).
 //
 // A daemon that is not there yet (its socket is missing or refuses the
 // connection: the daemon is starting, restarting or being upgraded) is
@@ -95,9 +100,6 @@ func AttachContext(ctx context.Context, name, typ string, port int) error {
 	if !managed {
 		current.mu.Lock()
 		current.name, current.socket, current.attached = name, c.Socket(), true
-		if current.stopSig == nil {
-			current.stopSig = detachOnSignal()
-		}
 		current.mu.Unlock()
 	}
 	return nil
@@ -173,26 +175,4 @@ func DetachContext(ctx context.Context) error {
 		return fmt.Errorf("detach %s: %w", name, &ReplyError{Code: code, Message: strings.TrimSpace(text)})
 	}
 	return nil
-}
-
-// detachOnSignal detaches on SIGINT/SIGTERM, then re-raises the signal with
-// its default disposition so the process still terminates as it would have.
-func detachOnSignal() func() {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case sig := <-ch:
-			_ = Detach()
-			// Stop only our channel: a handler the program installed itself keeps
-			// working; without one the default action (terminate) is restored.
-			signal.Stop(ch)
-			if s, ok := sig.(syscall.Signal); ok {
-				_ = syscall.Kill(os.Getpid(), s)
-			}
-		case <-done:
-		}
-	}()
-	return func() { signal.Stop(ch); close(done) }
 }

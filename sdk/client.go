@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,9 +26,22 @@ type VersionInfo = wire.VersionInfo
 // Duration is a time.Duration that encodes as "1.5s" in JSON.
 type Duration = wire.Duration
 
-// DefaultTimeout bounds one request when the context has no deadline. It
-// matches the 5 s receive timeout of the C++ clients.
-const DefaultTimeout = 5 * time.Second
+// Request deadlines used when the context has none.
+const (
+	// DefaultTimeout bounds one request when the context has no deadline,
+	// except the requests that stop runtimes or wait for them (see
+	// DefaultStopTimeout). It matches the 5 s receive timeout of the C++
+	// clients.
+	DefaultTimeout = 5 * time.Second
+	// DefaultStopTimeout bounds Stop, Restart and Remove when the context
+	// has no deadline; Add, Start and Restart with StartOptions.Wait get
+	// StartOptions.Timeout on top. A stop waits for the runtime's own stop
+	// timeout (10 s unless it was added with another, up to 5 min) after
+	// SIGTERM, then SIGKILLs it, and the daemon bounds the whole stop by
+	// twice that plus 10 s: with this deadline the client never gives up
+	// on a stop the daemon is still carrying out, as a 5 s one would.
+	DefaultStopTimeout = 15 * time.Minute
+)
 
 // Client talks to one socketley daemon. The zero value is not usable; create
 // one with NewClient. A Client is safe for concurrent use: each request uses
@@ -65,7 +79,9 @@ func (c *Client) Line(ctx context.Context, line string) (int, string, error) {
 }
 
 // Do sends a JSON request and decodes the JSON result. A non-zero reply code
-// becomes a *ReplyError (errors.Is ErrRefused or ErrDaemon).
+// becomes a *ReplyError (errors.Is ErrRefused or ErrDaemon). Without a
+// deadline in ctx the request is bounded by DefaultTimeout, or by
+// DefaultStopTimeout (plus the wait) for the commands that stop or wait.
 func (c *Client) Do(ctx context.Context, req wire.Request) (*wire.Result, error) {
 	if req.Version == "" {
 		req.Version = c.Version
@@ -74,7 +90,7 @@ func (c *Client) Do(ctx context.Context, req wire.Request) (*wire.Result, error)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}
-	code, payload, err := c.roundTrip(ctx, append(b, '\n'))
+	code, payload, err := c.roundTripWithin(ctx, requestTimeout(req), append(b, '\n'))
 	if err != nil {
 		return nil, err
 	}
@@ -96,13 +112,19 @@ func (c *Client) Do(ctx context.Context, req wire.Request) (*wire.Result, error)
 }
 
 func (c *Client) roundTrip(ctx context.Context, req []byte) (int, []byte, error) {
+	return c.roundTripWithin(ctx, DefaultTimeout, req)
+}
+
+// roundTripWithin sends req and reads the reply, within d when ctx has no
+// deadline.
+func (c *Client) roundTripWithin(ctx context.Context, d time.Duration, req []byte) (int, []byte, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.socket)
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, "unix", c.socket)
 	if err != nil {
 		return 0, nil, &UnreachableError{Socket: c.socket, Err: err}
 	}
@@ -125,8 +147,33 @@ func (c *Client) roundTrip(ctx context.Context, req []byte) (int, []byte, error)
 	return int(code), payload, nil
 }
 
-func (c *Client) names(ctx context.Context, cmd string, names []string, wait bool, timeout time.Duration) ([]Runtime, error) {
-	res, err := c.Do(ctx, wire.Request{Cmd: cmd, Names: names, Wait: wait, Timeout: wire.Duration(timeout)})
+// requestTimeout is the deadline of req when the caller's context has none.
+func requestTimeout(req wire.Request) time.Duration {
+	d := DefaultTimeout
+	switch req.Cmd {
+	case wire.CmdStop, wire.CmdRestart, wire.CmdRemove:
+		d = DefaultStopTimeout
+	}
+	if req.Wait {
+		// The daemon waits up to 10 s when no timeout is given.
+		d += max(time.Duration(req.Timeout), 10*time.Second)
+	}
+	return d
+}
+
+// StartOptions says whether Add, Start and Restart wait for the runtimes to
+// run. The zero value returns as soon as the daemon has asked systemd to
+// start them.
+type StartOptions struct {
+	// Wait makes the call return only once the runtimes are running (and
+	// attached, for those added with ExpectAttach), or fail with the reason.
+	Wait bool
+	// Timeout bounds Wait; zero means the daemon's default (10 s).
+	Timeout time.Duration
+}
+
+func (c *Client) names(ctx context.Context, cmd string, names []string, o StartOptions) ([]Runtime, error) {
+	res, err := c.Do(ctx, wire.Request{Cmd: cmd, Names: names, Wait: o.Wait, Timeout: wire.Duration(o.Timeout)})
 	if err != nil {
 		return nil, err
 	}
@@ -135,23 +182,36 @@ func (c *Client) names(ctx context.Context, cmd string, names []string, wait boo
 
 // List returns every runtime, sorted by name (ls).
 func (c *Client) List(ctx context.Context) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdList, nil, false, 0)
+	return c.names(ctx, wire.CmdList, nil, StartOptions{})
 }
 
 // PS returns the runtimes that are running (ps).
 func (c *Client) PS(ctx context.Context) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdPS, nil, false, 0)
+	return c.names(ctx, wire.CmdPS, nil, StartOptions{})
 }
 
 // Show returns the runtimes matching names (names or glob patterns).
 func (c *Client) Show(ctx context.Context, names ...string) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdShow, names, false, 0)
+	return c.names(ctx, wire.CmdShow, names, StartOptions{})
 }
 
-// Add registers a managed runtime (and starts it when spec.Start is set).
-// With wait, it returns once the runtime is running, or fails with the reason.
-func (c *Client) Add(ctx context.Context, spec AddSpec, wait bool, timeout time.Duration) (Runtime, error) {
-	res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &spec, Wait: wait, Timeout: wire.Duration(timeout)})
+// Add registers a managed runtime, and starts it when spec.Start is set;
+// with o.Wait it returns once the runtime is running, or fails with the
+// reason. A relative spec.Path or spec.WorkDir is resolved against this
+// process's working directory (the daemon, which runs elsewhere, needs
+// absolute paths).
+func (c *Client) Add(ctx context.Context, spec AddSpec, o StartOptions) (Runtime, error) {
+	for _, p := range []*string{&spec.Path, &spec.WorkDir} {
+		if *p == "" || filepath.IsAbs(*p) {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return Runtime{}, fmt.Errorf("add %s: resolve %s: %w", spec.Name, *p, err)
+		}
+		*p = abs
+	}
+	res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &spec, Wait: o.Wait, Timeout: wire.Duration(o.Timeout)})
 	if err != nil {
 		return Runtime{}, err
 	}
@@ -161,24 +221,30 @@ func (c *Client) Add(ctx context.Context, spec AddSpec, wait bool, timeout time.
 	return res.Runtimes[0], nil
 }
 
-// Start starts the runtimes matching names; with wait, it returns once they run.
-func (c *Client) Start(ctx context.Context, wait bool, timeout time.Duration, names ...string) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdStart, names, wait, timeout)
+// Start starts the runtimes matching names; with o.Wait it returns once
+// they run.
+func (c *Client) Start(ctx context.Context, o StartOptions, names ...string) ([]Runtime, error) {
+	return c.names(ctx, wire.CmdStart, names, o)
 }
 
-// Stop stops the runtimes matching names and returns once their units are inactive.
+// Stop stops the runtimes matching names and returns once their units are
+// inactive: after SIGTERM, a runtime gets its stop timeout (10 s by
+// default) before SIGKILL. Without a deadline in ctx the request is bounded
+// by DefaultStopTimeout, which outlasts any stop the daemon allows.
 func (c *Client) Stop(ctx context.Context, names ...string) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdStop, names, false, 0)
+	return c.names(ctx, wire.CmdStop, names, StartOptions{})
 }
 
-// Restart stops, waits for, then starts the runtimes matching names.
-func (c *Client) Restart(ctx context.Context, wait bool, timeout time.Duration, names ...string) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdRestart, names, wait, timeout)
+// Restart stops, waits for, then starts the runtimes matching names; with
+// o.Wait it returns once they run again. Its deadline is as for Stop, plus
+// the wait.
+func (c *Client) Restart(ctx context.Context, o StartOptions, names ...string) ([]Runtime, error) {
+	return c.names(ctx, wire.CmdRestart, names, o)
 }
 
-// Remove stops and forgets the runtimes matching names.
+// Remove stops and forgets the runtimes matching names (deadline as for Stop).
 func (c *Client) Remove(ctx context.Context, names ...string) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdRemove, names, false, 0)
+	return c.names(ctx, wire.CmdRemove, names, StartOptions{})
 }
 
 // DaemonVersion returns the daemon's build information.

@@ -2,7 +2,7 @@
 // wrapper (github.com/socketley/socketley/sdk/server): every line a client
 // sends is broadcast to every *other* connected client, exactly once, as
 // "[NICK] line". Clients are called user-ID until they send "/nick NAME";
-// the nickname is per-connection data (Conn.Set/Get).
+// the nickname is per-connection data (Conn.Set, server.Value).
 //
 // Build and run it standalone (default port 7072, or -port / $PORT):
 //
@@ -58,7 +58,7 @@ func envPort(def int) int {
 
 // nick returns the connection's nickname (per-connection data).
 func nick(c *server.Conn) string {
-	if n, ok := c.Get("nick").(string); ok {
+	if n, ok := server.Value[string](c, "nick"); ok {
 		return n
 	}
 	return "user-" + strconv.FormatUint(c.ID(), 10)
@@ -69,7 +69,7 @@ func run(port int, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	srv, err := server.New(server.Port(port), server.WithLogger(log))
+	srv, err := server.New(server.PortAddr(port), server.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func run(port int, log *slog.Logger) error {
 	})
 	srv.OnMessage(func(c *server.Conn, msg []byte) {
 		line := strings.TrimRight(string(msg), "\r") // a copy: msg is reused after we return
-		if c.Get("said") == nil {
+		if said, _ := server.Value[bool](c, "said"); !said {
 			c.Set("said", true)
 			log.Info("client active", "nick", nick(c), "remote", c.RemoteAddr(), "online", srv.NumConns())
 		}
@@ -105,7 +105,7 @@ func run(port int, log *slog.Logger) error {
 		srv.Broadcast(fmt.Appendf(nil, "[%s] %s", nick(c), line), c)
 	})
 	srv.OnDisconnect(func(c *server.Conn) {
-		if c.Get("said") != nil {
+		if said, _ := server.Value[bool](c, "said"); said {
 			log.Info("client gone", "nick", nick(c))
 		}
 	})

@@ -1,6 +1,6 @@
 // Command counter-server replies to every line with a per-connection counter:
 // "[counter] #N: <line>". The counter lives in the connection's private data
-// (Conn.Set/Get of the socketley SDK server wrapper), so it starts at #1 on
+// (Conn.Set and server.Value of the socketley SDK server wrapper), so it starts at #1 on
 // every new connection and, since nothing is persisted, after every restart
 // of the service.
 //
@@ -57,16 +57,15 @@ func run(port int, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	srv, err := server.New(server.Port(port), server.WithLogger(log))
+	srv, err := server.New(server.PortAddr(port), server.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	srv.OnConnect(func(c *server.Conn) {
-		c.Set("count", 0)
-	})
 	srv.OnMessage(func(c *server.Conn, msg []byte) {
 		// Callbacks of one connection never run concurrently: no lock needed.
-		n := c.Get("count").(int) + 1
+		// Value gives 0 for a counter never set, never a panic.
+		n, _ := server.Value[int](c, "count")
+		n++
 		c.Set("count", n)
 		if n == 1 {
 			log.Info("new counter", "conn", c.ID(), "remote", c.RemoteAddr())
@@ -75,7 +74,7 @@ func run(port int, log *slog.Logger) error {
 	})
 	srv.OnDisconnect(func(c *server.Conn) {
 		// Silent connections are port checks: not worth a log line.
-		if n := c.Get("count").(int); n > 0 {
+		if n, _ := server.Value[int](c, "count"); n > 0 {
 			log.Info("counter closed", "conn", c.ID(), "final", n)
 		}
 	})

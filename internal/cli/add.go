@@ -82,7 +82,7 @@ program literally: systemd expands no $VAR in them.`,
 			}
 			ctx, cancel := f.wait.ctx(cmd.Context())
 			defer cancel()
-			r, err := a.client().Add(ctx, spec, f.wait.wait, f.wait.timeout)
+			r, err := a.client().Add(ctx, spec, sdk.StartOptions{Wait: f.wait.wait, Timeout: f.wait.timeout})
 			if err != nil {
 				return err
 			}

@@ -64,7 +64,7 @@ func (a *app) startCmd() *cobra.Command {
 	return a.namesCmd("start", "Start runtimes",
 		"Start the named runtimes (names or glob patterns such as 'web-*'). A runtime that is already running is left alone.",
 		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
-			rts, err := c.Start(ctx, w.wait, w.timeout, names...)
+			rts, err := c.Start(ctx, sdk.StartOptions{Wait: w.wait, Timeout: w.timeout}, names...)
 			for _, r := range rts {
 				fmt.Fprintf(a.stdio.Out, "%s: %s (pid %d)\n", format.Escape(r.Name), format.Escape(r.Status), r.PID)
 			}
@@ -92,7 +92,7 @@ func (a *app) restartCmd() *cobra.Command {
 	return a.namesCmd("restart", "Stop, wait, then start runtimes",
 		"Stop each runtime, wait until its processes are gone (SIGKILL after its stop timeout), then start it again: the old and the new process never overlap.",
 		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
-			rts, err := c.Restart(ctx, w.wait, w.timeout, names...)
+			rts, err := c.Restart(ctx, sdk.StartOptions{Wait: w.wait, Timeout: w.timeout}, names...)
 			for _, r := range rts {
 				fmt.Fprintf(a.stdio.Out, "%s: %s (pid %d)\n", format.Escape(r.Name), format.Escape(r.Status), r.PID)
 			}

@@ -17,6 +17,9 @@ type Conn struct {
 	// stopped is set once the connection starts closing; no message is
 	// delivered after it.
 	stopped atomic.Bool
+	// unterm is set before the final message of a stream that ended
+	// without '\n' is delivered.
+	unterm atomic.Bool
 
 	mu sync.Mutex // guards the fields below
 	// pending holds bytes accepted by Send and not yet taken by the
@@ -43,6 +46,14 @@ func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // Server returns the server the connection belongs to.
 func (c *Conn) Server() *Server { return c.srv }
+
+// Unterminated reports whether the message being delivered to OnMessage
+// is the final bytes of a stream that the peer ended without a '\n' (Lines
+// framing): a peer that wrote a last line without its newline, or one that
+// died in the middle of a line. It stays true afterwards (no message follows
+// it), so OnDisconnect can ask too. WithDropUnterminated drops such bytes
+// instead.
+func (c *Conn) Unterminated() bool { return c.unterm.Load() }
 
 // Send queues a copy of msg for the peer and returns without waiting for the
 // write; in Lines framing a '\n' is appended. Messages to one connection are
@@ -195,6 +206,18 @@ func (c *Conn) Get(key string) any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.values[key]
+}
+
+// Value returns the value stored under key by Conn.Set when it has type T,
+// and whether it has: a key never set, or set to a value of another type,
+// gives T's zero value and false, never a panic. With it a per-connection
+// counter needs no type assertion:
+//
+//	n, _ := server.Value[int](c, "count")
+//	c.Set("count", n+1)
+func Value[T any](c *Conn, key string) (T, bool) {
+	v, ok := c.Get(key).(T)
+	return v, ok
 }
 
 // Delete removes key from the connection's private data.

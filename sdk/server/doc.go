@@ -4,7 +4,7 @@
 //
 // # Example
 //
-//	srv, err := server.New(":7070")
+//	srv, err := server.New(server.PortAddr(7070)) // ":7070"
 //	if err != nil {
 //		return err // bad address, port in use, ...
 //	}
@@ -35,6 +35,23 @@
 // Server.Broadcast are safe from any goroutine. Do not call Shutdown from a
 // callback and wait for it: it waits for the callbacks to return.
 //
+// # Per-connection data
+//
+// Conn.Set stores a value under a key for the life of the connection, and
+// the generic Value reads it back with its type: n, _ := Value[int](c, "count")
+// gives 0 and false for a key never set instead of the panic that
+// c.Get("count").(int) would raise.
+//
+// # Logging and panics
+//
+// Connection-level events (a message over the limit, a slow consumer, a
+// recovered panic, a failed attach, an engine fallback) are logged to the
+// WithLogger logger, or to slog.Default() without one. A panic in a
+// callback is recovered: it is logged at Error level with its stack, the
+// connection whose callback panicked is closed at once, and the server
+// serves every other connection on. WithoutPanicRecovery lets it crash the
+// process instead.
+//
 // # Sending and backpressure
 //
 // Send copies the message into the connection's queue and returns at
@@ -63,9 +80,20 @@
 // same API with a goroutine per connection. Server.Engine reports which one
 // runs.
 //
-// Because the io_uring listeners use SO_REUSEPORT, another process of the
-// same user that also sets SO_REUSEPORT can bind the same port and share its
-// connections; the net engine's listener does not allow that.
+// # Port in use
+//
+// New fails with an error matching syscall.EADDRINUSE when something
+// already listens on the port, on both engines, including another server of
+// this package (another copy of the program). The io_uring engine gives
+// each loop its own SO_REUSEPORT listener so that the kernel spreads
+// connections over the loops; it first claims the port with a probe socket
+// bound without SO_REUSEPORT, which the kernel refuses while anything
+// listens there. Two copies started at the very same instant can both get
+// past the probe, and a foreign program of the same user that sets
+// SO_REUSEPORT itself can still join the io_uring engine's listeners (not
+// the net engine's). WithReusePort asks for sharing: without the probe, on
+// both engines, so copies of the program that all set it serve one port
+// together.
 //
 // # Socket activation
 //
@@ -89,4 +117,19 @@
 // attach is logged and the server keeps serving (the daemon's health check
 // still probes the port); WithAttachRequired makes it fatal and
 // WithoutAttach turns the attach off.
+//
+// Run does not attach a process that is not managed (started by hand, or by
+// another supervisor). Such a program attaches itself, after New so that
+// the port is known, and detaches once Run has returned:
+//
+//	if !sdk.Managed() {
+//		if err := sdk.Attach("kv", sdk.TypeServer, srv.Port()); err != nil {
+//			log.Printf("not attached: %v", err) // no daemon: serve anyway
+//		} else {
+//			defer sdk.Detach()
+//		}
+//	}
+//	return srv.Run(ctx)
+//
+// docs/sdk.md in the socketley repository walks through a complete service.
 package server

@@ -39,7 +39,7 @@ type netConn struct {
 // newNetEngine listens on addr, or takes over lns when there are any.
 func newNetEngine(s *Server, addr string, lns []net.Listener) (engine, net.Addr, error) {
 	if len(lns) == 0 {
-		ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
+		ln, err := listenConfig(s.cfg.reusePort).Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			return nil, nil, fmt.Errorf("listen %s: %w", addr, err)
 		}
@@ -140,7 +140,8 @@ func (e *netEngine) reader(c *Conn) {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) && !raw && !c.stopped.Load() {
-				if last := c.n.split.rest(); last != nil {
+				if last := c.n.split.rest(); last != nil && !e.srv.cfg.dropUnterm {
+					c.unterm.Store(true)
 					e.h.message(c, last)
 				}
 			}

@@ -17,3 +17,7 @@ func newURingEngine(s *Server, addr string, inherited *os.File) (engine, net.Add
 }
 
 var _ engine = (*netEngine)(nil)
+
+// listenConfig returns the net engine's listen configuration. SO_REUSEPORT
+// is set only on Linux; elsewhere WithReusePort has no effect.
+func listenConfig(share bool) *net.ListenConfig { return &net.ListenConfig{} }

@@ -111,7 +111,7 @@ func newURingEngine(s *Server, addr string, inherited *os.File) (engine, net.Add
 		}
 		return &uringEngine{srv: s, fds: fds}, sockaddrToTCP(sa), nil
 	}
-	fds, bound, err := listenReusePort(addr, s.cfg.loops)
+	fds, bound, err := listenLoops(addr, s.cfg.loops, s.cfg.reusePort)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -662,7 +662,8 @@ func (l *loop) onRecv(c *Conn, cqe *uring.CQE) {
 		// End of stream: deliver a final unterminated line, flush what is
 		// queued, then close.
 		if c.u.state == connOpen && !c.stopped.Load() && l.srv.cfg.framing == Lines {
-			if last := c.u.split.rest(); last != nil {
+			if last := c.u.split.rest(); last != nil && !l.srv.cfg.dropUnterm {
+				c.unterm.Store(true)
 				l.h.message(c, last)
 			}
 		}

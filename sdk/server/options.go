@@ -15,7 +15,8 @@ type Framing int
 const (
 	// Lines delivers newline-delimited messages with the '\n' removed (a
 	// '\r' before it is kept), and Send appends '\n' to every message. A
-	// final message without '\n' is delivered when the peer ends the stream.
+	// final message without '\n' is delivered when the peer ends the stream,
+	// with Conn.Unterminated true (WithDropUnterminated drops it instead).
 	// This is the default.
 	Lines Framing = iota
 	// Raw delivers bytes as they arrive, in chunks of whatever size the
@@ -79,6 +80,9 @@ type config struct {
 	keepProcs       bool
 	batchWait       time.Duration
 	noActivation    bool
+	reusePort       bool
+	noRecover       bool
+	dropUnterm      bool
 	// sqEntries is the SQ size of each ring (tests shrink it to exercise
 	// the full-queue path).
 	sqEntries uint32
@@ -125,14 +129,41 @@ func WithMaxQueue(n int) Option { return func(c *config) { c.maxQueue = n } }
 func WithEngine(e Engine) Option { return func(c *config) { c.engine = e } }
 
 // WithLogger sets the logger for connection-level events (oversize message,
-// slow consumer, attach failure, engine fallback). nil discards them, which
-// is the default.
+// slow consumer, recovered panic, attach failure, engine fallback). Without
+// it, or with nil, they go to slog.Default() as it is when New is called. To
+// discard them, pass slog.New(slog.DiscardHandler).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
 // WithLoops sets the number of io_uring event loops, each on its own locked
-// OS thread with its own SO_REUSEPORT listener (default GOMAXPROCS). The net
-// engine ignores it.
+// OS thread with its own SO_REUSEPORT listener (default GOMAXPROCS); see
+// "Port in use" in the package documentation for how the port is kept from
+// other processes. The net engine ignores it.
 func WithLoops(n int) Option { return func(c *config) { c.loops = n } }
+
+// WithReusePort lets the port be shared with other processes: New does not
+// first claim the port with a probe socket (io_uring engine), and the net
+// engine's listener gets SO_REUSEPORT too (on Linux), so copies of the
+// program that all set it bind the same port, and the kernel spreads new
+// connections over all of them by a hash of the peer's address. Without it
+// (the default) New fails with an error matching syscall.EADDRINUSE when
+// anything listens on the port, on both engines. Use it only when every
+// process on the port serves the same data, or for a hand-over between an
+// old and a new process.
+func WithReusePort() Option { return func(c *config) { c.reusePort = true } }
+
+// WithoutPanicRecovery lets a panic in a callback crash the process, as an
+// unrecovered panic in any goroutine does. By default the server recovers
+// it: the panic is logged at Error level with its stack, the connection
+// whose callback panicked is closed at once (what is still queued for it is
+// dropped, and OnDisconnect runs as for any close), and every other
+// connection is served on. A panic in OnDisconnect is logged the same way.
+func WithoutPanicRecovery() Option { return func(c *config) { c.noRecover = true } }
+
+// WithDropUnterminated drops, in Lines framing, the final bytes of a stream
+// that the peer ended without a '\n' (a peer that died mid-line, say),
+// instead of delivering them to OnMessage as a last message; Conn.Unterminated
+// tells the two apart when they are delivered. Raw framing ignores it.
+func WithDropUnterminated() Option { return func(c *config) { c.dropUnterm = true } }
 
 // WithAttach sets the name reported to the socketley daemon when the
 // process runs as a managed unit (default: the program's base name;
@@ -178,5 +209,7 @@ func WithoutGOMAXPROCSAdjust() Option { return func(c *config) { c.keepProcs = t
 // (IORING_FEAT_MIN_TIMEOUT); older kernels and the net engine ignore it.
 func WithBatchWait(d time.Duration) Option { return func(c *config) { c.batchWait = d } }
 
-// Port returns the listen address ":port" for New.
-func Port(port int) string { return ":" + strconv.Itoa(port) }
+// PortAddr returns the listen address ":port" (every address, IPv6 and
+// IPv4) for New. It builds an address; Server.Port returns the port a
+// server is bound to.
+func PortAddr(port int) string { return ":" + strconv.Itoa(port) }

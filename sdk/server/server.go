@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -91,8 +92,9 @@ type Server struct {
 }
 
 // New creates a server listening on addr (host:port, e.g. ":7070" or
-// "127.0.0.1:0"; see Port). The listening socket is bound here, so a port
-// in use or a bad address is reported by New, and Addr is valid on return;
+// "127.0.0.1:0"; see PortAddr). The listening socket is bound here, so a port
+// in use (an error matching syscall.EADDRINUSE, on both engines, unless
+// WithReusePort) or a bad address is reported by New, and Addr is valid on return;
 // connections are accepted only once Run is called. Release a server that
 // never runs with Shutdown.
 //
@@ -138,7 +140,7 @@ func New(addr string, opts ...Option) (*Server, error) {
 	}
 	log := cfg.log
 	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		log = slog.Default()
 	}
 	s := &Server{
 		cfg:       cfg,
@@ -341,6 +343,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if h.disconnect == nil {
 		h.disconnect = func(*Conn) {}
 	}
+	if !s.cfg.noRecover {
+		h = s.guard(h)
+	}
 	err := s.eng.start(h)
 	if err != nil && s.cfg.engine == EngineAuto && s.eng.name() == EngineURing {
 		s.log.Warn("io_uring setup failed, using the net engine", "err", err)
@@ -400,6 +405,38 @@ func (s *Server) Run(ctx context.Context) error {
 			return runErr
 		}
 	}
+}
+
+// guard wraps the callbacks so that a panic in one is recovered, logged
+// with its stack, and closes that connection; see WithoutPanicRecovery.
+func (s *Server) guard(h handlers) handlers {
+	connect, message, disconnect := h.connect, h.message, h.disconnect
+	return handlers{
+		connect: func(c *Conn) {
+			defer s.recoverCallback(c, "OnConnect")
+			connect(c)
+		},
+		message: func(c *Conn, msg []byte) {
+			defer s.recoverCallback(c, "OnMessage")
+			message(c, msg)
+		},
+		disconnect: func(c *Conn) {
+			defer s.recoverCallback(c, "OnDisconnect")
+			disconnect(c)
+		},
+	}
+}
+
+// recoverCallback, deferred around a callback, recovers its panic, logs it
+// with the stack and closes c at once (a no-op after OnDisconnect).
+func (s *Server) recoverCallback(c *Conn, callback string) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	s.log.Error("panic in "+callback+" callback, closing the connection",
+		"conn", c.id, "remote", addrString(c.remote), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	c.abortNow()
 }
 
 func (s *Server) attach(ctx context.Context) error {

@@ -767,3 +767,53 @@ func TestFlowControl(t *testing.T) {
 		}
 	})
 }
+
+// TestPortInUseBySDKServer: a second New on the port of a running server
+// fails on both engines, whatever engine the first one runs, unless both
+// ask for sharing with WithReusePort.
+func TestPortInUseBySDKServer(t *testing.T) {
+	allEngines(t, func(t *testing.T, first Engine) {
+		s := serve(t, first, echo)
+		addr := s.Addr().String()
+		for _, second := range []Engine{EngineURing, EngineNet} {
+			t.Run("second "+string(second), func(t *testing.T) {
+				if second == EngineURing {
+					requireURing(t)
+				}
+				s2, err := New(addr, WithEngine(second))
+				if err == nil {
+					s2.Shutdown(context.Background())
+					t.Fatalf("second New(%q) with %s on a port served by %s: got no error", addr, second, first)
+				}
+				if !errors.Is(err, syscall.EADDRINUSE) {
+					t.Fatalf("second New(%q): got %v, want EADDRINUSE", addr, err)
+				}
+			})
+		}
+		c := dial(t, s)
+		c.send(t, "still mine")
+		if got := c.line(t); got != "still mine" {
+			t.Fatalf("first server after the refused binds: got %q", got)
+		}
+	})
+}
+
+// TestReusePortShares: with WithReusePort on both sides, a second server
+// binds the port of a running one, and both serve it.
+func TestReusePortShares(t *testing.T) {
+	allEngines(t, func(t *testing.T, eng Engine) {
+		s := serve(t, eng, echo, WithReusePort(), WithLoops(2))
+		s2, err := New(s.Addr().String(), WithEngine(eng), WithReusePort())
+		if err != nil {
+			t.Fatalf("second New with WithReusePort: %v", err)
+		}
+		if err := s2.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		c := dial(t, s)
+		c.send(t, "shared")
+		if got := c.line(t); got != "shared" {
+			t.Fatalf("got %q", got)
+		}
+	})
+}
