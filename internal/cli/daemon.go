@@ -86,7 +86,7 @@ any managed unit.`,
 	fl.StringVar(&group, "group", "socketley", "system mode: group whose members may use the control socket")
 	fl.DurationVar(&tick, "tick", manager.DefaultTick, "health-check interval")
 	fl.StringVar(&backoff, "restart-backoff", manager.BackoffAuto,
-		"who delays the restarts of a crash-looping runtime: auto (systemd's RestartSteps= on systemd ≥ 254, else the daemon), systemd or daemon (docs/restart-policy.md)")
+		"who delays the restarts of a crash-looping runtime: auto (systemd's RestartSteps= on systemd 254 or later, else the daemon), systemd or daemon (docs/restart-policy.md)")
 	return cmd
 }
 
