@@ -125,6 +125,8 @@ install-all: install man ## install binary, units, sysusers.d, man pages and com
 	sed 's|/usr/bin/socketley|$(PREFIX)/bin/socketley|' packaging/systemd/socketley.service >$(DESTDIR)$(INSTALL_UNITDIR)/socketley.service
 	sed 's|/usr/bin/socketley|$(PREFIX)/bin/socketley|' packaging/systemd/user/socketley.service >$(DESTDIR)$(INSTALL_USERUNITDIR)/socketley.service
 	chmod 0644 $(DESTDIR)$(INSTALL_UNITDIR)/socketley.service $(DESTDIR)$(INSTALL_USERUNITDIR)/socketley.service
+	install -m 0644 packaging/systemd/socketley.socket $(DESTDIR)$(INSTALL_UNITDIR)/socketley.socket
+	install -m 0644 packaging/systemd/user/socketley.socket $(DESTDIR)$(INSTALL_USERUNITDIR)/socketley.socket
 	install -m 0644 packaging/sysusers.d/socketley.conf $(DESTDIR)$(INSTALL_SYSUSERSDIR)/socketley.conf
 	install -m 0644 dist/man/*.1 $(DESTDIR)$(INSTALL_SHAREDIR)/man/man1/
 	install -m 0644 dist/completions/socketley.bash $(DESTDIR)$(INSTALL_SHAREDIR)/bash-completion/completions/socketley
@@ -133,6 +135,7 @@ install-all: install man ## install binary, units, sysusers.d, man pages and com
 
 uninstall-all: ## remove what install-all installed (stop and disable the service first)
 	rm -f $(DESTDIR)$(PREFIX)/bin/socketley $(DESTDIR)$(INSTALL_UNITDIR)/socketley.service \
+		$(DESTDIR)$(INSTALL_UNITDIR)/socketley.socket $(DESTDIR)$(INSTALL_USERUNITDIR)/socketley.socket \
 		$(DESTDIR)$(INSTALL_USERUNITDIR)/socketley.service $(DESTDIR)$(INSTALL_SYSUSERSDIR)/socketley.conf \
 		$(DESTDIR)$(INSTALL_SHAREDIR)/man/man1/socketley.1 $(DESTDIR)$(INSTALL_SHAREDIR)/man/man1/socketley-*.1 \
 		$(DESTDIR)$(INSTALL_SHAREDIR)/bash-completion/completions/socketley \

@@ -42,6 +42,8 @@ PT_USER=sktest-pkg     # test user (created and deleted here)
 PT_NAME=pkgtest        # managed runtime name
 STATE=/var/tmp/socketley-package-test.state
 UNIT_SRC=/lib/systemd/system/socketley.service
+SOCKET_SRC=/lib/systemd/system/socketley.socket
+WANTS_SOCKET=/etc/systemd/system/sockets.target.wants/socketley.socket
 
 PASSED=0
 ok() {
@@ -69,7 +71,7 @@ left_behind() {
 	while IFS= read -r f; do
 		if [[ -e $f || -L $f ]]; then echo "$f"; fi
 	done <"$PT_DIR/new.paths"
-	for f in /var/lib/socketley /run/socketley /etc/systemd/system/multi-user.target.wants/socketley.service; do
+	for f in /var/lib/socketley /run/socketley /etc/systemd/system/multi-user.target.wants/socketley.service "$WANTS_SOCKET"; do
 		if [[ -e $f || -L $f ]]; then echo "$f"; fi
 	done
 }
@@ -87,6 +89,26 @@ deb_present() {
 	local st
 	st=$(dpkg-query -W -f '${db:Status-Status}' socketley 2>/dev/null) || return 1
 	[[ -n $st && $st != not-installed ]]
+}
+# hammer_start CMD... : run CMD over and over in the background (until hammer_stop), counting
+# the runs and the failures; hammer_stop sets HAMMER_RUNS and HAMMER_FAILS
+hammer_start() {
+	rm -f "$PT_DIR/hammer.stop" "$PT_DIR/hammer.errs"
+	(
+		n=0 f=0
+		while [[ ! -e $PT_DIR/hammer.stop ]]; do
+			n=$((n + 1))
+			"$@" >/dev/null 2>"$PT_DIR/hammer.err" || { f=$((f + 1)); cat "$PT_DIR/hammer.err" >>"$PT_DIR/hammer.errs"; }
+		done
+		echo "$n $f" >"$PT_DIR/hammer.out"
+	) &
+	HAMMER=$!
+}
+hammer_stop() {
+	touch "$PT_DIR/hammer.stop"
+	wait "$HAMMER"
+	read -r HAMMER_RUNS HAMMER_FAILS <"$PT_DIR/hammer.out"
+	if ((HAMMER_FAILS > 0)); then sed 's/^/     | /' "$PT_DIR/hammer.errs" | head -5; fi
 }
 has_all() { # has_all LISTFILE PATH... : every PATH is a line of LISTFILE
 	local p rc=0
@@ -108,6 +130,7 @@ inside() {
 	wait_until 15 systemctl is-active --quiet socketley.service || true
 	check "systemctl is-active socketley (Type=notify, started with the boot target)" \
 		systemctl is-active --quiet socketley.service
+	check "socketley.socket is active (listening, started with sockets.target)" systemctl is-active --quiet socketley.socket
 	check "socket /run/socketley/socketley.sock is 0660 root:socketley" \
 		test "$(stat -c '%F %a %U:%G' /run/socketley/socketley.sock 2>&1)" = "socket 660 root:socketley"
 	check "state directory /var/lib/socketley exists (StateDirectory=)" test -d /var/lib/socketley
@@ -136,6 +159,10 @@ inside() {
 	systemctl stop socketley.service || bad "systemctl stop socketley"
 	check "stop: daemon inactive, socketley-$PT_NAME still running with PID $pid" \
 		test "$(systemctl is-active socketley.service)" != active -a "$(unit_pid "socketley-$PT_NAME.service")" = "$pid"
+	check "stop: socketley.socket keeps listening" systemctl is-active --quiet socketley.socket
+	out=$("${sk[@]}" ls 2>&1) || bad "socketley ls while the daemon is stopped: $out"
+	check "socket activation: ls while the daemon is stopped started it and was answered" \
+		sh -c 'systemctl is-active --quiet socketley.service && printf "%s\n" "$2" | grep -q "$1"' _ "$PT_NAME" "$out"
 	systemctl start socketley.service || bad "systemctl start socketley"
 	check "start: daemon active again, socketley-$PT_NAME kept PID $pid" \
 		test "$(systemctl is-active socketley.service)" = active -a "$(unit_pid "socketley-$PT_NAME.service")" = "$pid"
@@ -148,7 +175,11 @@ inside() {
 	check "crash: socketley-$PT_NAME kept its PID $pid" test "$(unit_pid "socketley-$PT_NAME.service")" = "$pid"
 
 	dpid=$(unit_pid socketley.service)
+	hammer_start "${sk[@]}" ls
 	systemctl restart socketley.service || bad "systemctl restart socketley"
+	systemctl restart socketley.service || bad "systemctl restart socketley"
+	hammer_stop
+	check "restart x2 under a loop of socketley ls: $HAMMER_RUNS runs, $HAMMER_FAILS failed (none refused)" test "$HAMMER_FAILS" = 0
 	check "daemon restarted (pid $dpid -> $(unit_pid socketley.service)) and active" \
 		test "$(systemctl is-active socketley.service)" = active -a "$(unit_pid socketley.service)" != "$dpid"
 	check "restart: socketley-$PT_NAME kept its PID $pid" \
@@ -158,7 +189,14 @@ inside() {
 
 	section "upgrade: dpkg -i of the higher version while systemd runs"
 	dpid=$(unit_pid socketley.service)
-	out=$(dpkg -i "$PT_UPGRADE_DEB" 2>&1) || bad "dpkg -i (upgrade): $out"
+	local sockt
+	sockt=$(systemctl show -p ActiveEnterTimestampMonotonic --value socketley.socket)
+	hammer_start "${sk[@]}" ls
+	out=$(dpkg -i "$PT_UPGRADE_DEB" 2>&1) || { hammer_stop; bad "dpkg -i (upgrade): $out"; }
+	hammer_stop
+	check "upgrade under a loop of socketley ls: $HAMMER_RUNS runs, $HAMMER_FAILS failed (none refused)" test "$HAMMER_FAILS" = 0
+	check "upgrade: socketley.socket was not restarted (its socket never closed)" \
+		test "$(systemctl show -p ActiveEnterTimestampMonotonic --value socketley.socket)" = "$sockt" -a "$(systemctl is-active socketley.socket)" = active
 	printf '%s\n' "$out" | sed 's/^/     | /'
 	check "upgrade: dpkg reports version $PT_NEW_VERSION" \
 		test "$(dpkg-query -W -f '${Version}' socketley)" = "$PT_NEW_VERSION"
@@ -175,13 +213,15 @@ inside() {
 
 	section "dpkg -r (remove, not purge) and reinstall while systemd runs"
 	out=$(dpkg -r socketley 2>&1) || bad "dpkg -r: $out"
-	check "remove: daemon stopped, socketley-$PT_NAME still running with PID $pid" \
-		test "$(systemctl is-active socketley.service)" != active -a "$(unit_pid "socketley-$PT_NAME.service")" = "$pid"
+	check "remove: daemon and socketley.socket stopped, socketley-$PT_NAME still running with PID $pid" \
+		test "$(systemctl is-active socketley.service)" != active -a "$(systemctl is-active socketley.socket)" != active -a \
+		"$(unit_pid "socketley-$PT_NAME.service")" = "$pid"
 	check "remove: registry and enablement link kept" \
 		test -f /var/lib/socketley/registry.json -a -L /etc/systemd/system/multi-user.target.wants/socketley.service
 	out=$(dpkg -i "$PT_UPGRADE_DEB" 2>&1) || bad "dpkg -i (reinstall): $out"
 	wait_until 10 systemctl is-active --quiet socketley.service || true
-	check "reinstall: the daemon runs again" systemctl is-active --quiet socketley.service
+	check "reinstall: the daemon and socketley.socket run again" \
+		sh -c 'systemctl is-active --quiet socketley.service && systemctl is-active --quiet socketley.socket'
 	out=$("${sk[@]}" ls 2>&1) || bad "socketley ls after reinstall: $out"
 	check "reinstall: $PT_NAME still registered and running" grep -q "$PT_NAME .*running" <<<"$out"
 	check "reinstall: socketley-$PT_NAME kept its PID $pid" test "$(unit_pid "socketley-$PT_NAME.service")" = "$pid"
@@ -193,8 +233,8 @@ inside() {
 		sh -c "! systemctl is-active --quiet socketley-$PT_NAME.service"
 	out=$(dpkg --purge socketley 2>&1) || bad "dpkg --purge: $out"
 	printf '%s\n' "$out" | sed 's/^/     | /'
-	check "purge: socketley.service is stopped and unloaded" \
-		sh -c '! systemctl is-active --quiet socketley.service && test "$(systemctl show -p LoadState --value socketley.service)" != loaded'
+	check "purge: socketley.service and socketley.socket are stopped and unloaded" \
+		sh -c 'for u in socketley.service socketley.socket; do ! systemctl is-active --quiet $u && test "$(systemctl show -p LoadState --value $u)" != loaded || exit 1; done'
 	check "purge: /run/socketley and /var/lib/socketley are gone" test ! -e /run/socketley -a ! -e /var/lib/socketley
 	check "purge: dpkg left no file, directory or link of the package behind" nothing_left "dpkg --purge"
 
@@ -206,15 +246,16 @@ inside() {
 	out=$("${rpm[@]}" -i "$PT_RPM" 2>&1) || bad "rpm -i: $out"
 	check "rpm -i (systemd running): /usr/bin/socketley installed, daemon not started (RPM convention)" \
 		test -x /usr/bin/socketley -a "$(systemctl is-active socketley.service)" != active
-	check "rpm -i: %post applied the preset (enablement link created)" \
-		test -L /etc/systemd/system/multi-user.target.wants/socketley.service
+	check "rpm -i: %post applied the preset (enablement links of the service and the socket)" \
+		test -L /etc/systemd/system/multi-user.target.wants/socketley.service -a -L "$WANTS_SOCKET"
 	systemctl start socketley.service || bad "systemctl start socketley (rpm)"
 	check "rpm: systemctl start socketley -> active" systemctl is-active --quiet socketley.service
 	out=$(socketley --system add "$PT_DIR/ex/$PT_NAME.sh" --name "$PT_NAME-rpm" -s 2>&1) || bad "socketley add (rpm): $out"
 	pid=$(unit_pid "socketley-$PT_NAME-rpm.service")
 	out=$("${rpm[@]}" -e socketley 2>&1) || bad "rpm -e: $out"
-	check "rpm -e: %preun stopped and disabled the daemon" \
-		test "$(systemctl is-active socketley.service)" != active -a ! -e /etc/systemd/system/multi-user.target.wants/socketley.service
+	check "rpm -e: %preun stopped and disabled the daemon and its socket" \
+		test "$(systemctl is-active socketley.service)" != active -a "$(systemctl is-active socketley.socket)" != active -a \
+		! -e /etc/systemd/system/multi-user.target.wants/socketley.service -a ! -e "$WANTS_SOCKET"
 	check "rpm -e: the managed socketley-$PT_NAME-rpm keeps running (PID $pid)" \
 		test "$(unit_pid "socketley-$PT_NAME-rpm.service")" = "$pid" -a "$pid" != 0
 	systemctl stop "socketley-$PT_NAME-rpm.service"
@@ -236,6 +277,7 @@ inside_user() {
 	unit_pid() { systemctl --user show -p MainPID --value "$1"; }
 	wait_until 15 systemctl --user is-active --quiet socketley.service || true
 	check "user unit: systemctl --user is-active socketley" systemctl --user is-active --quiet socketley.service
+	check "user unit: socketley.socket is active" systemctl --user is-active --quiet socketley.socket
 	check "user unit: socket \$XDG_RUNTIME_DIR/socketley/socketley.sock is 0600" \
 		test "$(stat -c '%F %a' "$XDG_RUNTIME_DIR/socketley/socketley.sock" 2>&1)" = "socket 600"
 	out=$("${sk[@]}" add "$PT_DIR/ex/$PT_NAME.sh" --name "$PT_NAME" -s 2>&1) || bad "user unit: socketley --user add -s: $out"
@@ -249,6 +291,10 @@ inside_user() {
 		"$(unit_pid "socketley-$PT_NAME.service")" = "$pid"
 	out=$("${sk[@]}" ls 2>&1) || bad "user unit: socketley --user ls: $out"
 	check "user unit: the daemon re-adopted $PT_NAME" grep -q "$PT_NAME" <<<"$out"
+	systemctl --user stop socketley.service || bad "systemctl --user stop socketley"
+	out=$("${sk[@]}" ls 2>&1) || bad "user unit: socketley --user ls with the daemon stopped: $out"
+	check "user unit: ls while the daemon is stopped started it through socketley.socket" \
+		sh -c 'systemctl --user is-active --quiet socketley.service && test -n "$1"' _ "$(grep "$PT_NAME" <<<"$out")"
 }
 
 case ${1:-} in
@@ -292,7 +338,7 @@ restore() {
 			{ echo "package-test: warning: dpkg --purge socketley failed; the next run tries again" >&2; clean=; }
 	fi
 	if [[ -n $clean ]]; then
-		rm -f /etc/systemd/system/multi-user.target.wants/socketley.service
+		rm -f /etc/systemd/system/multi-user.target.wants/socketley.service "$WANTS_SOCKET"
 		if [[ -n $created_user ]] && id "$PT_USER" >/dev/null 2>&1; then userdel "$PT_USER"; fi
 		if [[ -n $created_group ]] && getent group socketley >/dev/null; then groupdel socketley; fi
 		if [[ -n $created_state ]]; then rm -rf /var/lib/socketley; fi
@@ -353,13 +399,13 @@ check "upgrade .deb $PT_NEW_VERSION sorts after $OLD_VERSION" dpkg --compare-ver
 
 # ---------------------------------------------------------------- 2. inspect
 section "inspect $(basename "$DEB") and $(basename "$RPM")"
-files=(/usr/bin/socketley /usr/lib/systemd/user/socketley.service /usr/lib/sysusers.d/socketley.conf
+files=(/usr/bin/socketley /usr/lib/systemd/user/socketley.service /usr/lib/systemd/user/socketley.socket /usr/lib/sysusers.d/socketley.conf
 	/usr/share/man/man1/socketley.1.gz /usr/share/man/man1/socketley-daemon.1.gz /usr/share/man/man1/socketley-add.1.gz
 	/usr/share/bash-completion/completions/socketley /usr/share/fish/vendor_completions.d/socketley.fish
 	/usr/share/doc/socketley/README.md)
 dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|; s|/$||' >"$T/deb.list"
 check "deb: file list has binary, units, sysusers, man pages, completions, README, copyright" \
-	has_all "$T/deb.list" "${files[@]}" /lib/systemd/system/socketley.service \
+	has_all "$T/deb.list" "${files[@]}" /lib/systemd/system/socketley.service "$SOCKET_SRC" \
 	/usr/share/zsh/vendor-completions/_socketley /usr/share/doc/socketley/copyright
 check "deb: metadata (Package socketley, Architecture $(dpkg --print-architecture), Version $OLD_VERSION)" \
 	test "$(dpkg-deb -f "$DEB" Package Architecture | tr '\n' ' ')" = "Package: socketley Architecture: $(dpkg --print-architecture) "
@@ -369,7 +415,7 @@ check "deb: postinst, prerm and postrm present and valid sh" \
 check "deb: maintainer scripts never pkill/killall" sh -c '! grep -Eq "pkill|killall" "$1"/postinst "$1"/prerm "$1"/postrm' _ "$T/control"
 rpm -qlp "$RPM" 2>/dev/null >"$T/rpm.list"
 check "rpm -qlp: binary, units, sysusers, man pages, completions, README, license" \
-	has_all "$T/rpm.list" "${files[@]}" /usr/lib/systemd/system/socketley.service \
+	has_all "$T/rpm.list" "${files[@]}" /usr/lib/systemd/system/socketley.service /usr/lib/systemd/system/socketley.socket \
 	/usr/share/zsh/site-functions/_socketley /usr/share/licenses/socketley/LICENSE
 check "rpm: metadata (socketley ${PKGV} release 1, Apache-2.0)" \
 	test "$(rpm -qp --qf '%{NAME} %{VERSION} %{RELEASE} %{LICENSE}' "$RPM" 2>/dev/null)" = "socketley $PKGV 1 Apache-2.0"
@@ -411,9 +457,10 @@ check "dpkg -i without a running systemd: no warning from the maintainer scripts
 check "group socketley exists (sysusers.d)" eval 'getent group socketley >/dev/null'
 check "unit enabled offline (multi-user.target.wants link)" \
 	test "$(readlink /etc/systemd/system/multi-user.target.wants/socketley.service)" = "$UNIT_SRC"
+check "socket unit enabled offline (sockets.target.wants link)" test "$(readlink "$WANTS_SOCKET")" = "$SOCKET_SRC"
 check "offline install started no daemon" test ! -e /run/socketley
 if command -v systemd-analyze >/dev/null; then
-	check "systemd-analyze verify: system unit" sh -c '! SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no "$1" 2>&1 | grep -v "^$" | grep -q .' _ "$UNIT_SRC"
+	check "systemd-analyze verify: system units" sh -c '! SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no "$1" "$2" 2>&1 | grep -v "^$" | grep -q .' _ "$UNIT_SRC" "$SOCKET_SRC"
 fi
 
 # ---------------------------------------------------------------- 4. the system sandbox
@@ -428,13 +475,14 @@ PT_RPM=$RPM
 export PT_DIR=$T PT_USER PT_NAME PT_RPM PT_UPGRADE_DEB PT_NEW_VERSION PT_OLD_BIN_VERSION PT_NEW_BIN_VERSION
 section "user sandbox: systemd --user with /usr/lib/systemd/user/socketley.service"
 rc=0
-scripts/systemd-sandbox.sh --journal --unit /usr/lib/systemd/user/socketley.service --enable socketley.service -- "$SELF" --inside-user || rc=$?
+scripts/systemd-sandbox.sh --journal --unit /usr/lib/systemd/user/socketley.service --unit /usr/lib/systemd/user/socketley.socket \
+	--enable socketley.socket --enable socketley.service -- "$SELF" --inside-user || rc=$?
 [[ -f $T/inside-user.passed ]] && PASSED=$((PASSED + $(<"$T/inside-user.passed")))
 ((rc == 0)) || bad "checks inside the user sandbox (exit $rc)"
 
 section "system sandbox: systemd as PID 1 with $UNIT_SRC"
 rc=0
-scripts/systemd-sandbox.sh --system --journal --unit "$UNIT_SRC" --enable socketley.service -- "$SELF" --inside || rc=$?
+scripts/systemd-sandbox.sh --system --journal --unit "$UNIT_SRC" --unit "$SOCKET_SRC" --enable socketley.socket --enable socketley.service -- "$SELF" --inside || rc=$?
 [[ -f $T/inside.passed ]] && PASSED=$((PASSED + $(<"$T/inside.passed")))
 if ((rc != 0)); then
 	bad "checks inside the system sandbox (exit $rc)"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # socketley .rpm %postun ($1: 0 = erase, 1+ = upgrade). Reload systemd when it
 # runs; on upgrade restart the daemon if it was running (try-restart), which
-# leaves the managed runtimes running. The registry /var/lib/socketley and the
+# leaves the managed runtimes running; socketley.socket keeps listening, so no
+# connection is refused meanwhile. The registry /var/lib/socketley and the
 # group are kept on erase (RPM has no purge; remove them by hand).
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload || :
