@@ -191,18 +191,27 @@ func (m *Manager) Run(ctx context.Context) error {
 	// never changes).
 	m.gate = newBootGate()
 	var wg sync.WaitGroup
-	srvCtx, stopSrv := context.WithCancel(ctx)
-	// Deferred in this order so that on return the server stops first, then
-	// the systemd connection closes, then the socket, then the state lock.
+	// The server's context outlives ctx by the drain (see drainWait).
+	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
+	served := make(chan struct{})
+	// Deferred in this order so that on return the server drains and stops
+	// first, then the systemd connection closes, then the socket, then the
+	// state lock.
 	defer m.disconnect()
 	defer func() {
+		close(m.gate.draining)
 		_ = sock.ln.Close()
+		select {
+		case <-served:
+		case <-time.After(drainWait):
+			m.log.Warn("requests still in flight after the drain; closing them", "wait", drainWait)
+		}
 		stopSrv()
 		wg.Wait()
 		m.heals.Wait()
 	}()
 	wg.Add(1)
-	go func() { defer wg.Done(); m.serve(srvCtx, sock.ln) }()
+	go func() { defer wg.Done(); defer close(served); m.serve(srvCtx, sock.ln) }()
 
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = m.connect(dctx)
@@ -222,7 +231,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	notify("READY=1\nSTATUS=listening")
 
 	wg.Add(1)
-	go func() { defer wg.Done(); m.loop(srvCtx) }()
+	go func() { defer wg.Done(); m.loop(ctx) }()
 	<-ctx.Done()
 	m.log.Info("shutting down; managed units keep running")
 	return nil
@@ -241,10 +250,19 @@ func (m *Manager) count() int {
 type bootGate struct {
 	connected  chan struct{} // closed once systemd is connected and watched
 	reconciled chan struct{} // closed once the boot reconcile has finished
+	draining   chan struct{} // closed when the daemon shuts down
 }
 
 func newBootGate() *bootGate {
-	return &bootGate{connected: make(chan struct{}), reconciled: make(chan struct{})}
+	return &bootGate{connected: make(chan struct{}), reconciled: make(chan struct{}), draining: make(chan struct{})}
+}
+
+// drainChan returns the channel closed at shutdown (nil without a gate).
+func (g *bootGate) drainChan() <-chan struct{} {
+	if g == nil {
+		return nil
+	}
+	return g.draining
 }
 
 // await waits until req may run. version needs nothing; reads and a managed
@@ -265,6 +283,9 @@ func (g *bootGate) await(ctx context.Context, req wire.Request) error {
 		ch = g.connected
 	default:
 		ch = g.reconciled
+	}
+	if closed(ch) {
+		return nil
 	}
 	select {
 	case <-ch:

@@ -45,6 +45,15 @@ const (
 // (a variable for tests).
 var readDeadline = 10 * time.Second
 
+// Shutdown: the daemon stops accepting, gives each open connection drainIdle
+// to send a request, answers requests in flight for up to drainWait, then
+// closes what is left. Connections not yet accepted stay in the socket's
+// backlog for the next daemon (socketley.socket holds it).
+const (
+	drainIdle = 500 * time.Millisecond
+	drainWait = 10 * time.Second
+)
+
 // controlSocket is the daemon's listening control socket.
 type controlSocket struct {
 	ln net.Listener
@@ -378,7 +387,24 @@ func (m *Manager) handleConn(ctx context.Context, c *net.UnixConn, caller Caller
 			return nil
 		}
 	}
+	draining := m.gate.drainChan()
+	if draining != nil {
+		// On shutdown a connection gets drainIdle to send its request (an
+		// accepted client is answered, not reset), then closes after the reply.
+		stopDrain := make(chan struct{})
+		defer close(stopDrain)
+		go func() {
+			select {
+			case <-draining:
+				_ = c.SetReadDeadline(time.Now().Add(drainIdle))
+			case <-stopDrain:
+			}
+		}()
+	}
 	_ = c.SetReadDeadline(time.Now().Add(readDeadline))
+	if closed(draining) {
+		_ = c.SetReadDeadline(time.Now().Add(drainIdle))
+	}
 	for {
 		line, err := wire.ReadLine(r)
 		if err != nil {
@@ -396,10 +422,23 @@ func (m *Manager) handleConn(ctx context.Context, c *net.UnixConn, caller Caller
 		if err := wire.WriteReply(c, code, payload); err != nil {
 			return
 		}
-		if ctx.Err() != nil || kind == slotAttach {
+		if ctx.Err() != nil || kind == slotAttach || closed(draining) {
 			return
 		}
 		_ = c.SetReadDeadline(time.Now().Add(readDeadline))
+	}
+}
+
+// closed reports whether ch is closed (false for nil).
+func closed(ch <-chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
