@@ -426,6 +426,9 @@ func (m *Manager) handleConn(ctx context.Context, c *net.UnixConn, caller Caller
 			return
 		}
 		_ = c.SetReadDeadline(time.Now().Add(readDeadline))
+		if closed(draining) {
+			_ = c.SetReadDeadline(time.Now().Add(drainIdle))
+		}
 	}
 }
 
