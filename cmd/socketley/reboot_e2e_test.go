@@ -83,9 +83,11 @@ func logTime(t *testing.T, log string, i int) time.Time {
 // whose first start exits 1, the Go SDK echo example — are registered; then,
 // repeatedly, the daemon and every runtime unit are stopped (what a reboot
 // does to transient units) and the daemon is started by its socket on the
-// first connection. Each time every runtime must be active and attached
-// within 1 s of the daemon's "daemon ready", with no health restart. The log
-// reports the time from daemon start to all attached.
+// first connection. Each time every runtime must attach with the process
+// the boot started (its restart count unchanged: a refused attach would
+// make it exit and be restarted), stay active, and not be restarted by the
+// health check. The log reports the time from daemon start to all attached
+// (a figure, not a limit: machines differ).
 // SOCKETLEY_REBOOT_RUNTIMES (default 20) and SOCKETLEY_REBOOTS (default 3)
 // size it.
 func TestRebootSocketActivated(t *testing.T) {
@@ -123,6 +125,10 @@ func TestRebootSocketActivated(t *testing.T) {
 
 	var worstAttach, worstAll time.Duration
 	for boot := 1; boot <= reboots; boot++ {
+		restarts := map[string]int{}
+		for _, name := range names {
+			restarts[name] = e.show(name).Restarts
+		}
 		e.stopDaemon(syscall.SIGTERM)
 		if out, err := exec.Command("systemctl", append([]string{"--user", "stop"}, units...)...).CombinedOutput(); err != nil {
 			t.Fatalf("stop the runtime units: %v\n%s", err, out)
@@ -146,11 +152,7 @@ func TestRebootSocketActivated(t *testing.T) {
 		for _, name := range names {
 			m := e.waitLog(0, name+" attached", attachedRE(name))
 			at := logTime(t, e.log.String(), m[0])
-			if d := at.Sub(readyAt); d > time.Second {
-				t.Errorf("boot %d: %s attached %s after daemon ready, want within 1s", boot, name, d)
-			} else if d > worstAttach {
-				worstAttach = d
-			}
+			worstAttach = max(worstAttach, at.Sub(readyAt))
 			if at.After(lastAttach) {
 				lastAttach = at
 			}
@@ -169,6 +171,15 @@ func TestRebootSocketActivated(t *testing.T) {
 		out, err := exec.Command("systemctl", append([]string{"--user", "is-active"}, units...)...).CombinedOutput()
 		if err != nil {
 			t.Errorf("boot %d: not every runtime is active: %v\n%s", boot, err, out)
+		}
+		for _, name := range names {
+			if name == "first-fail" {
+				continue // its first start exits 1 by design
+			}
+			if r := e.show(name); r.Restarts != restarts[name] {
+				t.Errorf("boot %d: %s was restarted (%d restarts, %d before the boot; last exit %q): its attach was refused or it crashed",
+					boot, name, r.Restarts, restarts[name], r.LastExit)
+			}
 		}
 		t.Logf("boot %d: %d runtimes, daemon start -> all attached %s (ready at +%s)", boot, n,
 			all.Round(time.Millisecond), readyAt.Sub(startAt).Round(time.Millisecond))
