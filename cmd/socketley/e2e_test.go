@@ -342,15 +342,15 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"add", "."}, "is a directory"},
 		{[]string{"add", "./plain"}, "not executable"},
 		{[]string{"add", "./ok.sh", "--name", "bad/name"}, "invalid runtime name"},
-		{[]string{"add", "./ok.sh", "--name", "taken"}, "runtime already exists: taken"},
+		{[]string{"add", "./ok.sh", "--name", "taken"}, "add: runtime already exists: taken; choose another --name, or socketley remove taken first"},
 		{[]string{"add", "./ok.sh", "--restart", "sometimes"}, "on-failure, always or no"},
 		{[]string{"add", "./ok.sh", "--env", "NOVALUE"}, "KEY=VALUE"},
 		{[]string{"start", "nope"}, "unknown runtime"},
 		{[]string{"stop", "nope*"}, "no runtime matches"},
-		{[]string{"remove", "-x-"}, "unknown shorthand flag"},
+		{[]string{"remove", "-x-"}, "remove: unknown flag -x-"},
 		{[]string{"show", "bad name"}, "invalid runtime name"},
 		{[]string{"ls", "-o", "yaml"}, "table or json"},
-		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"frobnicate"}, "unknown command \"frobnicate\": the commands are"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -1,0 +1,245 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"github.com/socketley/socketley/internal/format"
+	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/sdk"
+)
+
+// logTail is how many of a failed runtime's last output lines a failed
+// add -s, start or restart shows.
+const logTail = 5
+
+// startReply prints what add -s, start or restart (verb) knows about each
+// runtime in res after a reply without error: with --wait (waited) it was
+// seen running; without, only that its unit was started. A runtime whose
+// process has already exited by the time of the reply makes the command
+// fail (exit 1) with the exit, its last output lines and what to do next.
+func (a *app) startReply(ctx context.Context, c *sdk.Client, verb string, res *wire.Result, waited bool) error {
+	already := map[string]bool{}
+	for _, l := range strings.Split(res.Message, "\n") {
+		if n, ok := strings.CutSuffix(l, " is already running"); ok {
+			already[n] = true
+		}
+	}
+	var failed []wire.Runtime
+	for _, r := range res.Runtimes {
+		name, unit := format.Escape(r.Name), format.Escape(r.Unit)
+		switch {
+		case already[r.Name] && !exited(r):
+			fmt.Fprintf(a.stdio.Out, "%s: already started (unit %s, pid %d, status %s); left alone\n", name, unit, r.PID, format.Escape(r.Status))
+		case exited(r):
+			failed = append(failed, r)
+		case waited:
+			fmt.Fprintf(a.stdio.Out, "%s: %s (unit %s, pid %d)\n", name, format.Escape(r.Status), unit, r.PID)
+		case verb == "restart":
+			fmt.Fprintf(a.stdio.Out, "%s: stopped, then started (unit %s, pid %d)\n", name, unit, r.PID)
+		default:
+			fmt.Fprintf(a.stdio.Out, "%s: started (unit %s, pid %d)\n", name, unit, r.PID)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for i, r := range failed {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "%s: %s was started (unit %s) but its process has already exited (%s); %s",
+			verb, r.Name, r.Unit, orUnknownExit(r.LastExit), policy(r))
+		a.explain(ctx, c, &b, r)
+		b.WriteString("\nnext: " + nextSteps(r.Name))
+	}
+	return &exitError{code: 1, err: errors.New(b.String())}
+}
+
+// failReply adds to a failed add -s, start or restart (err, from the
+// daemon) the last output lines of each managed runtime in res that is not
+// running, and puts the daemon's next steps on a line of their own.
+func (a *app) failReply(ctx context.Context, c *sdk.Client, res *wire.Result, err error) error {
+	if res == nil {
+		return err
+	}
+	var b strings.Builder
+	var names []string
+	for _, r := range res.Runtimes {
+		if r.Managed && r.Status != wire.StateRunning {
+			a.explain(ctx, c, &b, r)
+			names = append(names, r.Name)
+		}
+	}
+	if len(names) == 0 {
+		return err
+	}
+	var lines []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		head, next, ok := strings.Cut(l, "; next: ")
+		lines = append(lines, head)
+		if ok {
+			b.WriteString("\nnext: " + next)
+		}
+	}
+	if !strings.Contains(b.String(), "\nnext: ") {
+		for _, n := range names {
+			b.WriteString("\nnext: " + nextSteps(n))
+		}
+	}
+	return &wrapped{err: err, msg: strings.Join(lines, "\n") + b.String()}
+}
+
+// nextSteps is what to do about a runtime that fails to run (the daemon's
+// words, for an older daemon that does not say).
+func nextSteps(name string) string {
+	return fmt.Sprintf("socketley logs %s shows its output; fix the program, then socketley start %s; or socketley remove %s drops it", name, name, name)
+}
+
+// wrapped replaces err's message and keeps err for errors.Is/As (and the
+// exit code).
+type wrapped struct {
+	err error
+	msg string
+}
+
+func (w *wrapped) Error() string { return w.msg }
+func (w *wrapped) Unwrap() error { return w.err }
+
+// exited reports whether r's process is gone: no pid, and a status that
+// says it ended.
+func exited(r wire.Runtime) bool {
+	if r.PID > 0 {
+		return false
+	}
+	switch r.Status {
+	case wire.StateFailed, wire.StateCrashLoop, wire.StateRestarting, wire.StateStopped:
+		return true
+	}
+	return false
+}
+
+func orUnknownExit(s string) string {
+	if s == "" {
+		return "exit not reported"
+	}
+	return s
+}
+
+// policy says what follows for r, which stays registered and wanted running.
+func policy(r wire.Runtime) string {
+	if r.Restart == "no" {
+		return fmt.Sprintf("%s stays registered and is not restarted (--restart no)", r.Name)
+	}
+	return fmt.Sprintf("%s stays registered and is left to its restart policy (--restart %s): socketley restarts it with the crash backoff, ls shows crash-loop meanwhile",
+		r.Name, orDefaultPolicy(r.Restart))
+}
+
+func orDefaultPolicy(p string) string {
+	if p == "" {
+		return "on-failure"
+	}
+	return p
+}
+
+// explain appends r's last output lines (or why they cannot be read) to b.
+func (a *app) explain(ctx context.Context, c *sdk.Client, b *strings.Builder, r wire.Runtime) {
+	lines, src, err := a.journalTail(ctx, c, r.Name, logTail)
+	switch {
+	case err != nil:
+		fmt.Fprintf(b, "\nits output cannot be read: %v", err)
+	case len(lines) == 0:
+		fmt.Fprintf(b, "\nits output: none in the journal (%s)", src)
+	default:
+		fmt.Fprintf(b, "\nits last output (%s):", src)
+		for _, l := range lines {
+			b.WriteString("\n  " + l)
+		}
+	}
+}
+
+// journal says how to read the output of the units of the daemon c talks to.
+type journal struct {
+	path   string // journalctl
+	system bool   // the system manager's units (else a user manager's)
+}
+
+// findJournal finds journalctl and the journal of c's daemon; the error
+// says why the output cannot be read.
+func (a *app) findJournal(ctx context.Context, c *sdk.Client) (journal, error) {
+	j := journal{system: c.Socket() == paths.SystemSocket}
+	if v, err := c.Do(ctx, wire.Request{Cmd: wire.CmdVersion}); err == nil {
+		j.system = v.Message == paths.System.String()
+	}
+	p, err := exec.LookPath("journalctl")
+	if err != nil {
+		return j, fmt.Errorf("journalctl is not installed, so the output of units is not shown: %w", err)
+	}
+	if !journalPresent() {
+		return j, errNoJournal
+	}
+	j.path = p
+	return j, nil
+}
+
+// errNoJournal is a machine without a running journald.
+var errNoJournal = errors.New("no journal available on this machine (systemd-journald is not running), so the output of units is not stored")
+
+// unitArgs selects name's unit: -u for the system daemon, --user-unit for
+// the user daemon (with --user unless root, who reads every journal).
+func (j journal) unitArgs(name string) []string {
+	unit := "socketley-" + name + ".service"
+	switch {
+	case j.system:
+		return []string{"-u", unit}
+	case os.Getuid() == 0:
+		return []string{"--user-unit", unit}
+	}
+	return []string{"--user", "--user-unit", unit}
+}
+
+// journalTail returns name's last n lines of output from the journal and
+// the journalctl command that read them.
+func (a *app) journalTail(ctx context.Context, c *sdk.Client, name string, n int) ([]string, string, error) {
+	j, err := a.findJournal(ctx, c)
+	if err != nil {
+		return nil, "", err
+	}
+	// The unit's own output only, not systemd's lines about the unit.
+	args := []string{"--no-pager", "-q", "-o", "cat", "-n", strconv.Itoa(n)}
+	unit := "socketley-" + name + ".service"
+	switch {
+	case j.system:
+		args = append(args, "_SYSTEMD_UNIT="+unit)
+	case os.Getuid() == 0:
+		args = append(args, "_SYSTEMD_USER_UNIT="+unit)
+	default:
+		args = append(args, "--user", "_SYSTEMD_USER_UNIT="+unit)
+	}
+	src := "from the journal"
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, j.path, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(errb.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, src, fmt.Errorf("journalctl failed: %s", msg)
+	}
+	var lines []string
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines, src, nil
+}
