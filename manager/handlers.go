@@ -561,7 +561,7 @@ func (m *Manager) start(ctx context.Context, caller Caller, names []string, wait
 	if err != nil || !wait {
 		return res, err
 	}
-	return res, m.waitAll(ctx, res, timeout)
+	return res, m.waitAll(ctx, "start", res, timeout)
 }
 
 func (m *Manager) stop(ctx context.Context, caller Caller, names []string) (*wire.Result, error) {
@@ -645,7 +645,7 @@ func (m *Manager) restart(ctx context.Context, caller Caller, names []string, wa
 	if err != nil || !wait {
 		return res, err
 	}
-	return res, m.waitAll(ctx, res, timeout)
+	return res, m.waitAll(ctx, "restart", res, timeout)
 }
 
 func (m *Manager) remove(ctx context.Context, caller Caller, names []string) (*wire.Result, error) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -32,6 +33,9 @@ type app struct {
 	socket string
 	user   bool
 	system bool
+	// began is when this invocation started: a failed start shows the
+	// program's output since then, not an earlier run's.
+	began time.Time
 }
 
 // exitError carries an exit code through cobra.
@@ -51,7 +55,7 @@ func usageErr(format string, args ...any) error {
 // Main runs the CLI with args (without the program name) and returns the
 // exit code: 0 success, 1 bad input or not found, 2 fatal.
 func Main(ctx context.Context, args []string, stdio Stdio) int {
-	a := &app{stdio: stdio}
+	a := &app{stdio: stdio, began: time.Now()}
 	root := a.rootCmd()
 	root.SetArgs(args)
 	root.SetIn(stdio.In)
@@ -70,7 +74,7 @@ func Main(ctx context.Context, args []string, stdio Stdio) int {
 
 // Command returns the full command tree (for man pages and completions).
 func Command() *cobra.Command {
-	return (&app{stdio: Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}}).rootCmd()
+	return (&app{stdio: Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, began: time.Now()}).rootCmd()
 }
 
 func exitCode(err error) int {

@@ -153,14 +153,14 @@ func orDefaultPolicy(p string) string {
 
 // explain appends r's last output lines (or why they cannot be read) to b.
 func (a *app) explain(ctx context.Context, c *sdk.Client, b *strings.Builder, r wire.Runtime) {
-	lines, src, err := a.journalTail(ctx, c, r.Name, logTail)
+	lines, err := a.journalTail(ctx, c, r.Name, logTail)
 	switch {
 	case err != nil:
 		fmt.Fprintf(b, "\nits output cannot be read: %v", err)
 	case len(lines) == 0:
-		fmt.Fprintf(b, "\nits output: none in the journal (%s)", src)
+		b.WriteString("\nits output: none in the journal since this command began")
 	default:
-		fmt.Fprintf(b, "\nits last output (%s):", src)
+		b.WriteString("\nits last output (from the journal):")
 		for _, l := range lines {
 			b.WriteString("\n  " + l)
 		}
@@ -207,15 +207,16 @@ func (j journal) unitArgs(name string) []string {
 	return []string{"--user", "--user-unit", unit}
 }
 
-// journalTail returns name's last n lines of output from the journal and
-// the journalctl command that read them.
-func (a *app) journalTail(ctx context.Context, c *sdk.Client, name string, n int) ([]string, string, error) {
+// journalTail returns name's last n lines of output from the journal since
+// this invocation began.
+func (a *app) journalTail(ctx context.Context, c *sdk.Client, name string, n int) ([]string, error) {
 	j, err := a.findJournal(ctx, c)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	// The unit's own output only, not systemd's lines about the unit.
-	args := []string{"--no-pager", "-q", "-o", "cat", "-n", strconv.Itoa(n)}
+	args := []string{"--no-pager", "-q", "-o", "cat", "-n", strconv.Itoa(n),
+		fmt.Sprintf("--since=@%d.%06d", a.began.Unix(), a.began.Nanosecond()/1000)}
 	unit := "socketley-" + name + ".service"
 	switch {
 	case j.system:
@@ -225,7 +226,6 @@ func (a *app) journalTail(ctx context.Context, c *sdk.Client, name string, n int
 	default:
 		args = append(args, "--user", "_SYSTEMD_USER_UNIT="+unit)
 	}
-	src := "from the journal"
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, j.path, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -234,12 +234,12 @@ func (a *app) journalTail(ctx context.Context, c *sdk.Client, name string, n int
 		if msg == "" {
 			msg = err.Error()
 		}
-		return nil, src, fmt.Errorf("journalctl failed: %s", msg)
+		return nil, fmt.Errorf("journalctl failed: %s", msg)
 	}
 	var lines []string
 	sc := bufio.NewScanner(&out)
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
 	}
-	return lines, src, nil
+	return lines, nil
 }
