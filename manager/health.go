@@ -567,6 +567,8 @@ func statusWords(status string) string {
 		return "is in a crash loop (status crash-loop)"
 	case wire.StateRestarting:
 		return "is about to be restarted (status restarting)"
+	case wire.StateFailed:
+		return "has failed (status failed)"
 	}
 	return "is " + status
 }

@@ -167,12 +167,16 @@ func (e *env) show(name string) wire.Runtime {
 	return rts[0]
 }
 
-// psPID reads the PID the way the example scripts do: the last column of ps.
+// psPID reads the PID the way the example scripts do: the last column of ps
+// (0 for "-": no process, between a crash and its restart).
 func (e *env) psPID(name string) int {
 	e.t.Helper()
 	for _, line := range strings.Split(e.ok("ps"), "\n")[1:] {
 		f := strings.Fields(line)
 		if len(f) > 0 && f[0] == name {
+			if f[len(f)-1] == "-" {
+				return 0 // between a crash and its restart
+			}
 			pid, err := strconv.Atoi(f[len(f)-1])
 			if err != nil {
 				e.t.Fatalf("ps last column %q is not a pid", f[len(f)-1])

@@ -65,7 +65,7 @@ func TestAddStartFailureKept(t *testing.T) {
 				marker := filepath.Join(e.dir, "ran-once")
 				return e.script("flaky", "if [ ! -e "+marker+" ]; then : > "+marker+"; exit 1; fi\necho $$ > "+st.path+"\nexec sleep 1000"), nil
 			},
-			failRE: `status 1.*restarts it with the crash backoff`, runs: true, lastExit: "exit code 1",
+			failRE: `(status|exit code) 1.*restarts it with the crash backoff`, runs: true, lastExit: "exit code 1",
 		},
 		{
 			// Always exits 3; --wait makes the failure certain to be reported
