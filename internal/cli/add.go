@@ -57,10 +57,14 @@ A stop (stop, restart, remove, a health restart) sends SIGTERM to every process
 of the unit and SIGKILL to what is left after --stop-timeout (10s), so it
 always ends; the command returns once the processes are gone.
 
-If the first start of add -s fails, the runtime stays registered and wanted
-running: the command exits 1 with the exit code or signal, and the restart
-policy keeps trying (socketley remove drops it). Program arguments reach the
-program literally: systemd expands no $VAR in them.`,
+With -s the reply says what is known: "started" with the pid (systemd started
+the process), or with --wait "running" once it runs (attached, or up for about
+1 s). If the process has already exited, or --wait sees it fail, the command
+exits 1 with the exit code or signal, the program's last output lines from the
+journal and the next steps; the runtime stays registered and wanted running,
+and the restart policy keeps trying with the crash backoff (--restart no: it
+stays down until socketley start; socketley remove drops it). Program arguments
+reach the program literally: systemd expands no $VAR in them.`,
 		Example: `  socketley add ./mybin --name myapp -s -- --port 7070 --verbose
   socketley add /usr/local/bin/echo-service -s --env GREETING="hello world" --restart always`,
 		Args: func(cmd *cobra.Command, args []string) error {

@@ -62,7 +62,11 @@ func (a *app) namesCmd(use, short, long string, op func(ctx context.Context, c *
 
 func (a *app) startCmd() *cobra.Command {
 	return a.namesCmd("start", "Start runtimes",
-		"Start the named runtimes (names or glob patterns such as 'web-*'). A runtime that is already running is left alone.",
+		`Start the named runtimes (names or glob patterns such as 'web-*'). A runtime
+that is already running is left alone. The reply says "started" with the pid, or
+with --wait "running" once it runs; a process that has already exited, or a
+--wait that sees it fail, exits 1 with the exit, the last output lines and the
+next steps.`,
 		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
 			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdStart, Names: names, Wait: w.wait, Timeout: wire.Duration(w.timeout)})
 			if err != nil {

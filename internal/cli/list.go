@@ -77,9 +77,12 @@ func (a *app) psCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "ps",
-		Short: "List running runtimes; the last column is the PID",
-		Long: `List the runtimes that have a live process: NAME TYPE PORT STATUS RESTARTS UPTIME PID.
-PID is the last column, so scripts can use: socketley ps | grep NAME | awk '{print $NF}'.`,
+		Short: "List what runs or should (PID last, - between a crash and its restart)",
+		Long: `List the runtimes that run or should: NAME TYPE PORT STATUS RESTARTS UPTIME PID.
+That is every runtime with a live process, and every managed runtime wanted
+running that is between a crash and its restart (restarting or crash-loop, PID
+-). ls lists everything, also what is created, stopped or failed. PID is the
+last column, so scripts can use: socketley ps | grep NAME | awk '{print $NF}'.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(cmd, out); err != nil {
