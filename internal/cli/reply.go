@@ -68,14 +68,24 @@ func (a *app) startReply(ctx context.Context, c *sdk.Client, verb string, res *w
 // failReply adds to a failed add -s, start or restart (err, from the
 // daemon) the last output lines of each managed runtime in res that is not
 // running, and puts the daemon's next steps on a line of their own.
-func (a *app) failReply(ctx context.Context, c *sdk.Client, res *wire.Result, err error) error {
+// The runtimes of res that are running (others of the same request that
+// did not fail) are reported on stdout as usual.
+func (a *app) failReply(ctx context.Context, c *sdk.Client, res *wire.Result, err error, waited bool) error {
 	if res == nil {
 		return err
 	}
 	var b strings.Builder
 	var names []string
 	for _, r := range res.Runtimes {
-		if r.Managed && r.Status != wire.StateRunning {
+		if r.Status == wire.StateRunning && r.PID > 0 {
+			word := "started"
+			if waited {
+				word = "running"
+			}
+			fmt.Fprintf(a.stdio.Out, "%s: %s (unit %s, pid %d)\n", format.Escape(r.Name), word, format.Escape(r.Unit), r.PID)
+			continue
+		}
+		if r.Managed {
 			a.explain(ctx, c, &b, r)
 			names = append(names, r.Name)
 		}

@@ -59,6 +59,7 @@ func TestStartReplies(t *testing.T) {
 	writeExe(t, prog)
 	up := wire.Runtime{Name: "prog", Unit: "socketley-prog.service", Managed: true, Status: wire.StateRunning, PID: 131, Restart: "on-failure"}
 	gone := wire.Runtime{Name: "prog", Unit: "socketley-prog.service", Managed: true, Status: wire.StateCrashLoop, LastExit: "exit code 3", Restart: "on-failure"}
+	other := wire.Runtime{Name: "other", Unit: "socketley-other.service", Managed: true, Status: wire.StateFailed, LastExit: "exit code 1", Restart: "no"}
 	goneNo := gone
 	goneNo.Status, goneNo.Restart = wire.StateFailed, "no"
 	const noJournal = "its output cannot be read: "
@@ -93,6 +94,11 @@ func TestStartReplies(t *testing.T) {
 			"socketley: start prog: prog exited (exit code 3) and is in a crash loop (status crash-loop); prog stays registered and is left to its restart policy (--restart on-failure): socketley restarts it with the crash backoff, ls shows crash-loop meanwhile\n",
 			noJournal,
 			"\nnext: socketley logs prog shows its output; fix the program, then socketley start prog; or socketley remove prog drops it\n"}},
+		{"one of two fails", []string{"start", "prog", "other"}, 1, wire.Result{Runtimes: []wire.Runtime{up, other},
+			Error: "start other: its start failed: boom; other stays registered and is not restarted (--restart no); next: socketley logs other shows its output; fix the program, then socketley start other; or socketley remove other drops it"}, 1,
+			"prog: started (unit socketley-prog.service, pid 131)\n", []string{
+				"socketley: start other: its start failed: boom; other stays registered and is not restarted (--restart no)\n",
+				noJournal, "\nnext: socketley logs other shows its output"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
