@@ -569,6 +569,8 @@ func statusWords(status string) string {
 		return "is about to be restarted (status restarting)"
 	case wire.StateFailed:
 		return "has failed (status failed)"
+	case wire.StateStopped:
+		return "is down (status stopped)"
 	}
 	return "is " + status
 }

@@ -68,7 +68,9 @@ var (
 )
 
 // normalize makes output comparable across runs: pids, ports and uptimes
-// in tables and replies are placeholders, table columns single-spaced, and
+// in tables and replies are placeholders, table columns single-spaced, a
+// line repeated at once is kept once (a failing program runs once or
+// more before the reply, printing the same line each time), and
 // the first line of a failure keeps the verb, the name and the exit status
 // (whether the exit was seen by --wait, at the reply or as the start job's
 // failure, and the status of the moment, vary).
@@ -100,7 +102,11 @@ func normalize(lines []string, sock string) string {
 		l = strings.ReplaceAll(l, sock, docSocket)
 		l = pidRE.ReplaceAllString(l, "pid #")
 		l = failRE.ReplaceAllString(l, "$1 … exit $3 …;")
-		out = append(out, strings.TrimRight(l, " "))
+		l = strings.TrimRight(l, " ")
+		if len(out) > 0 && out[len(out)-1] == l {
+			continue // a line the program printed on each of its runs
+		}
+		out = append(out, l)
 	}
 	return strings.Join(out, "\n")
 }

@@ -95,7 +95,7 @@ reach the program literally: systemd expands no $VAR in them.`,
 			c := a.client()
 			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &spec, Wait: f.wait.wait, Timeout: wire.Duration(f.wait.timeout)})
 			if err != nil {
-				return a.failReply(ctx, c, res, err, f.wait.wait)
+				return a.failReply(ctx, c, "add", res, err, f.wait.wait)
 			}
 			if len(res.Runtimes) == 0 {
 				return fmt.Errorf("add %s: the daemon returned no runtime", spec.Name)

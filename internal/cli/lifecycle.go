@@ -70,7 +70,7 @@ next steps.`,
 		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
 			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdStart, Names: names, Wait: w.wait, Timeout: wire.Duration(w.timeout)})
 			if err != nil {
-				return a.failReply(ctx, c, res, err, w.wait)
+				return a.failReply(ctx, c, "start", res, err, w.wait)
 			}
 			return a.startReply(ctx, c, "start", res, w.wait)
 		}, true)
@@ -98,7 +98,7 @@ func (a *app) restartCmd() *cobra.Command {
 		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
 			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdRestart, Names: names, Wait: w.wait, Timeout: wire.Duration(w.timeout)})
 			if err != nil {
-				return a.failReply(ctx, c, res, err, w.wait)
+				return a.failReply(ctx, c, "restart", res, err, w.wait)
 			}
 			return a.startReply(ctx, c, "restart", res, w.wait)
 		}, true)

@@ -10,11 +10,20 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
+)
+
+// An empty read of a failed runtime's output is retried journalRetries
+// times, journalRetryEvery apart: journald may not have read the last lines
+// the program wrote before it exited.
+const (
+	journalRetries    = 15
+	journalRetryEvery = 100 * time.Millisecond
 )
 
 // logTail is how many of a failed runtime's last output lines a failed
@@ -65,24 +74,27 @@ func (a *app) startReply(ctx context.Context, c *sdk.Client, verb string, res *w
 	return &exitError{code: 1, err: errors.New(b.String())}
 }
 
-// failReply adds to a failed add -s, start or restart (err, from the
-// daemon) the last output lines of each managed runtime in res that is not
-// running, and puts the daemon's next steps on a line of their own.
-// The runtimes of res that are running (others of the same request that
-// did not fail) are reported on stdout as usual.
-func (a *app) failReply(ctx context.Context, c *sdk.Client, res *wire.Result, err error, waited bool) error {
+// failReply adds to a failed add -s, start or restart (verb; err, from the
+// daemon) the last output lines of each managed runtime of res that failed
+// (the only one, or one the error names), and puts the daemon's next steps
+// on a line of their own. The other runtimes of res, which started, are
+// reported on stdout as usual.
+func (a *app) failReply(ctx context.Context, c *sdk.Client, verb string, res *wire.Result, err error, waited bool) error {
 	if res == nil {
 		return err
 	}
 	var b strings.Builder
 	var names []string
 	for _, r := range res.Runtimes {
-		if r.Status == wire.StateRunning && r.PID > 0 {
-			word := "started"
-			if waited {
-				word = "running"
+		failed := len(res.Runtimes) == 1 || strings.Contains(err.Error(), verb+" "+r.Name+":")
+		if !failed {
+			if r.Status == wire.StateRunning && r.PID > 0 {
+				word := "started"
+				if waited {
+					word = "running"
+				}
+				fmt.Fprintf(a.stdio.Out, "%s: %s (unit %s, pid %d)\n", format.Escape(r.Name), word, format.Escape(r.Unit), r.PID)
 			}
-			fmt.Fprintf(a.stdio.Out, "%s: %s (unit %s, pid %d)\n", format.Escape(r.Name), word, format.Escape(r.Unit), r.PID)
 			continue
 		}
 		if r.Managed {
@@ -236,20 +248,33 @@ func (a *app) journalTail(ctx context.Context, c *sdk.Client, name string, n int
 	default:
 		args = append(args, "--user", "_SYSTEMD_USER_UNIT="+unit)
 	}
-	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, j.path, args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(errb.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return nil, fmt.Errorf("journalctl failed: %s", msg)
+	if os.Geteuid() == 0 {
+		// Root may ask journald to write out what it has received.
+		_ = exec.CommandContext(ctx, j.path, "--sync").Run()
 	}
+	// journald reads the program's output asynchronously: lines written
+	// just before the exit may reach the journal after the reply. An empty
+	// read is retried for a moment (this is the failure path only).
 	var lines []string
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
+	for i := 0; ; i++ {
+		var out, errb bytes.Buffer
+		cmd := exec.CommandContext(ctx, j.path, args...)
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			msg := strings.TrimSpace(errb.String())
+			if msg == "" {
+				msg = err.Error()
+			}
+			return nil, fmt.Errorf("journalctl failed: %s", msg)
+		}
+		sc := bufio.NewScanner(&out)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		if len(lines) > 0 || i >= journalRetries || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(journalRetryEvery)
 	}
 	return lines, nil
 }

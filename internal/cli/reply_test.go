@@ -94,6 +94,10 @@ func TestStartReplies(t *testing.T) {
 			"socketley: start prog: prog exited (exit code 3) and is in a crash loop (status crash-loop); prog stays registered and is left to its restart policy (--restart on-failure): socketley restarts it with the crash backoff, ls shows crash-loop meanwhile\n",
 			noJournal,
 			"\nnext: socketley logs prog shows its output; fix the program, then socketley start prog; or socketley remove prog drops it\n"}},
+		{"--wait failure, restarted meanwhile", []string{"add", prog, "-s", "--wait"}, 1, wire.Result{Runtimes: []wire.Runtime{up},
+			Error: "add prog: prog exited (exit code 3) and is down (status stopped); prog stays registered and is left to its restart policy (--restart on-failure): socketley restarts it with the crash backoff, ls shows crash-loop meanwhile; next: socketley logs prog shows its output; fix the program, then socketley start prog; or socketley remove prog drops it"}, 1, "", []string{
+			"socketley: add prog: prog exited (exit code 3) and is down (status stopped); prog stays registered",
+			noJournal, "\nnext: socketley logs prog shows its output"}},
 		{"one of two fails", []string{"start", "prog", "other"}, 1, wire.Result{Runtimes: []wire.Runtime{up, other},
 			Error: "start other: its start failed: boom; other stays registered and is not restarted (--restart no); next: socketley logs other shows its output; fix the program, then socketley start other; or socketley remove other drops it"}, 1,
 			"prog: started (unit socketley-prog.service, pid 131)\n", []string{
