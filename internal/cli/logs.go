@@ -51,7 +51,7 @@ command says so.`,
 			j, err := a.findJournal(cmd.Context(), c)
 			if err != nil {
 				if errors.Is(err, errNoJournal) {
-					return usageErr("logs: %v", err)
+					return usageErr("logs: no journal available on this machine (systemd-journald is not running), so the output of %s is not stored", name)
 				}
 				return usageErr("logs: no journal available: journalctl is not installed, so the output of %s cannot be shown", name)
 			}
