@@ -23,9 +23,11 @@ func (a *app) logsCmd() *cobra.Command {
 		Use:   "logs NAME",
 		Short: "Show a runtime's output from the journal",
 		Long: `Show the output (stdout and stderr) of the runtime's unit from the systemd
-journal, through journalctl: --user-unit for the user daemon, -u for the system
-daemon. Needs systemd-journald; without it the output is not stored and the
-command says so.`,
+journal, through journalctl, with systemd's lines about the unit: the user
+journal (--user; root reads all) for the user daemon, the system journal for the
+system daemon. Lines are found by unit and by their identifier socketley-NAME,
+so the last words of a program that exits at once are there too. Needs
+systemd-journald; without it the output is not stored and the command says so.`,
 		Args: exactArgs(1, "one runtime name, such as myapp"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -55,7 +57,7 @@ command says so.`,
 				}
 				return usageErr("logs: no journal available: journalctl is not installed, so the output of %s cannot be shown", name)
 			}
-			jargs := append([]string{"--no-pager", "-n", strconv.Itoa(lines)}, j.unitArgs(name)...)
+			jargs := append([]string{"--no-pager", "-n", strconv.Itoa(lines)}, j.unitArgs(name, false)...)
 			if follow {
 				jargs = append(jargs, "-f")
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
+	"github.com/socketley/socketley/units"
 )
 
 // An empty read of a failed runtime's output is retried journalRetries
@@ -216,17 +217,25 @@ func (a *app) findJournal(ctx context.Context, c *sdk.Client) (journal, error) {
 // errNoJournal is a machine without a running journald.
 var errNoJournal = errors.New("no journal available on this machine (systemd-journald is not running), so the output of units is not stored")
 
-// unitArgs selects name's unit: -u for the system daemon, --user-unit for
-// the user daemon (with --user unless root, who reads every journal).
-func (j journal) unitArgs(name string) []string {
-	unit := "socketley-" + name + ".service"
-	switch {
-	case j.system:
-		return []string{"-u", unit}
-	case os.Getuid() == 0:
-		return []string{"--user-unit", unit}
+// unitArgs selects the journal entries of name's unit: its own output
+// (also the lines journald could no longer tie to the unit, found by their
+// identifier, see units.SyslogIdentifier) and, unless own, systemd's lines
+// about the unit. Root reads every journal; others read their user
+// journal (--user) for the user daemon.
+func (j journal) unitArgs(name string, own bool) []string {
+	unit := units.Name(name)
+	var args []string
+	field, about := "_SYSTEMD_USER_UNIT=", "USER_UNIT="
+	if j.system {
+		field, about = "_SYSTEMD_UNIT=", "UNIT="
+	} else if os.Getuid() != 0 {
+		args = append(args, "--user")
 	}
-	return []string{"--user", "--user-unit", unit}
+	args = append(args, field+unit, "+", "SYSLOG_IDENTIFIER="+units.SyslogIdentifier(name))
+	if !own {
+		args = append(args, "+", about+unit)
+	}
+	return args
 }
 
 // journalTail returns name's last n lines of output from the journal since
@@ -237,17 +246,8 @@ func (a *app) journalTail(ctx context.Context, c *sdk.Client, name string, n int
 		return nil, err
 	}
 	// The unit's own output only, not systemd's lines about the unit.
-	args := []string{"--no-pager", "-q", "-o", "cat", "-n", strconv.Itoa(n),
-		fmt.Sprintf("--since=@%d.%06d", a.began.Unix(), a.began.Nanosecond()/1000)}
-	unit := "socketley-" + name + ".service"
-	switch {
-	case j.system:
-		args = append(args, "_SYSTEMD_UNIT="+unit)
-	case os.Getuid() == 0:
-		args = append(args, "_SYSTEMD_USER_UNIT="+unit)
-	default:
-		args = append(args, "--user", "_SYSTEMD_USER_UNIT="+unit)
-	}
+	args := append([]string{"--no-pager", "-q", "-o", "cat", "-n", strconv.Itoa(n),
+		fmt.Sprintf("--since=@%d.%06d", a.began.Unix(), a.began.Nanosecond()/1000)}, j.unitArgs(name, true)...)
 	if os.Geteuid() == 0 {
 		// Root may ask journald to write out what it has received.
 		_ = exec.CommandContext(ctx, j.path, "--sync").Run()
