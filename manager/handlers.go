@@ -245,7 +245,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		_, known := m.reg.entries[s.Name]
 		m.mu.RUnlock()
 		if !known {
-			return nil, errorf(ErrExists, "runtime already exists: %s (an unregistered unit %s is loaded; stop it with systemctl or choose another name)", s.Name, units.Name(s.Name))
+			return nil, errorf(ErrExists, "add: runtime already exists: %s is the name of an unregistered unit %s (an orphan in socketley ls); choose another --name, or stop that unit with systemctl", s.Name, units.Name(s.Name))
 		}
 	}
 	e := &Entry{
@@ -263,7 +263,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 	}
 	err = m.update(func(r *Registry) error {
 		if _, dup := r.entries[s.Name]; dup {
-			return errorf(ErrExists, "runtime already exists: %s", s.Name)
+			return errorf(ErrExists, "add: runtime already exists: %s; choose another --name, or socketley remove %s first", s.Name, s.Name)
 		}
 		r.entries[s.Name] = e
 		return nil
@@ -303,7 +303,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		locked = false
 		if err := m.waitRunning(ctx, s.Name, timeout); err != nil {
 			return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}},
-				&msgError{err: err, msg: fmt.Sprintf("%v; %s stays registered: %s", err, s.Name, whatNext(e, err))}
+				&msgError{err: err, msg: fmt.Sprintf("add %s: %v; %s", s.Name, err, whatNext(e, err))}
 		}
 	}
 	return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}, Message: "started " + s.Name}, nil
@@ -318,16 +318,23 @@ func (m *Manager) explainStartErr(e *Entry, err error) error {
 }
 
 // whatNext says what follows a failed start or wait of e, which stays
-// registered and desired-running.
+// registered and desired-running, and what to do ("; next: ...", which the
+// CLI puts on a line of its own after the program's last output).
 func whatNext(e *Entry, err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return fmt.Sprintf("the unit may still come up: see socketley show %s (socketley remove %s drops it)", e.Name, e.Name)
+		return fmt.Sprintf("%s stays registered and may still come up; next: socketley show %s says how it is doing, "+
+			"socketley logs %s shows its output, socketley remove %s drops it", e.Name, e.Name, e.Name, e.Name)
 	case restarts(e):
-		return fmt.Sprintf("it is left to its restart policy (--restart %s): socketley keeps restarting it with the crash backoff; "+
-			"see socketley show %s, or socketley remove %s to drop it", e.Restart, e.Name, e.Name)
+		return fmt.Sprintf("%s stays registered and is left to its restart policy (--restart %s): "+
+			"socketley restarts it with the crash backoff, ls shows crash-loop meanwhile; next: %s", e.Name, e.Restart, nextSteps(e.Name))
 	}
-	return fmt.Sprintf("it is not restarted (--restart %s); fix it, then socketley start %s", e.Restart, e.Name)
+	return fmt.Sprintf("%s stays registered and is not restarted (--restart %s); next: %s", e.Name, e.Restart, nextSteps(e.Name))
+}
+
+// nextSteps is what to do about a runtime that fails to run.
+func nextSteps(name string) string {
+	return fmt.Sprintf("socketley logs %s shows its output; fix the program, then socketley start %s; or socketley remove %s drops it", name, name, name)
 }
 
 // spec builds the unit description of a managed entry.
@@ -503,6 +510,10 @@ func (m *Manager) forEach(ctx context.Context, caller Caller, names []string, ve
 				first = fmt.Errorf("%s %s: %w", verb, e.Name, oerr)
 			}
 			msgs = append(msgs, fmt.Sprintf("%s %s: %v", verb, e.Name, oerr))
+			if _, ok := m.entry(e.Name); ok && verb != "remove" {
+				// What it is now, for the caller to explain the failure.
+				res.Runtimes = append(res.Runtimes, m.view(e.Name))
+			}
 			continue
 		}
 		if msg != "" {
@@ -550,7 +561,7 @@ func (m *Manager) start(ctx context.Context, caller Caller, names []string, wait
 	if err != nil || !wait {
 		return res, err
 	}
-	return res, m.waitAll(ctx, res, timeout)
+	return res, m.waitAll(ctx, "start", res, timeout)
 }
 
 func (m *Manager) stop(ctx context.Context, caller Caller, names []string) (*wire.Result, error) {
@@ -634,7 +645,7 @@ func (m *Manager) restart(ctx context.Context, caller Caller, names []string, wa
 	if err != nil || !wait {
 		return res, err
 	}
-	return res, m.waitAll(ctx, res, timeout)
+	return res, m.waitAll(ctx, "restart", res, timeout)
 }
 
 func (m *Manager) remove(ctx context.Context, caller Caller, names []string) (*wire.Result, error) {
@@ -731,7 +742,9 @@ func terminate(caller Caller, e *Entry) error {
 }
 
 // list returns runtimes (and, for ls, orphan units) sorted by name; running
-// limits it to those with a live process.
+// (ps) limits it to those that run or should: a live process, or a managed
+// runtime wanted running between a crash and its restart (restarting,
+// crash-loop; no pid).
 func (m *Manager) list(running bool) []wire.Runtime {
 	snap := m.snapshot()
 	now := time.Now()
@@ -743,7 +756,7 @@ func (m *Manager) list(running bool) []wire.Runtime {
 			st = &s
 		}
 		r := m.viewLocked(e, st, now)
-		if running && r.PID == 0 {
+		if running && r.PID == 0 && !betweenRuns(e, r) {
 			continue
 		}
 		out = append(out, r)
@@ -755,6 +768,13 @@ func (m *Manager) list(running bool) []wire.Runtime {
 		slices.SortFunc(out, func(a, b wire.Runtime) int { return strings.Compare(a.Name, b.Name) })
 	}
 	return out
+}
+
+// betweenRuns reports whether r, e's view, is a managed runtime wanted
+// running that has no process only until its restart.
+func betweenRuns(e *Entry, r wire.Runtime) bool {
+	return e.Managed && e.Desired == DesiredRunning &&
+		(r.Status == wire.StateRestarting || r.Status == wire.StateCrashLoop)
 }
 
 // orphansLocked returns socketley-* units with no entry; m.mu must be held.

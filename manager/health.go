@@ -555,16 +555,35 @@ func classifyStartErr(err error) error {
 // downReason says why a runtime that should run does not, in words.
 func downReason(name string, r wire.Runtime) string {
 	if r.LastExit != "" {
-		return fmt.Sprintf("%s exited (%s) and is %s", name, r.LastExit, r.Status)
+		return fmt.Sprintf("%s exited (%s) and %s", name, r.LastExit, statusWords(r.Status))
 	}
 	return fmt.Sprintf("%s is %s: %s", name, r.Status, orUnknown(r.Reason))
 }
 
-// waitAll waits for every runtime in res, updating their views.
-func (m *Manager) waitAll(ctx context.Context, res *wire.Result, timeout time.Duration) error {
+// statusWords words the status of a runtime that is down.
+func statusWords(status string) string {
+	switch status {
+	case wire.StateCrashLoop:
+		return "is in a crash loop (status crash-loop)"
+	case wire.StateRestarting:
+		return "is about to be restarted (status restarting)"
+	case wire.StateFailed:
+		return "has failed (status failed)"
+	case wire.StateStopped:
+		return "is down (status stopped)"
+	}
+	return "is " + status
+}
+
+// waitAll waits for every runtime in res, updating their views. A failure
+// names verb and the runtime and says what follows (see whatNext).
+func (m *Manager) waitAll(ctx context.Context, verb string, res *wire.Result, timeout time.Duration) error {
 	for i, r := range res.Runtimes {
 		if err := m.waitRunning(ctx, r.Name, timeout); err != nil {
 			res.Runtimes[i] = m.view(r.Name)
+			if e, ok := m.entry(r.Name); ok && e.Managed {
+				return &msgError{err: err, msg: fmt.Sprintf("%s %s: %v; %s", verb, r.Name, err, whatNext(e, err))}
+			}
 			return err
 		}
 		res.Runtimes[i] = m.view(r.Name)

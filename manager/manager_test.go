@@ -95,7 +95,7 @@ func TestAddRejectsBadInput(t *testing.T) {
 		{"not executable", wire.AddSpec{Name: "a", Path: plain}, ErrInvalid, "not executable"},
 		{"relative path", wire.AddSpec{Name: "a", Path: "good"}, ErrInvalid, "not absolute"},
 		{"invalid name", wire.AddSpec{Name: "-bad", Path: good}, ErrInvalid, "invalid runtime name"},
-		{"duplicate", wire.AddSpec{Name: "taken", Path: good}, ErrExists, "runtime already exists: taken"},
+		{"duplicate", wire.AddSpec{Name: "taken", Path: good}, ErrExists, "add: runtime already exists: taken; choose another --name, or socketley remove taken first"},
 		{"bad restart", wire.AddSpec{Name: "a", Path: good, Restart: "sometimes"}, ErrInvalid, "restart policy"},
 		{"env without =", wire.AddSpec{Name: "a", Path: good, Env: []string{"NOEQ"}}, ErrInvalid, "KEY=VALUE"},
 		{"reserved env", wire.AddSpec{Name: "a", Path: good, Env: []string{"SOCKETLEY_NAME=x"}}, ErrInvalid, "reserved"},
@@ -254,7 +254,7 @@ func TestAddStartFailureKeeps(t *testing.T) {
 		msg     []string
 	}{
 		{"program exited", exited3, "on-failure", wire.CodeInvalid, true,
-			[]string{"registered, but its start failed", "exited with status 3", "keeps restarting it", "socketley remove x"}},
+			[]string{"registered, but its start failed", "exited with status 3", "restarts it with the crash backoff", "socketley remove x"}},
 		{"program exited, --restart no", exited3, "no", wire.CodeInvalid, true,
 			[]string{"exited with status 3", "not restarted (--restart no)", "socketley start x"}},
 		{"systemd failed", &units.JobError{Unit: "socketley-x.service", Job: "start", Result: "failed"}, "on-failure",

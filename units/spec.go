@@ -125,6 +125,12 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 		// inactive (the default, stated for clarity): a failed unit stays
 		// loaded with its exit status until ResetFailed.
 		prop("CollectMode", "inactive"),
+		// The output of a process that exits at once may reach journald
+		// after the process is gone, when journald can no longer tell its
+		// unit from its cgroup (_SYSTEMD_UNIT and _SYSTEMD_USER_UNIT are
+		// then missing); the identifier comes with the stream itself, so
+		// SYSLOG_IDENTIFIER=socketley-NAME finds every line.
+		prop("SyslogIdentifier", SyslogIdentifier(spec.Name)),
 	}
 	if spec.Env != nil {
 		props = append(props, prop("Environment", append([]string(nil), spec.Env...)))
@@ -199,4 +205,10 @@ func prop(name string, v any) sdbus.Property {
 
 func usec(d time.Duration) uint64 {
 	return uint64(d / time.Microsecond)
+}
+
+// SyslogIdentifier is the SYSLOG_IDENTIFIER= of the output of the runtime
+// name's unit: socketley-NAME.
+func SyslogIdentifier(name string) string {
+	return "socketley-" + name
 }

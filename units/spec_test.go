@@ -50,6 +50,7 @@ func TestPropertiesSignatures(t *testing.T) {
 		{"Description", "s", "socketley runtime web"},
 		{"Type", "s", "exec"},
 		{"CollectMode", "s", "inactive"},
+		{"SyslogIdentifier", "s", "socketley-web"},
 		{"Environment", "as", []string{"A=1", "B=x=y"}},
 		{"WorkingDirectory", "s", "/srv/web"},
 		{"User", "s", "www"},

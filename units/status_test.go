@@ -3,6 +3,9 @@ package units
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -311,5 +314,42 @@ func TestOwnedStrings(t *testing.T) {
 	}
 	if st.Unit != "socketley-web.service" || st.Name != "web" || !slices.Equal(st.ExecStart, []string{"/bin/web", "--port"}) {
 		t.Errorf("got %+v", st)
+	}
+}
+
+// The last_exit examples of docs/cli.md are what LastExit says.
+func TestLastExitDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../docs/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row string
+	for _, l := range strings.Split(string(doc), "\n") {
+		if strings.HasPrefix(l, "| `last_exit` |") {
+			row = l
+		}
+	}
+	if row == "" {
+		t.Fatal("docs/cli.md has no last_exit row")
+	}
+	words := map[string]bool{}
+	for _, s := range []Status{
+		{ExecMainCode: CodeExited, ExecMainStatus: 3},
+		{ExecMainCode: CodeExited, ExecMainStatus: 203},
+		{ExecMainCode: CodeKilled, ExecMainStatus: 9},
+		{ExecMainCode: CodeDumped, ExecMainStatus: 11},
+	} {
+		words[s.LastExit()] = true
+	}
+	examples := regexp.MustCompile("`([^`]*)`").FindAllStringSubmatch(row, -1)[1:] // [0] is the field name
+	if len(examples) == 0 {
+		t.Fatalf("no examples in %q", row)
+	}
+	for _, m := range examples {
+		t.Run(m[1], func(t *testing.T) {
+			if !words[m[1]] {
+				t.Fatalf("docs/cli.md shows last_exit %q; LastExit says one of %v", m[1], slices.Sorted(maps.Keys(words)))
+			}
+		})
 	}
 }

@@ -167,12 +167,16 @@ func (e *env) show(name string) wire.Runtime {
 	return rts[0]
 }
 
-// psPID reads the PID the way the example scripts do: the last column of ps.
+// psPID reads the PID the way the example scripts do: the last column of ps
+// (0 for "-": no process, between a crash and its restart).
 func (e *env) psPID(name string) int {
 	e.t.Helper()
 	for _, line := range strings.Split(e.ok("ps"), "\n")[1:] {
 		f := strings.Fields(line)
 		if len(f) > 0 && f[0] == name {
+			if f[len(f)-1] == "-" {
+				return 0 // between a crash and its restart
+			}
 			pid, err := strconv.Atoi(f[len(f)-1])
 			if err != nil {
 				e.t.Fatalf("ps last column %q is not a pid", f[len(f)-1])
@@ -342,15 +346,15 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"add", "."}, "is a directory"},
 		{[]string{"add", "./plain"}, "not executable"},
 		{[]string{"add", "./ok.sh", "--name", "bad/name"}, "invalid runtime name"},
-		{[]string{"add", "./ok.sh", "--name", "taken"}, "runtime already exists: taken"},
+		{[]string{"add", "./ok.sh", "--name", "taken"}, "add: runtime already exists: taken; choose another --name, or socketley remove taken first"},
 		{[]string{"add", "./ok.sh", "--restart", "sometimes"}, "on-failure, always or no"},
 		{[]string{"add", "./ok.sh", "--env", "NOVALUE"}, "KEY=VALUE"},
 		{[]string{"start", "nope"}, "unknown runtime"},
 		{[]string{"stop", "nope*"}, "no runtime matches"},
-		{[]string{"remove", "-x-"}, "unknown shorthand flag"},
+		{[]string{"remove", "-x-"}, "remove: unknown flag -x-"},
 		{[]string{"show", "bad name"}, "invalid runtime name"},
 		{[]string{"ls", "-o", "yaml"}, "table or json"},
-		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"frobnicate"}, "unknown command \"frobnicate\": the commands are"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

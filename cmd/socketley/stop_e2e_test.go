@@ -55,7 +55,7 @@ func TestAddStartFailureKept(t *testing.T) {
 					}
 				}
 			},
-			addFails: true, failRE: `203/EXEC.*keeps restarting it`, runs: true, lastExit: "exit code 203/EXEC",
+			addFails: true, failRE: `203/EXEC.*restarts it with the crash backoff`, runs: true, lastExit: "exit code 203/EXEC",
 		},
 		{
 			// Exits 1 at once the first time (within its start job on a busy
@@ -65,7 +65,7 @@ func TestAddStartFailureKept(t *testing.T) {
 				marker := filepath.Join(e.dir, "ran-once")
 				return e.script("flaky", "if [ ! -e "+marker+" ]; then : > "+marker+"; exit 1; fi\necho $$ > "+st.path+"\nexec sleep 1000"), nil
 			},
-			failRE: `status 1.*keeps restarting it`, runs: true, lastExit: "exit code 1",
+			failRE: `(status|exit code) 1.*restarts it with the crash backoff`, runs: true, lastExit: "exit code 1",
 		},
 		{
 			// Always exits 3; --wait makes the failure certain to be reported
@@ -74,7 +74,7 @@ func TestAddStartFailureKept(t *testing.T) {
 			setup: func(e *env, st *starts) (string, func()) {
 				return e.script("broken", "echo $$ > "+st.path+"\nexit 3"), nil
 			},
-			addArgs: []string{"--wait"}, addFails: true, failRE: `(status|exit code) 3.*keeps restarting it`, lastExit: "exit code 3",
+			addArgs: []string{"--wait"}, addFails: true, failRE: `(status|exit code) 3.*restarts it with the crash backoff`, lastExit: "exit code 3",
 		},
 	}
 	for _, tt := range tests {

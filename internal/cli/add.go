@@ -57,40 +57,54 @@ A stop (stop, restart, remove, a health restart) sends SIGTERM to every process
 of the unit and SIGKILL to what is left after --stop-timeout (10s), so it
 always ends; the command returns once the processes are gone.
 
-If the first start of add -s fails, the runtime stays registered and wanted
-running: the command exits 1 with the exit code or signal, and the restart
-policy keeps trying (socketley remove drops it). Program arguments reach the
-program literally: systemd expands no $VAR in them.`,
+With -s the reply says what is known: "started" with the pid (systemd started
+the process), or with --wait "running" once it runs (attached, or up for about
+1 s). If the process has already exited, or --wait sees it fail, the command
+exits 1 with the exit code or signal, the program's last output lines from the
+journal and the next steps; the runtime stays registered and wanted running,
+and the restart policy keeps trying with the crash backoff (--restart no: it
+stays down until socketley start; socketley remove drops it). Program arguments
+reach the program literally: systemd expands no $VAR in them.`,
 		Example: `  socketley add ./mybin --name myapp -s -- --port 7070 --verbose
   socketley add /usr/local/bin/echo-service -s --env GREETING="hello world" --restart always`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			switch {
+			case len(args) == 0 || dash == 0:
+				return argsErr(cmd, "missing PATH: give the path of an executable file before -- (program arguments go after --)")
+			case dash > 1 || (dash < 0 && len(args) > 1):
+				return argsErr(cmd, "unexpected argument %q: give one PATH; put program arguments after --", args[1])
+			}
+			if cmd.Flags().Changed("name") && f.name == "" {
+				return usageErr("add: --name is empty: give a runtime name (%s), or leave --name out to use the file name\n%s", wire.NameRule, usageLine(cmd))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
-			if dash == 0 {
-				return usageErr("add: PATH must come before --")
-			}
-			if dash > 1 || (dash < 0 && len(args) > 1) {
-				return usageErr("add: unexpected argument %q: put program arguments after --", args[1])
-			}
 			var progArgs []string
 			if dash > 0 {
 				progArgs = args[dash:]
 			}
 			spec, err := f.spec(args[0], progArgs, cmd.Flags().Changed("health-fails"))
 			if err != nil {
-				return err
+				return withUsage(cmd, err)
 			}
 			ctx, cancel := f.wait.ctx(cmd.Context())
 			defer cancel()
-			r, err := a.client().Add(ctx, spec, sdk.StartOptions{Wait: f.wait.wait, Timeout: f.wait.timeout})
+			c := a.client()
+			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &spec, Wait: f.wait.wait, Timeout: wire.Duration(f.wait.timeout)})
 			if err != nil {
-				return err
+				return a.failReply(ctx, c, "add", res, err, f.wait.wait)
+			}
+			if len(res.Runtimes) == 0 {
+				return fmt.Errorf("add %s: the daemon returned no runtime", spec.Name)
 			}
 			if f.start {
-				fmt.Fprintf(a.stdio.Out, "%s: %s (unit %s, pid %d)\n", format.Escape(r.Name), format.Escape(r.Status), format.Escape(r.Unit), r.PID)
-			} else {
-				fmt.Fprintf(a.stdio.Out, "%s: %s (start it with: socketley start %s)\n", format.Escape(r.Name), format.Escape(r.Status), format.Escape(r.Name))
+				return a.startReply(ctx, c, "add", res, f.wait.wait)
 			}
+			r := res.Runtimes[0]
+			fmt.Fprintf(a.stdio.Out, "%s: %s (start it with: socketley start %s)\n", format.Escape(r.Name), format.Escape(r.Status), format.Escape(r.Name))
 			return nil
 		},
 	}

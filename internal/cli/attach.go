@@ -28,7 +28,7 @@ With --managed (the default when SOCKETLEY_MANAGED is set, as inside a managed
 unit) it re-attaches the managed runtime NAME, and the daemon checks that the
 process belongs to socketley-NAME.service. NAME defaults to $SOCKETLEY_NAME
 when that is set.`,
-		Args: cobra.ExactArgs(3),
+		Args: exactArgs(3, "TYPE (server, client, proxy or cache), NAME and PORT (1-65535)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			typ, name := args[0], args[1]
 			if env := os.Getenv(sdk.EnvName); env != "" && managed {
@@ -36,10 +36,10 @@ when that is set.`,
 			}
 			port, err := strconv.Atoi(args[2])
 			if err != nil || port < 1 || port > 65535 {
-				return usageErr("attach: port %q must be a number from 1 to 65535", args[2])
+				return usageErr("attach: PORT %q is not a port: give a number from 1 to 65535\n%s", args[2], usageLine(cmd))
 			}
 			if err := wire.CheckName(name); err != nil {
-				return usageErr("attach: %v", err)
+				return usageErr("attach: NAME: %v\n%s", err, usageLine(cmd))
 			}
 			if pid == 0 {
 				pid = os.Getppid()

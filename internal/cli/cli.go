@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -32,6 +33,9 @@ type app struct {
 	socket string
 	user   bool
 	system bool
+	// began is when this invocation started: a failed start shows the
+	// program's output since then, not an earlier run's.
+	began time.Time
 }
 
 // exitError carries an exit code through cobra.
@@ -51,7 +55,7 @@ func usageErr(format string, args ...any) error {
 // Main runs the CLI with args (without the program name) and returns the
 // exit code: 0 success, 1 bad input or not found, 2 fatal.
 func Main(ctx context.Context, args []string, stdio Stdio) int {
-	a := &app{stdio: stdio}
+	a := &app{stdio: stdio, began: time.Now()}
 	root := a.rootCmd()
 	root.SetArgs(args)
 	root.SetIn(stdio.In)
@@ -61,6 +65,7 @@ func Main(ctx context.Context, args []string, stdio Stdio) int {
 	if err == nil {
 		return 0
 	}
+	err = rewordCobra(root, err)
 	code := exitCode(err)
 	// The error may carry the daemon's text (names, messages): escaped.
 	fmt.Fprintln(stdio.Err, "socketley: "+format.EscapeLines(strings.TrimRight(err.Error(), "\n"))+hint(err))
@@ -69,7 +74,7 @@ func Main(ctx context.Context, args []string, stdio Stdio) int {
 
 // Command returns the full command tree (for man pages and completions).
 func Command() *cobra.Command {
-	return (&app{stdio: Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}}).rootCmd()
+	return (&app{stdio: Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, began: time.Now()}).rootCmd()
 }
 
 func exitCode(err error) int {
@@ -84,21 +89,7 @@ func exitCode(err error) int {
 	if errors.Is(err, sdk.ErrUnreachable) {
 		return 2
 	}
-	// Cobra's own errors (unknown command or flag, wrong arg count) are usage errors.
-	if isCobraUsage(err) {
-		return 1
-	}
 	return 2
-}
-
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "invalid argument", "flag needs an argument", "if any flags in the group"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // hint adds what to do for errors the user can fix.
@@ -140,10 +131,16 @@ systemd or D-Bus error).`,
 	pf.StringVar(&a.socket, "socket", "", "control socket path (default: $SOCKETLEY_SOCKET, else by mode)")
 	pf.BoolVar(&a.user, "user", false, "use the per-user daemon and the user's systemd manager")
 	pf.BoolVar(&a.system, "system", false, "use the system daemon (/run/socketley/socketley.sock)")
-	root.MarkFlagsMutuallyExclusive("user", "system")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if a.user && a.system {
+			return usageErr("--user and --system exclude each other: give one of them, or neither (the daemon is then found as described in socketley --help)\n%s", usageLine(cmd))
+		}
+		return nil
+	}
+	root.SetFlagErrorFunc(flagUsageErr)
 	root.AddCommand(
 		a.daemonCmd(), a.addCmd(), a.startCmd(), a.stopCmd(), a.restartCmd(), a.removeCmd(),
-		a.lsCmd(), a.psCmd(), a.showCmd(), a.logsCmd(), a.attachCmd(), a.versionCmd(),
+		a.lsCmd(), a.psCmd(), a.showCmd(), a.logsCmd(), a.attachCmd(), a.envCmd(), a.versionCmd(),
 		a.genDocsCmd(),
 	)
 	return root
@@ -177,21 +174,21 @@ func outputFlag(cmd *cobra.Command, out *string) {
 	cmd.Flags().StringVarP(out, "output", "o", "table", "output format: table or json")
 }
 
-func checkOutput(out string) error {
+func checkOutput(cmd *cobra.Command, out string) error {
 	if out != "table" && out != "json" {
-		return usageErr("unknown output format %q: use table or json", out)
+		return usageErr("%s: -o/--output %q is not a format: use table or json\n%s", cmd.Name(), out, usageLine(cmd))
 	}
 	return nil
 }
 
 // checkNames validates plain names (patterns go to the daemon as they are).
-func checkNames(names []string) error {
+func checkNames(cmd *cobra.Command, names []string) error {
 	for _, n := range names {
 		if strings.ContainsAny(n, "*?[") {
 			continue
 		}
 		if err := wire.CheckName(n); err != nil {
-			return usageErr("%v", err)
+			return usageErr("%s: %v\n%s", cmd.Name(), err, usageLine(cmd))
 		}
 	}
 	return nil

@@ -76,7 +76,6 @@ func TestExitCodes(t *testing.T) {
 		{"refused", &sdk.ReplyError{Code: 1, Message: "unknown runtime"}, 1},
 		{"daemon failure", &sdk.ReplyError{Code: 2, Message: "systemd"}, 2},
 		{"unreachable", &sdk.UnreachableError{Socket: "/x", Err: errors.New("refused")}, 2},
-		{"cobra unknown flag", errors.New("unknown flag: --bogus"), 1},
 		{"other", errors.New("boom"), 2},
 	}
 	for _, tt := range tests {
@@ -88,27 +87,90 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// Usage errors name the argument or flag, say what it accepts and end with
+// the usage line; no cobra or strconv wording reaches the user.
 func TestMainUsageErrors(t *testing.T) {
 	t.Setenv("SOCKETLEY_SOCKET", filepath.Join(t.TempDir(), "none.sock"))
+	dir := t.TempDir()
+	prog := filepath.Join(dir, "prog")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args []string
 		code int
-		msg  string
+		want string // the whole of stderr, or a part when part is set
+		part bool
 	}{
-		{[]string{"ls"}, 2, "socketley daemon --user"},
-		{[]string{"ls", "-o", "yaml"}, 1, "table or json"},
-		{[]string{"stop"}, 1, "requires at least 1 arg"},
-		{[]string{"show", "bad name"}, 1, "invalid runtime name"},
-		{[]string{"attach", "server", "x", "0"}, 1, "1 to 65535"},
-		{[]string{"--user", "--system", "ls"}, 1, "none of the others"},
-		{[]string{"bogus"}, 1, "unknown command"},
+		{[]string{"ls"}, 2, "socketley daemon --user", true},
+		{[]string{"stop"}, 1, "socketley: stop: give at least one runtime name or glob pattern (such as myapp or 'web-*')\nusage: socketley stop NAME|PATTERN... [flags]\n", false},
+		{[]string{"show"}, 1, "socketley: show: give at least one runtime name or glob pattern (such as myapp or 'web-*')\nusage: socketley show NAME|PATTERN... [flags]\n", false},
+		{[]string{"start"}, 1, "usage: socketley start NAME|PATTERN... [flags]\n", true},
+		{[]string{"ls", "extra"}, 1, "socketley: ls: unexpected argument \"extra\": ls takes no arguments, only flags\nusage: socketley ls [flags]\n", false},
+		{[]string{"ps", "x"}, 1, "usage: socketley ps [flags]\n", true},
+		{[]string{"logs", "x", "-n", "abc"}, 1, "socketley: logs: -n/--lines \"abc\" is not valid: give a whole number such as 50\nusage: socketley logs NAME [flags]\n", false},
+		{[]string{"logs", "x", "-n"}, 1, "socketley: logs: -n/--lines needs a value: a whole number such as 50\nusage: socketley logs NAME [flags]\n", false},
+		{[]string{"logs", "x", "-n", "-3"}, 1, "socketley: logs: -n/--lines -3 is negative: give 0 or more lines, such as 50\nusage: socketley logs NAME [flags]\n", false},
+		{[]string{"logs"}, 1, "socketley: logs: missing argument: give one runtime name, such as myapp\nusage: socketley logs NAME [flags]\n", false},
+		{[]string{"logs", "a", "b"}, 1, "socketley: logs: unexpected argument \"b\": give only one runtime name, such as myapp\nusage: socketley logs NAME [flags]\n", false},
+		{[]string{"start", "x", "--timeout", "5"}, 1, "socketley: start: --timeout \"5\" is not valid: give a duration such as 500ms, 10s or 1m30s\nusage: socketley start NAME|PATTERN... [flags]\n", false},
+		{[]string{"add"}, 1, "socketley: add: missing PATH: give the path of an executable file before -- (program arguments go after --)\nusage: socketley add PATH [flags] [-- ARGS...]\n", false},
+		{[]string{"add", prog, "extra"}, 1, "socketley: add: unexpected argument \"extra\": give one PATH; put program arguments after --\nusage: socketley add PATH [flags] [-- ARGS...]\n", false},
+		{[]string{"add", prog, "--name", ""}, 1, "socketley: add: --name is empty: give a runtime name (names are 1-64 characters of letters, digits, '.', '_' and '-', starting with a letter or digit), or leave --name out to use the file name\nusage: socketley add PATH [flags] [-- ARGS...]\n", false},
+		{[]string{"add", prog, "--name="}, 1, "socketley: add: --name is empty", true},
+		{[]string{"add", prog, "--restart", "never"}, 1, "socketley: add: --restart \"never\": use on-failure, always or no\nusage: socketley add PATH [flags] [-- ARGS...]\n", false},
+		{[]string{"add", prog, "--max-restarts", "x"}, 1, "socketley: add: --max-restarts \"x\" is not valid: give a whole number such as 3\nusage: socketley add PATH [flags] [-- ARGS...]\n", false},
+		{[]string{"add", prog, "-s", "--bogus"}, 1, "socketley: add: unknown flag --bogus; socketley add --help lists the flags\nusage: socketley add PATH [flags] [-- ARGS...]\n", false},
+		{[]string{"remove", "-x-"}, 1, "socketley: remove: unknown flag -x-; socketley remove --help lists the flags\nusage: socketley remove NAME|PATTERN... [flags]\n", false},
+		{[]string{"ls", "-o", "yaml"}, 1, "socketley: ls: -o/--output \"yaml\" is not a format: use table or json\nusage: socketley ls [flags]\n", false},
+		{[]string{"show", "bad name"}, 1, "socketley: show: invalid runtime name \"bad name\"; names are 1-64 characters of letters, digits, '.', '_' and '-', starting with a letter or digit\nusage: socketley show NAME|PATTERN... [flags]\n", false},
+		{[]string{"attach", "server", "x"}, 1, "socketley: attach: missing arguments (2 of 3 given): give TYPE (server, client, proxy or cache), NAME and PORT (1-65535)\nusage: socketley attach TYPE NAME PORT [flags]\n", false},
+		{[]string{"attach", "server", "x", "0"}, 1, "socketley: attach: PORT \"0\" is not a port: give a number from 1 to 65535\nusage: socketley attach TYPE NAME PORT [flags]\n", false},
+		{[]string{"--user", "--system", "ls"}, 1, "socketley: --user and --system exclude each other: give one of them, or neither (the daemon is then found as described in socketley --help)\nusage: socketley ls [flags]\n", false},
+		{[]string{"strat", "x"}, 1, "socketley: unknown command \"strat\": the commands are add, attach, completion, daemon, env, logs, ls, ps, remove, restart, show, start, stop, version (did you mean start?)\nusage: socketley COMMAND [ARGS...] [flags]; socketley --help describes each\n", false},
+		{[]string{"env", "x"}, 1, "socketley: env: unexpected argument \"x\": env takes no arguments, only flags\nusage: socketley env [flags]\n", false},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
 			code := Main(t.Context(), tt.args, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
-			if code != tt.code || !strings.Contains(errb.String(), tt.msg) {
-				t.Fatalf("exit %d stderr %q; want exit %d mentioning %q", code, errb.String(), tt.code, tt.msg)
+			got := errb.String()
+			if code != tt.code || (tt.part && !strings.Contains(got, tt.want)) || (!tt.part && got != tt.want) {
+				t.Fatalf("exit %d stderr\n%s\nwant exit %d and stderr %s\n%s", code, got, tt.code, map[bool]string{true: "containing", false: "equal to"}[tt.part], tt.want)
+			}
+			for _, raw := range []string{"requires at least", "accepts ", "strconv.", "invalid argument", "for \"socketley", "flag needs an argument", "if any flags in the group"} {
+				if strings.Contains(got, raw) {
+					t.Fatalf("stderr has library wording %q:\n%s", raw, got)
+				}
+			}
+		})
+	}
+}
+
+// env prints the export for the socket in use, quoted for the shell, and
+// warns on stderr when no daemon answers there.
+func TestEnv(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  string
+		want string
+	}{
+		{"--socket", []string{"--socket", "/run/x/s.sock", "env"}, "", "export SOCKETLEY_SOCKET=/run/x/s.sock\n"},
+		{"quoted", []string{"--socket", "/tmp/it's here.sock", "env"}, "", "export SOCKETLEY_SOCKET='/tmp/it'\\''s here.sock'\n"},
+		{"$SOCKETLEY_SOCKET", []string{"env"}, "/e/s.sock", "export SOCKETLEY_SOCKET=/e/s.sock\n"},
+		{"--system", []string{"--system", "env"}, "", "export SOCKETLEY_SOCKET=/run/socketley/socketley.sock\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("SOCKETLEY_SOCKET", tt.env)
+			var out, errb bytes.Buffer
+			code := Main(t.Context(), tt.args, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
+			if code != 0 || out.String() != tt.want {
+				t.Fatalf("exit %d stdout %q, want 0 and %q", code, out.String(), tt.want)
+			}
+			if !strings.Contains(errb.String(), "warning: no daemon answers at") {
+				t.Fatalf("stderr %q lacks the warning", errb.String())
 			}
 		})
 	}

@@ -30,7 +30,7 @@ bus ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus), the socket
 $XDG_RUNTIME_DIR/socketley/socketley.sock and the state in
 $XDG_STATE_HOME/socketley. SIGTERM or SIGINT stops the daemon without stopping
 any managed unit.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mode := a.mode()
 			if mode == paths.Auto {

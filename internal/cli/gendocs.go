@@ -21,7 +21,7 @@ func (a *app) genDocsCmd() *cobra.Command {
 		Use:    "gen-docs",
 		Short:  "Write man pages and shell completions (build step)",
 		Hidden: true,
-		Args:   cobra.NoArgs,
+		Args:   noArgs,
 		Example: `  socketley gen-docs --man dist/man --completions dist/completions
     # dist/man/socketley*.1, dist/completions/{socketley.bash,_socketley,socketley.fish}`,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -44,9 +44,9 @@ func (a *app) namesCmd(use, short, long string, op func(ctx context.Context, c *
 		Use:   use + " NAME|PATTERN...",
 		Short: short,
 		Long:  long,
-		Args:  cobra.MinimumNArgs(1),
+		Args:  namesArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkNames(args); err != nil {
+			if err := checkNames(cmd, args); err != nil {
 				return err
 			}
 			ctx, cancel := w.ctx(cmd.Context())
@@ -62,13 +62,17 @@ func (a *app) namesCmd(use, short, long string, op func(ctx context.Context, c *
 
 func (a *app) startCmd() *cobra.Command {
 	return a.namesCmd("start", "Start runtimes",
-		"Start the named runtimes (names or glob patterns such as 'web-*'). A runtime that is already running is left alone.",
+		`Start the named runtimes (names or glob patterns such as 'web-*'). A runtime
+that is already running is left alone. The reply says "started" with the pid, or
+with --wait "running" once it runs; a process that has already exited, or a
+--wait that sees it fail, exits 1 with the exit, the last output lines and the
+next steps.`,
 		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
-			rts, err := c.Start(ctx, sdk.StartOptions{Wait: w.wait, Timeout: w.timeout}, names...)
-			for _, r := range rts {
-				fmt.Fprintf(a.stdio.Out, "%s: %s (pid %d)\n", format.Escape(r.Name), format.Escape(r.Status), r.PID)
+			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdStart, Names: names, Wait: w.wait, Timeout: wire.Duration(w.timeout)})
+			if err != nil {
+				return a.failReply(ctx, c, "start", res, err, w.wait)
 			}
-			return err
+			return a.startReply(ctx, c, "start", res, w.wait)
 		}, true)
 }
 
@@ -92,11 +96,11 @@ func (a *app) restartCmd() *cobra.Command {
 	return a.namesCmd("restart", "Stop, wait, then start runtimes",
 		"Stop each runtime, wait until its processes are gone (SIGKILL after its stop timeout), then start it again: the old and the new process never overlap.",
 		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
-			rts, err := c.Restart(ctx, sdk.StartOptions{Wait: w.wait, Timeout: w.timeout}, names...)
-			for _, r := range rts {
-				fmt.Fprintf(a.stdio.Out, "%s: %s (pid %d)\n", format.Escape(r.Name), format.Escape(r.Status), r.PID)
+			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdRestart, Names: names, Wait: w.wait, Timeout: wire.Duration(w.timeout)})
+			if err != nil {
+				return a.failReply(ctx, c, "restart", res, err, w.wait)
 			}
-			return err
+			return a.startReply(ctx, c, "restart", res, w.wait)
 		}, true)
 }
 

@@ -54,9 +54,9 @@ orphan (a socketley-* unit with no registry entry, left alone).
 STATUS is one of created, running, starting, unhealthy, restarting, failed,
 crash-loop, stopping, stopped, orphan. -o json prints the fields documented in
 docs/cli.md.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
+			if err := checkOutput(cmd, out); err != nil {
 				return err
 			}
 			if out == "table" {
@@ -77,12 +77,15 @@ func (a *app) psCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "ps",
-		Short: "List running runtimes; the last column is the PID",
-		Long: `List the runtimes that have a live process: NAME TYPE PORT STATUS RESTARTS UPTIME PID.
-PID is the last column, so scripts can use: socketley ps | grep NAME | awk '{print $NF}'.`,
-		Args: cobra.NoArgs,
+		Short: "List what runs or should (PID last, - between a crash and its restart)",
+		Long: `List the runtimes that run or should: NAME TYPE PORT STATUS RESTARTS UPTIME PID.
+That is every runtime with a live process, and every managed runtime wanted
+running that is between a crash and its restart (restarting or crash-loop, PID
+-). ls lists everything, also what is created, stopped or failed. PID is the
+last column, so scripts can use: socketley ps | grep NAME | awk '{print $NF}'.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
+			if err := checkOutput(cmd, out); err != nil {
 				return err
 			}
 			if out == "table" {
@@ -105,12 +108,12 @@ func (a *app) showCmd() *cobra.Command {
 		Use:   "show NAME|PATTERN...",
 		Short: "Show everything known about runtimes",
 		Long:  "Show unit name, state, pid, restarts, last exit, path, arguments, environment and attach details.",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  namesArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
+			if err := checkOutput(cmd, out); err != nil {
 				return err
 			}
-			if err := checkNames(args); err != nil {
+			if err := checkNames(cmd, args); err != nil {
 				return err
 			}
 			rts, err := a.client().Show(cmd.Context(), args...)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
 )
@@ -24,20 +23,21 @@ func (a *app) logsCmd() *cobra.Command {
 		Use:   "logs NAME",
 		Short: "Show a runtime's output from the journal",
 		Long: `Show the output (stdout and stderr) of the runtime's unit from the systemd
-journal, through journalctl: --user-unit for the user daemon, -u for the system
-daemon. Needs systemd-journald; without it the output is not stored and the
-command says so.`,
-		Args: cobra.ExactArgs(1),
+journal, through journalctl, with systemd's lines about the unit: the user
+journal (--user; root reads all) for the user daemon, the system journal for the
+system daemon. Lines are found by unit and by their identifier socketley-NAME,
+so the last words of a program that exits at once are there too. Needs
+systemd-journald; without it the output is not stored and the command says so.`,
+		Args: exactArgs(1, "one runtime name, such as myapp"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := wire.CheckName(name); err != nil {
-				return usageErr("%v", err)
+				return usageErr("logs: %v\n%s", err, usageLine(cmd))
 			}
 			if lines < 0 {
-				return usageErr("logs: -n %d is negative", lines)
+				return usageErr("logs: -n/--lines %d is negative: give 0 or more lines, such as 50\n%s", lines, usageLine(cmd))
 			}
 			c := a.client()
-			system := c.Socket() == paths.SystemSocket
 			res, err := c.Do(cmd.Context(), wire.Request{Cmd: wire.CmdShow, Names: []string{name}})
 			switch {
 			case err == nil && len(res.Runtimes) == 1:
@@ -50,30 +50,18 @@ command says so.`,
 			case err != nil:
 				return err
 			}
-			if v, err := c.Do(cmd.Context(), wire.Request{Cmd: wire.CmdVersion}); err == nil {
-				system = v.Message == paths.System.String()
-			}
-			jc, err := exec.LookPath("journalctl")
+			j, err := a.findJournal(cmd.Context(), c)
 			if err != nil {
+				if errors.Is(err, errNoJournal) {
+					return usageErr("logs: no journal available on this machine (systemd-journald is not running), so the output of %s is not stored", name)
+				}
 				return usageErr("logs: no journal available: journalctl is not installed, so the output of %s cannot be shown", name)
 			}
-			if !journalPresent() {
-				return usageErr("logs: no journal available on this machine (systemd-journald is not running), so the output of %s is not stored", name)
-			}
-			unit := "socketley-" + name + ".service"
-			jargs := []string{"--no-pager", "-n", strconv.Itoa(lines)}
-			switch {
-			case system:
-				jargs = append(jargs, "-u", unit)
-			case os.Getuid() == 0:
-				jargs = append(jargs, "--user-unit", unit)
-			default:
-				jargs = append(jargs, "--user", "--user-unit", unit)
-			}
+			jargs := append([]string{"--no-pager", "-n", strconv.Itoa(lines)}, j.unitArgs(name, false)...)
 			if follow {
 				jargs = append(jargs, "-f")
 			}
-			jcmd := exec.CommandContext(cmd.Context(), jc, jargs...)
+			jcmd := exec.CommandContext(cmd.Context(), j.path, jargs...)
 			jcmd.Stdout, jcmd.Stderr = a.stdio.Out, a.stdio.Err
 			if err := jcmd.Run(); err != nil {
 				var ee *exec.ExitError
