@@ -259,16 +259,20 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 	return next
 }
 
+// doneStarting ends a job the supervisor launched for name (it put name in
+// m.starting): the name is free again and the supervisor looks once more.
+func (m *Manager) doneStarting(name string) {
+	m.mu.Lock()
+	delete(m.starting, name)
+	m.mu.Unlock()
+	m.poke()
+}
+
 // backoffStart starts a runtime whose backoff delay is over. It confirms
 // with systemd first: a unit that is up again (started by the user, say)
 // only ends the wait.
 func (m *Manager) backoffStart(ctx context.Context, name string) {
-	defer m.poke()
-	defer func() {
-		m.mu.Lock()
-		delete(m.starting, name)
-		m.mu.Unlock()
-	}()
+	defer m.doneStarting(name)
 	unlock := m.locks.lock(name)
 	defer unlock()
 	e, ok := m.entry(name)

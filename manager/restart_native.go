@@ -147,12 +147,7 @@ func (m *Manager) nativeGiveUps(snap map[string]units.Status) []string {
 // nativeGiveUp stops a runtime that exceeded --max-restarts under systemd's
 // backoff and marks it given up, as the daemon's backoff does.
 func (m *Manager) nativeGiveUp(ctx context.Context, name string) {
-	defer m.poke()
-	defer func() {
-		m.mu.Lock()
-		delete(m.starting, name)
-		m.mu.Unlock()
-	}()
+	defer m.doneStarting(name)
 	unlock := m.locks.lock(name)
 	defer unlock()
 	e, ok := m.entry(name)
