@@ -45,12 +45,12 @@ stored absolute; it must be a regular executable file. Arguments after -- are
 passed to the program and may contain spaces.
 
 The unit gets SOCKETLEY_MANAGED=1, SOCKETLEY_NAME=NAME and SOCKETLEY_SOCKET=<the
-daemon's socket> in its environment, plus every --env. Root and the runtime's
-owner see the environment and arguments (show): pass secrets with
+daemon's socket> in its environment, plus every --env. Any local user can read
+a unit's environment and arguments from systemd: pass secrets with
 --credential ID:PATH instead (systemd LoadCredential=), which systemd copies
-at every start into $CREDENTIALS_DIRECTORY/ID, readable by the program only;
-show lists the IDs and paths, never the contents. With the system daemon only
-root may give --credential (systemd reads the file as root).
+at every start into $CREDENTIALS_DIRECTORY/ID, readable only by the unit's
+user; show lists the IDs and paths, never the contents. With the system daemon
+only root may give --credential (systemd reads the file as root).
 
 Restart policy (docs/restart-policy.md): a crash after a run of at least
 --restart-reset (10s) is restarted by systemd after --restart-sec (default 0:
