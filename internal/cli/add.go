@@ -68,8 +68,7 @@ running: the command exits 1 with the exit code or signal, and the restart
 policy keeps trying (socketley remove drops it). Program arguments reach the
 program literally: systemd expands no $VAR in them.`,
 		Example: `  socketley add ./mybin --name myapp -s -- --port 7070 --verbose
-  socketley add /usr/local/bin/echo-service -s --env GREETING="hello world" --restart always
-  socketley add ./api -s --credential db-password:/etc/api/db-password`,
+  socketley add /usr/local/bin/echo-service -s --env GREETING="hello world" --restart always`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
