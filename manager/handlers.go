@@ -155,6 +155,9 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 			return errorf(ErrInvalid, "environment variable %s is reserved: socketley sets SOCKETLEY_* itself", k)
 		}
 	}
+	if err := m.checkCredentials(caller, s.Credentials); err != nil {
+		return err
+	}
 	if s.WorkDir != "" {
 		if !filepath.IsAbs(s.WorkDir) {
 			return errorf(ErrInvalid, "working directory %q is not absolute", s.WorkDir)
@@ -207,6 +210,48 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 	return nil
 }
 
+// checkCredentials checks add's --credential entries. systemd reads each
+// file at every start of the unit, with its manager's rights: the system
+// daemon's systemd as root, so it takes credentials from root only. A
+// check of another caller's rights now would not hold at the next start
+// (the file, or a directory on its way, can be swapped for a link to
+// /etc/shadow). A user daemon's systemd reads the file as that user, who
+// is the only non-root caller; the file is still checked with the caller's
+// rights, with one answer for absent and not permitted.
+func (m *Manager) checkCredentials(caller Caller, creds []wire.Credential) error {
+	if len(creds) == 0 {
+		return nil
+	}
+	if m.cfg.Mode == paths.System && !caller.root() {
+		return errorf(ErrDenied, "--credential: only root may add credentials to a runtime of the system daemon "+
+			"(systemd reads the file as root at every start); ask root to add the runtime, or use --env for what is not secret")
+	}
+	seen := make(map[string]bool, len(creds))
+	for i := range creds {
+		c := &creds[i]
+		if !units.ValidCredentialID(c.ID) {
+			return errorf(ErrInvalid, "--credential %s:%s: bad ID %q: %s", c.ID, c.Path, c.ID, units.CredentialIDRule)
+		}
+		if seen[c.ID] {
+			return errorf(ErrInvalid, "--credential: ID %q given twice; give each credential its own ID", c.ID)
+		}
+		seen[c.ID] = true
+		if !filepath.IsAbs(c.Path) {
+			return errorf(ErrInvalid, "--credential %s:%s: path %q is not absolute", c.ID, c.Path, c.Path)
+		}
+		c.Path = filepath.Clean(c.Path)
+		fi, err := statAs(caller, c.Path)
+		if err == nil && fi.Mode().IsRegular() {
+			if uid, gid := ownerGroup(fi); mayAccess(caller, fi.Mode(), uid, gid, permRead) {
+				continue
+			}
+		}
+		return errorf(ErrInvalid, "--credential %s: %s does not exist, is not a regular file or uid %d may not read it "+
+			"(give a file you can read, and search (x) permission on every directory on the way)", c.ID, c.Path, caller.UID)
+	}
+	return nil
+}
+
 // runUser is the User= of a unit added by caller in system mode.
 func (m *Manager) runUser(caller Caller, s wire.AddSpec) (string, error) {
 	if m.cfg.Mode != paths.System {
@@ -249,7 +294,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		}
 	}
 	e := &Entry{
-		Name: s.Name, Managed: true, Path: s.Path, Args: s.Args, Env: s.Env, WorkDir: s.WorkDir,
+		Name: s.Name, Managed: true, Path: s.Path, Args: s.Args, Env: s.Env, WorkDir: s.WorkDir, Credentials: s.Credentials,
 		Restart: s.Restart, RestartSec: s.RestartSec, User: runAs, OwnerUID: caller.UID,
 		RestartMaxDelay: s.RestartMaxDelay, RestartReset: s.RestartReset, MaxRestarts: s.MaxRestarts,
 		StopTimeout: s.StopTimeout, Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
@@ -337,6 +382,15 @@ func nextSteps(name string) string {
 	return fmt.Sprintf("socketley logs %s shows its output; fix the program, then socketley start %s; or socketley remove %s drops it", name, name, name)
 }
 
+// unitCredentials is the LoadCredential= of an entry's unit (nil for none).
+func unitCredentials(creds []wire.Credential) []units.Credential {
+	var out []units.Credential
+	for _, c := range creds {
+		out = append(out, units.Credential{ID: c.ID, Path: c.Path})
+	}
+	return out
+}
+
 // spec builds the unit description of a managed entry.
 func (m *Manager) spec(e *Entry) units.Spec {
 	env := []string{
@@ -355,6 +409,7 @@ func (m *Manager) spec(e *Entry) units.Spec {
 		Args:               e.Args,
 		Env:                env,
 		WorkingDirectory:   e.WorkDir,
+		Credentials:        unitCredentials(e.Credentials),
 		User:               e.User,
 		Restart:            e.Restart,
 		RestartSec:         time.Duration(e.RestartSec),
@@ -870,7 +925,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 	status, reason := classify(e, st, &o, now)
 	r := wire.Runtime{
 		Name: e.Name, Managed: e.Managed, Status: status, Reason: reason, Desired: e.Desired,
-		Type: e.Type, Port: e.Port, Path: e.Path, Args: e.Args, Env: e.Env, WorkDir: e.WorkDir,
+		Type: e.Type, Port: e.Port, Path: e.Path, Args: e.Args, Env: e.Env, WorkDir: e.WorkDir, Credentials: e.Credentials,
 		Restart: e.Restart, RestartSec: e.RestartSec, User: e.User, OwnerUID: e.OwnerUID,
 		Created: e.Created, Restarts: e.Restarts, LastExit: e.LastExit,
 		RestartMaxDelay: e.RestartMaxDelay, RestartReset: e.RestartReset, MaxRestarts: e.MaxRestarts,

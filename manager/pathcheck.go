@@ -13,6 +13,7 @@ import (
 
 // Permission bits asked of lookupAs, in the "other" position.
 const (
+	permRead   = 0o4
 	permExec   = 0o1
 	permSearch = 0o1
 )

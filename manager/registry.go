@@ -93,6 +93,10 @@ type Entry struct {
 	// added before stop timeouts existed (its next unit gets
 	// DefaultStopTimeout; its current one may have systemd's 90 s).
 	StopTimeout wire.Duration `json:"stop_timeout,omitempty"`
+	// Credentials are the unit's LoadCredential= (add --credential),
+	// loaded again at every start: after a daemon restart and a reconcile
+	// too.
+	Credentials []wire.Credential `json:"credentials,omitempty"`
 	// Started is set once the runtime has been started, so that a never-started
 	// entry shows "created" rather than "stopped".
 	Started bool      `json:"started,omitempty"`
@@ -136,6 +140,7 @@ func (e *Entry) clone() *Entry {
 	c := *e
 	c.Args = slices.Clone(e.Args)
 	c.Env = slices.Clone(e.Env)
+	c.Credentials = slices.Clone(e.Credentials)
 	c.UIDs = slices.Clone(e.UIDs)
 	if e.HealthFails != nil {
 		v := *e.HealthFails

@@ -66,6 +66,39 @@ type Spec struct {
 	// (KillMode=control-group and SendSIGKILL=yes are set explicitly);
 	// 0 = systemd's default (90 s). StopWait says how long a Stop may take.
 	StopTimeout time.Duration
+	// Credentials are LoadCredential= (systemd ≥ 247, also in a user
+	// manager): at every start, before the program runs, systemd copies
+	// each file into $CREDENTIALS_DIRECTORY/ID, readable only by the unit's
+	// user. The manager reads Path with its own rights (root for the system
+	// manager); a file it cannot read fails the start (status 243/CREDENTIALS).
+	Credentials []Credential
+}
+
+// Credential is one LoadCredential= entry, D-Bus signature (ss): the
+// credential's ID (its file name in $CREDENTIALS_DIRECTORY) and the
+// absolute path of the file it is read from.
+type Credential struct {
+	ID   string
+	Path string
+}
+
+// CredentialIDRule says which credential IDs ValidCredentialID accepts.
+const CredentialIDRule = "use 1-255 letters, digits, '_', '-', '.' or '@' (not \".\" or \"..\")"
+
+// ValidCredentialID reports whether id may name a credential: a subset of
+// what systemd accepts (a file name that is also a valid fd name: no "/",
+// no ":", printable ASCII, at most 255 bytes, not "." or ".."), kept to
+// characters that need no quoting in a shell or a table.
+func ValidCredentialID(id string) bool {
+	if id == "" || id == "." || id == ".." || len(id) > 255 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.' || r == '@') {
+			return false
+		}
+	}
+	return true
 }
 
 // validRestart reports whether s is a Restart= value of systemd.service(5).
@@ -109,6 +142,15 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	if spec.RestartSteps > 0 && (spec.RestartSec < time.Microsecond || spec.RestartMaxDelay <= spec.RestartSec) {
 		return nil, fmt.Errorf("%w: RestartSteps=%d needs 0 < RestartSec (%s) < RestartMaxDelaySec (%s)",
 			ErrInvalid, spec.RestartSteps, spec.RestartSec, spec.RestartMaxDelay)
+	}
+
+	for _, c := range spec.Credentials {
+		if !ValidCredentialID(c.ID) {
+			return nil, fmt.Errorf("%w: credential ID %q: %s", ErrInvalid, c.ID, CredentialIDRule)
+		}
+		if !strings.HasPrefix(c.Path, "/") {
+			return nil, fmt.Errorf("%w: credential %s: path %q is not absolute", ErrInvalid, c.ID, c.Path)
+		}
 	}
 
 	desc := spec.Description
@@ -162,6 +204,9 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	}
 	if spec.StopTimeout > 0 {
 		props = append(props, prop("TimeoutStopUSec", usec(spec.StopTimeout)))
+	}
+	if len(spec.Credentials) > 0 {
+		props = append(props, prop("LoadCredential", append([]Credential(nil), spec.Credentials...)))
 	}
 	// systemd's defaults, stated so that a stop always ends: SIGTERM to
 	// every process of the cgroup, SIGKILL to what is left after the stop

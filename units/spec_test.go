@@ -36,6 +36,7 @@ func TestPropertiesSignatures(t *testing.T) {
 		StartLimitBurst:    3,
 		StartLimitInterval: 10 * time.Second,
 		StopTimeout:        5 * time.Second,
+		Credentials:        []Credential{{ID: "token", Path: "/etc/web/token"}, {ID: "tls.key", Path: "/etc/web/key.pem"}},
 	}
 	props, err := properties(spec, System)
 	if err != nil {
@@ -61,6 +62,7 @@ func TestPropertiesSignatures(t *testing.T) {
 		{"TimeoutStopUSec", "t", uint64(5000000)},
 		{"KillMode", "s", "control-group"},
 		{"SendSIGKILL", "b", true},
+		{"LoadCredential", "a(ss)", []Credential{{ID: "token", Path: "/etc/web/token"}, {ID: "tls.key", Path: "/etc/web/key.pem"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,7 +137,7 @@ func TestPropertiesDefaults(t *testing.T) {
 	}
 	m := propMap(t, props)
 	for _, name := range []string{"Environment", "WorkingDirectory", "User", "Restart", "RestartUSec",
-		"StartLimitBurst", "StartLimitIntervalUSec", "TimeoutStopUSec"} {
+		"StartLimitBurst", "StartLimitIntervalUSec", "TimeoutStopUSec", "LoadCredential"} {
 		if _, ok := m[name]; ok {
 			t.Errorf("property %s set for a zero Spec field; want systemd's default", name)
 		}
@@ -170,6 +172,9 @@ func TestPropertiesInvalid(t *testing.T) {
 		{"steps with the cap below the delay", func(s *Spec) {
 			s.RestartSteps, s.RestartSec, s.RestartMaxDelay = 3, time.Second, time.Second
 		}, System, "needs 0 < RestartSec"},
+		{"credential ID with a slash", func(s *Spec) { s.Credentials = []Credential{{ID: "a/b", Path: "/x"}} }, User, "credential ID"},
+		{"credential ID ..", func(s *Spec) { s.Credentials = []Credential{{ID: "..", Path: "/x"}} }, User, "credential ID"},
+		{"relative credential path", func(s *Spec) { s.Credentials = []Credential{{ID: "t", Path: "x"}} }, User, "not absolute"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -240,6 +245,34 @@ func TestPropertiesNativeBackoff(t *testing.T) {
 		if _, ok := m[name]; ok {
 			t.Errorf("%s sent without RestartSteps", name)
 		}
+	}
+}
+
+func TestValidCredentialID(t *testing.T) {
+	tests := []struct {
+		id   string
+		want bool
+	}{
+		{"token", true},
+		{"tls.key", true},
+		{"db-pass_2@prod", true},
+		{strings.Repeat("a", 255), true},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"a/b", false},
+		{"a:b", false},
+		{"a b", false},
+		{"tok\n", false},
+		{"é", false},
+		{strings.Repeat("a", 256), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			if got := ValidCredentialID(tt.id); got != tt.want {
+				t.Errorf("ValidCredentialID(%q) = %v, want %v", tt.id, got, tt.want)
+			}
+		})
 	}
 }
 

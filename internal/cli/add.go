@@ -19,6 +19,7 @@ type addFlags struct {
 	name          string
 	start         bool
 	env           []string
+	credentials   []string
 	workdir       string
 	restart       string
 	restartSec    time.Duration
@@ -44,7 +45,12 @@ stored absolute; it must be a regular executable file. Arguments after -- are
 passed to the program and may contain spaces.
 
 The unit gets SOCKETLEY_MANAGED=1, SOCKETLEY_NAME=NAME and SOCKETLEY_SOCKET=<the
-daemon's socket> in its environment, plus every --env.
+daemon's socket> in its environment, plus every --env. Any local user can read
+a unit's environment and arguments from systemd: pass secrets with
+--credential ID:PATH instead (systemd LoadCredential=), which systemd copies
+at every start into $CREDENTIALS_DIRECTORY/ID, readable only by the unit's
+user; show lists the IDs and paths, never the contents. With the system daemon
+only root may give --credential (systemd reads the file as root).
 
 Restart policy (docs/restart-policy.md): a crash after a run of at least
 --restart-reset (10s) is restarted by systemd after --restart-sec (default 0:
@@ -112,6 +118,7 @@ reach the program literally: systemd expands no $VAR in them.`,
 	fl.StringVar(&f.name, "name", "", "runtime name (default: the file name without extension)")
 	fl.BoolVarP(&f.start, "start", "s", false, "start the runtime now")
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE for the program (repeatable; values may contain spaces)")
+	fl.StringArrayVar(&f.credentials, "credential", nil, "secret file ID:PATH the program reads as $CREDENTIALS_DIRECTORY/ID (systemd LoadCredential=; repeatable; system daemon: root only)")
 	fl.StringVar(&f.workdir, "workdir", "", "working directory of the program (default: the manager's, / for the system manager)")
 	fl.StringVar(&f.restart, "restart", "on-failure", "restart policy: on-failure, always or no")
 	fl.DurationVar(&f.restartSec, "restart-sec", 0, "delay before systemd restarts a program that crashed after a long run (0 = at once)")
@@ -159,6 +166,10 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 			return wire.AddSpec{}, usageErr("add: --env %q is not KEY=VALUE", kv)
 		}
 	}
+	creds, err := credentials(f.credentials)
+	if err != nil {
+		return wire.AddSpec{}, err
+	}
 	switch f.restart {
 	case "on-failure", "always", "no":
 	default:
@@ -191,7 +202,7 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 		}
 	}
 	spec := wire.AddSpec{
-		Name: name, Path: abs, Args: args, Env: f.env, WorkDir: wd, Restart: f.restart,
+		Name: name, Path: abs, Args: args, Env: f.env, WorkDir: wd, Restart: f.restart, Credentials: creds,
 		RestartSec: sdk.Duration(f.restartSec), Start: f.start, RunAs: f.runAs,
 		RestartMaxDelay: sdk.Duration(f.maxDelay), RestartReset: sdk.Duration(f.restartReset), MaxRestarts: f.maxRestarts,
 		ExpectAttach: f.attach, AttachTimeout: sdk.Duration(f.attachTimeout), StopTimeout: sdk.Duration(f.stopTimeout),
@@ -201,4 +212,23 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 		spec.HealthFails = &n
 	}
 	return spec, nil
+}
+
+// credentials parses --credential ID:PATH values (split at the first ":",
+// so PATH may contain colons) and resolves each PATH against the current
+// directory. The daemon checks the ID, duplicates and the file.
+func credentials(vals []string) ([]wire.Credential, error) {
+	var out []wire.Credential // nil when none
+	for _, v := range vals {
+		id, p, ok := strings.Cut(v, ":")
+		if !ok || id == "" || p == "" {
+			return nil, usageErr("add: --credential %q is not ID:PATH (e.g. --credential token:/etc/app/token)", v)
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, usageErr("add: --credential %q: %v", v, err)
+		}
+		out = append(out, wire.Credential{ID: id, Path: abs})
+	}
+	return out, nil
 }

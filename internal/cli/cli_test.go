@@ -5,10 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
 )
 
@@ -171,6 +173,42 @@ func TestEnv(t *testing.T) {
 			}
 			if !strings.Contains(errb.String(), "warning: no daemon answers at") {
 				t.Fatalf("stderr %q lacks the warning", errb.String())
+			}
+		})
+	}
+}
+
+func TestCredentialFlags(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		vals []string
+		want []wire.Credential
+		err  string // part of the error; "" = accepted
+	}{
+		{"none", nil, nil, ""},
+		{"absolute", []string{"token:/etc/app/token"}, []wire.Credential{{ID: "token", Path: "/etc/app/token"}}, ""},
+		{"relative, against the cwd", []string{"token:secrets/../token"}, []wire.Credential{{ID: "token", Path: filepath.Join(wd, "token")}}, ""},
+		{"colon in the path", []string{"k:/etc/a:b"}, []wire.Credential{{ID: "k", Path: "/etc/a:b"}}, ""},
+		{"repeated", []string{"a:/x", "b:/y"}, []wire.Credential{{ID: "a", Path: "/x"}, {ID: "b", Path: "/y"}}, ""},
+		{"no colon", []string{"token"}, nil, `--credential "token" is not ID:PATH`},
+		{"no ID", []string{":/x"}, nil, "is not ID:PATH"},
+		{"no path", []string{"token:"}, nil, "is not ID:PATH"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := credentials(tt.vals)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || exitCode(err) != 1 {
+					t.Fatalf("got %v (exit %d), want an exit-1 error mentioning %q", err, exitCode(err), tt.err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
 			}
 		})
 	}

@@ -48,6 +48,7 @@ func hostile() wire.Runtime {
 		ActiveState: "a" + evil, SubState: "s" + evil, LastExit: "e" + evil, Type: "t" + evil,
 		Path: "/p" + evil, Args: []string{"--x" + evil, "plain"}, Env: []string{"K=v" + evil}, WorkDir: "/w" + evil,
 		User: "user" + evil, Restart: "always", PID: 7, Port: 80, Managed: true,
+		Credentials: []wire.Credential{{ID: "i" + evil, Path: "/c" + evil}},
 	}
 }
 

@@ -124,6 +124,9 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		for _, e := range r.Env {
 			kv("Env", e)
 		}
+		for _, c := range r.Credentials {
+			kv("Credential", c.ID+" from "+c.Path)
+		}
 		kv("Workdir", r.WorkDir)
 		if r.Restart != "" {
 			kv("Restart", restartPolicy(r))

@@ -63,6 +63,14 @@ type Request struct {
 	Version string `json:"version,omitempty"`
 }
 
+// Credential is one secret of a managed runtime (add --credential ID:PATH,
+// systemd's LoadCredential=): systemd copies the file at Path into
+// $CREDENTIALS_DIRECTORY/ID at every start of the unit.
+type Credential struct {
+	ID   string `json:"id"`
+	Path string `json:"path"` // absolute; the client resolves it against its cwd
+}
+
 // AddSpec is what a user asks for when registering a managed runtime.
 type AddSpec struct {
 	Name    string   `json:"name"`
@@ -71,6 +79,10 @@ type AddSpec struct {
 	Env     []string `json:"env,omitempty"` // K=V
 	WorkDir string   `json:"workdir,omitempty"`
 	Restart string   `json:"restart,omitempty"` // on-failure (default), always, no
+
+	// Credentials are the unit's LoadCredential= (add --credential): files
+	// systemd copies into $CREDENTIALS_DIRECTORY at every start.
+	Credentials []Credential `json:"credentials,omitempty"`
 	// RestartSec is systemd's RestartSec= for a restart after a run longer
 	// than RestartReset: 0 (the default) restarts at once.
 	RestartSec Duration `json:"restart_sec,omitempty"`
@@ -149,6 +161,9 @@ type Runtime struct {
 	// Redacted is set when Args and Env were withheld: the caller is
 	// neither root nor the runtime's owner (an orphan unit: not root).
 	Redacted bool `json:"redacted,omitempty"`
+	// Credentials name the secret files loaded at every start of a managed
+	// runtime (add --credential): IDs and paths, never the contents.
+	Credentials []Credential `json:"credentials,omitempty"`
 }
 
 // Runtime states shown in STATUS.
