@@ -683,8 +683,11 @@ func report(o options, groups []*group, load0, load1 string, took time.Duration,
 		}
 		fmt.Println()
 	}
-	if v, err := exec.Command("systemctl", "--version").Output(); err == nil {
-		fmt.Printf("  %s\n", strings.SplitN(string(v), "\n", 2)[0])
+	// The manager the units ran under (systemctl --version is the client's).
+	if v, err := exec.Command("systemctl", "--user", "show", "-p", "Version", "--value").Output(); err == nil {
+		fmt.Printf("  systemd user manager %s\n", strings.TrimSpace(string(v)))
+	} else if v, err := exec.Command("systemctl", "show", "-p", "Version", "--value").Output(); err == nil {
+		fmt.Printf("  systemd manager %s\n", strings.TrimSpace(string(v)))
 	}
 	for _, n := range notes {
 		fmt.Println("  warning:", n)
