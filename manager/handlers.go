@@ -417,7 +417,9 @@ func (m *Manager) spec(e *Entry) units.Spec {
 		StartLimitInterval: restartReset(e),
 		StopTimeout:        stopTimeout(e),
 	}
-	if native && restarts(e) {
+	// Not restarts(e): start and restart build the spec from the entry as it
+	// was before they set Desired to running.
+	if native && e.Managed && (e.Restart == "on-failure" || e.Restart == "always") {
 		spec.RestartSec, spec.RestartSteps, spec.RestartMaxDelay = nativeRestart(time.Duration(e.RestartSec), restartMaxDelay(e))
 		spec.StartLimitBurst, spec.StartLimitInterval, spec.NoStartLimit = 0, 0, true
 	}

@@ -223,7 +223,8 @@ func (m *Manager) tick(ctx context.Context) {
 		pid  int
 	}
 	var heal []healJob
-	var reset, nativeReset []string
+	var reset []string
+	nativeReset := map[string]int{}
 	m.mu.Lock()
 	for _, e := range entries {
 		if !e.Managed {
@@ -260,7 +261,7 @@ func (m *Manager) tick(ctx context.Context) {
 				if b := e.Backoff; b != nil && b.NextAt.IsZero() && !b.GaveUp && !nativeUnit(st) {
 					reset = append(reset, e.Name)
 				} else if nativeUnit(st) && nativeFailures(e, *st) > 0 {
-					nativeReset = append(nativeReset, e.Name)
+					nativeReset[e.Name] = pid
 				}
 			}
 		} else {
@@ -351,7 +352,9 @@ func (m *Manager) heal(ctx context.Context, name string, pid int) {
 	}
 	// Under systemd's backoff the failed runs so far are the unit's
 	// NRestarts, which the stop below ends: carry them into the entry's
-	// count, so that crashes and health restarts back off together.
+	// count: the delay before the new unit is the daemon's for that count,
+	// and --max-restarts counts both. (The new unit's own crashes then start
+	// again at systemd's first step.)
 	carried := 0
 	if nativeUnit(&st) {
 		carried = st.NRestarts

@@ -565,6 +565,19 @@ func (k *keyedMutex) lock(names ...string) func() {
 	}
 }
 
+// tryLock locks name only when no operation holds or waits for it, and
+// returns the unlock function and true; else nil and false.
+func (k *keyedMutex) tryLock(name string) (func(), bool) {
+	k.mu.Lock()
+	if k.locks[name] != nil {
+		k.mu.Unlock()
+		return nil, false
+	}
+	k.mu.Unlock()
+	// A lock taken between the check and here only makes this one wait.
+	return k.lock(name), true
+}
+
 // busy reports whether an operation holds or waits for name's lock.
 func (k *keyedMutex) busy(name string) bool {
 	k.mu.Lock()

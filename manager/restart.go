@@ -23,8 +23,8 @@ import (
 // too. The count starts over once the runtime has been running (healthy, and
 // attached when it attaches) for its reset period. On systemd 252, which
 // cannot change RestartUSec of a transient unit, this is the only way to get
-// a growing delay; it is the same on newer systemd, so behaviour does not
-// depend on the manager's version.
+// a growing delay. On systemd ≥ 254 units get systemd's own backoff instead
+// (restart_native.go) unless the daemon runs with --restart-backoff daemon.
 
 // Restart policy defaults.
 const (
@@ -260,19 +260,23 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 }
 
 // doneStarting ends a job the supervisor launched for name (it put name in
-// m.starting): the name is free again and the supervisor looks once more.
-func (m *Manager) doneStarting(name string) {
+// m.starting): the name is free again and, with poke, the supervisor looks
+// once more at once (a job that failed leaves it to the next change or tick,
+// so that a failing call is not retried in a tight loop).
+func (m *Manager) doneStarting(name string, poke bool) {
 	m.mu.Lock()
 	delete(m.starting, name)
 	m.mu.Unlock()
-	m.poke()
+	if poke {
+		m.poke()
+	}
 }
 
 // backoffStart starts a runtime whose backoff delay is over. It confirms
 // with systemd first: a unit that is up again (started by the user, say)
 // only ends the wait.
 func (m *Manager) backoffStart(ctx context.Context, name string) {
-	defer m.doneStarting(name)
+	defer m.doneStarting(name, true)
 	unlock := m.locks.lock(name)
 	defer unlock()
 	e, ok := m.entry(name)

@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -69,11 +68,13 @@ func chooseBackoff(mode string, version int, verr error) (native bool, why strin
 
 // nativeRestart returns RestartSec, RestartSteps and RestartMaxDelaySec for
 // a runtime with restart delay rs and backoff cap maxDelay: one step per
-// doubling. steps is 0 (a fixed delay) when the cap is not above the delay.
+// doubling. When the cap is not above the delay the delay is (about) fixed:
+// one step to the delay + 1 ms, so that the unit still has RestartSteps > 0,
+// which is how the daemon tells a unit under systemd's backoff (nativeUnit).
 func nativeRestart(rs, maxDelay time.Duration) (sec time.Duration, steps int, capDelay time.Duration) {
 	sec = max(rs, nativeMinRestartSec)
 	if maxDelay <= sec {
-		return sec, 0, 0
+		return sec, 1, sec + time.Millisecond
 	}
 	return sec, int(math.Ceil(math.Log2(float64(maxDelay) / float64(sec)))), maxDelay
 }
@@ -128,26 +129,41 @@ func nativeView(r *wire.Runtime, e *Entry, st *units.Status, now time.Time) (sta
 }
 
 // nativeGiveUps returns the runtimes under systemd's backoff that failed
-// more runs in a row than their --max-restarts; m.mu must be held (read).
+// more runs in a row than their --max-restarts, and the given-up ones whose
+// unit is up again (a daemon that died between persisting a give-up and
+// stopping the unit); m.mu must be held (read).
 func (m *Manager) nativeGiveUps(snap map[string]units.Status) []string {
 	var out []string
 	for _, e := range m.reg.entries {
 		st, ok := snap[e.Name]
-		if !ok || !nativeUnit(&st) || !restarts(e) || e.MaxRestarts <= 0 || m.starting[e.Name] ||
-			(e.Backoff != nil && e.Backoff.GaveUp) || m.locks.busy(e.Name) {
+		if !ok || !nativeUnit(&st) || !e.Managed || e.Desired != DesiredRunning || m.starting[e.Name] || m.locks.busy(e.Name) {
 			continue
 		}
-		if nativeFailures(e, st) > e.MaxRestarts {
+		if e.Backoff != nil && e.Backoff.GaveUp {
+			if unitUp(st) {
+				out = append(out, e.Name)
+			}
+			continue
+		}
+		if restarts(e) && e.MaxRestarts > 0 && nativeFailures(e, st) > e.MaxRestarts {
 			out = append(out, e.Name)
 		}
 	}
 	return out
 }
 
+// unitUp reports whether st is running, starting or waiting to restart.
+func unitUp(st units.Status) bool {
+	return st.ActiveState == units.ActiveActive || st.ActiveState == units.ActiveActivating ||
+		st.ActiveState == units.ActiveReloading
+}
+
 // nativeGiveUp stops a runtime that exceeded --max-restarts under systemd's
-// backoff and marks it given up, as the daemon's backoff does.
+// backoff and marks it given up, as the daemon's backoff does; for a
+// runtime already marked given up it finishes the stop.
 func (m *Manager) nativeGiveUp(ctx context.Context, name string) {
-	defer m.doneStarting(name)
+	acted := false
+	defer func() { m.doneStarting(name, acted) }()
 	unlock := m.locks.lock(name)
 	defer unlock()
 	e, ok := m.entry(name)
@@ -157,13 +173,28 @@ func (m *Manager) nativeGiveUp(ctx context.Context, name string) {
 	}
 	// The watch's snapshot nominated it; decide on one consistent reading.
 	st, err := sd.Status(ctx, name)
-	if err != nil || !nativeUnit(&st) || !restarts(e) || e.MaxRestarts <= 0 || nativeFailures(e, st) <= e.MaxRestarts {
+	if err != nil || !nativeUnit(&st) {
+		return
+	}
+	if e.Backoff != nil && e.Backoff.GaveUp {
+		if !unitUp(st) {
+			return
+		}
+		if err := m.stopUnit(ctx, name); err != nil {
+			m.log.Error("crash loop: finish an interrupted give-up: stop; tried again at the next change", "name", name, "err", err)
+			return
+		}
+		acted = true
+		m.log.Warn("crash loop: finished an interrupted give-up (the unit was up again)", "name", name)
+		return
+	}
+	if !restarts(e) || e.MaxRestarts <= 0 || nativeFailures(e, st) <= e.MaxRestarts {
 		return
 	}
 	// The intent is persisted before the stop: noteExits then keeps the
 	// crash's exit instead of the SIGTERM of this stop (systemd may have
-	// started one more run already), and a daemon killed in between does
-	// not start the unit again when it comes back.
+	// started one more run already), and a daemon killed in between finds
+	// the runtime given up and finishes the stop (nativeGiveUps).
 	fails, prev := nativeFailures(e, st), e.Backoff
 	if err := m.update(func(r *Registry) error {
 		if cur, ok := r.entries[name]; ok {
@@ -189,38 +220,58 @@ func (m *Manager) nativeGiveUp(ctx context.Context, name string) {
 		}
 		return
 	}
+	acted = true
 	m.log.Warn("crash loop: giving up (max restarts reached); socketley start retries", "name", name, "failures", fails)
 }
 
 // nativeResets forgets the failed runs of runtimes under systemd's backoff
-// that have been running for their reset period: NRestarts goes into the
-// entry's restart count and ResetFailedUnit sets the unit's to 0, so
-// systemd's next delay is RestartSec again.
-func (m *Manager) nativeResets(ctx context.Context, names []string) {
+// that have been running for their reset period (pids: the main process the
+// tick saw running): NRestarts goes into the entry's restart count and
+// ResetFailedUnit sets the unit's to 0, so systemd's next delay is
+// RestartSec again. Each runs under the runtime's lock (a busy runtime is
+// left to a later tick) on a fresh reading, so a concurrent stop or restart,
+// which folds NRestarts itself, is not counted twice.
+func (m *Manager) nativeResets(ctx context.Context, pids map[string]int) {
 	sd, err := m.systemd()
-	if err != nil || len(names) == 0 {
+	if err != nil || len(pids) == 0 {
 		return
 	}
-	for _, name := range names {
-		st, ok := m.snapshot()[name]
-		if !ok || !nativeUnit(&st) {
+	for name, pid := range pids {
+		unlock, ok := m.locks.tryLock(name)
+		if !ok {
 			continue
 		}
-		n := st.NRestarts
-		if err := sd.ResetFailed(ctx, name); err != nil && !errors.Is(err, units.ErrNoSuchUnit) {
-			m.log.Error("crash backoff: reset", "name", name, "err", err)
-			continue
-		}
-		if err := m.update(func(r *Registry) error {
-			if e, ok := r.entries[name]; ok {
-				e.Restarts += n
-				e.Backoff = nil
-			}
-			return nil
-		}); err != nil {
-			m.log.Error("crash backoff: reset: persist", "name", name, "err", err)
-		}
-		m.refresh(ctx, name)
-		m.log.Info("crash backoff: reset (running for its reset period)", "name", name, "restarts", n)
+		m.nativeReset(ctx, sd, name, pid)
+		unlock()
 	}
+}
+
+// nativeReset is nativeResets for one runtime; its lock is held.
+func (m *Manager) nativeReset(ctx context.Context, sd Systemd, name string, pid int) {
+	st, err := sd.Status(ctx, name)
+	if err != nil || !nativeUnit(&st) || st.ActiveState != units.ActiveActive || st.MainPID != pid {
+		return
+	}
+	e, ok := m.entry(name)
+	if !ok || (st.NRestarts == 0 && (e.Backoff == nil || e.Backoff.Failures == 0)) {
+		return
+	}
+	n := st.NRestarts
+	if n > 0 {
+		if err := sd.ResetFailed(ctx, name); err != nil {
+			m.log.Error("crash backoff: reset", "name", name, "err", err)
+			return
+		}
+	}
+	if err := m.update(func(r *Registry) error {
+		if e, ok := r.entries[name]; ok {
+			e.Restarts += n
+			e.Backoff = nil
+		}
+		return nil
+	}); err != nil {
+		m.log.Error("crash backoff: reset: persist", "name", name, "err", err)
+	}
+	m.refresh(ctx, name)
+	m.log.Info("crash backoff: reset (running for its reset period)", "name", name, "restarts", n)
 }

@@ -49,8 +49,10 @@ func TestNativeRestart(t *testing.T) {
 		{"defaults", 0, DefaultRestartMaxDelay, time.Millisecond, 15, DefaultRestartMaxDelay},
 		{"one second to 30", time.Second, 30 * time.Second, time.Second, 5, 30 * time.Second},
 		{"exact power of two", 100 * time.Millisecond, 800 * time.Millisecond, 100 * time.Millisecond, 3, 800 * time.Millisecond},
-		{"cap below the delay: fixed", 30 * time.Second, 10 * time.Second, 30 * time.Second, 0, 0},
-		{"cap equal to the delay: fixed", time.Second, time.Second, time.Second, 0, 0},
+		// A fixed delay still gets one step, so the unit is told apart as
+		// native (no start limit, so the daemon's path never sees it fail).
+		{"cap below the delay: fixed", 30 * time.Second, 10 * time.Second, 30 * time.Second, 1, 30*time.Second + time.Millisecond},
+		{"cap equal to the delay: fixed", time.Second, time.Second, time.Second, 1, time.Second + time.Millisecond},
 		{"sub-millisecond delay raised", time.Microsecond, time.Second, time.Millisecond, 10, time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,6 +177,35 @@ func TestNativeSpec(t *testing.T) {
 			}
 		})
 	}
+	// A runtime added without -s, then started; and one stopped, then
+	// started again: start builds the spec from the entry as it was before
+	// it set Desired to running.
+	native := func(name string) {
+		t.Helper()
+		if s := f.specs[name]; !s.NoStartLimit || s.RestartSteps == 0 || s.StartLimitBurst != 0 {
+			t.Fatalf("%s: not under systemd's backoff: steps %d no-start-limit %v burst %d", name, s.RestartSteps, s.NoStartLimit, s.StartLimitBurst)
+		}
+	}
+	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "later", Path: bin}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.start(ctx, me(), []string{"later"}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	native("later")
+	if _, err := m.stop(ctx, me(), []string{"later"}); err != nil {
+		t.Fatal(err)
+	}
+	delete(f.specs, "later")
+	if _, err := m.start(ctx, me(), []string{"later"}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	native("later")
+	// A fixed delay (--restart-sec at the cap) is still told apart as native.
+	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "fixed", Path: bin, Start: true, RestartSec: wire.Duration(30 * time.Second)}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	native("fixed")
 	// restart=no: no backoff to configure.
 	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "c", Path: bin, Start: true, Restart: "no"}, false, 0); err != nil {
 		t.Fatal(err)
@@ -281,5 +312,57 @@ func TestNativeReset(t *testing.T) {
 	}
 	if v := m.view("web"); v.Restarts != 6 || v.Failures != 0 {
 		t.Fatalf("after the reset: restarts %d failures %d, want 6 and 0", v.Restarts, v.Failures)
+	}
+}
+
+// A daemon that died between persisting a give-up and stopping the unit
+// finds the unit up again (systemd kept restarting it): it finishes the stop.
+func TestNativeGiveUpFinishedAfterACrash(t *testing.T) {
+	m, f := nativeManager(t)
+	bin := exe(t, t.TempDir(), "svc")
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Start: true, MaxRestarts: 1}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.update(func(r *Registry) error {
+		r.entries["web"].Backoff = &Backoff{Failures: 2, GaveUp: true}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	supervised(m)
+	if _, ok := f.Snapshot()["web"]; ok {
+		t.Fatal("a given-up runtime's unit that was up again is still there")
+	}
+	if v := m.view("web"); v.Status != wire.StateFailed {
+		t.Fatalf("after finishing the give-up: %+v", v)
+	}
+}
+
+// The reset is done on a fresh reading under the runtime's lock: a unit that
+// is gone (a stop folded its NRestarts already) or runs another process than
+// the tick saw is not reset, so no restart is counted twice.
+func TestNativeResetNeedsTheSameProcess(t *testing.T) {
+	m, f := nativeManager(t)
+	bin := exe(t, t.TempDir(), "svc")
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Start: true}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	st := f.Snapshot()["web"]
+	st.NRestarts = 3
+	f.set(st)
+	m.nativeResets(t.Context(), map[string]int{"web": st.MainPID + 1})
+	if e, _ := m.entry("web"); f.Snapshot()["web"].NRestarts != 3 || e.Restarts != 0 {
+		t.Fatalf("reset of another process: NRestarts %d, entry restarts %d", f.Snapshot()["web"].NRestarts, e.Restarts)
+	}
+	unlock := m.locks.lock("web")
+	m.nativeResets(t.Context(), map[string]int{"web": st.MainPID})
+	unlock()
+	if got := f.Snapshot()["web"].NRestarts; got != 3 {
+		t.Fatal("reset while another operation held the runtime")
+	}
+	m.nativeResets(t.Context(), map[string]int{"web": st.MainPID})
+	m.nativeResets(t.Context(), map[string]int{"web": st.MainPID})
+	if got, v := f.Snapshot()["web"].NRestarts, m.view("web"); got != 0 || v.Restarts != 3 {
+		t.Fatalf("after two resets: NRestarts %d, restarts %d; want 0 and 3 (counted once)", got, v.Restarts)
 	}
 }

@@ -112,7 +112,8 @@ systemd_next() {
 	fi
 	eval "$next"
 	export SDH_SYSTEMD SDH_SYSTEMD_LIBDIR
-	gotest systemd-next -skip "^($DISRUPTIVE)\$" -run 'TestNative|TestCrash|TestMaxRestarts|TestBackoff|TestLifecycle|TestRestart|TestWatch|TestFailedStart|TestDaemonRestart|TestHealthRestarts|TestListAndFill' \
+	# The native-backoff tests fail instead of skipping when the manager is not 254.
+	SOCKETLEY_REQUIRE_NATIVE=1 gotest systemd-next -skip "^($DISRUPTIVE)\$" -run 'TestNative|TestCrash|TestMaxRestarts|TestBackoff|TestLifecycle|TestRestart|TestWatch|TestFailedStart|TestDaemonRestart|TestHealthRestarts|TestListAndFill' \
 		./cmd/socketley ./units
 }
 

@@ -3,6 +3,7 @@
 package main_test
 
 import (
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,6 +24,9 @@ func newNativeEnv(t *testing.T, args ...string) *env {
 		why := "no decision logged"
 		if m != nil {
 			why = m[1]
+		}
+		if os.Getenv("SOCKETLEY_REQUIRE_NATIVE") == "1" {
+			t.Fatalf("SOCKETLEY_REQUIRE_NATIVE=1 (make test's systemd-next stage) but the daemon did not choose systemd's backoff: %s", why)
 		}
 		t.Skipf("systemd's own restart backoff is not available here (%s); make test runs this test against systemd 254 too", why)
 	}
