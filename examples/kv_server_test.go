@@ -1,52 +1,26 @@
 package examples_test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 // fakeDaemon answers every request on a unix socket with code 0 and
 // passes the request lines to the test.
 func fakeDaemon(t *testing.T) (string, <-chan string) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "daemon.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
 	lines := make(chan string, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := wire.ReadLine(r)
-					if err != nil {
-						return
-					}
-					lines <- line
-					if wire.WriteReply(c, 0, []byte("ok\n")) != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	sock := testenv.FakeDaemon(t, func(line string) (byte, []byte) {
+		lines <- line
+		return 0, []byte("ok\n")
+	})
 	return sock, lines
 }
 

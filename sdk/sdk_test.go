@@ -1,18 +1,16 @@
 package sdk
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 // fakeDaemon answers each request line with reply(line) and records the lines.
@@ -23,36 +21,12 @@ type fakeDaemon struct {
 
 func newFakeDaemon(t *testing.T, reply func(line string) (byte, string)) *fakeDaemon {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "d.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	d := &fakeDaemon{path: path, lines: make(chan string, 16)}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := wire.ReadLine(r)
-					if err != nil {
-						return
-					}
-					d.lines <- line
-					code, text := reply(line)
-					if err := wire.WriteReply(c, code, []byte(text)); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	d := &fakeDaemon{lines: make(chan string, 16)}
+	d.path = testenv.FakeDaemon(t, func(line string) (byte, []byte) {
+		d.lines <- line
+		code, text := reply(line)
+		return code, []byte(text)
+	})
 	return d
 }
 

@@ -1,15 +1,14 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 )
 
@@ -17,36 +16,16 @@ import (
 // requests with the user mode) and returns the socket path.
 func replyDaemon(t *testing.T, code byte, reply wire.Result) string {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "d.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				line, err := wire.ReadLine(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				var req wire.Request
-				_ = json.Unmarshal([]byte(line), &req)
-				res, rc := reply, code
-				if req.Cmd == wire.CmdVersion {
-					res, rc = wire.Result{Message: "user", Version: &wire.VersionInfo{Version: "dev"}}, 0
-				}
-				b, _ := json.Marshal(res)
-				_ = wire.WriteReply(c, rc, b)
-			}()
+	return testenv.FakeDaemon(t, func(line string) (byte, []byte) {
+		var req wire.Request
+		_ = json.Unmarshal([]byte(line), &req)
+		res, rc := reply, code
+		if req.Cmd == wire.CmdVersion {
+			res, rc = wire.Result{Message: "user", Version: &wire.VersionInfo{Version: "dev"}}, 0
 		}
-	}()
-	return sock
+		b, _ := json.Marshal(res)
+		return rc, b
+	})
 }
 
 // The replies of add -s, start and restart state only what is known; a
