@@ -65,7 +65,7 @@ func (m *Manager) attach(ctx context.Context, caller Caller, a wire.AttachSpec) 
 		return nil, errorf(ErrDenied, "attach refused: pid %d runs as uid %s, not as uid %d (has the process that connected exited?)", a.PID, uidList(uids), caller.UID)
 	}
 	err = m.update(func(r *Registry) error {
-		if old, ok := r.entries[a.Name]; ok {
+		if old, ok := r.get(a.Name); ok {
 			switch {
 			case old.Managed:
 				return errorf(ErrExists, "runtime already exists: %s (a managed runtime: only a process inside %s may attach to it, with --managed)", a.Name, units.Name(a.Name))
@@ -75,11 +75,11 @@ func (m *Manager) attach(ctx context.Context, caller Caller, a wire.AttachSpec) 
 				return errorf(ErrExists, "runtime already exists: %s (attached by pid %d, which is still running)", a.Name, old.PID)
 			}
 		}
-		r.entries[a.Name] = &Entry{
+		r.put(&Entry{
 			Name: a.Name, Managed: false, Type: a.Type, Port: a.Port, PID: a.PID, StartTime: start, UIDs: uids,
 			OwnerUID: caller.UID, Desired: DesiredRunning, Started: true, Created: now.Truncate(time.Second),
 			AttachPID: a.PID, AttachedAt: now,
-		}
+		})
 		return nil
 	})
 	if err != nil {
@@ -135,7 +135,7 @@ func (m *Manager) attachManaged(ctx context.Context, caller Caller, a wire.Attac
 		}
 	}
 	err = m.update(func(r *Registry) error {
-		cur, ok := r.entries[a.Name]
+		cur, ok := r.edit(a.Name)
 		if !ok || !cur.Managed {
 			return errorf(ErrNotFound, "runtime %s was removed meanwhile", a.Name)
 		}

@@ -157,8 +157,8 @@ func TestAttachUnmanagedLifecycle(t *testing.T) {
 	}
 	// The registry persisted the attached entries (they survive a daemon restart).
 	reg, err := m.store.Load()
-	if err != nil || reg.entries["self"] == nil || reg.entries["self"].StartTime == 0 || !allUID(reg.entries["self"].UIDs, 4242) {
-		t.Fatalf("persisted: %v %+v", err, reg.entries["self"])
+	if err != nil || reg.at("self") == nil || reg.at("self").StartTime == 0 || !allUID(reg.at("self").UIDs, 4242) {
+		t.Fatalf("persisted: %v %+v", err, reg.at("self"))
 	}
 }
 
@@ -205,7 +205,7 @@ func TestStopNeverSignalsAReusedPID(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Pretend the pid now belongs to another process: its start time differs.
-	if err := m.update(func(r *Registry) error { r.entries["w"].StartTime++; return nil }); err != nil {
+	if err := m.update(func(r *Registry) error { r.mod("w").StartTime++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	_, err := m.stop(t.Context(), me(), []string{"w"})
@@ -330,8 +330,8 @@ func TestAttachManaged(t *testing.T) {
 	// The attach is persisted: after a daemon restart the entry still counts
 	// as attached by the same main process.
 	reg, err := m.store.Load()
-	if err != nil || reg.entries["web"].AttachPID != st.MainPID || reg.entries["web"].Type != "cache" {
-		t.Fatalf("persisted attach: %v %+v", err, reg.entries["web"])
+	if err != nil || reg.at("web").AttachPID != st.MainPID || reg.at("web").Type != "cache" {
+		t.Fatalf("persisted attach: %v %+v", err, reg.at("web"))
 	}
 }
 

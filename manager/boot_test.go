@@ -43,7 +43,7 @@ func bootState(t *testing.T, dir string, names ...string) {
 	t.Helper()
 	reg := newRegistry()
 	for _, n := range names {
-		reg.entries[n] = &Entry{Name: n, Managed: true, Path: "/bin/true", Desired: DesiredRunning, Started: true}
+		reg.put(&Entry{Name: n, Managed: true, Path: "/bin/true", Desired: DesiredRunning, Started: true})
 	}
 	if err := (&Store{dir: dir}).Save(reg); err != nil {
 		t.Fatal(err)

@@ -25,7 +25,7 @@ func restartDaemon(t *testing.T, m *Manager, f *fakeSystemd) *Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg.index()
+	reg.commit()
 	m2.reg = reg
 	m2.sd, m2.watch = f, f
 	m2.reconcile(t.Context())
@@ -69,7 +69,7 @@ func TestInterruptedRemoveAndStop(t *testing.T) {
 			name: "remove: unit stopped, dropping the entry fails",
 			arm: func(m *Manager, _ *fakeSystemd) {
 				m.store.failSave = func(next *Registry) error {
-					if _, ok := next.entries["web"]; !ok {
+					if !next.has("web") {
 						return enospc("drop entry")
 					}
 					return nil
@@ -111,8 +111,8 @@ func TestInterruptedRemoveAndStop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, ok := disk.entries["web"]; ok != tt.wantRegistered {
-				t.Fatalf("state file has the runtime: %v, want %v", ok, tt.wantRegistered)
+			if disk.has("web") != tt.wantRegistered {
+				t.Fatalf("state file has the runtime: %v, want %v", disk.has("web"), tt.wantRegistered)
 			}
 		})
 	}

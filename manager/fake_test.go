@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/socketley/socketley/units"
@@ -179,4 +180,32 @@ func (f *fakeSystemd) set(st units.Status) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.units[st.Name] = st
+}
+
+// at returns the named entry (nil if there is none), for tests to read.
+func (r *Registry) at(name string) *Entry {
+	e, _ := r.get(name)
+	return e
+}
+
+// mod returns a private copy of the named entry, put in its place, for
+// tests to change inside update; it panics if there is none.
+func (r *Registry) mod(name string) *Entry {
+	e, ok := r.edit(name)
+	if !ok {
+		panic("no entry " + name)
+	}
+	return e
+}
+
+// loadForTest loads s (a new state directory: an empty registry) and closes
+// it when the test ends.
+func loadForTest(t testing.TB, s *Store) *Registry {
+	t.Helper()
+	reg, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return reg
 }

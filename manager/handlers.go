@@ -287,7 +287,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 	}()
 	if st, ok := m.snapshot()[s.Name]; ok && st.LoadState != "not-found" {
 		m.mu.RLock()
-		_, known := m.reg.entries[s.Name]
+		known := m.reg.has(s.Name)
 		m.mu.RUnlock()
 		if !known {
 			return nil, errorf(ErrExists, "add: runtime already exists: %s is the name of an unregistered unit %s (an orphan in socketley ls); choose another --name, or stop that unit with systemctl", s.Name, units.Name(s.Name))
@@ -307,10 +307,10 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		e.Desired, e.Started = DesiredRunning, true
 	}
 	err = m.update(func(r *Registry) error {
-		if _, dup := r.entries[s.Name]; dup {
+		if r.has(s.Name) {
 			return errorf(ErrExists, "add: runtime already exists: %s; choose another --name, or socketley remove %s first", s.Name, s.Name)
 		}
-		r.entries[s.Name] = e
+		r.put(e)
 		return nil
 	})
 	if err != nil {
@@ -324,7 +324,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 	if err := m.startUnit(ctx, e); err != nil {
 		if errors.Is(err, units.ErrInvalid) || errors.Is(err, units.ErrUnitExists) {
 			// Nothing was started (or the unit is not ours): undo.
-			if uerr := m.update(func(r *Registry) error { delete(r.entries, s.Name); return nil }); uerr != nil {
+			if uerr := m.update(func(r *Registry) error { r.del(s.Name); return nil }); uerr != nil {
 				log.Error("undo add", "err", uerr)
 			}
 			return nil, fmt.Errorf("add %s: %w", s.Name, err)
@@ -505,7 +505,7 @@ func (m *Manager) foldRestarts(ctx context.Context, name string) error {
 		return nil
 	}
 	return m.update(func(r *Registry) error {
-		e, ok := r.entries[name]
+		e, ok := r.edit(name)
 		if !ok || !e.Managed {
 			return nil
 		}
@@ -528,7 +528,8 @@ func (m *Manager) resolve(caller Caller, names []string, verb string) ([]*Entry,
 	}
 	es := make([]*Entry, 0, len(matched))
 	for _, n := range matched {
-		es = append(es, reg.entries[n].clone())
+		e, _ := reg.get(n)
+		es = append(es, e.clone())
 	}
 	for _, e := range es {
 		if err := authorizeEntry(caller, e, verb); err != nil {
@@ -597,8 +598,11 @@ func (m *Manager) start(ctx context.Context, caller Caller, names []string, wait
 			return e.Name + " is already running", nil
 		}
 		if err := m.update(func(r *Registry) error {
-			r.entries[e.Name].Desired, r.entries[e.Name].Started = DesiredRunning, true
-			r.entries[e.Name].Backoff = nil // an operator's start retries at once
+			cur, ok := r.edit(e.Name)
+			if !ok {
+				return errorf(ErrNotFound, "runtime %s was removed meanwhile", e.Name)
+			}
+			cur.Desired, cur.Started, cur.Backoff = DesiredRunning, true, nil // an operator's start retries at once
 			return nil
 		}); err != nil {
 			return "", err
@@ -633,8 +637,11 @@ func (m *Manager) stop(ctx context.Context, caller Caller, names []string) (*wir
 			return "", nil
 		}
 		if err := m.update(func(r *Registry) error {
-			r.entries[e.Name].Desired = DesiredStopped
-			r.entries[e.Name].Backoff = nil
+			cur, ok := r.edit(e.Name)
+			if !ok {
+				return errorf(ErrNotFound, "runtime %s was removed meanwhile", e.Name)
+			}
+			cur.Desired, cur.Backoff = DesiredStopped, nil
 			return nil
 		}); err != nil {
 			return "", err
@@ -680,8 +687,11 @@ func (m *Manager) restart(ctx context.Context, caller Caller, names []string, wa
 			return "", errorf(ErrInvalid, "%s is an attached process (pid %d), not a managed unit; socketley cannot restart it", e.Name, e.PID)
 		}
 		if err := m.update(func(r *Registry) error {
-			r.entries[e.Name].Desired, r.entries[e.Name].Started = DesiredRunning, true
-			r.entries[e.Name].Backoff = nil // an operator's restart retries at once
+			cur, ok := r.edit(e.Name)
+			if !ok {
+				return errorf(ErrNotFound, "runtime %s was removed meanwhile", e.Name)
+			}
+			cur.Desired, cur.Started, cur.Backoff = DesiredRunning, true, nil // an operator's restart retries at once
 			return nil
 		}); err != nil {
 			return "", err
@@ -725,7 +735,7 @@ func (m *Manager) remove(ctx context.Context, caller Caller, names []string) (*w
 				return "", err
 			}
 			msg += note
-		} else if err := m.update(func(r *Registry) error { delete(r.entries, e.Name); return nil }); err != nil {
+		} else if err := m.update(func(r *Registry) error { r.del(e.Name); return nil }); err != nil {
 			return "", err
 		}
 		m.log.Info(strings.Fields(msg)[0], "name", e.Name)
@@ -737,7 +747,7 @@ func (m *Manager) remove(ctx context.Context, caller Caller, names []string) (*w
 // anything is stopped.
 func (m *Manager) markRemoved(name string) error {
 	err := m.update(func(r *Registry) error {
-		e, ok := r.entries[name]
+		e, ok := r.edit(name)
 		if !ok {
 			return errorf(ErrNotFound, "runtime %s was removed meanwhile", name)
 		}
@@ -768,7 +778,7 @@ func (m *Manager) finishRemove(ctx context.Context, caller Caller, e *Entry) (no
 	} else if err != nil && !errors.Is(err, ErrNotFound) {
 		return "", fmt.Errorf("signal attached process"+retry+": %w", e.Name, err)
 	}
-	if err := m.update(func(r *Registry) error { delete(r.entries, e.Name); return nil }); err != nil {
+	if err := m.update(func(r *Registry) error { r.del(e.Name); return nil }); err != nil {
 		return "", fmt.Errorf("drop the entry"+retry+": %w", e.Name, err)
 	}
 	return note, nil
@@ -806,7 +816,7 @@ func (m *Manager) list(running bool) []wire.Runtime {
 	snap := m.snapshot()
 	now := time.Now()
 	m.mu.RLock()
-	out := make([]wire.Runtime, 0, len(m.reg.entries))
+	out := make([]wire.Runtime, 0, m.reg.len())
 	for _, e := range m.reg.sorted() {
 		var st *units.Status
 		if s, ok := snap[e.Name]; ok {
@@ -838,7 +848,7 @@ func betweenRuns(e *Entry, r wire.Runtime) bool {
 func (m *Manager) orphansLocked(snap map[string]units.Status) []wire.Runtime {
 	var out []wire.Runtime
 	for name, st := range snap {
-		if _, ok := m.reg.entries[name]; ok || st.LoadState == "not-found" {
+		if m.reg.has(name) || st.LoadState == "not-found" {
 			continue
 		}
 		r := wire.Runtime{
@@ -904,7 +914,7 @@ func (m *Manager) view(name string) wire.Runtime {
 	snap := m.snapshot()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	e, ok := m.reg.entries[name]
+	e, ok := m.reg.get(name)
 	if !ok {
 		return wire.Runtime{Name: name, Unit: units.Name(name), Status: wire.StateUnknown}
 	}

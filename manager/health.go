@@ -189,10 +189,7 @@ func (m *Manager) tick(ctx context.Context) {
 	// the registry with a changed copy), so the pointers can be read after
 	// the lock is released: no copy needed.
 	m.mu.RLock()
-	entries := make([]*Entry, 0, len(m.reg.entries))
-	for _, e := range m.reg.entries {
-		entries = append(entries, e)
-	}
+	entries := m.reg.sorted()
 	m.mu.RUnlock()
 
 	var gone []*Entry
@@ -235,7 +232,7 @@ func (m *Manager) tick(ctx context.Context) {
 		}
 		// update replaces every entry with a copy, so compare what the
 		// probe was about; a removed or re-attached entry waits a tick.
-		cur, ok := m.reg.entries[e.Name]
+		cur, ok := m.reg.get(e.Name)
 		if !ok || !cur.Managed || cur.Port != e.Port || cur.AttachPID != e.AttachPID {
 			continue
 		}
@@ -308,8 +305,8 @@ func (m *Manager) forgetExited(gone []*Entry) {
 	var dropped []string
 	err := m.update(func(r *Registry) error {
 		for _, g := range gone {
-			if e, ok := r.entries[g.Name]; ok && !e.Managed && e.PID == g.PID && e.StartTime == g.StartTime {
-				delete(r.entries, g.Name)
+			if e, ok := r.get(g.Name); ok && !e.Managed && e.PID == g.PID && e.StartTime == g.StartTime {
+				r.del(g.Name)
 				dropped = append(dropped, g.Name)
 			}
 		}
@@ -367,7 +364,7 @@ func (m *Manager) heal(ctx context.Context, name string, pid int) {
 	var d time.Duration
 	var gave bool
 	if err := m.update(func(r *Registry) error {
-		cur, ok := r.entries[name]
+		cur, ok := r.edit(name)
 		if !ok {
 			return nil
 		}

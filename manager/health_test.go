@@ -462,7 +462,7 @@ func FuzzDispatch(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	m.reg = newRegistry()
+	m.reg = loadForTest(f, m.store)
 	m.sd, m.watch = fk, fk
 	// Not root, and a pid that is no process: nothing can be attached or signalled.
 	caller := Caller{UID: 4242, GID: 4242, PID: 1<<22 + 7}

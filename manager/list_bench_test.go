@@ -17,11 +17,12 @@ func BenchmarkList1000(b *testing.B) {
 	now := time.Now()
 	for i := range 1000 {
 		name := fmt.Sprintf("r%04d", i)
-		m.reg.entries[name] = &Entry{Name: name, Managed: true, Path: "/usr/bin/x", Args: []string{"-p", "1"},
-			Restart: "on-failure", Desired: DesiredRunning, Started: true, Created: now}
+		m.reg.put(&Entry{Name: name, Managed: true, Path: "/usr/bin/x", Args: []string{"-p", "1"},
+			Restart: "on-failure", Desired: DesiredRunning, Started: true, Created: now})
 		f.set(units.Status{Unit: units.Name(name), Name: name, LoadState: "loaded", ActiveState: "active",
 			SubState: "running", MainPID: 1000 + i, ActiveEnter: now, ExecMainStart: now})
 	}
+	m.reg.commit()
 	b.Run("json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

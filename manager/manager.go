@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -32,8 +33,13 @@ type Config struct {
 	Mode paths.Mode
 	// Socket is the control socket path.
 	Socket string
-	// StateDir holds registry.json and the daemon lock.
+	// StateDir holds the registry (registry.json, its journal
+	// registry-GEN.log and the last good copy registry.json.prev) and the
+	// daemon lock.
 	StateDir string
+	// Recover starts from registry.json.prev when registry.json is
+	// corrupt (the corrupt file is moved aside, not overwritten).
+	Recover bool
 	// SocketGroup, in system mode, is the group allowed to use the socket
 	// (default "socketley"); callers are root or members of it.
 	SocketGroup string
@@ -57,9 +63,12 @@ type Manager struct {
 	store *Store
 	locks keyedMutex
 
+	// wmu serializes registry changes (update): it is held across the
+	// journal write and its fsync, which mu never is.
+	wmu sync.Mutex
 	// mu guards reg, obs, sd and watch. It is held only briefly, never
-	// across a systemd job; per-name locks (locks) serialize operations on one
-	// runtime.
+	// across a systemd job or a disk write; per-name locks (locks)
+	// serialize operations on one runtime.
 	mu    sync.RWMutex
 	reg   *Registry
 	obs   map[string]*observed
@@ -172,10 +181,23 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.log.Info("removed temp files of an interrupted registry write", "files", removed)
 	}
 	reg, err := m.store.Load()
+	if err != nil && m.cfg.Recover {
+		m.log.Warn("state file unreadable; --recover: starting from the last good copy", "err", err)
+		var aside string
+		reg, aside, err = m.store.Recover()
+		if err == nil {
+			m.log.Warn("recovered the registry from the last good copy and its journal; the unreadable file was moved aside", "moved_to", aside, "runtimes", reg.len())
+		}
+	}
 	if err != nil {
+		if !m.cfg.Recover {
+			if _, serr := os.Stat(filepath.Join(m.cfg.StateDir, prevFile)); serr == nil {
+				err = fmt.Errorf("%w\nthe last good copy %s is kept: socketley daemon --recover starts from it and the journal after it (moving the unreadable file aside)", err, filepath.Join(m.cfg.StateDir, prevFile))
+			}
+		}
 		return err
 	}
-	reg.index()
+	defer m.store.Close()
 	m.reg = reg
 
 	sock, err := m.listen()
@@ -184,7 +206,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	defer sock.close()
 	m.log.Info("listening", "socket", m.cfg.Socket, "inherited", sock.inherited)
-	notify(fmt.Sprintf("STATUS=connecting to systemd and reconciling %d runtimes", len(reg.entries)))
+	notify(fmt.Sprintf("STATUS=connecting to systemd and reconciling %d runtimes", reg.len()))
 
 	// Requests are served from here on; the gate holds back those that need
 	// systemd or a finished reconcile (m.gate is set before serve starts and
@@ -241,7 +263,7 @@ func (m *Manager) Run(ctx context.Context) error {
 func (m *Manager) count() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return len(m.reg.entries)
+	return m.reg.len()
 }
 
 // bootGate holds back requests that arrive while the daemon starts: the
@@ -403,7 +425,7 @@ func (m *Manager) noteExits(snap map[string]units.Status) {
 		if le := st.LastExit(); le != "" {
 			// A given-up runtime keeps the exit of its last crash, not the
 			// SIGTERM of the stop that gave up on it.
-			if e, ok := m.reg.entries[name]; ok && e.Managed && e.LastExit != le && (e.Backoff == nil || !e.Backoff.GaveUp) {
+			if e, ok := m.reg.get(name); ok && e.Managed && e.LastExit != le && (e.Backoff == nil || !e.Backoff.GaveUp) {
 				changed[name] = le
 			}
 		}
@@ -414,7 +436,7 @@ func (m *Manager) noteExits(snap map[string]units.Status) {
 	}
 	if err := m.update(func(r *Registry) error {
 		for name, le := range changed {
-			if e, ok := r.entries[name]; ok {
+			if e, ok := r.edit(name); ok {
 				e.LastExit = le
 			}
 		}
@@ -450,24 +472,40 @@ func (m *Manager) reconnect(ctx context.Context) {
 	}
 }
 
-// update applies fn to a copy of the registry, persists the copy, and only
-// then makes it current. When fn or the write fails nothing changes.
+// update applies fn to a copy of the registry, persists the change (one
+// journal record, fsynced), and only then makes the copy current. When fn or
+// the write fails nothing changes. Changes are serialized by m.wmu; m.mu is
+// held while fn runs and while the copy is published, not during the write,
+// so readers (ls, show, the health tick, attach) never wait for the disk.
 func (m *Manager) update(fn func(r *Registry) error) error {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	next := m.reg.clone()
-	if err := fn(next); err != nil {
+	next := m.reg.begin() // only update replaces m.reg, and m.wmu is held
+	err := fn(next)
+	m.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	if err := m.store.Save(next); err != nil {
+	compact, err := m.store.Append(next)
+	if err != nil {
 		return fmt.Errorf("persist registry: %w", err)
 	}
-	next.index()
+	next.commit()
+	m.mu.Lock()
 	m.reg = next
-	for name := range m.obs {
-		if _, ok := next.entries[name]; !ok {
+	for name := range next.dirty {
+		if !next.has(name) {
 			delete(m.obs, name)
 		}
+	}
+	m.mu.Unlock()
+	if compact {
+		m.store.Compact(next, func(err error) {
+			if err != nil {
+				m.log.Error("fold the registry journal into a new snapshot; the journal keeps every change, tried again later", "err", err)
+			}
+		})
 	}
 	return nil
 }
@@ -485,7 +523,7 @@ func (m *Manager) registry() *Registry {
 func (m *Manager) entry(name string) (*Entry, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	e, ok := m.reg.entries[name]
+	e, ok := m.reg.get(name)
 	if !ok {
 		return nil, false
 	}

@@ -29,7 +29,7 @@ func newTestManager(t testing.TB) (*Manager, *fakeSystemd) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.reg = newRegistry()
+	m.reg = loadForTest(t, m.store)
 	m.sd, m.watch = f, f
 	return m, f
 }
@@ -120,8 +120,8 @@ func TestAddRejectsBadInput(t *testing.T) {
 			if string(after) != string(before) {
 				t.Fatalf("state file changed by a rejected add")
 			}
-			if len(m.reg.entries) != 1 {
-				t.Fatalf("registry has %d entries, want 1", len(m.reg.entries))
+			if m.reg.len() != 1 {
+				t.Fatalf("registry has %d entries, want 1", m.reg.len())
 			}
 		})
 	}
@@ -157,7 +157,7 @@ func TestStopTimeoutInSpecAndView(t *testing.T) {
 				t.Errorf("view stop timeout %s, want %s", got, tt.want)
 			}
 			reg, _ := m.store.Load()
-			if got := time.Duration(reg.entries["x"].StopTimeout); got != tt.want {
+			if got := time.Duration(reg.at("x").StopTimeout); got != tt.want {
 				t.Errorf("persisted stop timeout %s, want %s", got, tt.want)
 			}
 		})
@@ -197,8 +197,8 @@ func TestLifecycleWithFake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reg.entries["web"].Desired != DesiredRunning || reg.entries["api"].Desired != DesiredStopped {
-		t.Fatalf("persisted desired states wrong: %+v %+v", reg.entries["web"], reg.entries["api"])
+	if reg.at("web").Desired != DesiredRunning || reg.at("api").Desired != DesiredStopped {
+		t.Fatalf("persisted desired states wrong: %+v %+v", reg.at("web"), reg.at("api"))
 	}
 
 	if _, err := m.stop(ctx, me(), []string{"w*"}); err != nil {
@@ -233,8 +233,8 @@ func TestLifecycleWithFake(t *testing.T) {
 		t.Fatalf("remove left entries or units: %v %v", m.list(false), f.Snapshot())
 	}
 	reg, _ = m.store.Load()
-	if len(reg.entries) != 0 {
-		t.Fatalf("state file still has %d entries", len(reg.entries))
+	if reg.len() != 0 {
+		t.Fatalf("state file still has %d entries", reg.len())
 	}
 }
 
@@ -294,7 +294,7 @@ func TestAddStartFailureKeeps(t *testing.T) {
 				t.Errorf("reply lacks the runtime's view: %+v", res)
 			}
 			reg, _ := m.store.Load()
-			if _, ok := reg.entries["x"]; !ok {
+			if !reg.has("x") {
 				t.Error("the kept entry is not persisted")
 			}
 		})
@@ -354,7 +354,7 @@ func TestAddStartNotConfirmedKeeps(t *testing.T) {
 func TestMatch(t *testing.T) {
 	r := newRegistry()
 	for _, n := range []string{"web-1", "web-2", "api"} {
-		r.entries[n] = &Entry{Name: n}
+		r.put(&Entry{Name: n})
 	}
 	tests := []struct {
 		in    []string
@@ -375,7 +375,7 @@ func TestMatch(t *testing.T) {
 	}
 	for _, indexed := range []bool{false, true} {
 		if indexed {
-			r.index() // patterns narrow by their literal prefix
+			r.commit() // patterns narrow by their literal prefix
 		}
 		for _, tt := range tests {
 			t.Run(fmt.Sprintf("indexed=%v/%s", indexed, strings.Join(tt.in, " ")), func(t *testing.T) {
@@ -398,16 +398,16 @@ func TestStore(t *testing.T) {
 	dir := t.TempDir()
 	s := &Store{dir: dir}
 	reg, err := s.Load()
-	if err != nil || len(reg.entries) != 0 {
+	if err != nil || reg.len() != 0 {
 		t.Fatalf("missing file: %v %v", reg, err)
 	}
-	reg.entries["a"] = &Entry{Name: "a", Managed: true, Args: []string{"x y"}, Desired: DesiredRunning}
+	reg.put(&Entry{Name: "a", Managed: true, Args: []string{"x y"}, Desired: DesiredRunning})
 	if err := s.Save(reg); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Load()
-	if err != nil || got.entries["a"].Args[0] != "x y" {
-		t.Fatalf("round trip: %+v %v", got.entries["a"], err)
+	if err != nil || got.at("a").Args[0] != "x y" {
+		t.Fatalf("round trip: %+v %v", got.at("a"), err)
 	}
 	if fi, _ := os.Stat(s.Path()); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("state file mode %v, want 0600", fi.Mode().Perm())

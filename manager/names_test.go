@@ -18,7 +18,7 @@ func TestRequestNameLimits(t *testing.T) {
 	if err := m.update(func(r *Registry) error {
 		for i := range 3 {
 			n := fmt.Sprintf("web-%d", i)
-			r.entries[n] = &Entry{Name: n, Managed: true, Desired: DesiredStopped, OwnerUID: me().UID}
+			r.put(&Entry{Name: n, Managed: true, Desired: DesiredStopped, OwnerUID: me().UID})
 		}
 		return nil
 	}); err != nil {
@@ -71,7 +71,7 @@ func TestRequestNameLimits(t *testing.T) {
 func TestMatchOutsideTheRegistryLock(t *testing.T) {
 	m, _ := newTestManager(t)
 	if err := m.update(func(r *Registry) error {
-		r.entries["web"] = &Entry{Name: "web", Managed: true, Desired: DesiredStopped, OwnerUID: me().UID}
+		r.put(&Entry{Name: "web", Managed: true, Desired: DesiredStopped, OwnerUID: me().UID})
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -113,9 +113,9 @@ func BenchmarkMatchLargeRequest(b *testing.B) {
 	r := newRegistry()
 	for i := range 20000 {
 		n := fmt.Sprintf("svc-%05d", i)
-		r.entries[n] = &Entry{Name: n}
+		r.put(&Entry{Name: n})
 	}
-	r.index()
+	r.commit()
 	names := make([]string, 0, wire.MaxNames)
 	for i := range wire.MaxPatterns {
 		// Distinct, and no literal prefix: each is matched against every name.

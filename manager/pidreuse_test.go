@@ -114,8 +114,8 @@ func TestSignalChecksTheAttachedIdentity(t *testing.T) {
 					t.Fatal(err)
 				}
 				if err := m.update(func(r *Registry) error {
-					r.entries["x"] = &Entry{Name: "x", Type: "server", Port: 7070, PID: own.Process.Pid, StartTime: start,
-						OwnerUID: mallory, Desired: DesiredRunning, Started: true, Created: time.Now()}
+					r.put(&Entry{Name: "x", Type: "server", Port: 7070, PID: own.Process.Pid, StartTime: start,
+						OwnerUID: mallory, Desired: DesiredRunning, Started: true, Created: time.Now()})
 					return nil
 				}); err != nil {
 					t.Fatal(err)
@@ -131,7 +131,8 @@ func TestSignalChecksTheAttachedIdentity(t *testing.T) {
 					t.Fatal(err)
 				}
 				if err := m.update(func(r *Registry) error {
-					r.entries["x"].PID, r.entries["x"].StartTime = target.Process.Pid, start
+					x := r.mod("x")
+					x.PID, x.StartTime = target.Process.Pid, start
 					return nil
 				}); err != nil {
 					t.Fatal(err)

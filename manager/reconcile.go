@@ -34,12 +34,12 @@ const reconcileWorkers = 8
 func (m *Manager) reconcile(ctx context.Context) {
 	snap := m.snapshot()
 	m.mu.RLock()
-	entries := make([]*Entry, 0, len(m.reg.entries))
+	entries := make([]*Entry, 0, m.reg.len())
 	for _, e := range m.reg.sorted() {
 		entries = append(entries, e.clone())
 	}
 	for name, st := range snap {
-		if _, ok := m.reg.entries[name]; !ok && st.LoadState != "not-found" {
+		if !m.reg.has(name) && st.LoadState != "not-found" {
 			m.log.Info("orphan unit: not in the registry, left alone", "name", name, "unit", st.Unit, "state", st.ActiveState)
 		}
 	}
@@ -93,7 +93,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 	if len(gone) > 0 {
 		if err := m.update(func(r *Registry) error {
 			for _, n := range gone {
-				delete(r.entries, n)
+				r.del(n)
 			}
 			return nil
 		}); err != nil {

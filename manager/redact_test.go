@@ -27,7 +27,7 @@ func TestRedactOthersEnvAndArgs(t *testing.T) {
 		Args: []string{"--token", "s3cret-arg"}, Env: []string{"API_TOKEN=s3cret-env"}}, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.update(func(r *Registry) error { r.entries["alice-web"].OwnerUID = alice.UID; return nil }); err != nil {
+	if err := m.update(func(r *Registry) error { r.mod("alice-web").OwnerUID = alice.UID; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// An orphan unit (no entry, so no owner) with a secret in its command line.

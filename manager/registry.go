@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	iradix "github.com/hashicorp/go-immutable-radix/v2"
+
 	"github.com/socketley/socketley/internal/wire"
 )
 
@@ -164,56 +166,141 @@ func ValidateName(name string) error {
 // isPattern reports whether s is a glob pattern rather than a plain name.
 func isPattern(s string) bool { return strings.ContainsAny(s, "*?[") }
 
-// Registry is the set of entries, keyed by name. Once published (made
-// Manager.reg by update) it is never changed, so it may be read
-// concurrently without a lock; before that it is not safe for concurrent use.
+// Registry is the set of entries, keyed by name, held in an immutable radix
+// tree (hashicorp/go-immutable-radix): a changed copy shares every entry and
+// node it does not change, so a change costs O(length of the name), not
+// O(runtimes), and walks come out sorted by name.
+//
+// A published registry (Manager.reg) is never changed, so it may be read
+// concurrently without a lock. A copy being changed (begin, then get, edit,
+// put, del, then commit) is not safe for concurrent use; it records which
+// names changed, for the journal. Entries reached through get are shared with
+// the published registry and must not be changed: edit returns a private copy.
 type Registry struct {
-	entries map[string]*Entry
-	// order caches the sorted names; set by index, valid while it has
-	// len(entries) names (a Registry is not changed after it is published).
-	order []string
+	tree *iradix.Tree[*Entry]
+	// txn is non-nil while the registry is being changed.
+	txn *iradix.Txn[*Entry]
+	n   int
+	// dirty holds the names put or deleted since begin.
+	dirty map[string]bool
 	// onMatch, when set (tests only), is called by match once per pattern.
 	onMatch func()
 }
 
-func newRegistry() *Registry { return &Registry{entries: map[string]*Entry{}} }
+func newRegistry() *Registry { return &Registry{tree: iradix.New[*Entry]()} }
 
-// clone returns a deep copy.
-func (r *Registry) clone() *Registry {
-	c := &Registry{entries: make(map[string]*Entry, len(r.entries))}
-	for k, e := range r.entries {
-		c.entries[k] = e.clone()
-	}
-	return c
+// begin returns a copy of r to change; r is not affected. It costs O(1).
+func (r *Registry) begin() *Registry {
+	return &Registry{tree: r.tree, n: r.n, onMatch: r.onMatch}
 }
 
-// index computes the sorted order; call it before publishing r.
-func (r *Registry) index() {
-	r.order = make([]string, 0, len(r.entries))
-	for n := range r.entries {
-		r.order = append(r.order, n)
+// commit ends a change: r becomes a registry that is never changed again
+// (until the next begin on a copy). Call it before publishing r.
+func (r *Registry) commit() {
+	if r.txn != nil {
+		r.tree = r.txn.CommitOnly()
+		r.txn = nil
 	}
-	sort.Strings(r.order)
+}
+
+// write returns the transaction, starting it on first use.
+func (r *Registry) write() *iradix.Txn[*Entry] {
+	if r.txn == nil {
+		r.txn = r.tree.Txn()
+	}
+	return r.txn
+}
+
+// root is the tree as it is now, changes included.
+func (r *Registry) root() *iradix.Node[*Entry] {
+	if r.txn != nil {
+		return r.txn.Root()
+	}
+	return r.tree.Root()
+}
+
+// len returns the number of entries.
+func (r *Registry) len() int { return r.n }
+
+// get returns the named entry, shared: the caller must not change it.
+func (r *Registry) get(name string) (*Entry, bool) {
+	if r.txn != nil {
+		return r.txn.Get([]byte(name))
+	}
+	return r.tree.Get([]byte(name))
+}
+
+// has reports whether name is registered.
+func (r *Registry) has(name string) bool {
+	_, ok := r.get(name)
+	return ok
+}
+
+// put adds or replaces e (keyed by e.Name). r owns e from now on.
+func (r *Registry) put(e *Entry) {
+	if _, updated := r.write().Insert([]byte(e.Name), e); !updated {
+		r.n++
+	}
+	r.markDirty(e.Name)
+}
+
+// edit returns a private copy of the named entry, put in its place, for the
+// caller to change.
+func (r *Registry) edit(name string) (*Entry, bool) {
+	e, ok := r.get(name)
+	if !ok {
+		return nil, false
+	}
+	c := e.clone()
+	r.put(c)
+	return c, true
+}
+
+// del removes the named entry and reports whether it was there.
+func (r *Registry) del(name string) bool {
+	if _, ok := r.write().Delete([]byte(name)); !ok {
+		return false
+	}
+	r.n--
+	r.markDirty(name)
+	return true
+}
+
+func (r *Registry) markDirty(name string) {
+	if r.dirty == nil {
+		r.dirty = map[string]bool{}
+	}
+	r.dirty[name] = true
+}
+
+// changes returns what changed since begin: the entries put (in name order)
+// and the names deleted.
+func (r *Registry) changes() (puts []*Entry, dels []string) {
+	names := make([]string, 0, len(r.dirty))
+	for n := range r.dirty {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if e, ok := r.get(n); ok {
+			puts = append(puts, e)
+		} else {
+			dels = append(dels, n)
+		}
+	}
+	return puts, dels
+}
+
+// each calls fn for every entry in name order until fn returns false. The
+// entries are shared: fn must not change them.
+func (r *Registry) each(fn func(e *Entry) bool) {
+	r.root().Walk(func(_ []byte, e *Entry) bool { return !fn(e) })
 }
 
 // sorted returns the entries sorted by name (shared pointers: callers copy).
 func (r *Registry) sorted() []*Entry {
-	out := make([]*Entry, 0, len(r.entries))
-	if len(r.order) == len(r.entries) {
-		for _, n := range r.order {
-			if e, ok := r.entries[n]; ok {
-				out = append(out, e)
-			}
-		}
-		if len(out) == len(r.entries) {
-			return out
-		}
-		out = out[:0]
-	}
-	for _, e := range r.entries {
-		out = append(out, e)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	out := make([]*Entry, 0, r.n)
+	r.each(func(e *Entry) bool { out = append(out, e); return true })
 	return out
 }
 
@@ -229,7 +316,7 @@ func (r *Registry) match(names []string) ([]string, error) {
 	var out []string
 	for _, n := range names {
 		if !isPattern(n) {
-			if _, ok := r.entries[n]; !ok {
+			if !r.has(n) {
 				if err := ValidateName(n); err != nil {
 					return nil, err
 				}
@@ -270,25 +357,17 @@ func (r *Registry) match(names []string) ([]string, error) {
 }
 
 // candidates returns the names a pattern can match: those that start with
-// its literal prefix (the part before the first *, ?, [ or \), found by
-// binary search in the sorted order, so that 'web-*' does not scan every
-// runtime. Without a sorted order it returns every name.
+// its literal prefix (the part before the first *, ?, [ or \), found in the
+// radix tree, so that 'web-*' does not scan every runtime.
 func (r *Registry) candidates(pattern string) []string {
-	if len(r.order) != len(r.entries) {
-		all := make([]string, 0, len(r.entries))
-		for n := range r.entries {
-			all = append(all, n)
-		}
-		return all
-	}
 	prefix := pattern
 	if i := strings.IndexAny(pattern, `*?[\`); i >= 0 {
 		prefix = pattern[:i]
 	}
-	lo, _ := slices.BinarySearch(r.order, prefix)
-	hi := lo
-	for hi < len(r.order) && strings.HasPrefix(r.order[hi], prefix) {
-		hi++
-	}
-	return r.order[lo:hi]
+	var out []string
+	r.root().WalkPrefix([]byte(prefix), func(k []byte, _ *Entry) bool {
+		out = append(out, string(k))
+		return false
+	})
+	return out
 }

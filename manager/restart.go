@@ -166,7 +166,7 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 	var next time.Time
 	// The scan runs on every watch change: a read lock only.
 	m.mu.RLock()
-	for _, e := range m.reg.entries {
+	for _, e := range m.reg.sorted() {
 		if !restarts(e) || m.starting[e.Name] || (e.Backoff != nil && e.Backoff.GaveUp) {
 			continue
 		}
@@ -216,10 +216,11 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 		err := m.update(func(r *Registry) error {
 			ds = ds[:0]
 			for _, f := range fresh {
-				e, ok := r.entries[f.name]
+				e, ok := r.get(f.name)
 				if !ok || !restarts(e) || (e.Backoff != nil && (e.Backoff.GaveUp || !e.Backoff.NextAt.IsZero())) {
 					continue
 				}
+				e, _ = r.edit(f.name)
 				if f.lastExit != "" {
 					e.LastExit = f.lastExit
 				}
@@ -292,10 +293,10 @@ func (m *Manager) backoffStart(ctx context.Context, name string) {
 	}
 	// The failed unit goes away with its NRestarts: keep them in the entry.
 	if err := m.update(func(r *Registry) error {
-		cur, ok := r.entries[name]
-		if !ok || cur.Backoff == nil {
+		if cur, ok := r.get(name); !ok || cur.Backoff == nil {
 			return nil
 		}
+		cur, _ := r.edit(name)
 		cur.Restarts += acceptedRestarts(st) + 1
 		if le := st.LastExit(); le != "" {
 			cur.LastExit = le
@@ -319,10 +320,10 @@ func (m *Manager) backoffStart(ctx context.Context, name string) {
 		var d time.Duration
 		var gave bool
 		if uerr := m.update(func(r *Registry) error {
-			cur, ok := r.entries[name]
-			if !ok || !restarts(cur) {
+			if cur, ok := r.get(name); !ok || !restarts(cur) {
 				return nil
 			}
+			cur, _ := r.edit(name)
 			cur.LastExit = "start failed: " + err.Error()
 			var je *units.JobError
 			if errors.As(err, &je) && je.Status.LastExit() != "" {
@@ -359,7 +360,8 @@ func (m *Manager) refreshStatus(ctx context.Context, name string) (units.Status,
 // clearNextStart drops a pending backoff start of name (the count stays).
 func (m *Manager) clearNextStart(name string) {
 	if err := m.update(func(r *Registry) error {
-		if e, ok := r.entries[name]; ok && e.Backoff != nil {
+		if e, ok := r.get(name); ok && e.Backoff != nil && !e.Backoff.NextAt.IsZero() {
+			e, _ = r.edit(name)
 			e.Backoff.NextAt = time.Time{}
 		}
 		return nil
@@ -385,7 +387,8 @@ func (m *Manager) resetBackoffs(names []string) {
 	}
 	if err := m.update(func(r *Registry) error {
 		for _, n := range names {
-			if e, ok := r.entries[n]; ok && e.Backoff != nil && e.Backoff.NextAt.IsZero() && !e.Backoff.GaveUp {
+			if e, ok := r.get(n); ok && e.Backoff != nil && e.Backoff.NextAt.IsZero() && !e.Backoff.GaveUp {
+				e, _ = r.edit(n)
 				e.Backoff = nil
 			}
 		}

@@ -134,7 +134,7 @@ func nativeView(r *wire.Runtime, e *Entry, st *units.Status, now time.Time) (sta
 // stopping the unit); m.mu must be held (read).
 func (m *Manager) nativeGiveUps(snap map[string]units.Status) []string {
 	var out []string
-	for _, e := range m.reg.entries {
+	for _, e := range m.reg.sorted() {
 		st, ok := snap[e.Name]
 		if !ok || !nativeUnit(&st) || !e.Managed || e.Desired != DesiredRunning || m.starting[e.Name] || m.locks.busy(e.Name) {
 			continue
@@ -197,7 +197,7 @@ func (m *Manager) nativeGiveUp(ctx context.Context, name string) {
 	// the runtime given up and finishes the stop (nativeGiveUps).
 	fails, prev := nativeFailures(e, st), e.Backoff
 	if err := m.update(func(r *Registry) error {
-		if cur, ok := r.entries[name]; ok {
+		if cur, ok := r.edit(name); ok {
 			cur.Backoff = &Backoff{Failures: fails, GaveUp: true}
 			if le := st.LastExit(); le != "" {
 				cur.LastExit = le
@@ -211,7 +211,7 @@ func (m *Manager) nativeGiveUp(ctx context.Context, name string) {
 	if err := m.stopUnit(ctx, name); err != nil {
 		m.log.Error("crash loop: stop after max restarts; tried again at the next change", "name", name, "err", err)
 		if err := m.update(func(r *Registry) error {
-			if cur, ok := r.entries[name]; ok {
+			if cur, ok := r.edit(name); ok {
 				cur.Backoff = prev
 			}
 			return nil
@@ -264,7 +264,7 @@ func (m *Manager) nativeReset(ctx context.Context, sd Systemd, name string, pid 
 		}
 	}
 	if err := m.update(func(r *Registry) error {
-		if e, ok := r.entries[name]; ok {
+		if e, ok := r.edit(name); ok {
 			e.Restarts += n
 			e.Backoff = nil
 		}

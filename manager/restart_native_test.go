@@ -256,7 +256,7 @@ func TestNativeGiveUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := reg.entries["web"].Backoff; b == nil || !b.GaveUp || b.Failures != 4 {
+	if b := reg.at("web").Backoff; b == nil || !b.GaveUp || b.Failures != 4 {
 		t.Fatalf("persisted backoff %+v, want given up after 4", b)
 	}
 	// socketley start tries again with a clean count.
@@ -324,7 +324,7 @@ func TestNativeGiveUpFinishedAfterACrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := m.update(func(r *Registry) error {
-		r.entries["web"].Backoff = &Backoff{Failures: 2, GaveUp: true}
+		r.mod("web").Backoff = &Backoff{Failures: 2, GaveUp: true}
 		return nil
 	}); err != nil {
 		t.Fatal(err)

@@ -137,7 +137,7 @@ func TestSuperviseBackoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := reg.entries["web"].Backoff; b == nil || b.Failures != 2 || !b.NextAt.Equal(v.NextRestart) {
+	if b := reg.at("web").Backoff; b == nil || b.Failures != 2 || !b.NextAt.Equal(v.NextRestart) {
 		t.Fatalf("persisted backoff = %+v, want failures 2 next %v", b, v.NextRestart)
 	}
 	if n := supervised(m); !n.Equal(next) || f.Snapshot()["web"].ActiveState != units.ActiveFailed {
@@ -175,7 +175,7 @@ func TestSuperviseBackoff(t *testing.T) {
 func makeDue(t *testing.T, m *Manager, name string) {
 	t.Helper()
 	if err := m.update(func(r *Registry) error {
-		r.entries[name].Backoff.NextAt = time.Now().Add(-time.Millisecond)
+		r.mod(name).Backoff.NextAt = time.Now().Add(-time.Millisecond)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -242,7 +242,7 @@ func TestTickResetsTheBackoffAfterTheResetPeriod(t *testing.T) {
 	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Start: true}, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.update(func(r *Registry) error { r.entries["web"].Backoff = &Backoff{Failures: 5}; return nil }); err != nil {
+	if err := m.update(func(r *Registry) error { r.mod("web").Backoff = &Backoff{Failures: 5}; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	m.tick(t.Context()) // sees it running: the clock starts now
@@ -270,7 +270,7 @@ func TestTickResetsTheBackoffAfterTheResetPeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reg.entries["web"].Backoff != nil {
+	if reg.at("web").Backoff != nil {
 		t.Fatal("the reset was not persisted")
 	}
 }
@@ -285,7 +285,7 @@ func TestReconcileKeepsTheBackoffSchedule(t *testing.T) {
 	// not start it before its time, nor a given-up one at all.
 	next := time.Now().Add(time.Hour)
 	if err := m.update(func(r *Registry) error {
-		r.entries["web"].Backoff = &Backoff{Failures: 3, NextAt: next}
+		r.mod("web").Backoff = &Backoff{Failures: 3, NextAt: next}
 		return nil
 	}); err != nil {
 		t.Fatal(err)

@@ -38,7 +38,7 @@ func benchTick(b *testing.B, refusing int) {
 		b.Fatal(err)
 	}
 	add := func(e *Entry, st *units.Status) {
-		m.reg.entries[e.Name] = e
+		m.reg.put(e)
 		if st != nil {
 			f.units[e.Name] = *st
 		}
@@ -68,6 +68,7 @@ func benchTick(b *testing.B, refusing int) {
 		}
 		add(e, st)
 	}
+	m.reg.commit()
 	ctx := b.Context()
 	m.tick(ctx) // warm up
 	var before, after syscall.Rusage
@@ -80,7 +81,7 @@ func benchTick(b *testing.B, refusing int) {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
 	cpu := time.Duration(after.Utime.Nano()-before.Utime.Nano()) + time.Duration(after.Stime.Nano()-before.Stime.Nano())
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/tick")
-	if n := len(m.reg.entries); n != 1000 {
+	if n := m.reg.len(); n != 1000 {
 		b.Fatalf("the tick dropped entries: %d left", n)
 	}
 	if v := m.view("rt-0450"); (v.Status == wire.StateUnhealthy) != (refusing > 0) {
@@ -101,7 +102,7 @@ func newBenchManager(b *testing.B) (*Manager, *fakeSystemd) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m.reg = newRegistry()
+	m.reg = loadForTest(b, m.store)
 	m.sd, m.watch = f, f
 	return m, f
 }
