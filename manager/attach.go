@@ -74,6 +74,8 @@ func (m *Manager) attach(ctx context.Context, caller Caller, a wire.AttachSpec) 
 			case sameProcess(old.PID, old.StartTime):
 				return errorf(ErrExists, "runtime already exists: %s (attached by pid %d, which is still running)", a.Name, old.PID)
 			}
+		} else if err := m.checkOwned(caller, r, "attach"); err != nil {
+			return err
 		}
 		r.put(&Entry{
 			Name: a.Name, Managed: false, Type: a.Type, Port: a.Port, PID: a.PID, StartTime: start, UIDs: uids,

@@ -114,6 +114,9 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 	if err := ValidateName(s.Name); err != nil {
 		return err
 	}
+	if err := checkSpecSize(s); err != nil {
+		return err
+	}
 	if !filepath.IsAbs(s.Path) {
 		return errorf(ErrInvalid, "path %q is not absolute (the CLI resolves it against your working directory)", s.Path)
 	}
@@ -309,6 +312,9 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 	err = m.update(func(r *Registry) error {
 		if r.has(s.Name) {
 			return errorf(ErrExists, "add: runtime already exists: %s; choose another --name, or socketley remove %s first", s.Name, s.Name)
+		}
+		if err := m.checkOwned(caller, r, "add"); err != nil {
+			return err
 		}
 		r.put(e)
 		return nil

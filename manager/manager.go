@@ -50,6 +50,10 @@ type Config struct {
 	// RestartBackoff is BackoffAuto (""), BackoffSystemd or BackoffDaemon:
 	// who delays the restarts of a crash-looping runtime.
 	RestartBackoff string
+	// MaxRuntimesPerUser is how many runtimes (managed and attached) one
+	// non-root uid may have registered; 0 = no limit. The CLI's default is
+	// DefaultMaxRuntimesPerUser.
+	MaxRuntimesPerUser int
 	// Version is reported to clients.
 	Version wire.VersionInfo
 	// Logger receives the daemon's log; nil discards it.
@@ -249,7 +253,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	close(m.gate.reconciled)
 
 	m.log.Info("daemon ready", "socket", m.cfg.Socket, "mode", m.cfg.Mode.String(),
-		"state", m.store.Path(), "runtimes", m.count(), "version", m.cfg.Version.Version)
+		"state", m.store.Path(), "runtimes", m.count(), "limits", m.describeLimits(), "version", m.cfg.Version.Version)
 	notify("READY=1\nSTATUS=listening")
 
 	wg.Add(1)

@@ -35,7 +35,7 @@ func newTestManager(t testing.TB) (*Manager, *fakeSystemd) {
 }
 
 // exe writes an executable script into dir and returns its path.
-func exe(t *testing.T, dir, name string) string {
+func exe(t testing.TB, dir, name string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte("#!/bin/sh\nexec sleep 1000\n"), 0o755); err != nil {
@@ -80,7 +80,7 @@ func TestAddRejectsBadInput(t *testing.T) {
 	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "taken", Path: good}, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	before, err := os.ReadFile(m.store.Path())
+	before, err := stateBytes(m.store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestAddRejectsBadInput(t *testing.T) {
 			if replyCode(err) != wire.CodeInvalid {
 				t.Fatalf("reply code %d, want 1", replyCode(err))
 			}
-			after, _ := os.ReadFile(m.store.Path())
+			after, _ := stateBytes(m.store)
 			if string(after) != string(before) {
 				t.Fatalf("state file changed by a rejected add")
 			}

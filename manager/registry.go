@@ -3,6 +3,7 @@ package manager
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -181,17 +182,39 @@ type Registry struct {
 	// txn is non-nil while the registry is being changed.
 	txn *iradix.Txn[*Entry]
 	n   int
+	// owners counts the entries of each OwnerUID (per-user limits); a
+	// copy being changed has its own map.
+	owners map[int]int
 	// dirty holds the names put or deleted since begin.
 	dirty map[string]bool
 	// onMatch, when set (tests only), is called by match once per pattern.
 	onMatch func()
 }
 
-func newRegistry() *Registry { return &Registry{tree: iradix.New[*Entry]()} }
+func newRegistry() *Registry { return &Registry{tree: iradix.New[*Entry](), owners: map[int]int{}} }
 
-// begin returns a copy of r to change; r is not affected. It costs O(1).
+// begin returns a copy of r to change; r is not affected. It costs O(1)
+// in the number of entries (O(users) for the per-user counts).
 func (r *Registry) begin() *Registry {
-	return &Registry{tree: r.tree, n: r.n, onMatch: r.onMatch}
+	return &Registry{tree: r.tree, n: r.n, owners: maps.Clone(r.owners)}
+}
+
+// owned returns the number of entries uid owns.
+func (r *Registry) owned(uid int) int { return r.owners[uid] }
+
+// own moves one entry's count from old (if there was an old entry) to e's owner.
+func (r *Registry) own(old, e *Entry) {
+	if r.owners == nil {
+		r.owners = map[int]int{}
+	}
+	if old != nil {
+		if r.owners[old.OwnerUID]--; r.owners[old.OwnerUID] <= 0 {
+			delete(r.owners, old.OwnerUID)
+		}
+	}
+	if e != nil {
+		r.owners[e.OwnerUID]++
+	}
 }
 
 // commit ends a change: r becomes a registry that is never changed again
@@ -238,9 +261,12 @@ func (r *Registry) has(name string) bool {
 
 // put adds or replaces e (keyed by e.Name). r owns e from now on.
 func (r *Registry) put(e *Entry) {
-	if _, updated := r.write().Insert([]byte(e.Name), e); !updated {
+	old, updated := r.write().Insert([]byte(e.Name), e)
+	if !updated {
 		r.n++
+		old = nil
 	}
+	r.own(old, e)
 	r.markDirty(e.Name)
 }
 
@@ -258,10 +284,12 @@ func (r *Registry) edit(name string) (*Entry, bool) {
 
 // del removes the named entry and reports whether it was there.
 func (r *Registry) del(name string) bool {
-	if _, ok := r.write().Delete([]byte(name)); !ok {
+	old, ok := r.write().Delete([]byte(name))
+	if !ok {
 		return false
 	}
 	r.n--
+	r.own(old, nil)
 	r.markDirty(name)
 	return true
 }

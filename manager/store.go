@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -106,8 +105,8 @@ type Store struct {
 	// when it ends.
 	compacting bool
 	done       chan struct{}
-	// compactErr is the last compaction's error (nil if it succeeded).
-	compactErr error
+	// compactAt, when set (tests only), replaces compactMin.
+	compactAt int
 }
 
 // Path returns the snapshot file path.
@@ -423,7 +422,9 @@ func (s *Store) Append(next *Registry) (compact bool, err error) {
 		return false, err
 	}
 	path := s.f.Name()
-	if _, err := s.f.Write(line); err != nil {
+	// pwrite at the known good length: a failed write that was cut off
+	// again leaves no gap (the file offset would have moved past it).
+	if _, err := s.f.WriteAt(line, s.size); err != nil {
 		return false, s.undo(fmt.Errorf("write %s: %w", path, err))
 	}
 	if err := unix.Fdatasync(int(s.f.Fd())); err != nil {
@@ -431,7 +432,11 @@ func (s *Store) Append(next *Registry) (compact bool, err error) {
 	}
 	s.size += int64(len(line))
 	s.records++
-	return !s.compacting && s.records >= compactMin && s.records >= next.len(), nil
+	limit := compactMin
+	if s.compactAt > 0 {
+		limit = s.compactAt
+	}
+	return !s.compacting && s.records >= limit && s.records >= next.len(), nil
 }
 
 // undo cuts a failed append off the journal, so that the next one does not
@@ -462,10 +467,6 @@ func (s *Store) openJournal() error {
 		_ = f.Close()
 		return fmt.Errorf("open journal %s: cut to %d bytes: %w", p, s.size, err)
 	}
-	if _, err := f.Seek(s.size, io.SeekStart); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("open journal %s: %w", p, err)
-	}
 	if s.size == 0 {
 		// A new journal: its directory entry must survive a crash before
 		// any record in it counts.
@@ -481,8 +482,9 @@ func (s *Store) openJournal() error {
 // Compact folds the journal into a new snapshot of reg, which must be the
 // registry as of the last Append (the caller serializes them). It rotates
 // to a new journal generation at once and writes the snapshot in the
-// background; Close waits for it. A failed compaction is logged by the
-// caller through CompactErr and tried again at the next rotation.
+// background; Close waits for it. done (if not nil) gets the result; a
+// failed compaction loses nothing (the journals stay) and is tried again at
+// the next rotation.
 func (s *Store) Compact(reg *Registry, done func(error)) {
 	s.mu.Lock()
 	if s.compacting {
@@ -503,7 +505,6 @@ func (s *Store) Compact(reg *Registry, done func(error)) {
 		err := s.writeSnapshot(reg, gen, true)
 		s.mu.Lock()
 		s.compacting = false
-		s.compactErr = err
 		close(s.done)
 		s.mu.Unlock()
 		if done != nil {

@@ -19,6 +19,8 @@ func (a *app) daemonCmd() *cobra.Command {
 	var stateDir, logLevel, group string
 	var tick time.Duration
 	var backoff string
+	var recoverState bool
+	var maxPerUser int
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the socketley daemon in the foreground",
@@ -42,6 +44,9 @@ any managed unit.`,
 			if mode == paths.System && os.Geteuid() != 0 {
 				return usageErr("daemon --system must run as root; use socketley daemon --user")
 			}
+			if maxPerUser < 0 {
+				return usageErr("daemon: --max-runtimes-per-user %d: use a positive number, or 0 for no limit", maxPerUser)
+			}
 			level := slog.LevelInfo
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return usageErr("daemon: --log-level %q: use debug, info, warn or error", logLevel)
@@ -61,15 +66,17 @@ any managed unit.`,
 				scope = units.User
 			}
 			m, err := manager.New(manager.Config{
-				Mode:           mode,
-				Socket:         paths.DaemonSocket(a.socket, mode),
-				StateDir:       stateDir,
-				SocketGroup:    group,
-				Dial:           manager.UnitsDialer(scope),
-				Tick:           tick,
-				RestartBackoff: backoff,
-				Version:        version.Info(),
-				Logger:         newLogger(a.stdio.Err, level),
+				Mode:               mode,
+				Socket:             paths.DaemonSocket(a.socket, mode),
+				StateDir:           stateDir,
+				SocketGroup:        group,
+				Dial:               manager.UnitsDialer(scope),
+				Tick:               tick,
+				RestartBackoff:     backoff,
+				Recover:            recoverState,
+				MaxRuntimesPerUser: maxPerUser,
+				Version:            version.Info(),
+				Logger:             newLogger(a.stdio.Err, level),
 			})
 			if err != nil {
 				return usageErr("daemon: %v", err)
@@ -85,6 +92,8 @@ any managed unit.`,
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&group, "group", "socketley", "system mode: group whose members may use the control socket")
 	fl.DurationVar(&tick, "tick", manager.DefaultTick, "health-check interval")
+	fl.BoolVar(&recoverState, "recover", false, "start from the last good copy of the registry (registry.json.prev and its journal) when registry.json is unreadable; the unreadable file is moved aside, not overwritten")
+	fl.IntVar(&maxPerUser, "max-runtimes-per-user", manager.DefaultMaxRuntimesPerUser, "how many runtimes one non-root user may register (0 = no limit; root is not limited)")
 	fl.StringVar(&backoff, "restart-backoff", manager.BackoffAuto,
 		"who delays the restarts of a crash-looping runtime: auto (systemd's RestartSteps= on systemd 254 or later, else the daemon), systemd or daemon (docs/restart-policy.md)")
 	return cmd
