@@ -153,8 +153,8 @@ inside() {
 	check "socketley-$PT_NAME runs as User=$PT_USER (pid $pid)" \
 		test "$(systemctl show -p User --value "socketley-$PT_NAME.service")" = "$PT_USER" -a \
 		"$(stat -c %U "/proc/$pid")" = "$PT_USER"
-	check "the runtime is registered in /var/lib/socketley/registry.json" \
-		grep -q "\"$PT_NAME\"" /var/lib/socketley/registry.json
+	check "the runtime is registered in /var/lib/socketley (registry.json or its journal)" \
+		sh -c "cat /var/lib/socketley/registry.json /var/lib/socketley/registry-*.log 2>/dev/null | grep -q \"\\\"$PT_NAME\\\"\""
 
 	systemctl stop socketley.service || bad "systemctl stop socketley"
 	check "stop: daemon inactive, socketley-$PT_NAME still running with PID $pid" \

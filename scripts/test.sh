@@ -61,7 +61,7 @@ stage() {
 # daemon-reload (every unit serialized and read back; a crash-loop test running meanwhile once
 # saw systemd refuse a restart its start limit allowed) and a restart of the session bus. go test runs packages in parallel against one sandbox, so
 # they run alone, in a sandbox of their own, after the others.
-DISRUPTIVE='TestWatchAfterDaemonReexec|TestWatchSurvivesDaemonReload|TestReconnectAfterBusRestart'
+DISRUPTIVE='TestWatchAfterDaemonReexec|TestDaemonReexecKeepsTracking|TestWatchSurvivesDaemonReload|TestReconnectAfterBusRestart'
 
 go_test() {
 	local rc=0

@@ -96,12 +96,9 @@ exec sleep 1000`)
 	if err := json.Unmarshal([]byte(lsJSON), &rts); err != nil || len(rts) != 1 || !slices.Equal(rts[0].Credentials, want) {
 		t.Fatalf("ls -o json: %v, %+v", err, rts)
 	}
-	state, err := os.ReadFile(filepath.Join(e.state, "registry.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state := stateFiles(t, e.state)
 	for what, out := range map[string]string{"show": text, "show -o json": e.ok("show", "cred", "-o", "json"),
-		"ls -o json": lsJSON, "ls": e.ok("ls"), "the state file": string(state)} {
+		"ls -o json": lsJSON, "ls": e.ok("ls"), "the state files": string(state)} {
 		if strings.Contains(out, secret) {
 			t.Errorf("%s shows the secret:\n%s", what, out)
 		}
@@ -129,7 +126,7 @@ func TestCredentialRefused(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(e.dir, "token"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := os.ReadFile(filepath.Join(e.state, "registry.json"))
+	before := stateFiles(t, e.state)
 	tests := []struct {
 		args []string
 		msg  string
@@ -148,7 +145,7 @@ func TestCredentialRefused(t *testing.T) {
 			if code != 1 || !strings.Contains(errs, tt.msg) {
 				t.Fatalf("exit %d, stderr %q; want exit 1 mentioning %q", code, errs, tt.msg)
 			}
-			if after, _ := os.ReadFile(filepath.Join(e.state, "registry.json")); !bytes.Equal(before, after) {
+			if after := stateFiles(t, e.state); !bytes.Equal(before, after) {
 				t.Fatal("state file changed")
 			}
 		})
