@@ -185,7 +185,8 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.log.Info("removed temp files of an interrupted registry write", "files", removed)
 	}
 	reg, err := m.store.Load()
-	if err != nil && m.cfg.Recover {
+	var corrupt *CorruptError
+	if errors.As(err, &corrupt) && m.cfg.Recover {
 		m.log.Warn("state file unreadable; --recover: starting from the last good copy", "err", err)
 		var aside string
 		reg, aside, err = m.store.Recover()
@@ -194,7 +195,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		if !m.cfg.Recover {
+		if !m.cfg.Recover && errors.As(err, &corrupt) {
 			if _, serr := os.Stat(filepath.Join(m.cfg.StateDir, prevFile)); serr == nil {
 				err = fmt.Errorf("%w\nthe last good copy %s is kept: socketley daemon --recover starts from it and the journal after it (moving the unreadable file aside)", err, filepath.Join(m.cfg.StateDir, prevFile))
 			}

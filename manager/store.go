@@ -112,10 +112,18 @@ type Store struct {
 // Path returns the snapshot file path.
 func (s *Store) Path() string { return filepath.Join(s.dir, stateFile) }
 
-// loadError is the error of a corrupt snapshot or journal.
-func loadError(path, what string) error {
-	return fmt.Errorf("state file %s is corrupt (%s); it was left untouched: repair it or move it aside, then start the daemon again", path, what)
+// CorruptError is a state file (snapshot or journal) that cannot be read
+// as one: Load refuses it and changes nothing.
+type CorruptError struct {
+	Path, What string
 }
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("state file %s is corrupt (%s); it was left untouched: repair it or move it aside, then start the daemon again", e.Path, e.What)
+}
+
+// loadError is the error of a corrupt snapshot or journal.
+func loadError(path, what string) error { return &CorruptError{Path: path, What: what} }
 
 // readSnapshot reads a snapshot file: its entries and its journal generation.
 // A missing file is an empty registry of version 0.

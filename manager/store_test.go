@@ -2,6 +2,7 @@ package manager
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socketley/socketley/internal/paths"
 )
 
 // change applies fn to a copy of reg, appends it to s and returns the
@@ -407,5 +410,63 @@ func TestReadersDoNotWaitForTheDisk(t *testing.T) {
 	}
 	if e, _ := m.entry("web"); e.Desired != DesiredRunning {
 		t.Fatal("the change was lost")
+	}
+}
+
+// TestRunRecover: a corrupt registry.json stops the daemon with a hint to
+// --recover when a last good copy exists; with --recover it starts from that
+// copy and the journals after it, with every change, and keeps the corrupt
+// file under another name.
+func TestRunRecover(t *testing.T) {
+	dir := t.TempDir()
+	s := &Store{dir: dir, compactAt: 2}
+	reg := loadForTest(t, s)
+	for i := range 7 {
+		var compact bool
+		reg, compact = change(t, s, reg, func(r *Registry) {
+			r.put(&Entry{Name: fmt.Sprintf("svc-%d", i%3), Managed: true, Path: "/bin/true", Desired: DesiredStopped, Restarts: i})
+		})
+		if compact {
+			s.Compact(reg, nil)
+			s.Wait()
+		}
+	}
+	_ = s.Close()
+	want := names(reg)
+	p := filepath.Join(dir, stateFile)
+	if err := os.WriteFile(p, []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(withRecover bool) error {
+		f := newFake()
+		m, err := New(Config{Mode: paths.User, Socket: filepath.Join(dir, "s.sock"), StateDir: dir, Recover: withRecover,
+			Dial: func(context.Context) (Systemd, error) { return f, nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel() // load (and recover), then stop at once
+		return m.Run(ctx)
+	}
+	err := run(false)
+	if err == nil || !strings.Contains(err.Error(), "--recover") || !strings.Contains(err.Error(), prevFile) {
+		t.Fatalf("without --recover: %v, want a refusal that points at --recover", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "{garbage" {
+		t.Fatal("the corrupt file was changed without --recover")
+	}
+	if err := run(true); err != nil {
+		t.Fatalf("with --recover: %v", err)
+	}
+	got := reload(t, dir)
+	if !slices.Equal(names(got), want) || got.at("svc-0").Restarts != reg.at("svc-0").Restarts {
+		t.Fatalf("recovered %v (svc-0 %+v), want %v (svc-0 %+v)", names(got), got.at("svc-0"), want, reg.at("svc-0"))
+	}
+	aside, _ := filepath.Glob(p + ".corrupt-*")
+	if len(aside) != 1 {
+		t.Fatalf("corrupt file kept as %v", aside)
+	}
+	if b, _ := os.ReadFile(aside[0]); string(b) != "{garbage" {
+		t.Fatalf("%s holds %q", aside[0], b)
 	}
 }
