@@ -19,6 +19,10 @@
 #             sandbox in place of the host's manager. Root only. Skipped with the reason when
 #             it cannot be fetched, unless SYSTEMD_NEXT_REQUIRED=1 (.ci/run), which fails it.
 #   fuzz      every go test -fuzz target for FUZZTIME (default 20000x executions) (scripts/fuzz.sh)
+#   system-reboot  issue #10's reboot test with systemd as PID 1: a system-mode sandbox, the
+#             packaged socketley.socket and socketley.service (ExecStart= pointed at this
+#             build), 20 runtimes, 10 reboots (TestRebootSystemSocketUnit). Root, and only
+#             where systemd is not PID 1.
 #   examples  the examples/managed scenarios against a private daemon
 #   packages  build, install, upgrade and purge the .deb/.rpm under a system-mode
 #             sandbox (root, and only where systemd is not PID 1)
@@ -29,7 +33,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export PATH=$PATH:/usr/local/go/bin
 
-STAGES=${STAGES:-lint go-test systemd-next fuzz examples packages}
+STAGES=${STAGES:-lint go-test systemd-next system-reboot fuzz examples packages}
 GOTEST_PKGS=${GOTEST_PKGS:-./...}
 work=$(mktemp -d /tmp/socketley-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -81,7 +85,7 @@ gotest() {
 	local run=(go test -json -race -tags integration -count=1 -timeout 20m "$@")
 	go build -o "$work/testreport" ./internal/testreport/cmd/testreport || return 1
 	if [[ $EUID == 0 ]]; then
-		scripts/systemd-sandbox.sh --journal -- env SOCKETLEY_REQUIRE_SYSTEMD=1 GOCACHE="$(go env GOCACHE)" \
+		scripts/systemd-sandbox.sh ${SANDBOX_OPTS:---journal} -- env SOCKETLEY_REQUIRE_SYSTEMD=1 ${SANDBOX_ENV:-} GOCACHE="$(go env GOCACHE)" \
 			GOMODCACHE="$(go env GOMODCACHE)" "${run[@]}" | "$work/testreport" -skips "$work/skips.$name"
 		rc=$((PIPESTATUS[0] | PIPESTATUS[1]))
 	else
@@ -118,6 +122,16 @@ systemd_next() {
 		./cmd/socketley ./units
 }
 
+# system_reboot: the reboot test that needs systemd as PID 1 (a system-mode sandbox).
+system_reboot() {
+	if [[ $EUID != 0 || -d /run/systemd/system ]]; then
+		echo "needs root on a machine where systemd is not PID 1 (it runs systemd as PID 1 of a namespace)" >"$work/system-reboot.skip"
+		cat "$work/system-reboot.skip"
+		return 77
+	fi
+	SANDBOX_OPTS="--system --journal" SANDBOX_ENV=SOCKETLEY_SYSTEM_SANDBOX=1 gotest system-reboot -run '^TestRebootSystemSocketUnit$' ./cmd/socketley
+}
+
 fuzz() { scripts/fuzz.sh; }
 
 packages() {
@@ -133,6 +147,7 @@ T0=$(date +%s)
 stage lint scripts/lint.sh
 stage go-test go_test
 stage systemd-next systemd_next
+stage system-reboot system_reboot
 stage fuzz fuzz
 stage examples scripts/examples-test.sh
 stage packages packages
