@@ -494,7 +494,7 @@ func (m *Manager) update(fn func(r *Registry) error) error {
 	}
 	compact, err := m.store.Append(next)
 	if err != nil {
-		return fmt.Errorf("persist registry: %w", err)
+		return fmt.Errorf("could not save the registry, so nothing was changed: %w", err)
 	}
 	next.commit()
 	m.mu.Lock()

@@ -433,10 +433,10 @@ func (s *Store) Append(next *Registry) (compact bool, err error) {
 	// pwrite at the known good length: a failed write that was cut off
 	// again leaves no gap (the file offset would have moved past it).
 	if _, err := s.f.WriteAt(line, s.size); err != nil {
-		return false, s.undo(fmt.Errorf("write %s: %w", path, err))
+		return false, s.undo(err) // an *os.PathError: it names the file
 	}
 	if err := unix.Fdatasync(int(s.f.Fd())); err != nil {
-		return false, s.undo(fmt.Errorf("write %s: fsync: %w", path, err))
+		return false, s.undo(&os.PathError{Op: "fsync", Path: path, Err: err})
 	}
 	s.size += int64(len(line))
 	s.records++
