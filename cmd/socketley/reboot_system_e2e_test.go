@@ -41,7 +41,8 @@ func systemctl(t *testing.T, args ...string) {
 
 // installSystemUnits installs the packaged socketley.socket unchanged and
 // the packaged socketley.service with only its ExecStart= replaced (this
-// build, a private state directory, a fast tick, debug logs) as runtime
+// build, a private state directory, a fast tick, debug logs) and its
+// StateDirectory= dropped (it would create /var/lib/socketley) as runtime
 // units of the system manager (the sandbox's unit directory, or
 // /run/systemd/system), and removes them at the end of the test.
 func installSystemUnits(t *testing.T, state string) {
@@ -60,6 +61,15 @@ func installSystemUnits(t *testing.T, state string) {
 	}
 	ours := strings.Replace(string(svc), packaged,
 		fmt.Sprintf("ExecStart=%s daemon --system --state-dir %s --tick %s --log-level debug\n", binPath, state, fastTick), 1)
+	// StateDirectory= would create /var/lib/socketley on the host (the
+	// sandbox shares /var): the state lives in the test's directory.
+	var kept []string
+	for _, l := range strings.Split(ours, "\n") {
+		if !strings.HasPrefix(l, "StateDirectory") {
+			kept = append(kept, l)
+		}
+	}
+	ours = strings.Join(kept, "\n")
 	// The sandbox's manager reads only its own unit directory
 	// (SYSTEMD_UNIT_PATH); a real one reads /run/systemd/system.
 	dir := "/run/systemd/system"
