@@ -389,6 +389,7 @@ func (m *Manager) heal(ctx context.Context, name string, pid int) {
 	switch {
 	case gave:
 		m.log.Warn("health restart: giving up (max restarts reached); socketley start retries", "name", name)
+		m.closeGivenUp(ctx, name)
 		return
 	case d > 0:
 		m.log.Warn("health restart: start after backoff", "name", name, "delay", d)
