@@ -203,3 +203,56 @@ func TestSocketListenErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestSocketServiceLeftovers: StartSocket over a service of the same name
+// that is already loaded. A running one is refused (systemd will not start
+// a socket whose service is active) with ErrUnitExists and left running; a
+// failed one (a failed unit stays loaded) is cleared and created again from
+// the spec given, so the socket's service has the new properties.
+func TestSocketServiceLeftovers(t *testing.T) {
+	c := dial(t)
+	ctx := testCtx(t)
+	bin := testenv.ListenEcho(t)
+	name := newSocketName(t, c)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+
+	// Running without its socket.
+	if err := c.Start(ctx, units.Spec{Name: name, Path: "/bin/sleep", Args: []string{"1000"}}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	spec := units.Spec{Name: name, Path: bin, Args: []string{"B"}, Restart: units.RestartNo, NoStartLimit: true}
+	if err := c.StartSocket(ctx, spec, []string{addr}); !errors.Is(err, units.ErrUnitExists) {
+		t.Fatalf("StartSocket over a running service: %v; want ErrUnitExists", err)
+	}
+	if st, err := c.Status(ctx, name); err != nil || st.ActiveState != units.ActiveActive {
+		t.Fatalf("the running service after the refusal: %+v, %v", st, err)
+	}
+	if err := c.Stop(ctx, name); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+
+	// Failed: listen-echo without a socket exits 3 at once.
+	if err := c.Start(ctx, units.Spec{Name: name, Path: bin, Args: []string{"A"}}); err != nil {
+		var je *units.JobError
+		if !errors.As(err, &je) {
+			t.Fatalf("Start: %v", err)
+		}
+	}
+	deadline := time.Now().Add(hangBound)
+	for {
+		st, err := c.Status(ctx, name)
+		if err == nil && st.ActiveState == units.ActiveFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the service never failed: %+v, %v", st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := c.StartSocket(ctx, spec, []string{addr}); err != nil {
+		t.Fatalf("StartSocket over a failed service: %v", err)
+	}
+	if got := ask(t, addr, "new"); got != "B:new" {
+		t.Fatalf("reply %q: want B:new (the service made again from the new spec)", got)
+	}
+}
