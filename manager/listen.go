@@ -67,7 +67,7 @@ func (m *Manager) validateListen(caller Caller, s *wire.AddSpec) error {
 	for _, a := range s.Listen {
 		n, err := units.NormalizeListen(a)
 		if err != nil {
-			return errorf(ErrInvalid, "--listen: %s", strings.TrimPrefix(err.Error(), units.ErrInvalid.Error()+": "))
+			return errorf(ErrInvalid, "add: --listen: %s", strings.TrimPrefix(err.Error(), units.ErrInvalid.Error()+": "))
 		}
 		if !slices.Contains(out, n) {
 			out = append(out, n)
@@ -77,14 +77,14 @@ func (m *Manager) validateListen(caller Caller, s *wire.AddSpec) error {
 		low := unprivilegedPortStart()
 		for _, n := range out {
 			if p := listenAddrPort(n); p < low {
-				return errorf(ErrDenied, "--listen %s: port %d is privileged (below %d, net.ipv4.ip_unprivileged_port_start): "+
+				return errorf(ErrDenied, "add: --listen %s: port %d is privileged (below %d, net.ipv4.ip_unprivileged_port_start): "+
 					"only root may have the system daemon listen there; use a port of %d or above", n, p, low, low)
 			}
 		}
 	}
 	for _, n := range out {
 		if err := probeListen(n); err != nil {
-			return errorf(ErrInvalid, "--listen %s: cannot listen there: %v", n, err)
+			return errorf(ErrInvalid, "add: --listen %s: cannot listen there: %v", n, err)
 		}
 	}
 	s.Listen = out

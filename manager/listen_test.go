@@ -396,6 +396,14 @@ func TestUpgradeRefused(t *testing.T) {
 	if e, _ := m.entry("u"); e.Path != v1 || e.PrevPath != "" || f.ncalls() != n {
 		t.Fatalf("refused upgrades changed something: %+v, calls %v", e, f.callsSince(n))
 	}
+	// One upgrade at a time: another one under way (its wait releases the
+	// runtime's lock) is refused.
+	if err := m.update(func(r *Registry) error { r.mod("u").PrevPath = v1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.upgrade(t.Context(), me(), []string{"u"}, v1, 0); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "an upgrade of u is under way") {
+		t.Fatalf("upgrade during another: %v", err)
+	}
 }
 
 // TestInterruptedUpgrade: a daemon that died after recording an upgrade

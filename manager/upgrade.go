@@ -58,6 +58,9 @@ func (m *Manager) upgrade(ctx context.Context, caller Caller, names []string, pa
 	if e.Desired == DesiredRemoved {
 		return nil, errorf(ErrInvalid, "%s is being removed (run socketley remove %s again to finish); it cannot be upgraded", name, name)
 	}
+	if e.PrevPath != "" {
+		return nil, errorf(ErrInvalid, "an upgrade of %s is under way (from %s); wait for its reply, then upgrade again", name, e.PrevPath)
+	}
 	old := e.Path
 	log := m.log.With("name", name, "unit", units.Name(name))
 	if err := m.update(func(r *Registry) error {

@@ -168,6 +168,23 @@ func TestListenLifecycle(t *testing.T) {
 	if got := askPort(t, port, "one"); got != "A:one" {
 		t.Fatalf("first request: %q", got)
 	}
+	// The service of a socket: the exe link runs, no start limit (it would
+	// fail the socket), and Restart=no on the daemon's backoff (which then
+	// restarts it) or the policy with systemd's own backoff (254).
+	wantRestart := "no"
+	if strings.Contains(e.log.String(), `msg="restart backoff: systemd's own`) {
+		wantRestart = "on-failure"
+	}
+	link := filepath.Join(e.state, "exe", "lc")
+	if got := unitProp(t, "lc", "Restart"); got != wantRestart {
+		t.Fatalf("Restart=%s, want %s", got, wantRestart)
+	}
+	if got := unitProp(t, "lc", "StartLimitIntervalUSec"); got != "0" {
+		t.Fatalf("StartLimitIntervalUSec=%s, want 0", got)
+	}
+	if got := unitProp(t, "lc", "ExecStart"); !strings.Contains(got, "path="+link+" ") {
+		t.Fatalf("ExecStart=%s, want the exe link %s", got, link)
+	}
 	out, _, _ = e.run("ls", "-o", "json")
 	var rts []wire.Runtime
 	if err := json.Unmarshal([]byte(out), &rts); err != nil || len(rts) != 1 || strings.Join(rts[0].Listen, ",") != listen {
@@ -252,7 +269,7 @@ func TestListenLifecycle(t *testing.T) {
 
 	t.Run("bad input registers nothing", func(t *testing.T) {
 		for _, tc := range []struct{ name, listen, want string }{
-			{"inuse", listen, "--listen " + listen + ": cannot listen there: bind: address already in use"},
+			{"inuse", listen, "socketley: add: --listen " + listen + ": cannot listen there: bind: address already in use"},
 			{"badaddr", "localhost:80", "the host must be an IP address"},
 			{"badport", "70000", "the port must be"},
 		} {
