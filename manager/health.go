@@ -112,6 +112,11 @@ func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, s
 		if !e.Started {
 			return wire.StateCreated, ""
 		}
+		if len(e.Listen) > 0 && e.Desired == DesiredRunning {
+			// The service of a socket that exited (cleanly: a crash is
+			// failed): the socket still listens and starts it again.
+			return wire.StateStopped, joinReason("exited; "+units.SocketName(e.Name)+" starts it again at the next connection", lastExitReason(st))
+		}
 		return wire.StateStopped, lastExitReason(st)
 	}
 	// active, activating, reloading: a process exists or is being started.
