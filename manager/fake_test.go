@@ -36,11 +36,15 @@ type fakeSystemd struct {
 	// while the unit starts all the same: systemd runs a job whose wait
 	// the caller gave up (a deadline, a daemon shutdown).
 	startWait func(ctx context.Context) error
+	// sockets holds the listen addresses of the active socket units;
+	// socketErr, when set, fails StartSocket (an address in use).
+	sockets   map[string][]string
+	socketErr error
 }
 
 func newFake() *fakeSystemd {
 	return &fakeSystemd{units: map[string]units.Status{}, specs: map[string]units.Spec{}, nextPID: 1000,
-		changed: make(chan struct{}, 1), done: make(chan struct{})}
+		sockets: map[string][]string{}, changed: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 var (
@@ -93,11 +97,103 @@ func (f *fakeSystemd) Stop(_ context.Context, name string) error {
 	if f.stopErr != nil {
 		return f.stopErr
 	}
-	if _, ok := f.units[name]; !ok {
+	st, ok := f.units[name]
+	if !ok {
 		return fmt.Errorf("stop %s: %w", units.Name(name), units.ErrNoSuchUnit)
+	}
+	if _, held := f.sockets[name]; held {
+		// A socket keeps its service loaded (inactive).
+		st.ActiveState, st.SubState, st.MainPID = units.ActiveInactive, units.SubDead, 0
+		f.units[name] = st
+		return nil
 	}
 	delete(f.units, name)
 	return nil
+}
+
+// StartSocket is units.Conn.StartSocket: the socket is active at once; a
+// service that is not loaded is loaded (inactive) from spec.
+func (f *fakeSystemd) StartSocket(_ context.Context, spec units.Spec, listen []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.sockets[spec.Name]; ok {
+		return nil
+	}
+	f.record("start-socket " + spec.Name)
+	if f.socketErr != nil {
+		return f.socketErr
+	}
+	st, ok := f.units[spec.Name]
+	if ok && isUp(st) {
+		return fmt.Errorf("start %s: %w", units.SocketName(spec.Name), units.ErrUnitExists)
+	}
+	if !ok || st.ActiveState == units.ActiveFailed {
+		f.units[spec.Name] = units.Status{Unit: units.Name(spec.Name), Name: spec.Name, LoadState: "loaded",
+			ActiveState: units.ActiveInactive, SubState: units.SubDead,
+			ExecStart: append([]string{spec.Path}, spec.Args...), RestartSteps: spec.RestartSteps}
+		f.specs[spec.Name] = spec
+	}
+	f.sockets[spec.Name] = append([]string(nil), listen...)
+	return nil
+}
+
+// StartLoaded starts the loaded service with its spec.
+func (f *fakeSystemd) StartLoaded(_ context.Context, name string) error {
+	f.mu.Lock()
+	f.record("start-loaded " + name)
+	st, ok := f.units[name]
+	if !ok {
+		f.mu.Unlock()
+		return fmt.Errorf("start %s: %w", units.Name(name), units.ErrNoSuchUnit)
+	}
+	if isUp(st) {
+		f.mu.Unlock()
+		return nil
+	}
+	if f.startErr != nil {
+		err := f.startErr
+		f.mu.Unlock()
+		return err
+	}
+	f.nextPID++
+	now := time.Now()
+	st.ActiveState, st.SubState, st.MainPID, st.ActiveEnter, st.ExecMainStart = units.ActiveActive, units.SubRunning, f.nextPID, now, now
+	f.units[name] = st
+	hook := f.onStart
+	f.mu.Unlock()
+	if hook != nil {
+		hook(st)
+	}
+	return nil
+}
+
+// StopSocket closes the socket; an inactive service it kept is unloaded.
+func (f *fakeSystemd) StopSocket(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.sockets[name]; !ok {
+		return nil
+	}
+	f.record("stop-socket " + name)
+	delete(f.sockets, name)
+	if st, ok := f.units[name]; ok && st.ActiveState == units.ActiveInactive {
+		delete(f.units, name)
+	}
+	return nil
+}
+
+func (f *fakeSystemd) SocketActive(_ context.Context, name string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.sockets[name]
+	return ok, nil
+}
+
+// socket returns the listen addresses of name's active socket (nil when none).
+func (f *fakeSystemd) socket(name string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sockets[name]
 }
 
 func (f *fakeSystemd) ResetFailed(_ context.Context, name string) error {
@@ -108,6 +204,12 @@ func (f *fakeSystemd) ResetFailed(_ context.Context, name string) error {
 	case !ok:
 		return units.ErrNoSuchUnit
 	case st.ActiveState == "failed":
+		if _, held := f.sockets[name]; held {
+			// A socket keeps its service loaded.
+			st.ActiveState, st.SubState = units.ActiveInactive, units.SubDead
+			f.units[name] = st
+			break
+		}
 		delete(f.units, name)
 	default:
 		// systemd resets the restart count of a unit that is up and

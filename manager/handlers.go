@@ -69,6 +69,8 @@ func (m *Manager) handleRequest(ctx context.Context, caller Caller, req wire.Req
 			return nil, errorf(ErrInvalid, "add: missing runtime description")
 		}
 		return m.add(ctx, caller, *req.Add, req.Wait, time.Duration(req.Timeout))
+	case wire.CmdUpgrade:
+		return m.upgrade(ctx, caller, req.Names, req.Path, time.Duration(req.Timeout))
 	case wire.CmdStart:
 		return m.start(ctx, caller, req.Names, req.Wait, time.Duration(req.Timeout))
 	case wire.CmdStop:
@@ -277,6 +279,9 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 	if err := m.validateAdd(caller, &s); err != nil {
 		return nil, err
 	}
+	if err := m.validateListen(caller, &s); err != nil {
+		return nil, err
+	}
 	runAs, err := m.runUser(caller, s)
 	if err != nil {
 		return nil, err
@@ -302,6 +307,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		RestartMaxDelay: s.RestartMaxDelay, RestartReset: s.RestartReset, MaxRestarts: s.MaxRestarts,
 		StopTimeout: s.StopTimeout, Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
 		ExpectAttach: s.ExpectAttach, AttachTimeout: s.AttachTimeout, HealthFails: s.HealthFails,
+		Listen: s.Listen,
 	}
 	if e.StopTimeout == 0 {
 		e.StopTimeout = wire.Duration(DefaultStopTimeout) // persisted: see stopUnit
@@ -328,8 +334,11 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}, Message: "added " + s.Name}, nil
 	}
 	if err := m.startUnit(ctx, e); err != nil {
-		if errors.Is(err, units.ErrInvalid) || errors.Is(err, units.ErrUnitExists) {
-			// Nothing was started (or the unit is not ours): undo.
+		var serr *socketError
+		if errors.Is(err, units.ErrInvalid) || errors.Is(err, units.ErrUnitExists) || errors.As(err, &serr) {
+			// Nothing was started (or the unit is not ours, or systemd
+			// could not listen on a --listen address): undo.
+			m.dropListen(ctx, e)
 			if uerr := m.update(func(r *Registry) error { r.del(s.Name); return nil }); uerr != nil {
 				log.Error("undo add", "err", uerr)
 			}
@@ -442,7 +451,12 @@ func (m *Manager) startUnit(ctx context.Context, e *Entry) error {
 	o := m.obsOf(e.Name)
 	o.portDown, o.unhealthyTicks = false, 0
 	m.mu.Unlock()
-	if err := sd.Start(ctx, m.spec(e)); err != nil {
+	if len(e.Listen) > 0 {
+		err = m.startListen(ctx, sd, e)
+	} else {
+		err = sd.Start(ctx, m.spec(e))
+	}
+	if err != nil {
 		return classifyStartErr(err)
 	}
 	m.refresh(ctx, e.Name)
@@ -652,6 +666,9 @@ func (m *Manager) stop(ctx context.Context, caller Caller, names []string) (*wir
 		}); err != nil {
 			return "", err
 		}
+		if err := m.stopListen(ctx, e); err != nil {
+			return "", err
+		}
 		if err := m.stopUnit(ctx, e.Name); err != nil {
 			return "", err
 		}
@@ -776,9 +793,13 @@ func (m *Manager) markRemoved(name string) error {
 func (m *Manager) finishRemove(ctx context.Context, caller Caller, e *Entry) (note string, err error) {
 	const retry = "; the removal is recorded: run socketley remove %s again (the daemon also finishes it at its next start)"
 	if e.Managed {
+		if err := m.stopListen(ctx, e); err != nil {
+			return "", fmt.Errorf("stop socket"+retry+": %w", e.Name, err)
+		}
 		if err := m.stopUnit(ctx, e.Name); err != nil {
 			return "", fmt.Errorf("stop unit"+retry+": %w", e.Name, err)
 		}
+		m.removeExeLink(e.Name)
 	} else if err := terminate(caller, e); errors.Is(err, ErrDenied) {
 		note = " (" + err.Error() + ")"
 	} else if err != nil && !errors.Is(err, ErrNotFound) {
@@ -952,6 +973,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 	if s, why, ok := nativeView(&r, e, st, now); ok {
 		r.Status, r.Reason = s, why
 	}
+	r.Listen = e.Listen
 	if e.Managed {
 		r.Unit = units.Name(e.Name)
 		r.StopTimeout = wire.Duration(stopTimeout(e))

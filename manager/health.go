@@ -112,6 +112,11 @@ func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, s
 		if !e.Started {
 			return wire.StateCreated, ""
 		}
+		if len(e.Listen) > 0 && e.Desired == DesiredRunning {
+			// The service of a socket that exited (cleanly: a crash is
+			// failed): the socket still listens and starts it again.
+			return wire.StateStopped, joinReason("exited; "+units.SocketName(e.Name)+" starts it again at the next connection", lastExitReason(st))
+		}
 		return wire.StateStopped, lastExitReason(st)
 	}
 	// active, activating, reloading: a process exists or is being started.
@@ -389,6 +394,7 @@ func (m *Manager) heal(ctx context.Context, name string, pid int) {
 	switch {
 	case gave:
 		m.log.Warn("health restart: giving up (max restarts reached); socketley start retries", "name", name)
+		m.closeGivenUp(ctx, name)
 		return
 	case d > 0:
 		m.log.Warn("health restart: start after backoff", "name", name, "delay", d)

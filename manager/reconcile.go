@@ -27,7 +27,13 @@ const reconcileWorkers = 8
 //   - an entry waiting in the crash backoff (or given up on) is left to
 //     supervise, which keeps the persisted schedule;
 //   - attached (unmanaged) entries whose process is gone are forgotten;
-//   - socketley-* units with no entry are orphans: reported, never stopped.
+//   - socketley-* units with no entry are orphans: reported, never stopped;
+//   - a runtime with --listen has its socket open while it should run (also
+//     while it waits in the crash backoff) and closed otherwise; see
+//     reconcileListen;
+//   - an upgrade the daemon did not finish (PrevPath set) is switched back
+//     to the old executable, which is restarted if the unit is up: the new
+//     one was never confirmed running (see finishUpgrade).
 //
 // Each entry is handled on its own; a failure is logged and marks only that
 // entry (its STATUS shows it), never the whole reconcile.
@@ -70,6 +76,12 @@ func (m *Manager) reconcile(ctx context.Context) {
 			}
 			continue
 		}
+		if e.PrevPath != "" || len(e.Listen) > 0 {
+			// An interrupted upgrade, or a socket to check: reconcileOne
+			// decides the rest.
+			jobs <- e
+			continue
+		}
 		st, ok := snap[e.Name]
 		loaded := ok && st.LoadState != "not-found"
 		if e.Desired == DesiredRunning && loaded && (isUp(st) || st.Restarting || st.ActiveState == "failed") {
@@ -80,10 +92,8 @@ func (m *Manager) reconcile(ctx context.Context) {
 		if e.Desired == DesiredStopped && !(loaded && isUp(st)) {
 			continue
 		}
-		if b := e.Backoff; e.Desired == DesiredRunning && b != nil && (b.GaveUp || !b.NextAt.IsZero()) {
-			// The crash backoff owns it: a pending start keeps its time
-			// (supervise starts it when due); a runtime given up on stays down.
-			m.log.Info("reconcile: left to the crash backoff", "name", e.Name, "next", b.NextAt, "gave_up", b.GaveUp)
+		if backoffOwns(e) {
+			m.log.Info("reconcile: left to the crash backoff", "name", e.Name, "next", e.Backoff.NextAt, "gave_up", e.Backoff.GaveUp)
 			continue
 		}
 		jobs <- e
@@ -103,6 +113,14 @@ func (m *Manager) reconcile(ctx context.Context) {
 	m.log.Info("reconciled", "entries", len(entries), "adopted", adopted, "forgotten", len(gone))
 }
 
+// backoffOwns reports whether the crash backoff owns e: a pending start
+// keeps its time (supervise starts it when due); a runtime given up on
+// stays down.
+func backoffOwns(e *Entry) bool {
+	b := e.Backoff
+	return e.Desired == DesiredRunning && b != nil && (b.GaveUp || !b.NextAt.IsZero())
+}
+
 // reconcileOne starts a missing desired-running unit, stops a running
 // desired-stopped one, or finishes an interrupted remove.
 func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]units.Status) {
@@ -116,6 +134,30 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 			return
 		}
 		log.Info("reconcile: finished an interrupted remove")
+		return
+	}
+	if e.PrevPath != "" {
+		if !m.finishUpgrade(ctx, e) {
+			return
+		}
+		e, _ = m.entry(e.Name)
+		if e == nil {
+			return
+		}
+	}
+	// A listen runtime's socket first: open while it should run, closed
+	// otherwise (before its service is stopped: it would start it again).
+	m.reconcileListen(ctx, e)
+	st, ok := snap[e.Name]
+	loaded := ok && st.LoadState != units.LoadNotFound
+	switch {
+	case e.Desired == DesiredRunning && loaded && (isUp(st) || st.Restarting || st.ActiveState == units.ActiveFailed):
+		log.Debug("adopted", "pid", st.MainPID, "state", st.ActiveState)
+		return
+	case e.Desired == DesiredStopped && !(loaded && isUp(st)):
+		return
+	case backoffOwns(e):
+		log.Info("reconcile: left to the crash backoff", "next", e.Backoff.NextAt, "gave_up", e.Backoff.GaveUp)
 		return
 	}
 	if e.Desired == DesiredStopped {

@@ -136,6 +136,15 @@ type Entry struct {
 	LastExit string `json:"last_exit,omitempty"`
 	// Backoff is the crash backoff state (nil = none): see restart.go.
 	Backoff *Backoff `json:"backoff,omitempty"`
+
+	// Listen are the addresses of the runtime's socket unit (add --listen,
+	// see listen.go), in systemd's ListenStream= form.
+	Listen []string `json:"listen,omitempty"`
+	// PrevPath is the executable known to work while an upgrade (or its
+	// switch back) is under way, "" otherwise (see upgrade.go): a daemon
+	// that restarts meanwhile finds one consistent Path and switches back
+	// to PrevPath.
+	PrevPath string `json:"prev_path,omitempty"`
 }
 
 // clone returns a deep copy of e.
@@ -144,6 +153,7 @@ func (e *Entry) clone() *Entry {
 	c.Args = slices.Clone(e.Args)
 	c.Env = slices.Clone(e.Env)
 	c.Credentials = slices.Clone(e.Credentials)
+	c.Listen = slices.Clone(e.Listen)
 	c.UIDs = slices.Clone(e.UIDs)
 	if e.HealthFails != nil {
 		v := *e.HealthFails

@@ -102,6 +102,16 @@ func restartReset(e *Entry) time.Duration {
 	return DefaultRestartReset
 }
 
+// exitedListen reports whether st is the service of a listen runtime under
+// the daemon's backoff that exited cleanly while its policy is
+// Restart=always: such a service has Restart=no (see listen.go), so it is
+// left inactive, and the backoff starts it as systemd's Restart=always
+// would have.
+func exitedListen(e *Entry, st units.Status) bool {
+	return len(e.Listen) > 0 && e.Restart == "always" && e.Started && !nativeUnit(&st) &&
+		st.ActiveState == units.ActiveInactive && st.LoadState != units.LoadNotFound
+}
+
 // restarts reports whether e's policy restarts it after a failure.
 func restarts(e *Entry) bool {
 	return e.Managed && (e.Restart == "on-failure" || e.Restart == "always") && e.Desired == DesiredRunning
@@ -179,7 +189,7 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 			continue
 		}
 		st, ok := snap[e.Name]
-		if !ok || st.ActiveState != units.ActiveFailed || m.locks.busy(e.Name) {
+		if !ok || (st.ActiveState != units.ActiveFailed && !exitedListen(e, st)) || m.locks.busy(e.Name) {
 			continue
 		}
 		fresh = append(fresh, failed{e.Name, acceptedRestarts(st), st.LastExit()})
@@ -235,6 +245,7 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 		for _, d := range ds {
 			if d.gave {
 				m.log.Warn("crash loop: giving up (max restarts reached); socketley start retries", "name", d.name, "failures", d.fails)
+				m.closeGivenUpLocked(ctx, d.name)
 				continue
 			}
 			m.log.Warn("crash loop: restarting after backoff", "name", d.name, "failures", d.fails, "delay", d.delay)
@@ -337,6 +348,7 @@ func (m *Manager) backoffStart(ctx context.Context, name string) {
 		}
 		if gave {
 			log.Warn("crash loop: giving up (max restarts reached); socketley start retries")
+			m.closeGivenUp(ctx, name)
 		} else {
 			log.Warn("crash loop: next start after backoff", "delay", d)
 		}

@@ -180,6 +180,10 @@ func (m *Manager) nativeGiveUp(ctx context.Context, name string) {
 		if !unitUp(st) {
 			return
 		}
+		if err := m.stopListen(ctx, e); err != nil {
+			m.log.Error("crash loop: finish an interrupted give-up: stop the socket; tried again at the next change", "name", name, "err", err)
+			return
+		}
 		if err := m.stopUnit(ctx, name); err != nil {
 			m.log.Error("crash loop: finish an interrupted give-up: stop; tried again at the next change", "name", name, "err", err)
 			return
@@ -208,7 +212,12 @@ func (m *Manager) nativeGiveUp(ctx context.Context, name string) {
 		m.log.Error("crash loop: persist", "name", name, "err", err)
 		return
 	}
-	if err := m.stopUnit(ctx, name); err != nil {
+	// A listen runtime's socket first: it would start the service again.
+	err = m.stopListen(ctx, e)
+	if err == nil {
+		err = m.stopUnit(ctx, name)
+	}
+	if err != nil {
 		m.log.Error("crash loop: stop after max restarts; tried again at the next change", "name", name, "err", err)
 		if err := m.update(func(r *Registry) error {
 			if cur, ok := r.edit(name); ok {

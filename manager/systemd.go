@@ -22,6 +22,17 @@ type Systemd interface {
 	UnitByPID(ctx context.Context, pid int) (string, error)
 	// Watch returns a live view of every socketley-* unit.
 	Watch(ctx context.Context) (Watcher, error)
+	// StartSocket makes the runtime's socket unit (socketley-NAME.socket)
+	// listen on listen and trigger the service, created from spec (not
+	// started) when it is not loaded; an active socket is left alone.
+	StartSocket(ctx context.Context, spec units.Spec, listen []string) error
+	// StartLoaded starts the runtime's service as it is loaded (the
+	// service of a socket made by StartSocket) and waits for the job.
+	StartLoaded(ctx context.Context, name string) error
+	// StopSocket stops the runtime's socket unit (nil when not loaded).
+	StopSocket(ctx context.Context, name string) error
+	// SocketActive reports whether the runtime's socket unit is active.
+	SocketActive(ctx context.Context, name string) (bool, error)
 	// ManagerVersion returns the manager's major version (252, 254, …).
 	ManagerVersion() (int, error)
 	// Close releases the connection.

@@ -153,6 +153,9 @@ func requestTimeout(req wire.Request) time.Duration {
 	switch req.Cmd {
 	case wire.CmdStop, wire.CmdRestart, wire.CmdRemove:
 		d = DefaultStopTimeout
+	case wire.CmdUpgrade:
+		// A restart, the wait, and maybe a switch back: a restart and a wait again.
+		return 2*DefaultStopTimeout + 2*max(time.Duration(req.Timeout), 10*time.Second)
 	}
 	if req.Wait {
 		// The daemon waits up to 10 s when no timeout is given.
@@ -240,6 +243,38 @@ func (c *Client) Stop(ctx context.Context, names ...string) ([]Runtime, error) {
 // the wait.
 func (c *Client) Restart(ctx context.Context, o StartOptions, names ...string) ([]Runtime, error) {
 	return c.names(ctx, wire.CmdRestart, names, o)
+}
+
+// Upgrade switches the managed runtime name to the executable path and
+// restarts it; a runtime added with --listen keeps its socket meanwhile, so
+// clients connecting during the upgrade wait instead of being refused. A
+// relative path is resolved against this process's working directory. It
+// returns once the new process runs (attached, when the runtime attaches)
+// within timeout (0: the daemon's default, 10 s); otherwise the daemon
+// switches back to the old executable and starts it again, and the error
+// (a *ReplyError, errors.Is ErrRefused) says why. The switch is persisted
+// before anything is restarted. Without a deadline in ctx the request is
+// bounded by DefaultStopTimeout plus twice the wait (the new executable's,
+// then the old one's).
+func (c *Client) Upgrade(ctx context.Context, name, path string, timeout time.Duration) (Runtime, error) {
+	if path != "" && !filepath.IsAbs(path) {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return Runtime{}, fmt.Errorf("upgrade %s: %w", name, err)
+		}
+		path = abs
+	}
+	res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdUpgrade, Names: []string{name}, Path: path, Timeout: wire.Duration(timeout)})
+	if err != nil {
+		if res != nil && len(res.Runtimes) > 0 {
+			return res.Runtimes[0], err
+		}
+		return Runtime{}, err
+	}
+	if len(res.Runtimes) == 0 {
+		return Runtime{}, fmt.Errorf("upgrade %s: the daemon returned no runtime", name)
+	}
+	return res.Runtimes[0], nil
 }
 
 // Remove stops and forgets the runtimes matching names (deadline as for Stop).

@@ -63,6 +63,9 @@ func TestRequestTimeout(t *testing.T) {
 		{"remove", wire.Request{Cmd: wire.CmdRemove}, longestStop, DefaultStopTimeout},
 		{"restart and wait", wire.Request{Cmd: wire.CmdRestart, Wait: true, Timeout: wire.Duration(time.Minute)}, longestStop + time.Minute, DefaultStopTimeout + time.Minute},
 		{"start and wait, daemon's default", wire.Request{Cmd: wire.CmdStart, Wait: true}, DefaultTimeout + 10*time.Second, DefaultTimeout + 10*time.Second},
+		// A restart and its wait, then maybe a switch back: a restart and a wait again.
+		{"upgrade", wire.Request{Cmd: wire.CmdUpgrade, Timeout: wire.Duration(time.Minute)}, 2*longestStop + 2*time.Minute, 2*DefaultStopTimeout + 2*time.Minute},
+		{"upgrade, daemon's default wait", wire.Request{Cmd: wire.CmdUpgrade}, 2*longestStop + 2*10*time.Second, 2*DefaultStopTimeout + 2*10*time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,7 +1,8 @@
 // Command echo-service is a minimal TCP echo server on port 7070, written with
-// the standard library only, plus one call to sdk.Attach so that the
-// socketley daemon knows what it is. It is the "works standalone and as a
-// managed binary" example.
+// the standard library, plus one call to sdk.Attach so that the socketley
+// daemon knows what it is, and server.Listen, which takes the listening
+// socket systemd passes (socketley add --listen) or binds one. It is the
+// "works standalone and as a managed binary" example.
 //
 // Build and run it standalone:
 //
@@ -23,6 +24,12 @@
 // server, port 7070) instead of creating a new one. Logs go to stderr, which
 // systemd sends to the journal. SIGTERM (socketley stop) closes the listener
 // and the open connections and exits 0.
+//
+// With --listen systemd holds the port, so clients that connect while the
+// program restarts (socketley restart, upgrade, a crash) wait instead of
+// being refused:
+//
+//	socketley add ./echo-service --name echo-svc -s --listen 7070 -- -port 7070
 package main
 
 import (
@@ -41,6 +48,7 @@ import (
 	"time"
 
 	"github.com/socketley/socketley/sdk"
+	"github.com/socketley/socketley/sdk/server"
 )
 
 func main() {
@@ -68,7 +76,8 @@ func run(port int, name string) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	// The socket systemd passed (add --listen) when there is one, else a new one.
+	ln, err := server.Listen(":" + strconv.Itoa(port))
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
+	"github.com/socketley/socketley/units"
 )
 
 type addFlags struct {
@@ -31,6 +32,7 @@ type addFlags struct {
 	attachTimeout time.Duration
 	healthFails   int
 	runAs         string
+	listen        []string
 	wait          waitFlags
 }
 
@@ -70,9 +72,19 @@ exits 1 with the exit code or signal, the program's last output lines from the
 journal and the next steps; the runtime stays registered and wanted running,
 and the restart policy keeps trying with the crash backoff (--restart no: it
 stays down until socketley start; socketley remove drops it). Program arguments
-reach the program literally: systemd expands no $VAR in them.`,
+reach the program literally: systemd expands no $VAR in them.
+
+--listen [ADDR:]PORT (repeatable; PORT alone = every address, IPv6 and IPv4)
+makes systemd hold the listening socket in socketley-NAME.socket and pass it to
+the program (socket activation: LISTEN_FDS, fd 3 on). restart, upgrade, a crash
+and the daemon's restarts keep the socket, so clients connecting meanwhile wait
+instead of being refused; a connection while the program is down starts it.
+The program must take the socket (sd_listen_fds(3); the Go SDK's server does it
+by itself): one that binds the port itself cannot use --listen. A port in use
+or a bad address is refused and nothing is registered.`,
 		Example: `  socketley add ./mybin --name myapp -s -- --port 7070 --verbose
-  socketley add /usr/local/bin/echo-service -s --env GREETING="hello world" --restart always`,
+  socketley add /usr/local/bin/echo-service -s --env GREETING="hello world" --restart always
+  socketley add ./echo-service -s --listen 7070 -- -port 7070`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
 			switch {
@@ -130,6 +142,7 @@ reach the program literally: systemd expands no $VAR in them.`,
 	fl.DurationVar(&f.attachTimeout, "attach-timeout", 10*time.Second, "how long an expected attach may take before the runtime is unhealthy")
 	fl.IntVar(&f.healthFails, "health-fails", 3, "consecutive unhealthy health checks (every 2 s) before a restart; 0 disables")
 	fl.StringVar(&f.runAs, "run-as", "", "system daemon, root only: run the unit as this user (default: the caller)")
+	fl.StringArrayVar(&f.listen, "listen", nil, "[ADDR:]PORT that systemd listens on and passes to the program (socket activation, LISTEN_FDS; repeatable): connections wait while it restarts")
 	f.wait.register(cmd)
 	return cmd
 }
@@ -207,6 +220,11 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 		RestartMaxDelay: sdk.Duration(f.maxDelay), RestartReset: sdk.Duration(f.restartReset), MaxRestarts: f.maxRestarts,
 		ExpectAttach: f.attach, AttachTimeout: sdk.Duration(f.attachTimeout), StopTimeout: sdk.Duration(f.stopTimeout),
 	}
+	listen, err := checkListen(f.listen)
+	if err != nil {
+		return wire.AddSpec{}, err
+	}
+	spec.Listen = listen
 	if healthSet {
 		n := f.healthFails
 		spec.HealthFails = &n
@@ -229,6 +247,20 @@ func credentials(vals []string) ([]wire.Credential, error) {
 			return nil, usageErr("add: --credential %q: %v", v, err)
 		}
 		out = append(out, wire.Credential{ID: id, Path: abs})
+	}
+	return out, nil
+}
+
+// checkListen validates --listen values (units.NormalizeListen) and returns
+// them in systemd's form.
+func checkListen(addrs []string) ([]string, error) {
+	var out []string
+	for _, a := range addrs {
+		n, err := units.NormalizeListen(a)
+		if err != nil {
+			return nil, usageErr("add: --listen: %s", strings.TrimPrefix(err.Error(), units.ErrInvalid.Error()+": "))
+		}
+		out = append(out, n)
 	}
 	return out, nil
 }

@@ -139,7 +139,7 @@ systemd or D-Bus error).`,
 	}
 	root.SetFlagErrorFunc(flagUsageErr)
 	root.AddCommand(
-		a.daemonCmd(), a.addCmd(), a.startCmd(), a.stopCmd(), a.restartCmd(), a.removeCmd(),
+		a.daemonCmd(), a.addCmd(), a.upgradeCmd(), a.startCmd(), a.stopCmd(), a.restartCmd(), a.removeCmd(),
 		a.lsCmd(), a.psCmd(), a.showCmd(), a.logsCmd(), a.attachCmd(), a.envCmd(), a.versionCmd(),
 		a.genDocsCmd(),
 	)

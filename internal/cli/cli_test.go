@@ -129,7 +129,13 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"attach", "server", "x"}, 1, "socketley: attach: missing arguments (2 of 3 given): give TYPE (server, client, proxy or cache), NAME and PORT (1-65535)\nusage: socketley attach TYPE NAME PORT [flags]\n", false},
 		{[]string{"attach", "server", "x", "0"}, 1, "socketley: attach: PORT \"0\" is not a port: give a number from 1 to 65535\nusage: socketley attach TYPE NAME PORT [flags]\n", false},
 		{[]string{"--user", "--system", "ls"}, 1, "socketley: --user and --system exclude each other: give one of them, or neither (the daemon is then found as described in socketley --help)\nusage: socketley ls [flags]\n", false},
-		{[]string{"strat", "x"}, 1, "socketley: unknown command \"strat\": the commands are add, attach, completion, daemon, env, logs, ls, ps, remove, restart, show, start, stop, version (did you mean start?)\nusage: socketley COMMAND [ARGS...] [flags]; socketley --help describes each\n", false},
+		{[]string{"strat", "x"}, 1, "socketley: unknown command \"strat\": the commands are add, attach, completion, daemon, env, logs, ls, ps, remove, restart, show, start, stop, upgrade, version (did you mean start?)\nusage: socketley COMMAND [ARGS...] [flags]; socketley --help describes each\n", false},
+		{[]string{"upgrade", "x"}, 1, "socketley: upgrade: missing arguments (1 of 2 given): give the runtime NAME and the NEWPATH of its new executable\nusage: socketley upgrade NAME NEWPATH [flags]\n", false},
+		{[]string{"upgrade", "x", "/nonexistent/v2"}, 1, "socketley: upgrade: no such file: /nonexistent/v2\nusage: socketley upgrade NAME NEWPATH [flags]\n", false},
+		{[]string{"upgrade", "x", prog, "--timeout", "0s"}, 1, "socketley: upgrade: --timeout 0s: give a positive duration such as 10s\nusage: socketley upgrade NAME NEWPATH [flags]\n", false},
+		{[]string{"upgrade", "bad name", prog}, 1, "socketley: upgrade: invalid runtime name \"bad name\"", true},
+		{[]string{"add", prog, "--listen", "localhost:80"}, 1, "socketley: add: --listen: listen address \"localhost:80\": the host must be an IP address, not a name (use PORT, IPv4:PORT or [IPv6]:PORT)\nusage: socketley add PATH [flags] [-- ARGS...]\n", false},
+		{[]string{"add", prog, "--listen", "0"}, 1, "the port must be 1–65535", true},
 		{[]string{"env", "x"}, 1, "socketley: env: unexpected argument \"x\": env takes no arguments, only flags\nusage: socketley env [flags]\n", false},
 	}
 	for _, tt := range tests {

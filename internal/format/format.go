@@ -21,7 +21,7 @@ func Table(w io.Writer, rts []wire.Runtime, now time.Time) error {
 	rows := make([][]string, 0, len(rts)+1)
 	rows = append(rows, []string{"NAME", "MODE", "TYPE", "PORT", "STATUS", "RESTARTS", "UPTIME", "PID"})
 	for _, r := range rts {
-		rows = append(rows, []string{r.Name, mode(r), dash(r.Type), port(r.Port), Status(r, now),
+		rows = append(rows, []string{r.Name, mode(r), dash(r.Type), portCell(r), Status(r, now),
 			strconv.Itoa(r.Restarts), Uptime(r, now), pid(r.PID)})
 	}
 	return columns(w, rows)
@@ -33,7 +33,7 @@ func PS(w io.Writer, rts []wire.Runtime, now time.Time) error {
 	rows := make([][]string, 0, len(rts)+1)
 	rows = append(rows, []string{"NAME", "TYPE", "PORT", "STATUS", "RESTARTS", "UPTIME", "PID"})
 	for _, r := range rts {
-		rows = append(rows, []string{r.Name, dash(r.Type), port(r.Port), Status(r, now),
+		rows = append(rows, []string{r.Name, dash(r.Type), portCell(r), Status(r, now),
 			strconv.Itoa(r.Restarts), Uptime(r, now), pid(r.PID)})
 	}
 	return columns(w, rows)
@@ -110,6 +110,9 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		kv("Type", r.Type)
 		if r.Port > 0 {
 			kv("Port", strconv.Itoa(r.Port))
+		}
+		if len(r.Listen) > 0 {
+			kv("Listen", strings.Join(r.Listen, " ")+" (held by systemd: "+strings.TrimSuffix(r.Unit, ".service")+".socket)")
 		}
 		if r.AttachPID > 0 {
 			kv("Attached", fmt.Sprintf("pid %d, %s ago", r.AttachPID, Duration(now.Sub(r.AttachedAt))))
@@ -257,4 +260,13 @@ func quoteAll(args []string) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// portCell is ls's PORT: the attached port, or the --listen addresses
+// (marked *) when the runtime has not attached one.
+func portCell(r wire.Runtime) string {
+	if r.Port > 0 || len(r.Listen) == 0 {
+		return port(r.Port)
+	}
+	return strings.Join(r.Listen, ",") + "*"
 }

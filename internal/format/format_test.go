@@ -58,3 +58,33 @@ func TestDuration(t *testing.T) {
 		})
 	}
 }
+
+func TestListen(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	rts := []wire.Runtime{
+		{Name: "c", Unit: "socketley-c.service", Managed: true, Status: "running", PID: 9, Since: now, Listen: []string{"127.0.0.1:7070", "[::1]:7070"}},
+		{Name: "go", Unit: "socketley-go.service", Managed: true, Status: "running", PID: 8, Since: now, Type: "server", Port: 7071, Listen: []string{"7071"}},
+	}
+	var b bytes.Buffer
+	if err := Table(&b, rts, now); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"NAME  MODE  TYPE    PORT                        STATUS   RESTARTS  UPTIME  PID\n" +
+		"c     unit  -       127.0.0.1:7070,[::1]:7070*  running  0         0s      9\n" +
+		"go    unit  server  7071                        running  0         0s      8\n"
+	if b.String() != want {
+		t.Fatalf("ls table:\n%s\nwant:\n%s", b.String(), want)
+	}
+	b.Reset()
+	if err := PS(&b, rts[:1], now); err != nil || !strings.Contains(b.String(), "127.0.0.1:7070,[::1]:7070*") {
+		t.Fatalf("ps: %q, %v", b.String(), err)
+	}
+	b.Reset()
+	if err := Show(&b, rts[:1], now); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Listen:    127.0.0.1:7070 [::1]:7070 (held by systemd: socketley-c.socket)\n") {
+		t.Fatalf("show:\n%s", b.String())
+	}
+}

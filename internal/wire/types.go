@@ -33,6 +33,7 @@ func CheckName(name string) error {
 // Commands understood by the daemon, in both request forms.
 const (
 	CmdAdd     = "add"
+	CmdUpgrade = "upgrade"
 	CmdStart   = "start"
 	CmdStop    = "stop"
 	CmdRestart = "restart"
@@ -61,6 +62,8 @@ type Request struct {
 	Timeout Duration `json:"timeout,omitempty"`
 	// Version is the client's version, so the daemon can log a mismatch.
 	Version string `json:"version,omitempty"`
+	// Path is the new executable of CmdUpgrade (absolute).
+	Path string `json:"path,omitempty"`
 }
 
 // Credential is one secret of a managed runtime (add --credential ID:PATH,
@@ -105,6 +108,10 @@ type AddSpec struct {
 	// StopTimeout is the unit's TimeoutStopSec=: how long a stop waits
 	// after SIGTERM before SIGKILL (0 = the daemon's default, 10 s).
 	StopTimeout Duration `json:"stop_timeout,omitempty"`
+	// Listen are the addresses (PORT, IPv4:PORT, [IPv6]:PORT) of the
+	// runtime's socket unit (add --listen): systemd holds them and passes
+	// them to the program (LISTEN_FDS).
+	Listen []string `json:"listen,omitempty"`
 }
 
 // AttachSpec is an attach request.
@@ -129,6 +136,8 @@ type Runtime struct {
 
 	Type string `json:"type,omitempty"` // attached type, "" when never attached
 	Port int    `json:"port,omitempty"`
+	// Listen are the addresses systemd holds for the runtime (add --listen).
+	Listen []string `json:"listen,omitempty"`
 
 	PID      int `json:"pid,omitempty"`
 	Restarts int `json:"restarts"`

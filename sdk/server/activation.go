@@ -20,6 +20,30 @@ import (
 // activation code (if any) sees the same fds.
 var inheritedFiles = sync.OnceValue(func() []*os.File { return activation.Files(false) })
 
+// Listen returns a TCP listener on addr ("host:port", as for New) for a
+// program that serves with the net package itself rather than with a
+// Server: the listening socket systemd passed to the process that matches
+// addr (socket activation, as New takes it: a socketley runtime added with
+// --listen, or any unit with a .socket), else a new one bound with
+// net.Listen("tcp", addr). Closing the listener closes only the process's
+// duplicate: the inherited socket stays open, and with it the queue of
+// connections that wait while the program restarts.
+func Listen(addr string) (net.Listener, error) {
+	f, _, err := inheritedListener(addr)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		return net.Listen("tcp", addr)
+	}
+	defer f.Close()
+	ln, err := net.FileListener(f) // dups
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: inherited socket %s: %w", addr, f.Name(), err)
+	}
+	return ln, nil
+}
+
 // WithoutSocketActivation makes New bind its own socket even when systemd
 // passed listening sockets to the process (see New).
 func WithoutSocketActivation() Option { return func(c *config) { c.noActivation = true } }

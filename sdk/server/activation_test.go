@@ -24,6 +24,9 @@ const (
 	envChild    = "SOCKETLEY_TEST_ACTIVATION_CHILD" // the address the child passes to New
 	envChildPID = "SOCKETLEY_TEST_ACTIVATION_PID"   // "self": set LISTEN_PID to the child's pid
 	envChildTag = "SOCKETLEY_TEST_ACTIVATION_TAG"
+	// envChildNet makes the child serve with Listen and the net package
+	// instead of a Server.
+	envChildNet = "SOCKETLEY_TEST_ACTIVATION_NET"
 )
 
 func TestActivationChild(t *testing.T) {
@@ -35,6 +38,10 @@ func TestActivationChild(t *testing.T) {
 		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 	}
 	tag := os.Getenv(envChildTag)
+	if os.Getenv(envChildNet) != "" {
+		listenChild(addr, tag)
+		return
+	}
 	s, err := New(addr, WithoutAttach())
 	if err != nil {
 		fmt.Printf("ERROR %v\n", err)
@@ -52,6 +59,37 @@ func TestActivationChild(t *testing.T) {
 	}
 }
 
+// listenChild is TestActivationChild serving with Listen: one line per
+// connection, answered with the tag, until stdin closes.
+func listenChild(addr, tag string) {
+	ln, err := Listen(addr)
+	if err != nil {
+		fmt.Printf("ERROR %v\n", err)
+		return
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for r := bufio.NewReader(c); ; {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					fmt.Fprintf(c, "%s:%s", tag, line)
+				}
+			}()
+		}
+	}()
+	fmt.Printf("READY port=%d engine=listen\n", ln.Addr().(*net.TCPAddr).Port)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	ln.Close()
+}
+
 // child is a running TestActivationChild.
 type child struct {
 	cmd   *exec.Cmd
@@ -63,11 +101,30 @@ type child struct {
 // and waits for its first line.
 func startChild(t *testing.T, eng Engine, addr, tag string, f *os.File, pid string) *child {
 	t.Helper()
+	var files []*os.File
+	if f != nil {
+		files = []*os.File{f}
+	}
+	return startChildFiles(t, eng, addr, tag, files, pid)
+}
+
+// startChildFiles runs the child with files as fd 3, 4, … and LISTEN_FDS
+// set to their number (none: no socket activation), and waits for its
+// first line. Engine "listen" makes the child serve with Listen.
+func startChildFiles(t *testing.T, eng Engine, addr, tag string, files []*os.File, pid string) *child {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestActivationChild$", "-test.v=false")
 	cmd.Env = append(os.Environ(), envChild+"="+addr, envChildTag+"="+tag, envChildPID+"="+pid, EnvEngine+"="+string(eng))
-	if f != nil {
-		cmd.ExtraFiles = []*os.File{f}
-		cmd.Env = append(cmd.Env, "LISTEN_FDS=1", "LISTEN_FDNAMES=test")
+	if eng == "listen" {
+		cmd.Env = append(cmd.Env, envChildNet+"=1", EnvEngine+"=")
+	}
+	if len(files) > 0 {
+		cmd.ExtraFiles = files
+		names := make([]string, len(files))
+		for i := range names {
+			names[i] = "test"
+		}
+		cmd.Env = append(cmd.Env, fmt.Sprintf("LISTEN_FDS=%d", len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
 		if pid != "self" {
 			cmd.Env = append(cmd.Env, "LISTEN_PID="+pid)
 		}
@@ -252,5 +309,54 @@ func TestWantAddrMatches(t *testing.T) {
 				t.Fatalf("parseWant(%q): no error", bad)
 			}
 		})
+	}
+}
+
+// TestSocketActivationPicksTheMatchingSocket: of two inherited sockets (two
+// --listen addresses) a server takes the one of its port, on both engines,
+// and Listen does too.
+func TestSocketActivationPicksTheMatchingSocket(t *testing.T) {
+	check := func(t *testing.T, eng Engine) {
+		f1, p1 := heldSocket(t)
+		f2, p2 := heldSocket(t)
+		c := startChildFiles(t, eng, fmt.Sprintf(":%d", p2), "two", []*os.File{f1, f2}, "self")
+		if !strings.Contains(c.ready, fmt.Sprintf("port=%d ", p2)) {
+			t.Fatalf("child: %q, want port %d (the second socket; the first is %d)", c.ready, p2, p1)
+		}
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if got := roundTrip(t, conn, "hi"); got != "two:hi" {
+			t.Fatalf("reply %q, want two:hi", got)
+		}
+	}
+	allEngines(t, check)
+	t.Run("Listen", func(t *testing.T) { check(t, "listen") })
+}
+
+// TestListen: Listen takes the inherited socket (a connection queued before
+// the child existed is answered, and port 0 gets the held port), and binds
+// its own without one.
+func TestListen(t *testing.T) {
+	f, port := heldSocket(t)
+	early, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	c := startChild(t, "listen", "127.0.0.1:0", "net", f, "self")
+	if c.ready != fmt.Sprintf("READY port=%d engine=listen", port) {
+		t.Fatalf("child: %q, want the held port %d", c.ready, port)
+	}
+	if got := roundTrip(t, early, "queued"); got != "net:queued" {
+		t.Fatalf("queued connection: %q", got)
+	}
+	c.stop(t)
+	// No socket passed: Listen binds its own.
+	c = startChild(t, "listen", "127.0.0.1:0", "own", nil, "self")
+	if !strings.HasPrefix(c.ready, "READY port=") || c.ready == fmt.Sprintf("READY port=%d engine=listen", port) {
+		t.Fatalf("child without a socket: %q", c.ready)
 	}
 }
