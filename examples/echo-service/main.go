@@ -22,8 +22,10 @@
 // Under socketley the daemon sets SOCKETLEY_MANAGED, SOCKETLEY_NAME and
 // SOCKETLEY_SOCKET; sdk.Attach then re-attaches the unit's entry (type
 // server, port 7070) instead of creating a new one. Logs go to stderr, which
-// systemd sends to the journal. SIGTERM (socketley stop) closes the listener
-// and the open connections and exits 0.
+// systemd sends to the journal. SIGTERM (socketley stop) closes the listener,
+// echoes what open connections have already sent, closes each once it has
+// been quiet for 200 ms and exits 0: under add --listen a restart or an
+// upgrade then costs no client a refused or reset connection.
 //
 // With --listen systemd holds the port, so clients that connect while the
 // program restarts (socketley restart, upgrade, a crash) wait instead of
@@ -69,6 +71,10 @@ func envPort(def int) int {
 	}
 	return def
 }
+
+// drainQuiet is how long an open connection may stay silent during the
+// shutdown before it is closed.
+const drainQuiet = 200 * time.Millisecond
 
 func run(port int, name string) error {
 	// Catch SIGTERM/SIGINT for good: the handler is never removed, so a signal
@@ -125,12 +131,12 @@ func run(port int, name string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := io.Copy(c, c) // echo until the peer closes
+			n, err := io.Copy(c, c) // echo until the peer closes (or the drain ends)
 			_ = c.Close()
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
-			if err != nil && !errors.Is(err, net.ErrClosed) {
+			if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				log.Printf("%s: %v", c.RemoteAddr(), err)
 			}
 			if n > 0 { // silent connections are port checks: not worth a log line
@@ -139,10 +145,14 @@ func run(port int, name string) error {
 		}()
 	}
 
-	// Shut down: close the open connections, wait for their goroutines.
+	// Shut down gracefully: no new connections (under add --listen they wait
+	// in systemd's socket for the next process); each open one gets what
+	// it has already sent echoed and is closed once it has been quiet for
+	// drainQuiet. Closing at once would make the kernel answer a request
+	// that arrived but was not read yet with a reset.
 	mu.Lock()
 	for c := range conns {
-		_ = c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(drainQuiet))
 	}
 	mu.Unlock()
 	done := make(chan struct{})
