@@ -587,6 +587,7 @@ func (m *Manager) waitAll(ctx context.Context, verb string, res *wire.Result, ti
 	for i, r := range res.Runtimes {
 		if err := m.waitRunning(ctx, r.Name, timeout); err != nil {
 			res.Runtimes[i] = m.view(r.Name)
+			res.Runtimes[i].Failed, res.Runtimes[i].FailedClass = err.Error(), wire.ClassOf(err)
 			if e, ok := m.entry(r.Name); ok && e.Managed {
 				return &msgError{err: err, msg: fmt.Sprintf("%s %s: %v; %s", verb, r.Name, err, whatNext(e, err))}
 			}

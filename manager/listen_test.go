@@ -401,7 +401,7 @@ func TestUpgradeRefused(t *testing.T) {
 	if err := m.update(func(r *Registry) error { r.mod("u").PrevPath = v1; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.upgrade(t.Context(), me(), []string{"u"}, v1, 0); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "an upgrade of u is under way") {
+	if _, err := m.upgrade(t.Context(), me(), []string{"u"}, v1, 0); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "an upgrade of u is under way") {
 		t.Fatalf("upgrade during another: %v", err)
 	}
 }

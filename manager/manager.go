@@ -628,16 +628,6 @@ func (k *keyedMutex) busy(name string) bool {
 	return k.locks[name] != nil
 }
 
-// errorsIsAny reports whether err matches any of targets.
-func errorsIsAny(err error, targets ...error) bool {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
-}
-
 // sortedUnique returns the sorted distinct strings of in.
 func sortedUnique(in []string) []string {
 	out := slices.Clone(in)

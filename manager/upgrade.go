@@ -59,7 +59,7 @@ func (m *Manager) upgrade(ctx context.Context, caller Caller, names []string, pa
 		return nil, errorf(ErrInvalid, "%s is being removed (run socketley remove %s again to finish); it cannot be upgraded", name, name)
 	}
 	if e.PrevPath != "" {
-		return nil, errorf(ErrInvalid, "an upgrade of %s is under way (from %s); wait for its reply, then upgrade again", name, e.PrevPath)
+		return nil, errorf(ErrBusy, "an upgrade of %s is under way (from %s); wait for its reply, then upgrade again", name, e.PrevPath)
 	}
 	old := e.Path
 	log := m.log.With("name", name, "unit", units.Name(name))

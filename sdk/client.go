@@ -106,7 +106,7 @@ func (c *Client) Do(ctx context.Context, req wire.Request) (*wire.Result, error)
 		if msg == "" {
 			msg = fmt.Sprintf("request failed with code %d", code)
 		}
-		return &res, &ReplyError{Code: code, Message: msg}
+		return &res, &ReplyError{Code: code, Message: msg, Class: string(res.Class)}
 	}
 	return &res, nil
 }

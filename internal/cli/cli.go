@@ -101,7 +101,7 @@ func hint(err error) string {
 		}
 		return "\nhint: is the daemon running? start it with: socketley daemon --user  (or use the system service: socketley --system ...)"
 	}
-	if errors.Is(err, sdk.ErrRefused) && strings.Contains(err.Error(), "permission denied") {
+	if errors.Is(err, sdk.ErrDenied) {
 		return "\nhint: run it as the runtime's owner or as root"
 	}
 	return ""
