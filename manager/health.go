@@ -235,8 +235,9 @@ func (m *Manager) tick(ctx context.Context) {
 			}
 			continue
 		}
-		// update replaces every entry with a copy, so compare what the
-		// probe was about; a removed or re-attached entry waits a tick.
+		// The entry may have changed since the probe (update publishes a
+		// new copy of a changed entry), so compare what the probe was
+		// about; a removed or re-attached entry waits a tick.
 		cur, ok := m.reg.get(e.Name)
 		if !ok || !cur.Managed || cur.Port != e.Port || cur.AttachPID != e.AttachPID {
 			continue

@@ -455,3 +455,22 @@ func TestInterruptedUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// TestExeLinksOfSimilarNames: the exe link of one runtime is never the temp
+// file of another's ("api" and "api.new"), so setting one leaves the other
+// pointing where it did.
+func TestExeLinksOfSimilarNames(t *testing.T) {
+	m, _ := newTestManager(t)
+	for _, tt := range []struct{ name, path string }{
+		{"api.new", "/usr/bin/new-one"}, {"api", "/usr/bin/old-one"}, {"api.tmp", "/usr/bin/third"}, {"api", "/usr/bin/old-two"},
+	} {
+		if err := m.setExeLink(tt.name, tt.path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]string{"api.new": "/usr/bin/new-one", "api": "/usr/bin/old-two", "api.tmp": "/usr/bin/third"} {
+		if got, err := os.Readlink(m.exeLink(name)); err != nil || got != want {
+			t.Fatalf("exe link of %s: %q %v, want %q", name, got, err, want)
+		}
+	}
+}

@@ -141,7 +141,6 @@ systemd or D-Bus error).`,
 	root.AddCommand(
 		a.daemonCmd(), a.addCmd(), a.upgradeCmd(), a.startCmd(), a.stopCmd(), a.restartCmd(), a.removeCmd(),
 		a.lsCmd(), a.psCmd(), a.showCmd(), a.logsCmd(), a.attachCmd(), a.envCmd(), a.versionCmd(),
-		a.genDocsCmd(),
 	)
 	return root
 }
