@@ -90,14 +90,14 @@ PKG_ENV            = SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) SOCKETLEY_PKG_VERSIO
 
 man: build ## man pages and completions generated from the cobra commands, in dist/
 	rm -rf dist/man dist/completions
-	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN) gen-docs --man dist/man --completions dist/completions
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run -ldflags '$(LDFLAGS)' ./internal/tools/gendocs --man dist/man --completions dist/completions
 
 pkg-stage: build
 	@test -f $(PKG_README) || { echo "make: $(PKG_README) is missing; the packages must ship it" >&2; exit 1; }
 	rm -rf $(PKG_STAGE)
 	mkdir -p $(PKG_STAGE)/man $(PKG_STAGE)/completions $(PKG_DIR)
 	install -m 0755 $(BIN) $(PKG_STAGE)/socketley
-	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN) gen-docs --man $(PKG_STAGE)/man --completions $(PKG_STAGE)/completions
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run -ldflags '$(LDFLAGS)' ./internal/tools/gendocs --man $(PKG_STAGE)/man --completions $(PKG_STAGE)/completions
 	gzip -9n $(PKG_STAGE)/man/*.1
 	install -m 0644 $(PKG_README) $(PKG_STAGE)/README.md
 	install -m 0644 LICENSE $(PKG_STAGE)/LICENSE

@@ -590,7 +590,9 @@ func (m *Manager) forEach(ctx context.Context, caller Caller, names []string, ve
 			msgs = append(msgs, fmt.Sprintf("%s %s: %v", verb, e.Name, oerr))
 			if _, ok := m.entry(e.Name); ok && verb != "remove" {
 				// What it is now, for the caller to explain the failure.
-				res.Runtimes = append(res.Runtimes, m.view(e.Name))
+				v := m.view(e.Name)
+				v.Failed, v.FailedClass = oerr.Error(), wire.ClassOf(oerr)
+				res.Runtimes = append(res.Runtimes, v)
 			}
 			continue
 		}

@@ -235,8 +235,9 @@ func (m *Manager) tick(ctx context.Context) {
 			}
 			continue
 		}
-		// update replaces every entry with a copy, so compare what the
-		// probe was about; a removed or re-attached entry waits a tick.
+		// The entry may have changed since the probe (update publishes a
+		// new copy of a changed entry), so compare what the probe was
+		// about; a removed or re-attached entry waits a tick.
 		cur, ok := m.reg.get(e.Name)
 		if !ok || !cur.Managed || cur.Port != e.Port || cur.AttachPID != e.AttachPID {
 			continue
@@ -587,6 +588,7 @@ func (m *Manager) waitAll(ctx context.Context, verb string, res *wire.Result, ti
 	for i, r := range res.Runtimes {
 		if err := m.waitRunning(ctx, r.Name, timeout); err != nil {
 			res.Runtimes[i] = m.view(r.Name)
+			res.Runtimes[i].Failed, res.Runtimes[i].FailedClass = err.Error(), wire.ClassOf(err)
 			if e, ok := m.entry(r.Name); ok && e.Managed {
 				return &msgError{err: err, msg: fmt.Sprintf("%s %s: %v; %s", verb, r.Name, err, whatNext(e, err))}
 			}

@@ -56,7 +56,7 @@ func (m *Manager) checkOwned(caller Caller, r *Registry, verb string) error {
 		return nil
 	}
 	if n := r.owned(caller.UID); n >= limit {
-		return errorf(ErrDenied, "%s refused: uid %d already has %d runtimes registered, the per-user limit (socketley daemon --max-runtimes-per-user); remove some first (socketley ls, socketley remove NAME)", verb, caller.UID, n)
+		return errorf(ErrLimit, "%s refused: uid %d already has %d runtimes registered, the per-user limit (socketley daemon --max-runtimes-per-user); remove some first (socketley ls, socketley remove NAME)", verb, caller.UID, n)
 	}
 	return nil
 }

@@ -81,7 +81,7 @@ func TestPerUserRuntimeLimit(t *testing.T) {
 	}
 	before, _ := stateBytes(m.store)
 	err := add(alice, "a3")
-	if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), "uid 4242 already has 3 runtimes") || !strings.Contains(err.Error(), "--max-runtimes-per-user") {
+	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "uid 4242 already has 3 runtimes") || !strings.Contains(err.Error(), "--max-runtimes-per-user") {
 		t.Fatalf("4th add of uid 4242: %v, want the per-user limit", err)
 	}
 	if after, _ := stateBytes(m.store); string(after) != string(before) || m.reg.has("a3") {

@@ -151,13 +151,18 @@ func (m *Manager) setExeLink(name, path string) error {
 	if cur, err := os.Readlink(link); err == nil && cur == path {
 		return nil
 	}
-	tmp := link + ".new"
+	// The temp name starts with '.', which no runtime name may: it can
+	// never be (or be replaced by) another runtime's link ("api.new").
+	tmp := filepath.Join(filepath.Dir(link), "."+name+".tmp")
 	_ = os.Remove(tmp)
 	if err := os.Symlink(path, tmp); err != nil {
 		return fmt.Errorf("exe link: %w", err)
 	}
 	if err := os.Rename(tmp, link); err != nil {
 		_ = os.Remove(tmp)
+		return fmt.Errorf("exe link: %w", err)
+	}
+	if err := syncDir(filepath.Dir(link)); err != nil {
 		return fmt.Errorf("exe link: %w", err)
 	}
 	return nil
@@ -260,9 +265,9 @@ func (m *Manager) closeGivenUp(ctx context.Context, name string) {
 	m.log.Warn("crash loop: closed the socket of a runtime given up on; socketley start opens it again", "name", name, "socket", units.SocketName(name))
 }
 
-// closeGivenUpLocked is closeGivenUp for the daemon's loop, which holds no
+// closeGivenUpAsync is closeGivenUp for the daemon's loop, which holds no
 // lock: it runs on its own goroutine under name's lock.
-func (m *Manager) closeGivenUpLocked(ctx context.Context, name string) {
+func (m *Manager) closeGivenUpAsync(ctx context.Context, name string) {
 	m.heals.Add(1)
 	go func() {
 		defer m.heals.Done()

@@ -401,7 +401,7 @@ func TestUpgradeRefused(t *testing.T) {
 	if err := m.update(func(r *Registry) error { r.mod("u").PrevPath = v1; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.upgrade(t.Context(), me(), []string{"u"}, v1, 0); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "an upgrade of u is under way") {
+	if _, err := m.upgrade(t.Context(), me(), []string{"u"}, v1, 0); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "an upgrade of u is under way") {
 		t.Fatalf("upgrade during another: %v", err)
 	}
 }
@@ -453,5 +453,24 @@ func TestInterruptedUpgrade(t *testing.T) {
 				t.Fatalf("unit runs %s", st.ExecStart[0])
 			}
 		})
+	}
+}
+
+// TestExeLinksOfSimilarNames: the exe link of one runtime is never the temp
+// file of another's ("api" and "api.new"), so setting one leaves the other
+// pointing where it did.
+func TestExeLinksOfSimilarNames(t *testing.T) {
+	m, _ := newTestManager(t)
+	for _, tt := range []struct{ name, path string }{
+		{"api.new", "/usr/bin/new-one"}, {"api", "/usr/bin/old-one"}, {"api.tmp", "/usr/bin/third"}, {"api", "/usr/bin/old-two"},
+	} {
+		if err := m.setExeLink(tt.name, tt.path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]string{"api.new": "/usr/bin/new-one", "api": "/usr/bin/old-two", "api.tmp": "/usr/bin/third"} {
+		if got, err := os.Readlink(m.exeLink(name)); err != nil || got != want {
+			t.Fatalf("exe link of %s: %q %v, want %q", name, got, err, want)
+		}
 	}
 }

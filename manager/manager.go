@@ -89,6 +89,10 @@ type Manager struct {
 	// by mu); wake makes the loop run supervise at once.
 	starting map[string]bool
 	wake     chan struct{}
+	// upgrading holds the names whose upgrade is under way (guarded by
+	// mu): a reconcile meanwhile (after a bus reconnect) must not take its
+	// unconfirmed switch for an interrupted one and switch back.
+	upgrading map[string]bool
 
 	// gate holds back requests during startup (nil: none held back). Run
 	// sets it before serving and never changes it.
@@ -144,13 +148,14 @@ func New(cfg Config) (*Manager, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{
-		cfg:      cfg,
-		log:      log,
-		store:    &Store{dir: cfg.StateDir},
-		obs:      map[string]*observed{},
-		group:    -1,
-		starting: map[string]bool{},
-		wake:     make(chan struct{}, 1),
+		cfg:       cfg,
+		log:       log,
+		store:     &Store{dir: cfg.StateDir},
+		obs:       map[string]*observed{},
+		group:     -1,
+		starting:  map[string]bool{},
+		upgrading: map[string]bool{},
+		wake:      make(chan struct{}, 1),
 	}, nil
 }
 
@@ -195,7 +200,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		if !m.cfg.Recover && errors.As(err, &corrupt) {
+		if !m.cfg.Recover && errors.As(err, &corrupt) && corrupt.Path == m.store.Path() {
 			if _, serr := os.Stat(filepath.Join(m.cfg.StateDir, prevFile)); serr == nil {
 				err = fmt.Errorf("%w\nthe last good copy %s is kept: socketley daemon --recover starts from it and the journal after it (moving the unreadable file aside)", err, filepath.Join(m.cfg.StateDir, prevFile))
 			}
@@ -493,6 +498,10 @@ func (m *Manager) update(fn func(r *Registry) error) error {
 		return err
 	}
 	compact, err := m.store.Append(next)
+	var unsure *unsureError
+	if errors.As(err, &unsure) {
+		return fmt.Errorf("could not save the registry; the change was not made now: %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("could not save the registry, so nothing was changed: %w", err)
 	}
@@ -626,16 +635,6 @@ func (k *keyedMutex) busy(name string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.locks[name] != nil
-}
-
-// errorsIsAny reports whether err matches any of targets.
-func errorsIsAny(err error, targets ...error) bool {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
 }
 
 // sortedUnique returns the sorted distinct strings of in.

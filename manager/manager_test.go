@@ -413,8 +413,12 @@ func TestStore(t *testing.T) {
 		t.Fatalf("state file mode %v, want 0600", fi.Mode().Perm())
 	}
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Fatalf("temp files left: %v", ents)
+	var files []string
+	for _, e := range ents {
+		files = append(files, e.Name())
+	}
+	if strings.Join(files, " ") != "registry.json registry.json.prev" {
+		t.Fatalf("files after Save: %v, want the snapshot and its last good copy only", files)
 	}
 
 	for name, content := range map[string]string{

@@ -127,6 +127,21 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 	unlock := m.locks.lock(e.Name)
 	defer unlock()
 	log := m.log.With("name", e.Name, "unit", units.Name(e.Name))
+	// The entry as it is now that its lock is held: a stop or an upgrade
+	// may have changed it since the reconcile's list was taken.
+	e, ok := m.entry(e.Name)
+	if !ok {
+		return
+	}
+	m.mu.RLock()
+	upgrading := m.upgrading[e.Name]
+	m.mu.RUnlock()
+	if upgrading {
+		// An upgrade of this daemon is waiting for the new process (it
+		// released the lock): it confirms or switches back itself.
+		log.Info("reconcile: an upgrade is under way; left to it")
+		return
+	}
 	if e.Desired == DesiredRemoved {
 		// On behalf of the owner, who asked for the removal.
 		if _, err := m.finishRemove(ctx, Caller{UID: e.OwnerUID}, e); err != nil {

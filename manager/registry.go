@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"path"
@@ -17,19 +16,24 @@ import (
 
 // Error classes. Every error a handler returns wraps one of them (or none, for
 // internal failures); replyCode maps them onto the wire's exit codes.
+// They are the wire's class errors: the class travels in the reply.
 var (
 	// ErrInvalid is bad input: a malformed name, path, flag or request.
-	ErrInvalid = errors.New("invalid request")
+	ErrInvalid = wire.ErrInvalid
 	// ErrNotFound is an unknown runtime name or a pattern matching nothing.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = wire.ErrNotFound
 	// ErrExists is a duplicate runtime name.
-	ErrExists = errors.New("already exists")
+	ErrExists = wire.ErrExists
 	// ErrDenied is a caller without the right to do what it asked.
-	ErrDenied = errors.New("permission denied")
+	ErrDenied = wire.ErrDenied
+	// ErrLimit is a limit reached (runtimes per user).
+	ErrLimit = wire.ErrLimit
+	// ErrBusy is a runtime in the middle of another operation.
+	ErrBusy = wire.ErrBusy
 	// ErrFailed is a runtime that did not reach "running" (start --wait).
-	ErrFailed = errors.New("runtime failed")
+	ErrFailed = wire.ErrFailed
 	// ErrUnavailable is systemd or D-Bus being unreachable.
-	ErrUnavailable = errors.New("systemd unavailable")
+	ErrUnavailable = wire.ErrUnavailable
 )
 
 // classError is an error of one class whose message does not repeat the

@@ -245,7 +245,7 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 		for _, d := range ds {
 			if d.gave {
 				m.log.Warn("crash loop: giving up (max restarts reached); socketley start retries", "name", d.name, "failures", d.fails)
-				m.closeGivenUpLocked(ctx, d.name)
+				m.closeGivenUpAsync(ctx, d.name)
 				continue
 			}
 			m.log.Warn("crash loop: restarting after backoff", "name", d.name, "failures", d.fails, "delay", d.delay)

@@ -510,7 +510,8 @@ func jsonReply(res *wire.Result, err error) (byte, []byte) {
 	}
 	code := wire.CodeOK
 	if err != nil {
-		code = replyCode(err)
+		res.Class = wire.ClassOf(err)
+		code = res.Class.Code()
 		res.Error = err.Error()
 	}
 	b, merr := json.Marshal(res)
@@ -520,14 +521,7 @@ func jsonReply(res *wire.Result, err error) (byte, []byte) {
 	return code, b
 }
 
-// replyCode maps an error to the wire's exit code: 1 for the caller's
-// mistakes (invalid, not found, exists, denied), 2 for everything else.
-func replyCode(err error) byte {
-	if err == nil {
-		return wire.CodeOK
-	}
-	if errorsIsAny(err, ErrInvalid, ErrNotFound, ErrExists, ErrDenied, ErrFailed) {
-		return wire.CodeInvalid
-	}
-	return wire.CodeFatal
-}
+// replyCode maps an error to the wire's exit code through its class
+// (wire.ErrorClass.Code: 1 for what the caller can act on, 2 for the
+// daemon's own failures).
+func replyCode(err error) byte { return wire.ClassOf(err).Code() }

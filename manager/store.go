@@ -282,7 +282,7 @@ func (s *Store) loadFrom(path string) (_ *Registry, gen uint64, version int, _ e
 		return nil, 0, 0, err
 	}
 	if version == 0 && len(gens) > 0 {
-		return nil, 0, 0, fmt.Errorf("state file %s is missing but the state directory %s holds journals (%s): the snapshot was lost; restore it (or start with --recover to use %s), or move the journals aside to start empty", path, s.dir, journalName(gens[0]), prevFile)
+		return nil, 0, 0, loadError(path, fmt.Sprintf("it is missing, but the journals it continues are there (%s): the snapshot was lost", journalName(gens[0])))
 	}
 	// The snapshot's journal and every later generation, with no gap.
 	gen = snapGen
@@ -291,8 +291,8 @@ func (s *Store) loadFrom(path string) (_ *Registry, gen uint64, version int, _ e
 		if g < gen {
 			continue
 		}
-		if g != gen+uint64(len(chain)) {
-			return nil, 0, 0, loadError(filepath.Join(s.dir, journalName(g)), fmt.Sprintf("journal generation %d follows %d with a gap", g, gen+uint64(len(chain))-1))
+		if want := gen + uint64(len(chain)); g != want {
+			return nil, 0, 0, loadError(filepath.Join(s.dir, journalName(want)), fmt.Sprintf("it is missing, but %s, which follows it, is there", journalName(g)))
 		}
 		chain = append(chain, g)
 	}
@@ -447,18 +447,32 @@ func (s *Store) Append(next *Registry) (compact bool, err error) {
 	return !s.compacting && s.records >= limit && s.records >= next.len(), nil
 }
 
-// undo cuts a failed append off the journal, so that the next one does not
-// follow a torn line; if that fails too, the journal is closed and the next
-// append reopens and cuts it first. err is returned, with the cut's failure
-// added.
+// undo cuts a failed append off the journal (and fsyncs the cut), so that
+// the next one does not follow a torn line and a crash does not bring the
+// record back; if that fails too, the journal is closed (the next append
+// reopens and cuts it first) and the error says the change may have been
+// saved after all.
 func (s *Store) undo(err error) error {
-	if terr := s.f.Truncate(s.size); terr != nil {
+	terr := s.f.Truncate(s.size)
+	if terr == nil {
+		terr = unix.Fdatasync(int(s.f.Fd()))
+	}
+	if terr != nil {
 		_ = s.f.Close()
 		s.f = nil
-		return fmt.Errorf("%w (and cutting the partial record failed: %v)", err, terr)
+		return &unsureError{err: err, cut: terr}
 	}
 	return err
 }
+
+// unsureError is a failed append whose partial record could not be cut off
+// for sure: after a crash the change may be there.
+type unsureError struct{ err, cut error }
+
+func (e *unsureError) Error() string {
+	return fmt.Sprintf("%v (and cutting the partial record off failed: %v; the change may be found saved after a daemon restart)", e.err, e.cut)
+}
+func (e *unsureError) Unwrap() error { return e.err }
 
 // openJournal opens the current journal for appending, cut to its known
 // good length; s.mu is held.
@@ -530,17 +544,32 @@ func (s *Store) writeSnapshot(reg *Registry, gen uint64, keepPrev bool) error {
 	if err != nil {
 		return fmt.Errorf("encode registry: %w", err)
 	}
+	prev := filepath.Join(s.dir, prevFile)
 	oldGen := gen
 	if keepPrev {
 		if _, g, v, err := readSnapshot(s.Path()); err == nil && v != 0 {
 			oldGen = g
-			if err := linkAtomic(s.Path(), filepath.Join(s.dir, prevFile)); err != nil {
+			if err := linkAtomic(s.Path(), prev); err != nil {
 				return err
 			}
+		} else {
+			// The snapshot is unreadable: the last good copy stays as it
+			// is, with the journals it needs.
+			oldGen = s.prevGen(gen)
 		}
 	}
 	if err := writeFileAtomic(s.Path(), append(b, '\n'), 0o600); err != nil {
 		return err
+	}
+	if !keepPrev {
+		// A snapshot written from scratch (a new directory, --recover,
+		// Save) is its own last good copy: the old one's journals go.
+		if err := linkAtomic(s.Path(), prev); err != nil {
+			return err
+		}
+		if err := syncDir(s.dir); err != nil {
+			return err
+		}
 	}
 	// registry.json.prev (generation oldGen) and registry.json need the
 	// journals from oldGen on.
@@ -575,7 +604,6 @@ func (s *Store) Save(reg *Registry) error {
 	if err := s.writeSnapshot(reg, gen, false); err != nil {
 		return err
 	}
-	s.removeJournalsBelow(gen)
 	s.gen, s.size, s.records = gen, 0, 0
 	return nil
 }

@@ -470,3 +470,54 @@ func TestRunRecover(t *testing.T) {
 		t.Fatalf("%s holds %q", aside[0], b)
 	}
 }
+
+// TestRecoverAgainAndMissingSnapshot: the last good copy stays usable after
+// a recovery (its journals are kept), a second corruption is recovered as
+// well, and a snapshot that is missing beside its journals is recovered too.
+func TestRecoverAgainAndMissingSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	s := &Store{dir: dir, compactAt: 2}
+	reg := loadForTest(t, s)
+	step := func(i int) {
+		var compact bool
+		reg, compact = change(t, s, reg, func(r *Registry) { r.put(&Entry{Name: fmt.Sprintf("svc-%d", i%4), Restarts: i}) })
+		if compact {
+			s.Compact(reg, nil)
+			s.Wait()
+		}
+	}
+	for i := range 9 {
+		step(i)
+	}
+	_ = s.Close()
+	p := filepath.Join(dir, stateFile)
+	for round, damage := range []func() error{
+		func() error { return os.WriteFile(p, []byte("{garbage"), 0o600) },
+		func() error { return os.WriteFile(p, nil, 0o600) },
+		func() error { return os.Remove(p) },
+	} {
+		if err := damage(); err != nil {
+			t.Fatal(err)
+		}
+		var ce *CorruptError
+		if _, err := (&Store{dir: dir}).Load(); !errors.As(err, &ce) || ce.Path != p {
+			t.Fatalf("round %d: Load of a damaged snapshot: %v, want a CorruptError naming %s", round, err, p)
+		}
+		s = &Store{dir: dir, compactAt: 2}
+		got, _, err := s.Recover()
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if !slices.Equal(names(got), names(reg)) || got.at("svc-1").Restarts != reg.at("svc-1").Restarts {
+			t.Fatalf("round %d: recovered %v, want %v", round, names(got), names(reg))
+		}
+		reg = got
+		for i := range 5 { // more changes and compactions after the recovery
+			step(10*(round+1) + i)
+		}
+		_ = s.Close()
+		if again := reload(t, dir); !slices.Equal(names(again), names(reg)) {
+			t.Fatalf("round %d: after more changes: %v", round, names(again))
+		}
+	}
+}

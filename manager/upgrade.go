@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -59,10 +60,18 @@ func (m *Manager) upgrade(ctx context.Context, caller Caller, names []string, pa
 		return nil, errorf(ErrInvalid, "%s is being removed (run socketley remove %s again to finish); it cannot be upgraded", name, name)
 	}
 	if e.PrevPath != "" {
-		return nil, errorf(ErrInvalid, "an upgrade of %s is under way (from %s); wait for its reply, then upgrade again", name, e.PrevPath)
+		return nil, errorf(ErrBusy, "an upgrade of %s is under way (from %s); wait for its reply, then upgrade again", name, e.PrevPath)
 	}
 	old := e.Path
 	log := m.log.With("name", name, "unit", units.Name(name))
+	m.mu.Lock()
+	m.upgrading[name] = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.upgrading, name)
+		m.mu.Unlock()
+	}()
 	if err := m.update(func(r *Registry) error {
 		cur, ok := r.edit(name)
 		if !ok {
@@ -148,7 +157,9 @@ func (m *Manager) switchBack(ctx context.Context, lk *heldLock, old, failed stri
 		}
 		cur.Path, cur.PrevPath, cur.Backoff = old, old, nil
 		return nil
-	}); err != nil {
+	}); errors.Is(err, ErrNotFound) {
+		return fail("the runtime was removed meanwhile")
+	} else if err != nil {
 		return fail(fmt.Sprintf("switching back to %s failed (%v); the daemon switches back at its next start", old, err))
 	}
 	stopped, err := m.restartFor(bctx, name)
@@ -207,8 +218,14 @@ func (m *Manager) finishUpgrade(ctx context.Context, e *Entry) bool {
 	runsOld := len(e.Listen) == 0 && len(st.ExecStart) > 0 && st.ExecStart[0] == old
 	restarted := false
 	if up && !runsOld && e.Desired == DesiredRunning {
-		if _, err := m.restartFor(ctx, e.Name); err != nil {
+		stopped, err := m.restartFor(ctx, e.Name)
+		if err != nil {
 			log.Error("reconcile: restart after switching back an interrupted upgrade", "err", err)
+		}
+		if !stopped {
+			// The new executable may still run: the switch back stays
+			// recorded (PrevPath) for the next reconcile to finish.
+			return false
 		}
 		restarted = true
 	}

@@ -106,7 +106,7 @@ func (c *Client) Do(ctx context.Context, req wire.Request) (*wire.Result, error)
 		if msg == "" {
 			msg = fmt.Sprintf("request failed with code %d", code)
 		}
-		return &res, &ReplyError{Code: code, Message: msg}
+		return &res, &ReplyError{Code: code, Message: msg, Class: string(res.Class)}
 	}
 	return &res, nil
 }
@@ -254,8 +254,9 @@ func (c *Client) Restart(ctx context.Context, o StartOptions, names ...string) (
 // switches back to the old executable and starts it again, and the error
 // (a *ReplyError, errors.Is ErrRefused) says why. The switch is persisted
 // before anything is restarted. Without a deadline in ctx the request is
-// bounded by DefaultStopTimeout plus twice the wait (the new executable's,
-// then the old one's).
+// bounded by twice DefaultStopTimeout (the stop of the old process, and of
+// the new one when it switches back) plus twice the wait (the new
+// executable's, then the old one's).
 func (c *Client) Upgrade(ctx context.Context, name, path string, timeout time.Duration) (Runtime, error) {
 	if path != "" && !filepath.IsAbs(path) {
 		abs, err := filepath.Abs(path)

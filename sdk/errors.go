@@ -21,16 +21,46 @@ var (
 	ErrNotManaged = errors.New("not running under socketley (SOCKETLEY_MANAGED is not set)")
 )
 
+// The kind of a refusal or failure, as the daemon classed it (the reply's
+// class); a *ReplyError matches exactly one of them with errors.Is, besides
+// ErrRefused or ErrDaemon. Replies to the C++ line format carry no class.
+var (
+	// ErrInvalid: bad input (a malformed name, path, flag or request).
+	ErrInvalid = wire.ErrInvalid
+	// ErrNotFound: an unknown runtime, or a pattern that matches none.
+	ErrNotFound = wire.ErrNotFound
+	// ErrExists: the name is taken.
+	ErrExists = wire.ErrExists
+	// ErrDenied: the caller may not do this (another user's runtime).
+	ErrDenied = wire.ErrDenied
+	// ErrLimit: a limit is reached (runtimes per user).
+	ErrLimit = wire.ErrLimit
+	// ErrBusy: the runtime is in the middle of another operation (an
+	// upgrade); try again once it has finished.
+	ErrBusy = wire.ErrBusy
+	// ErrFailed: the runtime did not reach "running" (its process exited,
+	// or --wait timed out).
+	ErrFailed = wire.ErrFailed
+	// ErrUnavailable: the daemon cannot reach systemd.
+	ErrUnavailable = wire.ErrUnavailable
+	// ErrInternal: any other failure of the daemon.
+	ErrInternal = wire.ErrInternal
+)
+
 // ReplyError is the error for a non-zero reply code. Its message is the
-// daemon's own words; errors.Is matches ErrRefused (code 1) or ErrDaemon (2).
+// daemon's own words; errors.Is matches ErrRefused (code 1) or ErrDaemon
+// (2), and the sentinel of its Class (ErrNotFound, ErrLimit, …).
 type ReplyError struct {
 	Code    int
 	Message string
+	// Class is the daemon's class of the error ("not-found", "limit", …;
+	// see the ErrInvalid… sentinels); empty for a C++-format reply.
+	Class string
 }
 
 func (e *ReplyError) Error() string { return e.Message }
 
-// Is reports whether target is the sentinel for e's code.
+// Is reports whether target is the sentinel for e's code or class.
 func (e *ReplyError) Is(target error) bool {
 	switch target {
 	case ErrRefused:
@@ -38,7 +68,7 @@ func (e *ReplyError) Is(target error) bool {
 	case ErrDaemon:
 		return e.Code != int(wire.CodeInvalid)
 	}
-	return false
+	return e.Class != "" && target == wire.ClassError(wire.ErrorClass(e.Class))
 }
 
 // UnreachableError says which socket could not be reached and why.

@@ -23,9 +23,9 @@
 // SOCKETLEY_SOCKET; sdk.Attach then re-attaches the unit's entry (type
 // server, port 7070) instead of creating a new one. Logs go to stderr, which
 // systemd sends to the journal. SIGTERM (socketley stop) closes the listener,
-// echoes what open connections have already sent, closes each once it has
-// been quiet for 200 ms and exits 0: under add --listen a restart or an
-// upgrade then costs no client a refused or reset connection.
+// gives the open connections 200 ms to have what they sent echoed, closes
+// them and exits 0: under add --listen a restart or an upgrade then costs no
+// client a refused or reset connection.
 //
 // With --listen systemd holds the port, so clients that connect while the
 // program restarts (socketley restart, upgrade, a crash) wait instead of
@@ -72,8 +72,7 @@ func envPort(def int) int {
 	return def
 }
 
-// drainQuiet is how long an open connection may stay silent during the
-// shutdown before it is closed.
+// drainQuiet is how long open connections are still served after SIGTERM.
 const drainQuiet = 200 * time.Millisecond
 
 func run(port int, name string) error {
@@ -146,10 +145,10 @@ func run(port int, name string) error {
 	}
 
 	// Shut down gracefully: no new connections (under add --listen they wait
-	// in systemd's socket for the next process); each open one gets what
-	// it has already sent echoed and is closed once it has been quiet for
-	// drainQuiet. Closing at once would make the kernel answer a request
-	// that arrived but was not read yet with a reset.
+	// in systemd's socket for the next process); each open one has what it
+	// sends within drainQuiet echoed, then it is closed. Closing at once
+	// would make the kernel answer a request that arrived but was not read
+	// yet with a reset.
 	mu.Lock()
 	for c := range conns {
 		_ = c.SetReadDeadline(time.Now().Add(drainQuiet))

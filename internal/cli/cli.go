@@ -101,7 +101,7 @@ func hint(err error) string {
 		}
 		return "\nhint: is the daemon running? start it with: socketley daemon --user  (or use the system service: socketley --system ...)"
 	}
-	if errors.Is(err, sdk.ErrRefused) && strings.Contains(err.Error(), "permission denied") {
+	if errors.Is(err, sdk.ErrDenied) {
 		return "\nhint: run it as the runtime's owner or as root"
 	}
 	return ""
@@ -141,7 +141,6 @@ systemd or D-Bus error).`,
 	root.AddCommand(
 		a.daemonCmd(), a.addCmd(), a.upgradeCmd(), a.startCmd(), a.stopCmd(), a.restartCmd(), a.removeCmd(),
 		a.lsCmd(), a.psCmd(), a.showCmd(), a.logsCmd(), a.attachCmd(), a.envCmd(), a.versionCmd(),
-		a.genDocsCmd(),
 	)
 	return root
 }

@@ -87,7 +87,9 @@ func (a *app) failReply(ctx context.Context, c *sdk.Client, verb string, res *wi
 	var b strings.Builder
 	var names []string
 	for _, r := range res.Runtimes {
-		failed := len(res.Runtimes) == 1 || strings.Contains(err.Error(), verb+" "+r.Name+":")
+		// The daemon marks the runtimes it failed on (Failed); the only
+		// runtime of a failed reply is the one (an older daemon's too).
+		failed := r.Failed != "" || len(res.Runtimes) == 1
 		if !failed {
 			if r.Status == wire.StateRunning && r.PID > 0 {
 				word := "started"

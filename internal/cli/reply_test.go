@@ -42,6 +42,10 @@ func TestStartReplies(t *testing.T) {
 	goneNo := gone
 	goneNo.Status, goneNo.Restart = wire.StateFailed, "no"
 	const noJournal = "its output cannot be read: "
+	// The daemon marks the runtime it failed on; the CLI reads the mark,
+	// not the message.
+	otherFailed := other
+	otherFailed.Failed, otherFailed.FailedClass = "its start failed: boom", wire.ClassFailed
 	tests := []struct {
 		name   string
 		args   []string
@@ -77,7 +81,7 @@ func TestStartReplies(t *testing.T) {
 			Error: "add prog: prog exited (exit code 3) and is down (status stopped); prog stays registered and is left to its restart policy (--restart on-failure): socketley restarts it with the crash backoff, ls shows crash-loop meanwhile; next: socketley logs prog shows its output; fix the program, then socketley start prog; or socketley remove prog drops it"}, 1, "", []string{
 			"socketley: add prog: prog exited (exit code 3) and is down (status stopped); prog stays registered",
 			noJournal, "\nnext: socketley logs prog shows its output"}},
-		{"one of two fails", []string{"start", "prog", "other"}, 1, wire.Result{Runtimes: []wire.Runtime{up, other},
+		{"one of two fails", []string{"start", "prog", "other"}, 1, wire.Result{Runtimes: []wire.Runtime{up, otherFailed},
 			Error: "start other: its start failed: boom; other stays registered and is not restarted (--restart no); next: socketley logs other shows its output; fix the program, then socketley start other; or socketley remove other drops it"}, 1,
 			"prog: started (unit socketley-prog.service, pid 131)\n", []string{
 				"socketley: start other: its start failed: boom; other stays registered and is not restarted (--restart no)\n",

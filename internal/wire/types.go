@@ -133,6 +133,11 @@ type Runtime struct {
 	Status  string `json:"status"`           // see the State* constants
 	Desired string `json:"desired,omitempty"`
 	Reason  string `json:"reason,omitempty"` // why failed/unhealthy, in words
+	// Failed is set only in the reply of a command that failed for this
+	// runtime (of several it acted on): the error, in words, with the
+	// class in FailedClass. Clients use it to tell which ones failed.
+	Failed      string     `json:"failed,omitempty"`
+	FailedClass ErrorClass `json:"failed_class,omitempty"`
 
 	Type string `json:"type,omitempty"` // attached type, "" when never attached
 	Port int    `json:"port,omitempty"`
@@ -194,6 +199,8 @@ const (
 type Result struct {
 	// Error is set on failure (the reply code is then non-zero).
 	Error string `json:"error,omitempty"`
+	// Class is the kind of the failure (set with Error).
+	Class ErrorClass `json:"class,omitempty"`
 	// Runtimes holds ls/ps/show output, and the affected runtimes otherwise.
 	Runtimes []Runtime `json:"runtimes,omitempty"`
 	// Message is a human-readable summary.
