@@ -72,7 +72,9 @@ func TestPackageGraph(t *testing.T) {
 			}},
 		{"the daemon's packages import neither the CLI nor the SDK",
 			func(p string) bool { return p == mod+"manager" || p == mod+"units" }, true,
-			func(i string) bool { return strings.HasPrefix(i, mod+"internal/cli") || strings.HasPrefix(i, mod+"sdk") }},
+			func(i string) bool {
+				return strings.HasPrefix(i, mod+"internal/cli") || strings.HasPrefix(i, mod+"sdk")
+			}},
 	}
 	pkgs := listAll(t)
 	for _, r := range rules {
