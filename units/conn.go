@@ -171,28 +171,37 @@ func (c *Conn) startTransient(ctx context.Context, unit string, props []sdbus.Pr
 // ctx deadline shorter than that (the default is 10 s) can end the wait
 // while the unit is still stopping.
 func (c *Conn) Stop(ctx context.Context, name string) error {
-	unit, err := unitOf("stop", name)
+	return c.runJob(ctx, "stop", name, c.sd.StopUnitContext)
+}
+
+// runJob queues a job (verb: "start" or "stop") on the runtime's unit in
+// mode "replace" through queue (go-systemd's StartUnitContext or
+// StopUnitContext) and waits for its result: nil when done; a *JobError
+// with the unit's status after the job otherwise; a context error when ctx
+// (default jobTimeout) ends first.
+func (c *Conn) runJob(ctx context.Context, verb, name string, queue func(ctx context.Context, unit, mode string, ch chan<- string) (int, error)) error {
+	unit, err := unitOf(verb, name)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := withDefault(ctx, jobTimeout)
 	defer cancel()
 	ch := make(chan string, 1)
-	if _, err := c.sd.StopUnitContext(ctx, unit, "replace", ch); err != nil {
-		return c.wrap("stop", unit, err)
+	if _, err := queue(ctx, unit, "replace", ch); err != nil {
+		return c.wrap(verb, unit, err)
 	}
 	select {
 	case r := <-ch:
 		if r == JobDone {
 			return nil
 		}
-		je := &JobError{Unit: unit, Job: "stop", Result: r}
+		je := &JobError{Unit: unit, Job: verb, Result: r}
 		if st, err := c.Status(ctx, name); err == nil {
 			je.Status = st
 		}
 		return je
 	case <-ctx.Done():
-		return fmt.Errorf("stop %s: waiting for the stop job: %w", unit, ctx.Err())
+		return fmt.Errorf("%s %s: waiting for the %s job: %w", verb, unit, verb, ctx.Err())
 	}
 }
 

@@ -239,29 +239,7 @@ func (c *Conn) SocketActive(ctx context.Context, name string) (bool, error) {
 // Results as for Start (a *JobError leaves the unit as systemd left it: a
 // socket keeps it loaded).
 func (c *Conn) StartLoaded(ctx context.Context, name string) error {
-	unit, err := unitOf("start", name)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := withDefault(ctx, jobTimeout)
-	defer cancel()
-	ch := make(chan string, 1)
-	if _, err := c.sd.StartUnitContext(ctx, unit, "replace", ch); err != nil {
-		return c.wrap("start", unit, err)
-	}
-	select {
-	case r := <-ch:
-		if r == JobDone {
-			return nil
-		}
-		je := &JobError{Unit: unit, Job: "start", Result: r}
-		if st, err := c.Status(ctx, name); err == nil {
-			je.Status = st
-		}
-		return je
-	case <-ctx.Done():
-		return fmt.Errorf("start %s: waiting for the start job: %w", unit, ctx.Err())
-	}
+	return c.runJob(ctx, "start", name, c.sd.StartUnitContext)
 }
 
 // StopSocket stops the runtime's socket unit (closing its addresses) and

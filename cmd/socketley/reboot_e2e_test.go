@@ -94,44 +94,8 @@ func TestRebootSocketActivated(t *testing.T) {
 	n := envInt(t, "SOCKETLEY_REBOOT_RUNTIMES", 20)
 	reboots := envInt(t, "SOCKETLEY_REBOOTS", 3)
 	e := newEnvWith(t, "--tick", fastTick)
-	cc := cClient(t)
-	echo := filepath.Join(e.dir, "echo-service")
-	if out, err := exec.Command("go", "build", "-o", echo, "../../examples/echo-service").CombinedOutput(); err != nil {
-		t.Fatalf("build the Go SDK echo example: %v\n%s", err, out)
-	}
 	marker := filepath.Join(e.dir, "first-start-done")
-	// sockclient serve exits non-zero when its attach is refused or the
-	// socket does not answer (a C++ SDK binary that gives up).
-	e.script("csrv.sh", fmt.Sprintf("exec %s serve server \"$SOCKETLEY_NAME\" 0\n", cc))
-	e.script("firstfail.sh", fmt.Sprintf("if [ ! -e %[1]s ]; then : > %[1]s; exit 1; fi\nexec %[2]s serve server \"$SOCKETLEY_NAME\" 0\n", marker, cc))
-	names := []string{"go-echo", "first-fail"}
-	e.ok("add", echo, "--name", "go-echo", "--attach", "-s", "--", "-port", "0")
-	// Its failed first start counts as a failed run; the 1 s reset period
-	// lets each boot end with the count back at 0 (else the crash backoff
-	// would grow from boot to boot, as it should for a runtime that never
-	// runs for its reset period).
-	// add -s replies "started", or exits 1 when it saw that first start
-	// fail (during the start job, or just after it: a race by design); the
-	// runtime stays registered either way.
-	if out, errs, code := e.run("add", "./firstfail.sh", "--name", "first-fail", "--attach", "--restart-sec", "100ms", "--restart-reset", "1s", "-s"); code != 0 &&
-		(code != 1 || !strings.Contains(errs, "first-fail stays registered")) {
-		t.Fatalf("add first-fail: exit %d\n%s%s", code, out, errs)
-	}
-	for i := len(names); i < n; i++ {
-		name := fmt.Sprintf("c%03d", i)
-		names = append(names, name)
-		e.ok("add", "./csrv.sh", "--name", name, "--attach", "-s")
-	}
-	attachedRE := func(name string) *regexp.Regexp {
-		return regexp.MustCompile(`msg=attached name=` + regexp.QuoteMeta(name) + ` unit=`)
-	}
-	for _, name := range names {
-		e.waitLog(0, name+" attached", attachedRE(name))
-	}
-	units := make([]string, len(names))
-	for i, name := range names {
-		units[i] = "socketley-" + name + ".service"
-	}
+	names, units := addBootRuntimes(e, n, marker)
 
 	var worstAttach, worstAll time.Duration
 	for boot := 1; boot <= reboots; boot++ {
@@ -160,7 +124,7 @@ func TestRebootSocketActivated(t *testing.T) {
 		startAt := logTime(t, log, e.waitLog(0, "listening", regexp.MustCompile(`msg=listening `))[0])
 		var lastAttach time.Time
 		for _, name := range names {
-			m := e.waitLog(0, name+" attached", attachedRE(name))
+			m := e.waitLog(0, name+" attached", bootAttachedRE(name))
 			at := logTime(t, e.log.String(), m[0])
 			worstAttach = max(worstAttach, at.Sub(readyAt))
 			if at.After(lastAttach) {
@@ -199,4 +163,51 @@ func TestRebootSocketActivated(t *testing.T) {
 	}
 	t.Logf("%d reboots of %d runtimes: worst daemon start -> all attached %s; worst attach after ready %s; 0 health restarts",
 		reboots, n, worstAll.Round(time.Millisecond), worstAttach.Round(time.Millisecond))
+}
+
+// bootAttachedRE matches the daemon's log line of name's attach.
+func bootAttachedRE(name string) *regexp.Regexp {
+	return regexp.MustCompile(`msg=attached name=` + regexp.QuoteMeta(name) + ` unit=`)
+}
+
+// addBootRuntimes registers n runtimes that attach at startup, as the reboot
+// tests use them: the Go SDK echo example, one whose first start (while
+// marker is missing) exits 1, and C clients that exit non-zero when their
+// attach is refused (a C++ SDK binary that gives up). It waits until each
+// attached and returns their names and units.
+func addBootRuntimes(e *env, n int, marker string) (names, unitNames []string) {
+	t := e.t
+	t.Helper()
+	cc := cClient(t)
+	echo := filepath.Join(e.dir, "echo-service")
+	if out, err := exec.Command("go", "build", "-o", echo, "../../examples/echo-service").CombinedOutput(); err != nil {
+		t.Fatalf("build the Go SDK echo example: %v\n%s", err, out)
+	}
+	e.script("csrv.sh", fmt.Sprintf("exec %s serve server \"$SOCKETLEY_NAME\" 0\n", cc))
+	e.script("firstfail.sh", fmt.Sprintf("if [ ! -e %[1]s ]; then : > %[1]s; exit 1; fi\nexec %[2]s serve server \"$SOCKETLEY_NAME\" 0\n", marker, cc))
+	names = []string{"go-echo", "first-fail"}
+	e.ok("add", echo, "--name", "go-echo", "--attach", "-s", "--", "-port", "0")
+	// Its failed first start counts as a failed run; the 1 s reset period
+	// lets each boot end with the count back at 0 (else the crash backoff
+	// would grow from boot to boot, as it should for a runtime that never
+	// runs for its reset period).
+	// add -s replies "started", or exits 1 when it saw that first start
+	// fail (during the start job, or just after it: a race by design); the
+	// runtime stays registered either way.
+	if out, errs, code := e.run("add", "./firstfail.sh", "--name", "first-fail", "--attach", "--restart-sec", "100ms", "--restart-reset", "1s", "-s"); code != 0 &&
+		(code != 1 || !strings.Contains(errs, "first-fail stays registered")) {
+		t.Fatalf("add first-fail: exit %d\n%s%s", code, out, errs)
+	}
+	for i := len(names); i < n; i++ {
+		name := fmt.Sprintf("c%03d", i)
+		names = append(names, name)
+		e.ok("add", "./csrv.sh", "--name", name, "--attach", "-s")
+	}
+	for _, name := range names {
+		e.waitLog(0, name+" attached", bootAttachedRE(name))
+	}
+	for _, name := range names {
+		unitNames = append(unitNames, "socketley-"+name+".service")
+	}
+	return names, unitNames
 }

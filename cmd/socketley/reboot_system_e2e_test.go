@@ -160,35 +160,8 @@ func TestRebootSystemSocketUnit(t *testing.T) {
 		}
 	})
 
-	cc := cClient(t)
-	echo := filepath.Join(dir, "echo-service")
-	if out, err := exec.Command("go", "build", "-o", echo, "../../examples/echo-service").CombinedOutput(); err != nil {
-		t.Fatalf("build the Go SDK echo example: %v\n%s", err, out)
-	}
 	marker := filepath.Join(dir, "first-start-done") // what a reboot clears (/run)
-	e.script("csrv.sh", fmt.Sprintf("exec %s serve server \"$SOCKETLEY_NAME\" 0\n", cc))
-	e.script("firstfail.sh", fmt.Sprintf("if [ ! -e %[1]s ]; then : > %[1]s; exit 1; fi\nexec %[2]s serve server \"$SOCKETLEY_NAME\" 0\n", marker, cc))
-	names := []string{"go-echo", "first-fail"}
-	e.ok("add", echo, "--name", "go-echo", "--attach", "-s", "--", "-port", "0")
-	if out, errs, code := e.run("add", "./firstfail.sh", "--name", "first-fail", "--attach", "--restart-sec", "100ms", "--restart-reset", "1s", "-s"); code != 0 &&
-		(code != 1 || !strings.Contains(errs, "first-fail stays registered")) {
-		t.Fatalf("add first-fail: exit %d\n%s%s", code, out, errs)
-	}
-	for i := len(names); i < n; i++ {
-		name := fmt.Sprintf("c%03d", i)
-		names = append(names, name)
-		e.ok("add", "./csrv.sh", "--name", name, "--attach", "-s")
-	}
-	attachedRE := func(name string) *regexp.Regexp {
-		return regexp.MustCompile(`msg=attached name=` + regexp.QuoteMeta(name) + ` unit=`)
-	}
-	for _, name := range names {
-		e.waitLog(0, name+" attached", attachedRE(name))
-	}
-	units := make([]string, len(names))
-	for i, name := range names {
-		units[i] = "socketley-" + name + ".service"
-	}
+	names, units := addBootRuntimes(e, n, marker)
 	listed := func() map[string]wire.Runtime {
 		var rts []wire.Runtime
 		if err := json.Unmarshal([]byte(e.ok("ls", "-o", "json")), &rts); err != nil {
@@ -222,7 +195,7 @@ func TestRebootSystemSocketUnit(t *testing.T) {
 			t.Fatalf("boot %d: the ls that started the daemon: %s", boot, p)
 		}
 		for _, name := range names {
-			e.waitLog(from, name+" attached", attachedRE(name))
+			e.waitLog(from, name+" attached", bootAttachedRE(name))
 		}
 		started := systemdTime(t, "socketley.service", "ExecMainStartTimestamp")
 		ready := systemdTime(t, "socketley.service", "ActiveEnterTimestamp")
