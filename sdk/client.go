@@ -58,16 +58,6 @@ func NewClient(socket string) *Client {
 	return &Client{socket: paths.Socket(socket, paths.Auto)}
 }
 
-// NewClientMode returns a client for the user or system daemon, honouring
-// $SOCKETLEY_SOCKET first.
-func NewClientMode(user bool) *Client {
-	m := paths.System
-	if user {
-		m = paths.User
-	}
-	return &Client{socket: paths.Socket("", m)}
-}
-
 // Socket returns the control socket path the client dials.
 func (c *Client) Socket() string { return c.socket }
 

@@ -17,8 +17,6 @@ var (
 	// ErrDaemon means the daemon failed while serving the request (reply code 2):
 	// a systemd, D-Bus or I/O error on its side.
 	ErrDaemon = errors.New("socketley daemon failed")
-	// ErrNotManaged is returned by Attach helpers that need SOCKETLEY_MANAGED.
-	ErrNotManaged = errors.New("not running under socketley (SOCKETLEY_MANAGED is not set)")
 )
 
 // The kind of a refusal or failure, as the daemon classed it (the reply's
