@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
@@ -555,22 +557,11 @@ func (m *Manager) obsOf(name string) *observed {
 }
 
 // notify sends state (e.g. "READY=1") to systemd when it runs the daemon
-// as a Type=notify service; otherwise it does nothing.
+// as a Type=notify service (go-systemd's sd_notify); otherwise it does
+// nothing. A failed notification is not an error of the daemon's: systemd
+// then says the start timed out.
 func notify(state string) {
-	sock := os.Getenv("NOTIFY_SOCKET")
-	if sock == "" {
-		return
-	}
-	addr := &net.UnixAddr{Name: sock, Net: "unixgram"}
-	if sock[0] == '@' {
-		addr.Name = "\x00" + sock[1:]
-	}
-	c, err := net.DialUnix("unixgram", nil, addr)
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	_, _ = c.Write([]byte(state + "\n"))
+	_, _ = daemon.SdNotify(false, state)
 }
 
 // keyedMutex serializes operations per runtime name.
