@@ -846,7 +846,7 @@ func (m *Manager) list(running bool) []wire.Runtime {
 	now := time.Now()
 	m.mu.RLock()
 	out := make([]wire.Runtime, 0, m.reg.len())
-	for _, e := range m.reg.sorted() {
+	for e := range m.reg.all() {
 		var st *units.Status
 		if s, ok := snap[e.Name]; ok {
 			st = &s

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"fmt"
+	"iter"
 	"maps"
 	"path"
 	"slices"
@@ -333,17 +334,18 @@ func (r *Registry) changes() (puts []*Entry, dels []string) {
 	return puts, dels
 }
 
-// each calls fn for every entry in name order until fn returns false. The
-// entries are shared: fn must not change them.
-func (r *Registry) each(fn func(e *Entry) bool) {
-	r.root().Walk(func(_ []byte, e *Entry) bool { return !fn(e) })
+// all yields every entry in name order, without copying the registry (the
+// scans on every watch change use it). The entries are shared: the caller
+// must not change them.
+func (r *Registry) all() iter.Seq[*Entry] {
+	return func(yield func(*Entry) bool) {
+		r.root().Walk(func(_ []byte, e *Entry) bool { return !yield(e) })
+	}
 }
 
 // sorted returns the entries sorted by name (shared pointers: callers copy).
 func (r *Registry) sorted() []*Entry {
-	out := make([]*Entry, 0, r.n)
-	r.each(func(e *Entry) bool { out = append(out, e); return true })
-	return out
+	return slices.AppendSeq(make([]*Entry, 0, r.n), r.all())
 }
 
 // match resolves names and glob patterns to entry names, sorted and without

@@ -176,7 +176,7 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 	var next time.Time
 	// The scan runs on every watch change: a read lock only.
 	m.mu.RLock()
-	for _, e := range m.reg.sorted() {
+	for e := range m.reg.all() {
 		if !restarts(e) || m.starting[e.Name] || (e.Backoff != nil && e.Backoff.GaveUp) {
 			continue
 		}

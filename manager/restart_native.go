@@ -134,7 +134,7 @@ func nativeView(r *wire.Runtime, e *Entry, st *units.Status, now time.Time) (sta
 // stopping the unit); m.mu must be held (read).
 func (m *Manager) nativeGiveUps(snap map[string]units.Status) []string {
 	var out []string
-	for _, e := range m.reg.sorted() {
+	for e := range m.reg.all() {
 		st, ok := snap[e.Name]
 		if !ok || !nativeUnit(&st) || !e.Managed || e.Desired != DesiredRunning || m.starting[e.Name] || m.locks.busy(e.Name) {
 			continue

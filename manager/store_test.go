@@ -34,7 +34,9 @@ func change(t *testing.T, s *Store, reg *Registry, fn func(r *Registry)) (*Regis
 // names returns the entry names of reg, sorted.
 func names(reg *Registry) []string {
 	var out []string
-	reg.each(func(e *Entry) bool { out = append(out, e.Name); return true })
+	for e := range reg.all() {
+		out = append(out, e.Name)
+	}
 	return out
 }
 
