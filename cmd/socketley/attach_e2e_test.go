@@ -32,20 +32,8 @@ const fastTick = "200ms"
 // newEnvWith is newEnv with extra daemon flags (such as --tick).
 func newEnvWith(t *testing.T, daemonArgs ...string) *env {
 	t.Helper()
-	testenv.RequireSystemd(t)
 	dir := t.TempDir()
-	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "run", "socketley.sock"), state: filepath.Join(dir, "state"), args: daemonArgs}
-	e.startDaemon()
-	t.Cleanup(func() {
-		if e.daemon != nil {
-			e.run("remove", "*")
-			e.stopDaemon(syscall.SIGTERM)
-		}
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", e.log.String())
-		}
-	})
-	return e
+	return newEnvAt(t, dir, filepath.Join(dir, "state"), daemonArgs...)
 }
 
 func startDaemonWith(e *env, args ...string) {

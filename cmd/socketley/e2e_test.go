@@ -93,12 +93,17 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t)
+}
+
+// newEnvAt starts a daemon for the test on a state directory the test has prepared (a
+// tmpfs, say) in dir, which must be a directory of the test (t.TempDir()).
+func newEnvAt(t *testing.T, dir, state string, daemonArgs ...string) *env {
+	t.Helper()
 	testenv.RequireSystemd(t)
-	dir := t.TempDir()
-	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "run", "socketley.sock"), state: filepath.Join(dir, "state")}
+	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "run", "socketley.sock"), state: state, args: daemonArgs}
 	e.startDaemon()
 	t.Cleanup(func() {
-		// Remove what this test registered, then stop the daemon.
 		if e.daemon != nil {
 			e.run("remove", "*")
 			e.stopDaemon(syscall.SIGTERM)

@@ -32,25 +32,6 @@ import (
 	"github.com/socketley/socketley/internal/wire"
 )
 
-// newEnvAt is newEnvWith on a state directory the test has prepared (a
-// tmpfs, say) in dir, which must be a directory of the test (t.TempDir()).
-func newEnvAt(t *testing.T, dir, state string, daemonArgs ...string) *env {
-	t.Helper()
-	testenv.RequireSystemd(t)
-	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "run", "socketley.sock"), state: state, args: daemonArgs}
-	e.startDaemon()
-	t.Cleanup(func() {
-		if e.daemon != nil {
-			e.run("remove", "*")
-			e.stopDaemon(syscall.SIGTERM)
-		}
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", e.log.String())
-		}
-	})
-	return e
-}
-
 // faultPrefix returns a name prefix of its own for one test run: the
 // systemd manager is shared with other tests, whose socketley-* units are
 // none of this test's business.

@@ -19,27 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// askPort connects to 127.0.0.1:port, sends line and returns the reply line.
-// A connection made while the runtime restarts waits in the socket systemd
-// holds: the reply is the event the test waits for.
-func askPort(t *testing.T, port int, line string) string {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), waitTimeout)
-	if err != nil {
-		t.Fatalf("connect to port %d: %v", port, err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
-	if _, err := fmt.Fprintf(conn, "%s\n", line); err != nil {
-		t.Fatalf("write to port %d: %v", port, err)
-	}
-	reply, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reply on port %d to %q: %q, %v", port, line, reply, err)
-	}
-	return strings.TrimSpace(reply)
-}
-
 // refused reports whether nothing listens on 127.0.0.1:port.
 func refused(port int) bool {
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -165,7 +144,7 @@ func TestListenLifecycle(t *testing.T) {
 	if !strings.HasPrefix(out, "lc: started (unit socketley-lc.service, pid ") {
 		t.Fatalf("add -s --listen: %q", out)
 	}
-	if got := askPort(t, port, "one"); got != "A:one" {
+	if got := askLine(t, port, "one"); got != "A:one" {
 		t.Fatalf("first request: %q", got)
 	}
 	// The service of a socket: the exe link runs, no start limit (it would
@@ -248,7 +227,7 @@ func TestListenLifecycle(t *testing.T) {
 		{"daemon killed: kill -9 of the program is served by the socket alone", func(t *testing.T) {
 			e.stopDaemon(unix.SIGKILL)
 			killGone(t, mainPID(t, "lc"))
-			if got := askPort(t, port, "no daemon"); got != "B:no daemon" {
+			if got := askLine(t, port, "no daemon"); got != "B:no daemon" {
 				t.Fatalf("without a daemon: %q", got)
 			}
 			e.startDaemon()
@@ -268,7 +247,7 @@ func TestListenLifecycle(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			s.do(t)
 			line := fmt.Sprintf("step%d", i)
-			if got := askPort(t, port, line); got != s.want+":"+line {
+			if got := askLine(t, port, line); got != s.want+":"+line {
 				t.Fatalf("after %s: %q, want %s:%s", s.name, got, s.want, line)
 			}
 		})
@@ -298,7 +277,7 @@ func TestListenLifecycle(t *testing.T) {
 		t.Fatal("the port still answers after stop")
 	}
 	e.ok("start", "lc")
-	if got := askPort(t, port, "started"); got != "B:started" {
+	if got := askLine(t, port, "started"); got != "B:started" {
 		t.Fatalf("after start: %q", got)
 	}
 	e.ok("remove", "lc")
@@ -367,8 +346,10 @@ func TestListenGoExamples(t *testing.T) {
 	}
 }
 
-// askLine connects to port, sends line (nothing when empty) and returns the
-// first reply line.
+// askLine connects to 127.0.0.1:port, sends line (nothing when empty) and
+// returns the first reply line. A connection made while the runtime
+// restarts waits in the socket systemd holds: the reply is the event the
+// test waits for.
 func askLine(t *testing.T, port int, line string) string {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), waitTimeout)
