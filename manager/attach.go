@@ -36,7 +36,7 @@ func (m *Manager) attach(ctx context.Context, caller Caller, a wire.AttachSpec) 
 	if !slices.Contains(attachTypes, a.Type) {
 		return nil, errorf(ErrInvalid, "attach: unknown type %q (server, client, proxy or cache)", a.Type)
 	}
-	if err := ValidateName(a.Name); err != nil {
+	if err := wire.CheckName(a.Name); err != nil {
 		return nil, err
 	}
 	if a.Port < 1 || a.Port > 65535 {

@@ -100,7 +100,7 @@ func TestAttachUnmanagedLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := res.Runtimes[0]
-	if r.Status != wire.StateRunning || r.PID != self || r.Type != "server" || r.Port != 7070 || r.Managed || r.OwnerUID != 4242 {
+	if r.Status != wire.StatusRunning || r.PID != self || r.Type != "server" || r.Port != 7070 || r.Managed || r.OwnerUID != 4242 {
 		t.Fatalf("after attach: %+v", r)
 	}
 	if ps := m.list(true); len(ps) != 1 || ps[0].Name != "self" {
@@ -130,7 +130,7 @@ func TestAttachUnmanagedLifecycle(t *testing.T) {
 	if sig := exitSignal(t, c); sig != syscall.SIGTERM {
 		t.Fatalf("stop: process ended by %v, want SIGTERM", sig)
 	}
-	if v := m.view("worker"); v.Status != wire.StateStopped || v.PID != 0 {
+	if v := m.view("worker"); v.Status != wire.StatusStopped || v.PID != 0 {
 		t.Fatalf("dead attached process: %+v", v)
 	}
 	m.tick(ctx)
@@ -274,7 +274,7 @@ func TestAttachManaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	mainPID := f.Snapshot()["web"].MainPID
-	if v := m.view("web"); v.Status != wire.StateStarting {
+	if v := m.view("web"); v.Status != wire.StatusStarting {
 		t.Fatalf("before attach: %s, want starting", v.Status)
 	}
 	spoofs := []struct {
@@ -302,7 +302,7 @@ func TestAttachManaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := m.view("web")
-	if v.Status != wire.StateRunning || v.Type != "cache" || v.Port != 6379 || v.AttachPID != mainPID || v.AttachedAt.IsZero() {
+	if v.Status != wire.StatusRunning || v.Type != "cache" || v.Port != 6379 || v.AttachPID != mainPID || v.AttachedAt.IsZero() {
 		t.Fatalf("after managed attach: %+v", v)
 	}
 	// A managed attach under the name of a runtime without a unit process.
@@ -315,7 +315,7 @@ func TestAttachManaged(t *testing.T) {
 	st.MainPID = mainPID + 100
 	st.ExecMainStart = time.Now()
 	f.set(st)
-	if v := m.view("web"); v.Status != wire.StateStarting || v.Type != "cache" {
+	if v := m.view("web"); v.Status != wire.StatusStarting || v.Type != "cache" {
 		t.Fatalf("after a restart: %s (type %q), want starting with the old type", v.Status, v.Type)
 	}
 	if _, err := m.attach(ctx, Caller{PID: st.MainPID}, wire.AttachSpec{Type: "cache", Name: "web", Port: 6379, PID: mainPID, Managed: true}); !errors.Is(err, ErrDenied) {
@@ -324,7 +324,7 @@ func TestAttachManaged(t *testing.T) {
 	if _, err := m.attach(ctx, Caller{PID: st.MainPID}, wire.AttachSpec{Type: "cache", Name: "web", Port: 6379, PID: st.MainPID, Managed: true}); err != nil {
 		t.Fatal(err)
 	}
-	if v := m.view("web"); v.Status != wire.StateRunning || v.AttachPID != st.MainPID || v.PID != st.MainPID {
+	if v := m.view("web"); v.Status != wire.StatusRunning || v.AttachPID != st.MainPID || v.PID != st.MainPID {
 		t.Fatalf("after re-attach: %+v", v)
 	}
 	// The attach is persisted: after a daemon restart the entry still counts
@@ -606,7 +606,7 @@ func TestStopLetsTheProcessDetach(t *testing.T) {
 	if err := <-detached; err != nil {
 		t.Fatalf("detach during stop: %v", err)
 	}
-	if !strings.Contains(res.Message, "exited after SIGTERM") || res.Runtimes[0].Status != wire.StateStopped {
+	if !strings.Contains(res.Message, "exited after SIGTERM") || res.Runtimes[0].Status != wire.StatusStopped {
 		t.Fatalf("stop reply: %+v", res)
 	}
 }

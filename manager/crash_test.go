@@ -49,7 +49,7 @@ func TestInterruptedRemoveAndStop(t *testing.T) {
 		// and is its unit up, after the restart's reconcile.
 		wantRegistered, wantUnit bool
 		// statusAfter is the runtime's STATUS right after the failed command.
-		statusAfter string
+		statusAfter wire.Status
 	}{
 		{
 			name: "remove: write of the intent fails",
@@ -57,13 +57,13 @@ func TestInterruptedRemoveAndStop(t *testing.T) {
 				m.store.failSave = func(*Registry) error { return enospc("write intent") }
 			},
 			op:             func(m *Manager) error { _, err := m.remove(t.Context(), me(), []string{"web"}); return err },
-			wantRegistered: true, wantUnit: true, statusAfter: wire.StateRunning,
+			wantRegistered: true, wantUnit: true, statusAfter: wire.StatusRunning,
 		},
 		{
 			name:        "remove: stop fails after the intent was written",
 			arm:         func(_ *Manager, f *fakeSystemd) { f.stopErr = errors.New("daemon killed") },
 			op:          func(m *Manager) error { _, err := m.remove(t.Context(), me(), []string{"web"}); return err },
-			statusAfter: wire.StateRemoving,
+			statusAfter: wire.StatusRemoving,
 		},
 		{
 			name: "remove: unit stopped, dropping the entry fails",
@@ -76,13 +76,13 @@ func TestInterruptedRemoveAndStop(t *testing.T) {
 				}
 			},
 			op:          func(m *Manager) error { _, err := m.remove(t.Context(), me(), []string{"web"}); return err },
-			statusAfter: wire.StateRemoving,
+			statusAfter: wire.StatusRemoving,
 		},
 		{
 			name:           "stop: stop fails after the intent was written",
 			arm:            func(_ *Manager, f *fakeSystemd) { f.stopErr = errors.New("daemon killed") },
 			op:             func(m *Manager) error { _, err := m.stop(t.Context(), me(), []string{"web"}); return err },
-			wantRegistered: true, statusAfter: wire.StateRunning,
+			wantRegistered: true, statusAfter: wire.StatusRunning,
 		},
 	}
 	for _, tt := range tests {

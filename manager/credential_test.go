@@ -72,7 +72,7 @@ func TestAddCredential(t *testing.T) {
 		{"not reachable", paths.User, user, []wire.Credential{cred("token", hidden)}, ErrInvalid, "does not exist, is not a regular file or uid 4242 may not read it", nil},
 		{"missing", paths.User, user, []wire.Credential{cred("token", filepath.Join(dir, "nope"))}, ErrInvalid, "does not exist, is not a regular file or uid 4242 may not read it", nil},
 		{"directory", paths.User, user, []wire.Credential{cred("token", dir)}, ErrInvalid, "is not a regular file", nil},
-		{"relative path", paths.User, user, []wire.Credential{cred("token", "token")}, ErrInvalid, `path "token" is not absolute`, nil},
+		{"relative path", paths.User, user, []wire.Credential{cred("token", "token")}, ErrInvalid, `token:token: the path is not absolute`, nil},
 		{"slash in ID", paths.User, user, []wire.Credential{cred("a/b", mine)}, ErrInvalid, `bad ID "a/b": use 1-255 letters`, nil},
 		{"ID ..", paths.User, user, []wire.Credential{cred("..", mine)}, ErrInvalid, `bad ID ".."`, nil},
 		{"empty ID", paths.User, user, []wire.Credential{cred("", mine)}, ErrInvalid, `bad ID ""`, nil},

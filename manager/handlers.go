@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,18 +110,13 @@ func checkNames(names []string) error {
 	return nil
 }
 
-// validateAdd checks an add request at the boundary and fills defaults.
+// validateAdd checks an add request at the boundary and fills defaults:
+// the rules of the request itself are wire.AddSpec.Check's; what follows
+// needs the file system or the caller.
 func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
-	if err := ValidateName(s.Name); err != nil {
+	if err := s.Check(); err != nil {
 		return err
 	}
-	if err := checkSpecSize(s); err != nil {
-		return err
-	}
-	if !filepath.IsAbs(s.Path) {
-		return errorf(ErrInvalid, "path %q is not absolute (the CLI resolves it against your working directory)", s.Path)
-	}
-	s.Path = filepath.Clean(s.Path)
 	// The path is looked up with the caller's rights, not the daemon's: a
 	// caller learns nothing about files it could not look at itself.
 	fi, err := statAs(caller, s.Path)
@@ -143,63 +137,14 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 	if uid, gid := ownerGroup(fi); !mayAccess(caller, fi.Mode(), uid, gid, permExec) {
 		return errorf(ErrInvalid, "%s is not executable by uid %d (it is %s, owner %d, group %d)", s.Path, caller.UID, fi.Mode().Perm(), uid, gid)
 	}
-	for _, a := range s.Args {
-		if strings.ContainsRune(a, 0) {
-			return errorf(ErrInvalid, "argument %q contains a NUL byte", a)
-		}
-	}
-	for _, kv := range s.Env {
-		k, _, ok := strings.Cut(kv, "=")
-		if !ok || k == "" || strings.ContainsAny(k, " \t\n") {
-			return errorf(ErrInvalid, "environment entry %q is not KEY=VALUE", kv)
-		}
-		if strings.ContainsAny(kv, "\x00\n") {
-			return errorf(ErrInvalid, "environment entry %q contains a newline or NUL", k)
-		}
-		if strings.HasPrefix(k, "SOCKETLEY_") {
-			return errorf(ErrInvalid, "environment variable %s is reserved: socketley sets SOCKETLEY_* itself", k)
-		}
-	}
 	if err := m.checkCredentials(caller, s.Credentials); err != nil {
 		return err
 	}
 	if s.WorkDir != "" {
-		if !filepath.IsAbs(s.WorkDir) {
-			return errorf(ErrInvalid, "working directory %q is not absolute", s.WorkDir)
-		}
 		fi, err := statAs(caller, s.WorkDir)
 		if err != nil || !fi.IsDir() {
-			return errorf(ErrInvalid, "working directory %s does not exist, is not a directory or uid %d may not reach it", s.WorkDir, caller.UID)
+			return errorf(ErrInvalid, "--workdir %s does not exist, is not a directory or uid %d may not reach it", s.WorkDir, caller.UID)
 		}
-	}
-	if s.Restart == "" {
-		s.Restart = "on-failure"
-	}
-	if !slices.Contains(restartPolicies, s.Restart) {
-		return errorf(ErrInvalid, "restart policy %q: use on-failure, always or no", s.Restart)
-	}
-	if s.RestartSec < 0 {
-		return errorf(ErrInvalid, "restart delay %s is negative (0 restarts at once)", time.Duration(s.RestartSec))
-	}
-	if s.RestartMaxDelay < 0 || s.RestartReset < 0 {
-		return errorf(ErrInvalid, "restart max delay %s and restart reset %s must not be negative (0 = the default: %s and %s)",
-			time.Duration(s.RestartMaxDelay), time.Duration(s.RestartReset), DefaultRestartMaxDelay, DefaultRestartReset)
-	}
-	if s.RestartReset != 0 && time.Duration(s.RestartReset) < time.Second {
-		return errorf(ErrInvalid, "restart reset %s is below 1s: a run that short cannot count as healthy", time.Duration(s.RestartReset))
-	}
-	if s.MaxRestarts < 0 {
-		return errorf(ErrInvalid, "max restarts %d is negative (0 = never give up)", s.MaxRestarts)
-	}
-	if s.StopTimeout < 0 || time.Duration(s.StopTimeout) > MaxStopTimeout {
-		return errorf(ErrInvalid, "stop timeout %s: give a duration up to %s (0 = the default, %s)",
-			time.Duration(s.StopTimeout), MaxStopTimeout, DefaultStopTimeout)
-	}
-	if s.AttachTimeout < 0 {
-		return errorf(ErrInvalid, "attach timeout %s is negative", time.Duration(s.AttachTimeout))
-	}
-	if s.HealthFails != nil && *s.HealthFails < 0 {
-		return errorf(ErrInvalid, "health-fails %d is negative (0 disables health restarts)", *s.HealthFails)
 	}
 	if s.RunAs != "" {
 		if m.cfg.Mode != paths.System {
@@ -231,20 +176,7 @@ func (m *Manager) checkCredentials(caller Caller, creds []wire.Credential) error
 		return errorf(ErrDenied, "--credential: only root may add credentials to a runtime of the system daemon "+
 			"(systemd reads the file as root at every start); ask root to add the runtime, or use --env for what is not secret")
 	}
-	seen := make(map[string]bool, len(creds))
-	for i := range creds {
-		c := &creds[i]
-		if !units.ValidCredentialID(c.ID) {
-			return errorf(ErrInvalid, "--credential %s:%s: bad ID %q: %s", c.ID, c.Path, c.ID, units.CredentialIDRule)
-		}
-		if seen[c.ID] {
-			return errorf(ErrInvalid, "--credential: ID %q given twice; give each credential its own ID", c.ID)
-		}
-		seen[c.ID] = true
-		if !filepath.IsAbs(c.Path) {
-			return errorf(ErrInvalid, "--credential %s:%s: path %q is not absolute", c.ID, c.Path, c.Path)
-		}
-		c.Path = filepath.Clean(c.Path)
+	for _, c := range creds {
 		fi, err := statAs(caller, c.Path)
 		if err == nil && fi.Mode().IsRegular() {
 			if uid, gid := ownerGroup(fi); mayAccess(caller, fi.Mode(), uid, gid, permRead) {
@@ -434,7 +366,7 @@ func (m *Manager) spec(e *Entry) units.Spec {
 	}
 	// Not restarts(e): start and restart build the spec from the entry as it
 	// was before they set Desired to running.
-	if native && e.Managed && (e.Restart == "on-failure" || e.Restart == "always") {
+	if native && e.Managed && (e.Restart.Restarts()) {
 		spec.RestartSec, spec.RestartSteps, spec.RestartMaxDelay = nativeRestart(time.Duration(e.RestartSec), restartMaxDelay(e))
 		spec.StartLimitBurst, spec.StartLimitInterval, spec.NoStartLimit = 0, 0, true
 	}
@@ -695,7 +627,7 @@ func (m *Manager) stop(ctx context.Context, caller Caller, names []string) (*wir
 				if _, ok := m.entry(e.Name); ok {
 					res.Runtimes[i] = m.view(e.Name)
 				} else {
-					res.Runtimes[i].Status, res.Runtimes[i].PID = wire.StateStopped, 0
+					res.Runtimes[i].Status, res.Runtimes[i].PID = wire.StatusStopped, 0
 				}
 			}
 		}
@@ -870,7 +802,7 @@ func (m *Manager) list(running bool) []wire.Runtime {
 // running that has no process only until its restart.
 func betweenRuns(e *Entry, r wire.Runtime) bool {
 	return e.Managed && e.Desired == DesiredRunning &&
-		(r.Status == wire.StateRestarting || r.Status == wire.StateCrashLoop)
+		(r.Status == wire.StatusRestarting || r.Status == wire.StatusCrashLoop)
 }
 
 // orphansLocked returns socketley-* units with no entry; m.mu must be held.
@@ -881,7 +813,7 @@ func (m *Manager) orphansLocked(snap map[string]units.Status) []wire.Runtime {
 			continue
 		}
 		r := wire.Runtime{
-			Name: name, Unit: st.Unit, Orphan: true, Status: wire.StateOrphan,
+			Name: name, Unit: st.Unit, Orphan: true, Mode: wire.ModeOrphan, Status: wire.StatusOrphan,
 			Reason:      "unit not in the registry; socketley leaves it alone",
 			ActiveState: st.ActiveState, SubState: st.SubState, PID: st.MainPID,
 			Restarts: st.NRestarts, LastExit: st.LastExit(),
@@ -921,11 +853,11 @@ func (m *Manager) show(caller Caller, names []string) (*wire.Result, error) {
 
 func (m *Manager) stats() *wire.Result {
 	rts := m.list(false)
-	counts := map[string]int{}
+	counts := map[wire.Status]int{}
 	for _, r := range rts {
 		counts[r.Status]++
 	}
-	keys := make([]string, 0, len(counts))
+	keys := make([]wire.Status, 0, len(counts))
 	for k := range counts {
 		keys = append(keys, k)
 	}
@@ -945,7 +877,7 @@ func (m *Manager) view(name string) wire.Runtime {
 	defer m.mu.RUnlock()
 	e, ok := m.reg.get(name)
 	if !ok {
-		return wire.Runtime{Name: name, Unit: units.Name(name), Status: wire.StateUnknown}
+		return wire.Runtime{Name: name, Unit: units.Name(name), Status: wire.StatusUnknown}
 	}
 	var st *units.Status
 	if s, ok := snap[name]; ok {
@@ -965,7 +897,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 	}
 	status, reason := classify(e, st, &o, now)
 	r := wire.Runtime{
-		Name: e.Name, Managed: e.Managed, Status: status, Reason: reason, Desired: e.Desired,
+		Name: e.Name, Managed: e.Managed, Mode: wire.ModeOf(e.Managed, false), Status: status, Reason: reason, Desired: e.Desired,
 		Type: e.Type, Port: e.Port, Path: e.Path, Args: e.Args, Env: e.Env, WorkDir: e.WorkDir, Credentials: e.Credentials,
 		Restart: e.Restart, RestartSec: e.RestartSec, User: e.User, OwnerUID: e.OwnerUID,
 		Created: e.Created, Restarts: e.Restarts, LastExit: e.LastExit,

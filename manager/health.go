@@ -63,71 +63,71 @@ func attachTimeout(e *Entry) time.Duration {
 // entry, systemd's view of its unit (nil when no unit is loaded) and what the
 // daemon observed (for an attached process, o.exited says whether it is
 // gone; the caller checks that). It does no I/O, so it is table-tested.
-func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, string) {
+func classify(e *Entry, st *units.Status, o *observed, now time.Time) (wire.Status, string) {
 	if e.Desired == DesiredRemoved {
-		return wire.StateRemoving, "removal not finished; run socketley remove " + e.Name + " again (the daemon also finishes it at its next start)"
+		return wire.StatusRemoving, "removal not finished; run socketley remove " + e.Name + " again (the daemon also finishes it at its next start)"
 	}
 	if !e.Managed {
 		if o.exited {
-			return wire.StateStopped, fmt.Sprintf("attached process %d exited", e.PID)
+			return wire.StatusStopped, fmt.Sprintf("attached process %d exited", e.PID)
 		}
 		if o.portDown {
-			return wire.StateUnhealthy, fmt.Sprintf("port %d refuses connections on loopback", e.Port)
+			return wire.StatusUnhealthy, fmt.Sprintf("port %d refuses connections on loopback", e.Port)
 		}
-		return wire.StateRunning, ""
+		return wire.StatusRunning, ""
 	}
 	if b := e.Backoff; b != nil && e.Desired == DesiredRunning && (st == nil || !isUp(*st) && !st.Restarting) {
 		if b.GaveUp {
-			return wire.StateFailed, joinReason(gaveUpReason(e), lastExit(e, st))
+			return wire.StatusFailed, joinReason(gaveUpReason(e), lastExit(e, st))
 		}
 		if !b.NextAt.IsZero() {
-			return wire.StateCrashLoop, joinReason(fmt.Sprintf("%d failed runs in a row; next start in %s",
+			return wire.StatusCrashLoop, joinReason(fmt.Sprintf("%d failed runs in a row; next start in %s",
 				b.Failures, max(b.NextAt.Sub(now), 0).Round(time.Millisecond)), lastExit(e, st))
 		}
 	}
 	if st == nil || st.LoadState == "not-found" {
 		if !e.Started {
-			return wire.StateCreated, ""
+			return wire.StatusCreated, ""
 		}
 		if e.Desired == DesiredRunning {
-			return wire.StateStopped, "its unit is gone: the process exited (or was stopped outside socketley); run socketley start " + e.Name
+			return wire.StatusStopped, "its unit is gone: the process exited (or was stopped outside socketley); run socketley start " + e.Name
 		}
-		return wire.StateStopped, ""
+		return wire.StatusStopped, ""
 	}
 	switch {
 	case st.Restarting:
-		return wire.StateRestarting, lastExitReason(st)
+		return wire.StatusRestarting, lastExitReason(st)
 	case st.ActiveState == "failed":
 		if restarts(e) {
 			// The backoff is about to schedule its next start.
-			return wire.StateCrashLoop, joinReason("exited too soon; restart pending", lastExitReason(st))
+			return wire.StatusCrashLoop, joinReason("exited too soon; restart pending", lastExitReason(st))
 		}
 		if st.Result == units.ResultStartLimitHit {
-			return wire.StateCrashLoop, joinReason("start limit hit: it keeps exiting", lastExitReason(st))
+			return wire.StatusCrashLoop, joinReason("start limit hit: it keeps exiting", lastExitReason(st))
 		}
-		return wire.StateFailed, lastExitReason(st)
+		return wire.StatusFailed, lastExitReason(st)
 	case st.ActiveState == "deactivating":
 		return "stopping", ""
 	case st.ActiveState == "inactive":
 		if !e.Started {
-			return wire.StateCreated, ""
+			return wire.StatusCreated, ""
 		}
 		if len(e.Listen) > 0 && e.Desired == DesiredRunning {
 			// The service of a socket that exited (cleanly: a crash is
 			// failed): the socket still listens and starts it again.
-			return wire.StateStopped, joinReason("exited; "+units.SocketName(e.Name)+" starts it again at the next connection", lastExitReason(st))
+			return wire.StatusStopped, joinReason("exited; "+units.SocketName(e.Name)+" starts it again at the next connection", lastExitReason(st))
 		}
-		return wire.StateStopped, lastExitReason(st)
+		return wire.StatusStopped, lastExitReason(st)
 	}
 	// active, activating, reloading: a process exists or is being started.
 	if !expectsAttach(e) {
-		return wire.StateRunning, ""
+		return wire.StatusRunning, ""
 	}
 	if attachedBy(e, st) {
 		if o.portDown {
-			return wire.StateUnhealthy, fmt.Sprintf("port %d refuses connections on loopback", e.Port)
+			return wire.StatusUnhealthy, fmt.Sprintf("port %d refuses connections on loopback", e.Port)
 		}
-		return wire.StateRunning, ""
+		return wire.StatusRunning, ""
 	}
 	since := st.ExecMainStart
 	if since.IsZero() {
@@ -135,9 +135,9 @@ func classify(e *Entry, st *units.Status, o *observed, now time.Time) (string, s
 	}
 	timeout := attachTimeout(e)
 	if since.IsZero() || now.Sub(since) < timeout {
-		return wire.StateStarting, fmt.Sprintf("waiting for pid %d to attach", st.MainPID)
+		return wire.StatusStarting, fmt.Sprintf("waiting for pid %d to attach", st.MainPID)
 	}
-	return wire.StateUnhealthy, fmt.Sprintf("pid %d has not attached after %s", st.MainPID, timeout)
+	return wire.StatusUnhealthy, fmt.Sprintf("pid %d has not attached after %s", st.MainPID, timeout)
 }
 
 // lastExit words the last exit from the unit, else from the entry.
@@ -250,7 +250,7 @@ func (m *Manager) tick(ctx context.Context) {
 			st = &s
 		}
 		status, reason := classify(e, st, o, now)
-		if status == wire.StateRunning {
+		if status == wire.StatusRunning {
 			// Running since this tick unless the same process was running
 			// at the last one: ticks sample, so a new pid restarts the clock.
 			pid := 0
@@ -270,7 +270,7 @@ func (m *Manager) tick(ctx context.Context) {
 		} else {
 			o.runningSince = time.Time{}
 		}
-		if status != wire.StateUnhealthy {
+		if status != wire.StatusUnhealthy {
 			o.unhealthyTicks = 0
 			continue
 		}
@@ -485,19 +485,19 @@ func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Dur
 			seenUp = true
 		}
 		switch r.Status {
-		case wire.StateRunning:
+		case wire.StatusRunning:
 			// Without attach: the unit active with a main process for settleTime.
 			if expectsAttach(e) || r.ActiveState == "active" && r.PID > 0 && !r.Since.IsZero() && time.Since(r.Since) >= settleTime {
 				return nil
 			}
-		case wire.StateFailed, wire.StateCrashLoop, wire.StateStopped, wire.StateRestarting:
+		case wire.StatusFailed, wire.StatusCrashLoop, wire.StatusStopped, wire.StatusRestarting:
 			// Right after a start the signal-fed view may still show the
 			// previous run's failure for a moment: believe a failure once the
 			// new process was seen, or after staleGrace.
 			if (seenUp || time.Since(begin) >= staleGrace) && m.confirmDown(ctx, name, &r) {
 				return errorf(ErrFailed, "%s", downReason(name, r))
 			}
-		case wire.StateUnhealthy:
+		case wire.StatusUnhealthy:
 			if !attachedBy(e, &units.Status{MainPID: r.PID}) {
 				// The attach is overdue (the attach timeout is shorter than --timeout).
 				return errorf(ErrFailed, "%s is unhealthy: %s", name, r.Reason)
@@ -507,9 +507,9 @@ func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Dur
 		select {
 		case <-ctx.Done():
 			switch {
-			case r.Status == wire.StateStarting:
+			case r.Status == wire.StatusStarting:
 				return errorf(ErrFailed, "%s is still unattached after %s (pid %d); it must call attach (SDK Attach, or socketley attach) with its name, type and port", name, timeout, r.PID)
-			case r.Status == wire.StateUnhealthy:
+			case r.Status == wire.StatusUnhealthy:
 				return errorf(ErrFailed, "%s is not healthy after %s: %s", name, timeout, r.Reason)
 			}
 			return errorf(ErrFailed, "%s is not running after %s (status %s)", name, timeout, r.Status)
@@ -568,18 +568,18 @@ func downReason(name string, r wire.Runtime) string {
 }
 
 // statusWords words the status of a runtime that is down.
-func statusWords(status string) string {
+func statusWords(status wire.Status) string {
 	switch status {
-	case wire.StateCrashLoop:
+	case wire.StatusCrashLoop:
 		return "is in a crash loop (status crash-loop)"
-	case wire.StateRestarting:
+	case wire.StatusRestarting:
 		return "is about to be restarted (status restarting)"
-	case wire.StateFailed:
+	case wire.StatusFailed:
 		return "has failed (status failed)"
-	case wire.StateStopped:
+	case wire.StatusStopped:
 		return "is down (status stopped)"
 	}
-	return "is " + status
+	return "is " + string(status)
 }
 
 // waitAll waits for every runtime in res, updating their views. A failure

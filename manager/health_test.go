@@ -38,30 +38,30 @@ func TestClassifyReasons(t *testing.T) {
 		e      *Entry
 		st     *units.Status
 		o      observed
-		want   string
+		want   wire.Status
 		reason string
 	}{
-		{"attached process alive", unmanaged, nil, observed{}, wire.StateRunning, ""},
-		{"attached process exited", unmanaged, nil, observed{exited: true}, wire.StateStopped, "attached process 42 exited"},
-		{"attached process, port down", unmanaged, nil, observed{portDown: true}, wire.StateUnhealthy, "port 80 refuses"},
-		{"failed: exit code", started, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "exit-code", ExecMainCode: units.CodeExited, ExecMainStatus: 3}, observed{}, wire.StateFailed, "exit code 3"},
-		{"failed: signal", started, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "signal", ExecMainCode: units.CodeKilled, ExecMainStatus: 9}, observed{}, wire.StateFailed, "signal KILL"},
-		{"crash-loop names the exit", started, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "start-limit-hit", ExecMainCode: units.CodeExited, ExecMainStatus: 1}, observed{}, wire.StateCrashLoop, "start limit hit: it keeps exiting; last exit: exit code 1"},
-		{"restarting names the exit", started, &units.Status{LoadState: "loaded", ActiveState: "activating", SubState: "auto-restart", Restarting: true, ExecMainCode: units.CodeExited, ExecMainStatus: 2}, observed{}, wire.StateRestarting, "exit code 2"},
-		{"unit gone while desired running", started, nil, observed{}, wire.StateStopped, "unit is gone"},
+		{"attached process alive", unmanaged, nil, observed{}, wire.StatusRunning, ""},
+		{"attached process exited", unmanaged, nil, observed{exited: true}, wire.StatusStopped, "attached process 42 exited"},
+		{"attached process, port down", unmanaged, nil, observed{portDown: true}, wire.StatusUnhealthy, "port 80 refuses"},
+		{"failed: exit code", started, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "exit-code", ExecMainCode: units.CodeExited, ExecMainStatus: 3}, observed{}, wire.StatusFailed, "exit code 3"},
+		{"failed: signal", started, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "signal", ExecMainCode: units.CodeKilled, ExecMainStatus: 9}, observed{}, wire.StatusFailed, "signal KILL"},
+		{"crash-loop names the exit", started, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "start-limit-hit", ExecMainCode: units.CodeExited, ExecMainStatus: 1}, observed{}, wire.StatusCrashLoop, "start limit hit: it keeps exiting; last exit: exit code 1"},
+		{"restarting names the exit", started, &units.Status{LoadState: "loaded", ActiveState: "activating", SubState: "auto-restart", Restarting: true, ExecMainCode: units.CodeExited, ExecMainStatus: 2}, observed{}, wire.StatusRestarting, "exit code 2"},
+		{"unit gone while desired running", started, nil, observed{}, wire.StatusStopped, "unit is gone"},
 		{"listen service exited cleanly", &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredRunning, Listen: []string{"7070"}},
-			&units.Status{LoadState: "loaded", ActiveState: "inactive", ExecMainCode: units.CodeExited}, observed{}, wire.StateStopped,
+			&units.Status{LoadState: "loaded", ActiveState: "inactive", ExecMainCode: units.CodeExited}, observed{}, wire.StatusStopped,
 			"exited; socketley-x.socket starts it again at the next connection; last exit: exit code 0"},
-		{"never attaches: running", started, at(time.Hour), observed{}, wire.StateRunning, ""},
-		{"attach timeout not reached", attaching, at(2 * time.Second), observed{}, wire.StateStarting, "waiting for pid 7"},
-		{"attach timeout passed", attaching, at(4 * time.Second), observed{}, wire.StateUnhealthy, "pid 7 has not attached after 3s"},
-		{"activating, no timestamps yet", attaching, &units.Status{LoadState: "loaded", ActiveState: "activating"}, observed{}, wire.StateStarting, ""},
-		{"failed with a restart policy: backoff pending", restarting, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "signal", ExecMainCode: units.CodeKilled, ExecMainStatus: 9}, observed{}, wire.StateCrashLoop, "restart pending; last exit: signal KILL"},
-		{"backoff: next start due", backingOff, nil, observed{}, wire.StateCrashLoop, "4 failed runs in a row; next start in 1.5s; last exit: exit code 3"},
-		{"backoff: unit failed meanwhile", backingOff, &units.Status{LoadState: "loaded", ActiveState: "failed", ExecMainCode: units.CodeExited, ExecMainStatus: 1}, observed{}, wire.StateCrashLoop, "next start in 1.5s; last exit: exit code 1"},
-		{"backoff: up again", backingOff, at(time.Second), observed{}, wire.StateRunning, ""},
-		{"gave up", gaveUp, &units.Status{LoadState: "loaded", ActiveState: "failed", ExecMainCode: units.CodeExited, ExecMainStatus: 3}, observed{}, wire.StateFailed, "gave up after 3 failed runs in a row (--max-restarts 2); fix it, then socketley start x; last exit: exit code 3"},
-		{"gave up, desired stopped", &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredStopped, Backoff: &Backoff{GaveUp: true}}, nil, observed{}, wire.StateStopped, ""},
+		{"never attaches: running", started, at(time.Hour), observed{}, wire.StatusRunning, ""},
+		{"attach timeout not reached", attaching, at(2 * time.Second), observed{}, wire.StatusStarting, "waiting for pid 7"},
+		{"attach timeout passed", attaching, at(4 * time.Second), observed{}, wire.StatusUnhealthy, "pid 7 has not attached after 3s"},
+		{"activating, no timestamps yet", attaching, &units.Status{LoadState: "loaded", ActiveState: "activating"}, observed{}, wire.StatusStarting, ""},
+		{"failed with a restart policy: backoff pending", restarting, &units.Status{LoadState: "loaded", ActiveState: "failed", Result: "signal", ExecMainCode: units.CodeKilled, ExecMainStatus: 9}, observed{}, wire.StatusCrashLoop, "restart pending; last exit: signal KILL"},
+		{"backoff: next start due", backingOff, nil, observed{}, wire.StatusCrashLoop, "4 failed runs in a row; next start in 1.5s; last exit: exit code 3"},
+		{"backoff: unit failed meanwhile", backingOff, &units.Status{LoadState: "loaded", ActiveState: "failed", ExecMainCode: units.CodeExited, ExecMainStatus: 1}, observed{}, wire.StatusCrashLoop, "next start in 1.5s; last exit: exit code 1"},
+		{"backoff: up again", backingOff, at(time.Second), observed{}, wire.StatusRunning, ""},
+		{"gave up", gaveUp, &units.Status{LoadState: "loaded", ActiveState: "failed", ExecMainCode: units.CodeExited, ExecMainStatus: 3}, observed{}, wire.StatusFailed, "gave up after 3 failed runs in a row (--max-restarts 2); fix it, then socketley start x; last exit: exit code 3"},
+		{"gave up, desired stopped", &Entry{Name: "x", Managed: true, Started: true, Desired: DesiredStopped, Backoff: &Backoff{GaveUp: true}}, nil, observed{}, wire.StatusStopped, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,10 +183,10 @@ func TestTickRestartsUnhealthy(t *testing.T) {
 	attachedManaged(t, m, f, "never", closedPort(t), &zero)
 
 	m.tick(ctx)
-	if v := m.view("bad"); v.Status != wire.StateUnhealthy || !strings.Contains(v.Reason, "refuses connections") {
+	if v := m.view("bad"); v.Status != wire.StatusUnhealthy || !strings.Contains(v.Reason, "refuses connections") {
 		t.Fatalf("after one tick: %s (%s), want unhealthy", v.Status, v.Reason)
 	}
-	if v := m.view("ok"); v.Status != wire.StateRunning {
+	if v := m.view("ok"); v.Status != wire.StatusRunning {
 		t.Fatalf("listening runtime: %s (%s)", v.Status, v.Reason)
 	}
 	m.tick(ctx)
@@ -195,7 +195,7 @@ func TestTickRestartsUnhealthy(t *testing.T) {
 	if v.PID == pid || v.PID == 0 || v.Restarts != 1 {
 		t.Fatalf("after %d unhealthy ticks: pid %d (was %d), restarts %d; want a restart", 2, v.PID, pid, v.Restarts)
 	}
-	if v.Status != wire.StateStarting {
+	if v.Status != wire.StatusStarting {
 		t.Fatalf("restarted runtime: %s, want starting until it re-attaches", v.Status)
 	}
 	calls := strings.Join(f.calls, ",")
@@ -206,7 +206,7 @@ func TestTickRestartsUnhealthy(t *testing.T) {
 		m.tick(ctx)
 	}
 	m.heals.Wait()
-	if v := m.view("never"); v.Status != wire.StateUnhealthy || v.Restarts != 0 {
+	if v := m.view("never"); v.Status != wire.StatusUnhealthy || v.Restarts != 0 {
 		t.Fatalf("health-fails 0: %s restarts %d, want unhealthy and never restarted", v.Status, v.Restarts)
 	}
 }
@@ -221,18 +221,18 @@ func TestTickRestartsOverdueAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.tick(t.Context())
-	if v := m.view("late"); v.Status != wire.StateStarting {
+	if v := m.view("late"); v.Status != wire.StatusStarting {
 		t.Fatalf("within the attach timeout: %s", v.Status)
 	}
 	st := f.Snapshot()["late"]
 	st.ExecMainStart = time.Now().Add(-2 * time.Hour)
 	f.set(st)
-	if v := m.view("late"); v.Status != wire.StateUnhealthy || !strings.Contains(v.Reason, "has not attached after 1h0m0s") {
+	if v := m.view("late"); v.Status != wire.StatusUnhealthy || !strings.Contains(v.Reason, "has not attached after 1h0m0s") {
 		t.Fatalf("attach overdue: %s (%s)", v.Status, v.Reason)
 	}
 	m.tick(t.Context())
 	m.heals.Wait()
-	if v := m.view("late"); v.Restarts != 1 || v.PID == st.MainPID || v.Status != wire.StateStarting {
+	if v := m.view("late"); v.Restarts != 1 || v.PID == st.MainPID || v.Status != wire.StatusStarting {
 		t.Fatalf("after the restart: %+v", v)
 	}
 }

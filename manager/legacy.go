@@ -127,7 +127,8 @@ func parseLegacyAdd(args []string) (wire.Request, error) {
 		case "--workdir":
 			spec.WorkDir, err = val(&i, a)
 		case "--restart":
-			spec.Restart, err = val(&i, a)
+			v, err = val(&i, a)
+			spec.Restart = wire.RestartPolicy(v)
 		case "--restart-sec":
 			if v, err = val(&i, a); err == nil {
 				var d time.Duration

@@ -27,9 +27,9 @@ func TestSpecSizeLimits(t *testing.T) {
 		spec wire.AddSpec
 		msg  string
 	}{
-		{"args", wire.AddSpec{Args: many(MaxArgs+1, func(int) string { return "x" })}, fmt.Sprintf("%d arguments; at most %d", MaxArgs+1, MaxArgs)},
-		{"env", wire.AddSpec{Env: many(MaxEnv+1, func(i int) string { return fmt.Sprintf("K%d=v", i) })}, fmt.Sprintf("%d environment entries; at most %d", MaxEnv+1, MaxEnv)},
-		{"bytes", wire.AddSpec{Args: []string{strings.Repeat("a", MaxSpecBytes)}}, fmt.Sprintf("at most %d are accepted", MaxSpecBytes)},
+		{"args", wire.AddSpec{Args: many(wire.MaxArgs+1, func(int) string { return "x" })}, fmt.Sprintf("%d arguments; at most %d", wire.MaxArgs+1, wire.MaxArgs)},
+		{"env", wire.AddSpec{Env: many(wire.MaxEnv+1, func(i int) string { return fmt.Sprintf("K%d=v", i) })}, fmt.Sprintf("%d --env entries; at most %d", wire.MaxEnv+1, wire.MaxEnv)},
+		{"bytes", wire.AddSpec{Args: []string{strings.Repeat("a", wire.MaxSpecBytes)}}, fmt.Sprintf("at most %d are accepted", wire.MaxSpecBytes)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,8 +44,8 @@ func TestSpecSizeLimits(t *testing.T) {
 		})
 	}
 	// At the limits exactly, it is accepted.
-	s := wire.AddSpec{Name: "edge", Path: good, Args: many(MaxArgs, func(int) string { return "x" }),
-		Env: many(MaxEnv, func(i int) string { return fmt.Sprintf("K%d=v", i) })}
+	s := wire.AddSpec{Name: "edge", Path: good, Args: many(wire.MaxArgs, func(int) string { return "x" }),
+		Env: many(wire.MaxEnv, func(i int) string { return fmt.Sprintf("K%d=v", i) })}
 	if _, err := m.add(t.Context(), me(), s, false, 0); err != nil {
 		t.Fatalf("add at the limits: %v", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -39,9 +38,6 @@ import (
 //     socket's (a connection); under systemd's own backoff (≥ 254,
 //     RestartSteps=) Restart= stays the runtime's policy.
 
-// MaxListen caps the --listen addresses of one runtime.
-const MaxListen = 16
-
 // socketError is a socket unit that systemd could not start (the address
 // is in use, or the port needs privileges): bad input, nothing started.
 type socketError struct{ err error }
@@ -50,8 +46,7 @@ func (e *socketError) Error() string        { return e.err.Error() }
 func (e *socketError) Unwrap() error        { return e.err }
 func (e *socketError) Is(target error) bool { return target == ErrInvalid }
 
-// validateListen normalizes s.Listen (units.NormalizeListen), drops
-// duplicates, refuses privileged ports to a non-root caller of the system
+// validateListen refuses privileged ports to a non-root caller of the system
 // daemon (whose systemd binds as root), and checks that each address can be
 // bound now, so that a port in use or a bad address is refused before
 // anything is registered.
@@ -60,19 +55,7 @@ func (m *Manager) validateListen(caller Caller, s *wire.AddSpec) error {
 		s.Listen = nil
 		return nil
 	}
-	if len(s.Listen) > MaxListen {
-		return errorf(ErrInvalid, "add: %d --listen addresses; at most %d are accepted", len(s.Listen), MaxListen)
-	}
-	var out []string
-	for _, a := range s.Listen {
-		n, err := units.NormalizeListen(a)
-		if err != nil {
-			return errorf(ErrInvalid, "add: --listen: %s", strings.TrimPrefix(err.Error(), units.ErrInvalid.Error()+": "))
-		}
-		if !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
+	out := s.Listen // normalized by wire.AddSpec.Check
 	if m.cfg.Mode == paths.System && !caller.root() {
 		low := unprivilegedPortStart()
 		for _, n := range out {
@@ -87,7 +70,6 @@ func (m *Manager) validateListen(caller Caller, s *wire.AddSpec) error {
 			return errorf(ErrInvalid, "add: --listen %s: cannot listen there: %v", n, err)
 		}
 	}
-	s.Listen = out
 	return nil
 }
 
@@ -181,7 +163,7 @@ func (m *Manager) listenSpec(e *Entry) units.Spec {
 	spec := m.spec(e)
 	spec.Path = m.exeLink(e.Name)
 	if spec.RestartSteps == 0 {
-		spec.Restart = units.RestartNo
+		spec.Restart = wire.RestartNo
 	}
 	spec.StartLimitBurst, spec.StartLimitInterval, spec.NoStartLimit = 0, 0, true
 	return spec

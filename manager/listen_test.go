@@ -74,14 +74,14 @@ func TestAddListen(t *testing.T) {
 	}
 	spec := f.specOf("web")
 	link := filepath.Join(m.cfg.StateDir, "exe", "web")
-	if spec.Path != link || spec.Restart != units.RestartNo || !spec.NoStartLimit || spec.StartLimitBurst != 0 ||
+	if spec.Path != link || spec.Restart != wire.RestartNo || !spec.NoStartLimit || spec.StartLimitBurst != 0 ||
 		spec.StopTimeout != 3*time.Second || len(spec.Credentials) != 1 {
 		t.Fatalf("service spec %+v; want ExecStart %s, Restart=no, no start limit, the stop timeout and the credential", spec, link)
 	}
 	if target, err := os.Readlink(link); err != nil || target != bin {
 		t.Fatalf("exe link -> %q, %v; want %s", target, err, bin)
 	}
-	if r := m.view("web"); !slices.Equal(r.Listen, []string{addr}) || r.Status != wire.StateRunning {
+	if r := m.view("web"); !slices.Equal(r.Listen, []string{addr}) || r.Status != wire.StatusRunning {
 		t.Fatalf("view: listen %v, status %s", r.Listen, r.Status)
 	}
 
@@ -150,7 +150,7 @@ func TestAddListenRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	many := make([]string, MaxListen+1)
+	many := make([]string, wire.MaxListen+1)
 	for i := range many {
 		many[i] = fmt.Sprint(40000 + i)
 	}
@@ -336,7 +336,7 @@ func TestUpgrade(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r := res.Runtimes[0]; r.Path != v2 || r.Status != wire.StateRunning {
+			if r := res.Runtimes[0]; r.Path != v2 || r.Status != wire.StatusRunning {
 				t.Fatalf("after upgrade: path %s, status %s", r.Path, r.Status)
 			}
 			if e, _ := m.entry("u"); e.Path != v2 || e.PrevPath != "" {

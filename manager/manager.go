@@ -22,8 +22,8 @@ import (
 // Defaults for Config fields left zero.
 const (
 	DefaultTick          = 2 * time.Second
-	DefaultAttachTimeout = 10 * time.Second
-	DefaultHealthFails   = 3
+	DefaultAttachTimeout = wire.DefaultAttachTimeout
+	DefaultHealthFails   = wire.DefaultHealthFails
 	// reconcileBudget bounds the whole boot reconcile, so that a dead peer
 	// cannot stall startup.
 	reconcileBudget = 2 * time.Minute

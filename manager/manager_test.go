@@ -46,29 +46,6 @@ func exe(t testing.TB, dir, name string) string {
 
 func me() Caller { return Caller{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid()} }
 
-func TestValidateName(t *testing.T) {
-	tests := []struct {
-		name string
-		ok   bool
-	}{
-		{"web", true}, {"a", true}, {"9lives", true}, {"my-app_1.2", true},
-		{strings.Repeat("a", 64), true}, {strings.Repeat("a", 65), false},
-		{"", false}, {"-web", false}, {".hidden", false}, {"_x", false},
-		{"has space", false}, {"a/b", false}, {"ünï", false}, {"x@y", false}, {"a\\x2d", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := ValidateName(tt.name)
-			if (err == nil) != tt.ok {
-				t.Fatalf("ValidateName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
-			}
-			if err != nil && !errors.Is(err, ErrInvalid) {
-				t.Fatalf("error %v is not ErrInvalid", err)
-			}
-		})
-	}
-}
-
 func TestAddRejectsBadInput(t *testing.T) {
 	m, f := newTestManager(t)
 	dir := t.TempDir()
@@ -96,12 +73,12 @@ func TestAddRejectsBadInput(t *testing.T) {
 		{"relative path", wire.AddSpec{Name: "a", Path: "good"}, ErrInvalid, "not absolute"},
 		{"invalid name", wire.AddSpec{Name: "-bad", Path: good}, ErrInvalid, "invalid runtime name"},
 		{"duplicate", wire.AddSpec{Name: "taken", Path: good}, ErrExists, "add: runtime already exists: taken; choose another --name, or socketley remove taken first"},
-		{"bad restart", wire.AddSpec{Name: "a", Path: good, Restart: "sometimes"}, ErrInvalid, "restart policy"},
+		{"bad restart", wire.AddSpec{Name: "a", Path: good, Restart: "sometimes"}, ErrInvalid, "--restart \"sometimes\""},
 		{"env without =", wire.AddSpec{Name: "a", Path: good, Env: []string{"NOEQ"}}, ErrInvalid, "KEY=VALUE"},
 		{"reserved env", wire.AddSpec{Name: "a", Path: good, Env: []string{"SOCKETLEY_NAME=x"}}, ErrInvalid, "reserved"},
-		{"bad workdir", wire.AddSpec{Name: "a", Path: good, WorkDir: filepath.Join(dir, "none")}, ErrInvalid, "working directory"},
+		{"bad workdir", wire.AddSpec{Name: "a", Path: good, WorkDir: filepath.Join(dir, "none")}, ErrInvalid, "--workdir"},
 		{"run-as in user mode", wire.AddSpec{Name: "a", Path: good, RunAs: "root"}, ErrInvalid, "system daemon"},
-		{"negative stop timeout", wire.AddSpec{Name: "a", Path: good, StopTimeout: wire.Duration(-time.Second)}, ErrInvalid, "stop timeout -1s"},
+		{"negative stop timeout", wire.AddSpec{Name: "a", Path: good, StopTimeout: wire.Duration(-time.Second)}, ErrInvalid, "--stop-timeout -1s"},
 		{"stop timeout too long", wire.AddSpec{Name: "a", Path: good, StopTimeout: wire.Duration(time.Hour)}, ErrInvalid, "up to 5m0s"},
 	}
 	for _, tt := range tests {
@@ -172,7 +149,7 @@ func TestLifecycleWithFake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := res.Runtimes[0]; got.Status != wire.StateRunning || got.PID == 0 {
+	if got := res.Runtimes[0]; got.Status != wire.StatusRunning || got.PID == 0 {
 		t.Fatalf("after add -s: status %q pid %d, want running with a pid", got.Status, got.PID)
 	}
 	spec := f.specs["web"]
@@ -188,7 +165,7 @@ func TestLifecycleWithFake(t *testing.T) {
 	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "api", Path: bin}, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	if v := m.view("api"); v.Status != wire.StateCreated {
+	if v := m.view("api"); v.Status != wire.StatusCreated {
 		t.Fatalf("added without -s: status %q, want created", v.Status)
 	}
 
@@ -204,7 +181,7 @@ func TestLifecycleWithFake(t *testing.T) {
 	if _, err := m.stop(ctx, me(), []string{"w*"}); err != nil {
 		t.Fatal(err)
 	}
-	if v := m.view("web"); v.Status != wire.StateStopped || v.PID != 0 {
+	if v := m.view("web"); v.Status != wire.StatusStopped || v.PID != 0 {
 		t.Fatalf("after stop: %q pid %d", v.Status, v.PID)
 	}
 	if _, err := m.start(ctx, me(), []string{"web", "api"}, false, 0); err != nil {
@@ -248,7 +225,7 @@ func TestAddStartFailureKeeps(t *testing.T) {
 	tests := []struct {
 		name    string
 		err     error
-		restart string
+		restart wire.RestartPolicy
 		code    byte
 		keep    bool
 		msg     []string
@@ -344,7 +321,7 @@ func TestAddStartNotConfirmedKeeps(t *testing.T) {
 			if e.Desired != DesiredRunning {
 				t.Errorf("desired %s, want running", e.Desired)
 			}
-			if r := m.view("x"); r.Status != wire.StateRunning {
+			if r := m.view("x"); r.Status != wire.StatusRunning {
 				t.Errorf("status %s (%s), want running", r.Status, r.Reason)
 			}
 		})
@@ -499,20 +476,20 @@ func TestClassify(t *testing.T) {
 		e    *Entry
 		st   *units.Status
 		o    observed
-		want string
+		want wire.Status
 	}{
-		{"created", &Entry{Managed: true}, nil, observed{}, wire.StateCreated},
-		{"stopped", &Entry{Managed: true, Started: true}, nil, observed{}, wire.StateStopped},
-		{"running, no attach expected", started, active, observed{}, wire.StateRunning},
-		{"restarting", started, &units.Status{ActiveState: "activating", SubState: "auto-restart", Restarting: true}, observed{}, wire.StateRestarting},
-		{"failed", started, &units.Status{ActiveState: "failed", Result: "exit-code", ExecMainCode: 1, ExecMainStatus: 3}, observed{}, wire.StateFailed},
-		{"crash-loop", started, &units.Status{ActiveState: "failed", Result: "start-limit-hit"}, observed{}, wire.StateCrashLoop},
-		{"starting: attach expected, within timeout", attaching, active, observed{}, wire.StateStarting},
-		{"unhealthy: attach overdue", attaching, &old, observed{}, wire.StateUnhealthy},
-		{"running: attached by main pid", attached, &old, observed{}, wire.StateRunning},
-		{"unhealthy: port down", attached, &old, observed{portDown: true}, wire.StateUnhealthy},
-		{"starting: restarted, new pid not attached yet", attached, &newPID, observed{}, wire.StateStarting},
-		{"inactive unit", started, &units.Status{LoadState: "loaded", ActiveState: "inactive"}, observed{}, wire.StateStopped},
+		{"created", &Entry{Managed: true}, nil, observed{}, wire.StatusCreated},
+		{"stopped", &Entry{Managed: true, Started: true}, nil, observed{}, wire.StatusStopped},
+		{"running, no attach expected", started, active, observed{}, wire.StatusRunning},
+		{"restarting", started, &units.Status{ActiveState: "activating", SubState: "auto-restart", Restarting: true}, observed{}, wire.StatusRestarting},
+		{"failed", started, &units.Status{ActiveState: "failed", Result: "exit-code", ExecMainCode: 1, ExecMainStatus: 3}, observed{}, wire.StatusFailed},
+		{"crash-loop", started, &units.Status{ActiveState: "failed", Result: "start-limit-hit"}, observed{}, wire.StatusCrashLoop},
+		{"starting: attach expected, within timeout", attaching, active, observed{}, wire.StatusStarting},
+		{"unhealthy: attach overdue", attaching, &old, observed{}, wire.StatusUnhealthy},
+		{"running: attached by main pid", attached, &old, observed{}, wire.StatusRunning},
+		{"unhealthy: port down", attached, &old, observed{portDown: true}, wire.StatusUnhealthy},
+		{"starting: restarted, new pid not attached yet", attached, &newPID, observed{}, wire.StatusStarting},
+		{"inactive unit", started, &units.Status{LoadState: "loaded", ActiveState: "inactive"}, observed{}, wire.StatusStopped},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

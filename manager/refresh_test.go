@@ -18,7 +18,7 @@ func TestStartStopRefreshView(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := res.Runtimes[0]; got.Status != wire.StateRunning || got.PID == 0 {
+	if got := res.Runtimes[0]; got.Status != wire.StatusRunning || got.PID == 0 {
 		t.Fatalf("after add -s: status %q pid %d, want running with a pid", got.Status, got.PID)
 	}
 	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "api", Path: bin}, false, 0); err != nil {

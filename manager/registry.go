@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"fmt"
 	"iter"
 	"maps"
 	"path"
@@ -37,19 +36,9 @@ var (
 	ErrUnavailable = wire.ErrUnavailable
 )
 
-// classError is an error of one class whose message does not repeat the
-// class name: errors.Is(err, class) holds, err.Error() is just msg.
-type classError struct {
-	class error
-	msg   string
-}
-
-func (e *classError) Error() string        { return e.msg }
-func (e *classError) Is(target error) bool { return target == e.class }
-
-// errorf returns an error of class with a formatted message.
+// errorf returns an error of class with a formatted message (wire.Errorf).
 func errorf(class error, format string, args ...any) error {
-	return &classError{class: class, msg: fmt.Sprintf(format, args...)}
+	return wire.Errorf(class, format, args...)
 }
 
 // msgError replaces err's message and keeps err for errors.Is.
@@ -72,20 +61,17 @@ const (
 	DesiredRemoved = "removed"
 )
 
-// Restart policies accepted by add --restart.
-var restartPolicies = []string{"on-failure", "always", "no"}
-
 // Entry is one registered runtime: what the user asked for. It is the unit of
 // persistence; observed facts live in [observed].
 type Entry struct {
-	Name       string        `json:"name"`
-	Managed    bool          `json:"managed"` // a unit socketley starts; false = attached process
-	Path       string        `json:"path,omitempty"`
-	Args       []string      `json:"args,omitempty"`
-	Env        []string      `json:"env,omitempty"`
-	WorkDir    string        `json:"workdir,omitempty"`
-	Restart    string        `json:"restart,omitempty"`
-	RestartSec wire.Duration `json:"restart_sec,omitempty"`
+	Name       string             `json:"name"`
+	Managed    bool               `json:"managed"` // a unit socketley starts; false = attached process
+	Path       string             `json:"path,omitempty"`
+	Args       []string           `json:"args,omitempty"`
+	Env        []string           `json:"env,omitempty"`
+	WorkDir    string             `json:"workdir,omitempty"`
+	Restart    wire.RestartPolicy `json:"restart,omitempty"`
+	RestartSec wire.Duration      `json:"restart_sec,omitempty"`
 	// RestartMaxDelay caps the backoff delay (0 = DefaultRestartMaxDelay),
 	// RestartReset is how long a runtime must run before its backoff starts
 	// over (0 = DefaultRestartReset), and MaxRestarts is how many consecutive
@@ -169,14 +155,6 @@ func (e *Entry) clone() *Entry {
 		c.Backoff = &b
 	}
 	return &c
-}
-
-// ValidateName checks a runtime name (wire.CheckName); the error wraps ErrInvalid.
-func ValidateName(name string) error {
-	if err := wire.CheckName(name); err != nil {
-		return errorf(ErrInvalid, "%v", err)
-	}
-	return nil
 }
 
 // isPattern reports whether s is a glob pattern rather than a plain name.
@@ -361,7 +339,7 @@ func (r *Registry) match(names []string) ([]string, error) {
 	for _, n := range names {
 		if !isPattern(n) {
 			if !r.has(n) {
-				if err := ValidateName(n); err != nil {
+				if err := wire.CheckName(n); err != nil {
 					return nil, err
 				}
 				return nil, errorf(ErrNotFound, "unknown runtime %q (see `socketley ls`)", n)

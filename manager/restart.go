@@ -30,11 +30,12 @@ import (
 const (
 	// DefaultRestartSec is RestartSec= when add does not give one: at once.
 	DefaultRestartSec = 0
-	// DefaultRestartMaxDelay caps the backoff delay.
-	DefaultRestartMaxDelay = 30 * time.Second
+	// DefaultRestartMaxDelay caps the backoff delay (wire's, which the CLI
+	// shows as its flag's default).
+	DefaultRestartMaxDelay = wire.DefaultRestartMaxDelay
 	// DefaultRestartReset is how long a runtime must run before its backoff
 	// starts over (and before systemd restarts it again by itself).
-	DefaultRestartReset = 10 * time.Second
+	DefaultRestartReset = wire.DefaultRestartReset
 	// backoffBase is the delay after the second consecutive failed run; each
 	// further one doubles it.
 	backoffBase = 100 * time.Millisecond
@@ -79,11 +80,11 @@ func restartMaxDelay(e *Entry) time.Duration {
 const (
 	// DefaultStopTimeout is how long a stop waits after SIGTERM before
 	// SIGKILL when add does not say.
-	DefaultStopTimeout = 10 * time.Second
+	DefaultStopTimeout = wire.DefaultStopTimeout
 	// MaxStopTimeout bounds --stop-timeout, so that a stop (which can take
 	// twice the stop timeout, see units.StopWait) ends within the CLI's
 	// request deadline.
-	MaxStopTimeout = 5 * time.Minute
+	MaxStopTimeout = wire.MaxStopTimeout
 )
 
 // stopTimeout returns e's stop timeout.
@@ -108,13 +109,13 @@ func restartReset(e *Entry) time.Duration {
 // left inactive, and the backoff starts it as systemd's Restart=always
 // would have.
 func exitedListen(e *Entry, st units.Status) bool {
-	return len(e.Listen) > 0 && e.Restart == "always" && e.Started && !nativeUnit(&st) &&
+	return len(e.Listen) > 0 && e.Restart == wire.RestartAlways && e.Started && !nativeUnit(&st) &&
 		st.ActiveState == units.ActiveInactive && st.LoadState != units.LoadNotFound
 }
 
 // restarts reports whether e's policy restarts it after a failure.
 func restarts(e *Entry) bool {
-	return e.Managed && (e.Restart == "on-failure" || e.Restart == "always") && e.Desired == DesiredRunning
+	return e.Managed && (e.Restart.Restarts()) && e.Desired == DesiredRunning
 }
 
 // failure records one more failed run of e at now and decides what follows:

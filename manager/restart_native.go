@@ -107,7 +107,7 @@ func nativeFailures(e *Entry, st units.Status) int {
 // nativeView fills the backoff fields of a runtime view from a unit under
 // systemd's backoff, and returns the crash-loop status and reason when the
 // unit waits for a restart after more than one failed run.
-func nativeView(r *wire.Runtime, e *Entry, st *units.Status, now time.Time) (status, reason string, ok bool) {
+func nativeView(r *wire.Runtime, e *Entry, st *units.Status, now time.Time) (status wire.Status, reason string, ok bool) {
 	if !nativeUnit(st) || (e.Backoff != nil && e.Backoff.GaveUp) {
 		return "", "", false
 	}
@@ -124,7 +124,7 @@ func nativeView(r *wire.Runtime, e *Entry, st *units.Status, now time.Time) (sta
 		next = now
 	}
 	r.NextRestart = next
-	return wire.StateCrashLoop, joinReason(fmt.Sprintf("%d failed runs in a row; systemd starts it again in %s",
+	return wire.StatusCrashLoop, joinReason(fmt.Sprintf("%d failed runs in a row; systemd starts it again in %s",
 		n, max(next.Sub(now), 0).Round(time.Millisecond)), lastExitReason(st)), true
 }
 

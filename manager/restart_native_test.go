@@ -130,7 +130,7 @@ func TestNativeView(t *testing.T) {
 			if !ok {
 				return
 			}
-			if status != wire.StateCrashLoop || !strings.Contains(reason, "5 failed runs in a row; systemd starts it again in 200ms") ||
+			if status != wire.StatusCrashLoop || !strings.Contains(reason, "5 failed runs in a row; systemd starts it again in 200ms") ||
 				!strings.Contains(reason, "exit code 7") {
 				t.Fatalf("nativeView = %q, %q", status, reason)
 			}
@@ -232,7 +232,7 @@ func TestNativeGiveUp(t *testing.T) {
 	// Three failed runs are within --max-restarts 3.
 	crash(2, units.SubAutoRestart)
 	supervised(m)
-	if _, ok := f.Snapshot()["web"]; !ok || m.view("web").Status != wire.StateCrashLoop {
+	if _, ok := f.Snapshot()["web"]; !ok || m.view("web").Status != wire.StatusCrashLoop {
 		t.Fatalf("3 failed runs: %+v", m.view("web"))
 	}
 	// The fourth: systemd already runs a fifth (NRestarts 4, up); the
@@ -249,7 +249,7 @@ func TestNativeGiveUp(t *testing.T) {
 	// What systemd reports after the stop must not replace the crash's exit.
 	m.noteExits(map[string]units.Status{"web": {ExecMainCode: units.CodeKilled, ExecMainStatus: 15}})
 	v := m.view("web")
-	if v.Status != wire.StateFailed || !strings.Contains(v.Reason, "gave up after 4 failed runs in a row (--max-restarts 3)") || v.LastExit != "exit code 7" {
+	if v.Status != wire.StatusFailed || !strings.Contains(v.Reason, "gave up after 4 failed runs in a row (--max-restarts 3)") || v.LastExit != "exit code 7" {
 		t.Fatalf("after giving up: status %s reason %q last exit %q", v.Status, v.Reason, v.LastExit)
 	}
 	reg, err := m.store.Load()
@@ -263,7 +263,7 @@ func TestNativeGiveUp(t *testing.T) {
 	if _, err := m.start(ctx, me(), []string{"web"}, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	if v := m.view("web"); v.Status != wire.StateRunning || v.Failures != 0 {
+	if v := m.view("web"); v.Status != wire.StatusRunning || v.Failures != 0 {
 		t.Fatalf("after socketley start: %+v", v)
 	}
 }
@@ -333,7 +333,7 @@ func TestNativeGiveUpFinishedAfterACrash(t *testing.T) {
 	if _, ok := f.Snapshot()["web"]; ok {
 		t.Fatal("a given-up runtime's unit that was up again is still there")
 	}
-	if v := m.view("web"); v.Status != wire.StateFailed {
+	if v := m.view("web"); v.Status != wire.StatusFailed {
 		t.Fatalf("after finishing the give-up: %+v", v)
 	}
 }

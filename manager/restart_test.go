@@ -117,7 +117,7 @@ func TestSuperviseBackoff(t *testing.T) {
 		t.Fatalf("first failure scheduled a delayed start at %v; want at once", next)
 	}
 	v := m.view("web")
-	if v.Status != wire.StateRunning || v.PID == pid || v.PID == 0 || v.Failures != 1 || v.Restarts != 1 || v.LastExit != "exit code 3" {
+	if v.Status != wire.StatusRunning || v.PID == pid || v.PID == 0 || v.Failures != 1 || v.Restarts != 1 || v.LastExit != "exit code 3" {
 		t.Fatalf("after the first failure: %+v", v)
 	}
 
@@ -129,7 +129,7 @@ func TestSuperviseBackoff(t *testing.T) {
 		t.Fatalf("second failure: next start in %s, want about 100ms", d)
 	}
 	v = m.view("web")
-	if v.Status != wire.StateCrashLoop || v.Failures != 2 || v.NextRestart.IsZero() || !strings.Contains(v.Reason, "next start in") {
+	if v.Status != wire.StatusCrashLoop || v.Failures != 2 || v.NextRestart.IsZero() || !strings.Contains(v.Reason, "next start in") {
 		t.Fatalf("waiting for the second start: %+v", v)
 	}
 	// Persisted: a daemon restarted now keeps the schedule.
@@ -145,7 +145,7 @@ func TestSuperviseBackoff(t *testing.T) {
 	}
 	makeDue(t, m, "web")
 	supervised(m)
-	if v = m.view("web"); v.Status != wire.StateRunning || v.Restarts != 2 {
+	if v = m.view("web"); v.Status != wire.StatusRunning || v.Restarts != 2 {
 		t.Fatalf("after the due start: %+v", v)
 	}
 
@@ -159,14 +159,14 @@ func TestSuperviseBackoff(t *testing.T) {
 		t.Fatalf("gave up but scheduled a start at %v", next)
 	}
 	v = m.view("web")
-	if v.Status != wire.StateFailed || !strings.Contains(v.Reason, "gave up after 4 failed runs") {
+	if v.Status != wire.StatusFailed || !strings.Contains(v.Reason, "gave up after 4 failed runs") {
 		t.Fatalf("after max restarts: %+v", v)
 	}
 	// An operator's start retries at once and clears the count.
 	if _, err := m.start(ctx, me(), []string{"web"}, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	if v = m.view("web"); v.Status != wire.StateRunning || v.Failures != 0 {
+	if v = m.view("web"); v.Status != wire.StatusRunning || v.Failures != 0 {
 		t.Fatalf("after socketley start: %+v", v)
 	}
 }
@@ -218,12 +218,12 @@ func TestHealthRestartSharesTheBackoff(t *testing.T) {
 	pid := m.view("web").PID
 	m.heal(t.Context(), "web", pid)
 	v := m.view("web")
-	if v.Status != wire.StateRunning || v.PID == pid || v.Failures != 1 || v.Restarts != 1 {
+	if v.Status != wire.StatusRunning || v.PID == pid || v.Failures != 1 || v.Restarts != 1 {
 		t.Fatalf("after the first health restart: %+v", v)
 	}
 	m.heal(t.Context(), "web", v.PID)
 	v = m.view("web")
-	if v.Status != wire.StateCrashLoop || v.PID != 0 || v.Failures != 2 || v.NextRestart.IsZero() {
+	if v.Status != wire.StatusCrashLoop || v.PID != 0 || v.Failures != 2 || v.NextRestart.IsZero() {
 		t.Fatalf("after the second health restart: %+v", v)
 	}
 	if _, ok := f.Snapshot()["web"]; ok {
@@ -231,7 +231,7 @@ func TestHealthRestartSharesTheBackoff(t *testing.T) {
 	}
 	makeDue(t, m, "web")
 	supervised(m)
-	if v = m.view("web"); v.Status != wire.StateRunning || v.PID == 0 {
+	if v = m.view("web"); v.Status != wire.StatusRunning || v.PID == 0 {
 		t.Fatalf("after the delayed start: %+v", v)
 	}
 }

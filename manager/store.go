@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socketley/socketley/internal/wire"
 )
 
 // Schema versions of registry.json. Version 1 is a whole registry with no
@@ -160,7 +162,7 @@ func checkEntry(e *Entry) error {
 	if e == nil {
 		return errors.New("null entry")
 	}
-	if err := ValidateName(e.Name); err != nil {
+	if err := wire.CheckName(e.Name); err != nil {
 		return err
 	}
 	return nil

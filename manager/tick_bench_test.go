@@ -84,10 +84,10 @@ func benchTick(b *testing.B, refusing int) {
 	if n := m.reg.len(); n != 1000 {
 		b.Fatalf("the tick dropped entries: %d left", n)
 	}
-	if v := m.view("rt-0450"); (v.Status == wire.StateUnhealthy) != (refusing > 0) {
+	if v := m.view("rt-0450"); (v.Status == wire.StatusUnhealthy) != (refusing > 0) {
 		b.Fatalf("rt-0450: %s", v.Status)
 	}
-	if v := m.view("rt-0010"); v.Status != wire.StateRunning {
+	if v := m.view("rt-0010"); v.Status != wire.StatusRunning {
 		b.Fatalf("listening port: %s (%s)", v.Status, v.Reason)
 	}
 }

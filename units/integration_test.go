@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/socketley/socketley/internal/testenv"
+	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
 
@@ -262,7 +263,7 @@ func TestStartNotExecutable(t *testing.T) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			name := newName(t, c)
 			ctx := testCtx(t)
-			spec := units.Spec{Name: name, Path: path, Restart: units.RestartOnFailure, RestartSec: 100 * time.Millisecond}
+			spec := units.Spec{Name: name, Path: path, Restart: wire.RestartOnFailure, RestartSec: 100 * time.Millisecond}
 			err := c.Start(ctx, spec)
 			var je *units.JobError
 			if !errors.As(err, &je) {
@@ -339,7 +340,7 @@ func TestFailedStartLeftToRestart(t *testing.T) {
 	if err := os.WriteFile(script, []byte("#!"+interp+"\nexec sleep 300\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	spec := units.Spec{Name: name, Path: script, Restart: units.RestartOnFailure, RestartSec: 200 * time.Millisecond,
+	spec := units.Spec{Name: name, Path: script, Restart: wire.RestartOnFailure, RestartSec: 200 * time.Millisecond,
 		StartLimitBurst: 1000, StartLimitInterval: time.Second}
 	err := c.Start(ctx, spec)
 	var je *units.JobError
@@ -440,7 +441,7 @@ func TestCrashRestartWatch(t *testing.T) {
 	w := subscribe(t, c)
 
 	spec := sleeper(name)
-	spec.Restart = units.RestartOnFailure
+	spec.Restart = wire.RestartOnFailure
 	// The Watch shows the wait for the restart for RestartSec; this test
 	// sees it if it reads the snapshot within that time after the change
 	// is reported, which a long RestartSec leaves ample room for.
@@ -487,7 +488,7 @@ func TestCrashRestartWatch(t *testing.T) {
 		t.Fatalf("Status: %v", err)
 	}
 	snap := w.Snapshot()[name]
-	if st.MainPID != snap.MainPID || st.NRestarts != 1 || st.Restart != units.RestartOnFailure {
+	if st.MainPID != snap.MainPID || st.NRestarts != 1 || st.Restart != wire.RestartOnFailure {
 		t.Errorf("Status: MainPID=%d NRestarts=%d Restart=%q; snapshot MainPID=%d",
 			st.MainPID, st.NRestarts, st.Restart, snap.MainPID)
 	}
@@ -501,7 +502,7 @@ func TestCrashLoopStartLimit(t *testing.T) {
 	g := newGate(t)
 	spec := units.Spec{
 		Name: name, Path: "/bin/sh", Args: g.exitAfter(1),
-		Restart: units.RestartOnFailure, RestartSec: 100 * time.Millisecond,
+		Restart: wire.RestartOnFailure, RestartSec: 100 * time.Millisecond,
 		StartLimitBurst: 3, StartLimitInterval: 20 * time.Second,
 	}
 	if err := c.Start(ctx, spec); err != nil {
@@ -855,7 +856,7 @@ func TestRefreshWhileCrashLooping(t *testing.T) {
 	g := newGate(t)
 	const restarts = 3
 	spec := units.Spec{Name: name, Path: "/bin/sh", Args: g.exitAfter(1),
-		Restart: units.RestartOnFailure, RestartSec: 30 * time.Millisecond,
+		Restart: wire.RestartOnFailure, RestartSec: 30 * time.Millisecond,
 		StartLimitBurst: 100, StartLimitInterval: 10 * time.Second}
 	if err := c.Start(ctx, spec); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -1000,7 +1001,7 @@ func BenchmarkRestartNudge(b *testing.B) {
 			name := newName(b, c)
 			w := subscribe(b, c)
 			spec := sleeper(name)
-			spec.Restart, spec.RestartSec = units.RestartOnFailure, 100*time.Millisecond
+			spec.Restart, spec.RestartSec = wire.RestartOnFailure, 100*time.Millisecond
 			spec.StartLimitBurst = 1 << 30 // b.N restarts never hit the limit
 			if err := c.Start(ctx, spec); err != nil {
 				b.Fatalf("Start: %v", err)

@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
-	"strings"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/socketley/socketley/internal/wire"
 )
 
 // Socket units: a runtime with listen addresses gets socketley-NAME.socket
@@ -33,42 +32,6 @@ func SocketName(runtime string) string {
 	return unitPrefix + runtime + socketSuffix
 }
 
-// NormalizeListen checks a listen address as `socketley add --listen`
-// takes it — PORT, IPv4:PORT, or [IPv6]:PORT, with PORT 1–65535 — and
-// returns it in systemd's ListenStream= form (PORT alone listens on every
-// address, IPv6 and IPv4). Errors wrap ErrInvalid and say what is wrong.
-func NormalizeListen(addr string) (string, error) {
-	bad := func(why string) (string, error) {
-		return "", fmt.Errorf("%w: listen address %q: %s (use PORT, IPv4:PORT or [IPv6]:PORT)", ErrInvalid, addr, why)
-	}
-	host, p := "", addr
-	if strings.Contains(addr, ":") {
-		h, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			return bad(err.(*net.AddrError).Err)
-		}
-		host, p = h, port
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil || p != strconv.Itoa(port) {
-		return bad("the port is not a number")
-	}
-	if port < 1 || port > 65535 {
-		return bad("the port must be 1–65535")
-	}
-	if host == "" {
-		if strings.Contains(addr, ":") {
-			return bad("empty host; give just the port to listen on every address")
-		}
-		return strconv.Itoa(port), nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || strings.Contains(host, "%") {
-		return bad("the host must be an IP address, not a name")
-	}
-	return net.JoinHostPort(ip.String(), strconv.Itoa(port)), nil
-}
-
 // socketProperties returns the properties of socketley-NAME.socket.
 func socketProperties(name string, listen []string) ([]sdbus.Property, error) {
 	if len(listen) == 0 {
@@ -79,7 +42,7 @@ func socketProperties(name string, listen []string) ([]sdbus.Property, error) {
 	}
 	var pairs []listenPair
 	for _, a := range listen {
-		n, err := NormalizeListen(a)
+		n, err := wire.NormalizeListen(a)
 		if err != nil {
 			return nil, err
 		}
@@ -117,7 +80,7 @@ func socketServiceProperties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 }
 
 // StartSocket makes socketley-NAME.socket (NAME = spec.Name) listen on
-// listen (NormalizeListen's forms) and trigger socketley-NAME.service. When
+// listen (wire.NormalizeListen's forms) and trigger socketley-NAME.service. When
 // the service is not loaded it is created from spec as an auxiliary unit of
 // the socket, without being started (see StartLoaded); a failed leftover of
 // the service is cleared first, so the service gets spec's properties; an

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/socketley/socketley/internal/testenv"
+	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 	"golang.org/x/sys/unix"
 )
@@ -74,7 +75,7 @@ func TestSocketListen(t *testing.T) {
 	bin := testenv.ListenEcho(t)
 	name := newSocketName(t, c)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	spec := units.Spec{Name: name, Path: bin, Args: []string{"A"}, Restart: units.RestartNo,
+	spec := units.Spec{Name: name, Path: bin, Args: []string{"A"}, Restart: wire.RestartNo,
 		StartLimitBurst: 1, StartLimitInterval: time.Minute}
 
 	if err := c.StartSocket(ctx, spec, []string{addr}); err != nil {
@@ -220,7 +221,7 @@ func TestSocketServiceLeftovers(t *testing.T) {
 	if err := c.Start(ctx, units.Spec{Name: name, Path: "/bin/sleep", Args: []string{"1000"}}); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	spec := units.Spec{Name: name, Path: bin, Args: []string{"B"}, Restart: units.RestartNo, NoStartLimit: true}
+	spec := units.Spec{Name: name, Path: bin, Args: []string{"B"}, Restart: wire.RestartNo, NoStartLimit: true}
 	if err := c.StartSocket(ctx, spec, []string{addr}); !errors.Is(err, units.ErrUnitExists) {
 		t.Fatalf("StartSocket over a running service: %v; want ErrUnitExists", err)
 	}

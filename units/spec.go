@@ -7,6 +7,8 @@ import (
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/socketley/socketley/internal/wire"
 )
 
 // Spec is everything Start needs to create a unit. Zero values leave
@@ -35,9 +37,8 @@ type Spec struct {
 	// User is User= (system scope only); "" = not set (root, or the user of a
 	// user manager). Start rejects it in the user scope.
 	User string
-	// Restart is Restart=: RestartNo, RestartOnFailure, RestartAlways (or
-	// another systemd.service(5) value); "" = "no".
-	Restart string
+	// Restart is Restart= (any systemd.service(5) value); "" = "no".
+	Restart wire.RestartPolicy
 	// RestartSec is RestartSec=, set whenever Restart is: 0 restarts at once
 	// (systemd's own default, 100 ms, is never used).
 	RestartSec time.Duration
@@ -82,35 +83,6 @@ type Credential struct {
 	Path string
 }
 
-// CredentialIDRule says which credential IDs ValidCredentialID accepts.
-const CredentialIDRule = "use 1-255 letters, digits, '_', '-', '.' or '@' (not \".\" or \"..\")"
-
-// ValidCredentialID reports whether id may name a credential: a subset of
-// what systemd accepts (a file name that is also a valid fd name: no "/",
-// no ":", printable ASCII, at most 255 bytes, not "." or ".."), kept to
-// characters that need no quoting in a shell or a table.
-func ValidCredentialID(id string) bool {
-	if id == "" || id == "." || id == ".." || len(id) > 255 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.' || r == '@') {
-			return false
-		}
-	}
-	return true
-}
-
-// validRestart reports whether s is a Restart= value of systemd.service(5).
-func validRestart(s string) bool {
-	switch s {
-	case "", RestartNo, RestartOnFailure, RestartAlways,
-		"on-success", "on-abnormal", "on-abort", "on-watchdog":
-		return true
-	}
-	return false
-}
-
 // properties returns the StartTransientUnit properties for spec in scope.
 // It validates spec; errors wrap ErrInvalid.
 func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
@@ -121,12 +93,12 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	if spec.Path == "" {
 		return nil, fmt.Errorf("%w: no executable path", ErrInvalid)
 	}
-	if !validRestart(spec.Restart) {
+	if !spec.Restart.Systemd() {
 		return nil, fmt.Errorf("%w: Restart=%s is not a systemd restart policy", ErrInvalid, spec.Restart)
 	}
 	for _, kv := range spec.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			return nil, fmt.Errorf("%w: environment entry %q is not KEY=VALUE", ErrInvalid, kv)
+		if err := wire.CheckEnvEntry(kv); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	}
 	if spec.User != "" && scope != System {
@@ -145,8 +117,8 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	}
 
 	for _, c := range spec.Credentials {
-		if !ValidCredentialID(c.ID) {
-			return nil, fmt.Errorf("%w: credential ID %q: %s", ErrInvalid, c.ID, CredentialIDRule)
+		if err := wire.CheckCredentialID(c.ID); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		if !strings.HasPrefix(c.Path, "/") {
 			return nil, fmt.Errorf("%w: credential %s: path %q is not absolute", ErrInvalid, c.ID, c.Path)
@@ -184,7 +156,7 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 		props = append(props, prop("User", spec.User))
 	}
 	if spec.Restart != "" {
-		props = append(props, prop("Restart", spec.Restart))
+		props = append(props, prop("Restart", string(spec.Restart)))
 	}
 	if spec.Restart != "" || spec.RestartSec > 0 {
 		props = append(props, prop("RestartUSec", usec(spec.RestartSec)))

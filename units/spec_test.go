@@ -9,6 +9,8 @@ import (
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/socketley/socketley/internal/wire"
 )
 
 func propMap(t *testing.T, props []sdbus.Property) map[string]sdbus.Property {
@@ -31,7 +33,7 @@ func TestPropertiesSignatures(t *testing.T) {
 		Env:                []string{"A=1", "B=x=y"},
 		WorkingDirectory:   "/srv/web",
 		User:               "www",
-		Restart:            RestartOnFailure,
+		Restart:            wire.RestartOnFailure,
 		RestartSec:         250 * time.Millisecond,
 		StartLimitBurst:    3,
 		StartLimitInterval: 10 * time.Second,
@@ -172,8 +174,8 @@ func TestPropertiesInvalid(t *testing.T) {
 		{"steps with the cap below the delay", func(s *Spec) {
 			s.RestartSteps, s.RestartSec, s.RestartMaxDelay = 3, time.Second, time.Second
 		}, System, "needs 0 < RestartSec"},
-		{"credential ID with a slash", func(s *Spec) { s.Credentials = []Credential{{ID: "a/b", Path: "/x"}} }, User, "credential ID"},
-		{"credential ID ..", func(s *Spec) { s.Credentials = []Credential{{ID: "..", Path: "/x"}} }, User, "credential ID"},
+		{"credential ID with a slash", func(s *Spec) { s.Credentials = []Credential{{ID: "a/b", Path: "/x"}} }, User, "bad ID"},
+		{"credential ID ..", func(s *Spec) { s.Credentials = []Credential{{ID: "..", Path: "/x"}} }, User, "bad ID"},
 		{"relative credential path", func(s *Spec) { s.Credentials = []Credential{{ID: "t", Path: "x"}} }, User, "not absolute"},
 	}
 	for _, tt := range tests {
@@ -194,7 +196,7 @@ func TestPropertiesInvalid(t *testing.T) {
 // A zero RestartSec with a Restart= policy means "at once": RestartUSec=0 is
 // sent, never left to systemd's default of 100 ms.
 func TestPropertiesZeroRestartSec(t *testing.T) {
-	props, err := properties(Spec{Name: "z", Path: "/bin/true", Restart: RestartOnFailure}, User)
+	props, err := properties(Spec{Name: "z", Path: "/bin/true", Restart: wire.RestartOnFailure}, User)
 	if err != nil {
 		t.Fatalf("properties: %v", err)
 	}
@@ -211,7 +213,7 @@ func TestPropertiesZeroRestartSec(t *testing.T) {
 // The native backoff (systemd ≥ 254): RestartSteps (u), RestartMaxDelayUSec
 // (t) and StartLimitIntervalUSec=0 for "no start limit".
 func TestPropertiesNativeBackoff(t *testing.T) {
-	props, err := properties(Spec{Name: "n", Path: "/bin/true", Restart: RestartAlways, RestartSec: time.Millisecond,
+	props, err := properties(Spec{Name: "n", Path: "/bin/true", Restart: wire.RestartAlways, RestartSec: time.Millisecond,
 		RestartSteps: 15, RestartMaxDelay: 30 * time.Second, NoStartLimit: true}, User)
 	if err != nil {
 		t.Fatalf("properties: %v", err)
@@ -236,7 +238,7 @@ func TestPropertiesNativeBackoff(t *testing.T) {
 		t.Error("StartLimitBurst set with no start limit")
 	}
 	// Without steps, neither 254-only property is sent (252 refuses them).
-	props, err = properties(Spec{Name: "n", Path: "/bin/true", Restart: RestartAlways}, User)
+	props, err = properties(Spec{Name: "n", Path: "/bin/true", Restart: wire.RestartAlways}, User)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,34 +247,6 @@ func TestPropertiesNativeBackoff(t *testing.T) {
 		if _, ok := m[name]; ok {
 			t.Errorf("%s sent without RestartSteps", name)
 		}
-	}
-}
-
-func TestValidCredentialID(t *testing.T) {
-	tests := []struct {
-		id   string
-		want bool
-	}{
-		{"token", true},
-		{"tls.key", true},
-		{"db-pass_2@prod", true},
-		{strings.Repeat("a", 255), true},
-		{"", false},
-		{".", false},
-		{"..", false},
-		{"a/b", false},
-		{"a:b", false},
-		{"a b", false},
-		{"tok\n", false},
-		{"é", false},
-		{strings.Repeat("a", 256), false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.id, func(t *testing.T) {
-			if got := ValidCredentialID(tt.id); got != tt.want {
-				t.Errorf("ValidCredentialID(%q) = %v, want %v", tt.id, got, tt.want)
-			}
-		})
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
+
+	"github.com/socketley/socketley/internal/wire"
 )
 
 // The state names below are aliases of string, so that Status fields mix with
@@ -76,13 +78,6 @@ const (
 	ResultOOMKill       ServiceResult = "oom-kill"
 )
 
-// Restart= policies accepted in Spec.Restart (systemd.service(5)).
-const (
-	RestartNo        = "no"
-	RestartOnFailure = "on-failure"
-	RestartAlways    = "always"
-)
-
 // How the main process ended, as in siginfo_t.si_code (Status.ExecMainCode).
 const (
 	CodeExited = 1 // CLD_EXITED: ExecMainStatus is the exit status
@@ -105,7 +100,7 @@ type Status struct {
 	// start-limit-hit (systemd 252 itself keeps the failure before it).
 	Result ServiceResult
 	// Restart is the unit's Restart= policy ("no", "on-failure", …).
-	Restart string
+	Restart wire.RestartPolicy
 	// RestartSec is the unit's RestartSec= (RestartUSec): how long systemd
 	// waits before an automatic restart.
 	RestartSec time.Duration
@@ -307,19 +302,19 @@ func derive(s *Status) {
 
 // restartApplies reports whether Restart=policy restarts a service that
 // ended with result (service_shall_restart in systemd's service.c).
-func restartApplies(policy string, result ServiceResult) bool {
+func restartApplies(policy wire.RestartPolicy, result ServiceResult) bool {
 	switch policy {
-	case RestartAlways:
+	case wire.RestartAlways:
 		return true
-	case "on-success":
+	case wire.RestartOnSuccess:
 		return result == ResultSuccess
-	case RestartOnFailure:
+	case wire.RestartOnFailure:
 		return result != ResultSuccess
-	case "on-abnormal":
+	case wire.RestartOnAbnormal:
 		return result != ResultSuccess && result != ResultExitCode
-	case "on-abort":
+	case wire.RestartOnAbort:
 		return result == ResultSignal || result == ResultCoreDump
-	case "on-watchdog":
+	case wire.RestartOnWatchdog:
 		return result == ResultWatchdog
 	}
 	return false
@@ -460,12 +455,12 @@ func typeError(name, want string, v any) error {
 	return fmt.Errorf("property %s: got %T, want D-Bus %s", name, v, want)
 }
 
-func setString(dst *string, name string, v any) error {
+func setString[T ~string](dst *T, name string, v any) error {
 	s, ok := v.(string)
 	if !ok {
 		return typeError(name, "s", v)
 	}
-	*dst = own(s)
+	*dst = T(own(s))
 	return nil
 }
 
@@ -481,7 +476,7 @@ var common = func() map[string]string {
 		"final-watchdog", "final-sigterm", "final-sigkill", "cleaning", "condition",
 		ResultSuccess, ResultProtocol, ResultTimeout, ResultExitCode, ResultSignal, ResultCoreDump,
 		ResultWatchdog, ResultStartLimitHit, ResultResources, ResultOOMKill,
-		RestartNo, RestartOnFailure, RestartAlways, "on-success", "on-abnormal", "on-abort", "on-watchdog",
+		"no", "on-failure", "always", "on-success", "on-abnormal", "on-abort", "on-watchdog",
 	} {
 		m[s] = s
 	}

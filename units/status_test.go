@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/socketley/socketley/internal/wire"
 )
 
 const usecT0 = uint64(1_700_000_000_123_456)
@@ -49,7 +51,7 @@ func TestDecodeStatus(t *testing.T) {
 	want := Status{
 		Unit: "socketley-web.service", Name: "web",
 		LoadState: LoadLoaded, ActiveState: ActiveActive, SubState: SubRunning,
-		Result: ResultSuccess, Restart: RestartOnFailure,
+		Result: ResultSuccess, Restart: wire.RestartOnFailure,
 		MainPID: 4242, NRestarts: 2,
 		ActiveEnter:   time.UnixMicro(int64(usecT0)),
 		ExecMainStart: time.UnixMicro(int64(usecT0 - 1000)),
@@ -153,24 +155,24 @@ func TestDerive(t *testing.T) {
 	}{
 		{"running", Status{ActiveState: ActiveActive, SubState: SubRunning, Result: ResultSuccess}, false, ResultSuccess},
 		{"auto-restart", Status{ActiveState: ActiveActivating, SubState: SubAutoRestart, Result: ResultSignal,
-			Restart: RestartOnFailure, NRestarts: 1}, true, ResultSignal},
+			Restart: wire.RestartOnFailure, NRestarts: 1}, true, ResultSignal},
 		{"auto-restart-queued (254)", Status{ActiveState: ActiveActivating, SubState: SubAutoRestartQueued,
-			Restart: RestartAlways, NRestarts: 2}, true, ""},
+			Restart: wire.RestartAlways, NRestarts: 2}, true, ""},
 		{"starting", Status{ActiveState: ActiveActivating, SubState: SubStart}, false, ""},
 		{"failed, no restart policy", Status{ActiveState: ActiveFailed, SubState: SubFailed, Result: ResultExitCode,
-			Restart: RestartNo}, false, ResultExitCode},
+			Restart: wire.RestartNo}, false, ResultExitCode},
 		{"failed before any restart", Status{ActiveState: ActiveFailed, SubState: SubFailed, Result: ResultExitCode,
-			Restart: RestartOnFailure}, false, ResultExitCode},
+			Restart: wire.RestartOnFailure}, false, ResultExitCode},
 		{"start limit refused a restart", Status{ActiveState: ActiveFailed, SubState: SubFailed, Result: ResultExitCode,
-			Restart: RestartOnFailure, NRestarts: 3}, false, ResultStartLimitHit},
+			Restart: wire.RestartOnFailure, NRestarts: 3}, false, ResultStartLimitHit},
 		{"start limit, always", Status{ActiveState: ActiveFailed, SubState: SubFailed, Result: ResultSignal,
-			Restart: RestartAlways, NRestarts: 5}, false, ResultStartLimitHit},
-		{"native start-limit-hit", Status{ActiveState: ActiveFailed, Result: ResultStartLimitHit, Restart: RestartAlways,
+			Restart: wire.RestartAlways, NRestarts: 5}, false, ResultStartLimitHit},
+		{"native start-limit-hit", Status{ActiveState: ActiveFailed, Result: ResultStartLimitHit, Restart: wire.RestartAlways,
 			NRestarts: 5}, false, ResultStartLimitHit},
 		{"on-abnormal does not restart exit-code", Status{ActiveState: ActiveFailed, Result: ResultExitCode,
 			Restart: "on-abnormal", NRestarts: 2}, false, ResultExitCode},
 		{"inactive", Status{ActiveState: ActiveInactive, SubState: SubDead, Result: ResultSuccess,
-			Restart: RestartAlways, NRestarts: 1}, false, ResultSuccess},
+			Restart: wire.RestartAlways, NRestarts: 1}, false, ResultSuccess},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/socketley/socketley/internal/wire"
 )
 
 // sd is the unique bus name of systemd in the offline tests.
@@ -32,7 +34,7 @@ func offlineWatch(t *testing.T, units ...Status) *Watch {
 func running(name string, pid int) Status {
 	return Status{
 		Unit: Name(name), Name: name, LoadState: LoadLoaded, ActiveState: ActiveActive, SubState: SubRunning,
-		Result: ResultSuccess, Restart: RestartOnFailure, MainPID: pid, ExecStart: []string{"/bin/x"},
+		Result: ResultSuccess, Restart: wire.RestartOnFailure, MainPID: pid, ExecStart: []string{"/bin/x"},
 	}
 }
 

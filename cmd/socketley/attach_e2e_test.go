@@ -260,7 +260,7 @@ func TestManagedAttach(t *testing.T) {
 	e.ok("add", "./web.sh", "--attach", "-s", "--wait")
 	pid := mainPID(t, "web")
 	r := e.show("web")
-	if r.Status != wire.StateRunning || r.Type != "server" || r.Port != port || r.AttachPID != pid || r.PID != pid || r.AttachedAt.IsZero() {
+	if r.Status != wire.StatusRunning || r.Type != "server" || r.Port != port || r.AttachPID != pid || r.PID != pid || r.AttachedAt.IsZero() {
 		t.Fatalf("after add --wait: %+v (MainPID %d)", r, pid)
 	}
 	if got := e.psPID("web"); got != pid {
@@ -289,7 +289,7 @@ func TestManagedAttach(t *testing.T) {
 	eventually(t, "the new process to re-attach", func() bool {
 		r := e.show("web")
 		np = r.PID
-		return np != 0 && np != pid && r.AttachPID == np && r.Status == wire.StateRunning
+		return np != 0 && np != pid && r.AttachPID == np && r.Status == wire.StatusRunning
 	})
 	if got := mainPID(t, "web"); got != np {
 		t.Fatalf("entry follows pid %d, MainPID is %d", np, got)
@@ -324,7 +324,7 @@ func TestHealthRestartsUnhealthy(t *testing.T) {
 	if regexp.MustCompile(`msg="restarting unhealthy runtime" name=liar2 `).MatchString(e.log.String()[from:]) {
 		t.Fatal("health-fails 0: liar2 was restarted")
 	}
-	if r := e.show("liar2"); r.PID != p2 || r.Restarts != 0 || r.Status != wire.StateUnhealthy || !strings.Contains(r.Reason, "refuses connections") {
+	if r := e.show("liar2"); r.PID != p2 || r.Restarts != 0 || r.Status != wire.StatusUnhealthy || !strings.Contains(r.Reason, "refuses connections") {
 		t.Fatalf("health-fails 0: %+v, want unhealthy (port refuses connections), same pid %d, no restart", r, p2)
 	}
 }
@@ -342,7 +342,7 @@ func TestAttachOverdue(t *testing.T) {
 	// attach cannot be overdue yet. On a machine slow enough to take longer,
 	// the state may rightly have moved on: nothing to check then.
 	if d := time.Since(t0); d < 1500*time.Millisecond {
-		if r.Status != wire.StateStarting || !strings.Contains(r.Reason, "waiting for pid") {
+		if r.Status != wire.StatusStarting || !strings.Contains(r.Reason, "waiting for pid") {
 			t.Fatalf("%s after add: %s (%s), want starting", d, r.Status, r.Reason)
 		}
 	} else {
@@ -361,7 +361,7 @@ func TestAttachOverdue(t *testing.T) {
 	e.ok("add", "./mute.sh", "--name", "stuck", "--attach", "--attach-timeout", "1500ms", "--health-fails", "0", "-s")
 	eventually(t, "stuck to be unhealthy", func() bool {
 		r := e.show("stuck")
-		return r.Status == wire.StateUnhealthy && strings.Contains(r.Reason, "has not attached after 1.5s")
+		return r.Status == wire.StatusUnhealthy && strings.Contains(r.Reason, "has not attached after 1.5s")
 	})
 
 	// The message names the --timeout, so it proves the wait used it.
@@ -385,7 +385,7 @@ func TestStatesAndWait(t *testing.T) {
 		t.Fatalf("add --wait of a non-attaching runtime returned after %s, want the ~1 s settle", d)
 	}
 	r := e.show("plain")
-	if r.Status != wire.StateRunning || r.Type != "" || r.Port != 0 {
+	if r.Status != wire.StatusRunning || r.Type != "" || r.Port != 0 {
 		t.Fatalf("plain: %+v", r)
 	}
 	for _, l := range strings.Split(e.ok("ps"), "\n") {
@@ -397,7 +397,7 @@ func TestStatesAndWait(t *testing.T) {
 	e.ok("add", "./plain.sh", "--name", "later")
 	t0 = time.Now()
 	e.ok("start", "later", "--wait")
-	if d := time.Since(t0); d < 900*time.Millisecond || e.show("later").Status != wire.StateRunning {
+	if d := time.Since(t0); d < 900*time.Millisecond || e.show("later").Status != wire.StatusRunning {
 		t.Fatalf("start --wait: %s after %s", e.show("later").Status, d)
 	}
 
@@ -415,14 +415,14 @@ func TestStatesAndWait(t *testing.T) {
 	exit3("add", "./crash.sh", "-s", "--wait")
 	eventually(t, "crash to hit the start limit", func() bool {
 		r := e.show("crash")
-		return r.Status == wire.StateCrashLoop && strings.Contains(r.Reason, "exit code 3")
+		return r.Status == wire.StatusCrashLoop && strings.Contains(r.Reason, "exit code 3")
 	})
 	exit3("start", "crash", "--wait")
 
 	e.ok("add", "./crash.sh", "--name", "once", "--restart", "no", "-s")
 	eventually(t, "once to fail", func() bool {
 		r := e.show("once")
-		return r.Status == wire.StateFailed && strings.Contains(r.Reason, "exit code 3")
+		return r.Status == wire.StatusFailed && strings.Contains(r.Reason, "exit code 3")
 	})
 }
 
@@ -437,7 +437,7 @@ func TestUnmanagedAttach(t *testing.T) {
 	}
 	pid, port := a.cmd.Process.Pid, a.port
 	r := e.show("uc")
-	if r.Managed || r.Status != wire.StateRunning || r.PID != pid || r.Type != "server" || r.Port != port {
+	if r.Managed || r.Status != wire.StatusRunning || r.PID != pid || r.Type != "server" || r.Port != port {
 		t.Fatalf("attached entry: %+v", r)
 	}
 	if got := e.psPID("uc"); got != pid {
@@ -537,7 +537,7 @@ func TestCClientManaged(t *testing.T) {
 	e.ok("add", cClient(t), "--name", "capp", "--attach", "-s", "--wait", "--", "serve", "cache", "ignored", "0")
 	from := e.mark()
 	r := e.show("capp")
-	if r.Status != wire.StateRunning || r.Type != "cache" || r.Port == 0 || r.AttachPID != mainPID(t, "capp") {
+	if r.Status != wire.StatusRunning || r.Type != "cache" || r.Port == 0 || r.AttachPID != mainPID(t, "capp") {
 		t.Fatalf("C client, managed: %+v", r)
 	}
 	// The port it attached is the one it listens on (it picked a free one).
@@ -551,7 +551,7 @@ func TestCClientManaged(t *testing.T) {
 	if l := e.waitTicks(from, 2); !strings.Contains(l, "probed=1 ") {
 		t.Fatalf("the tick after the attach did not check capp's port: %s", l)
 	}
-	if r := e.show("capp"); r.Status != wire.StateRunning {
+	if r := e.show("capp"); r.Status != wire.StatusRunning {
 		t.Fatalf("after some ticks: %s (%s)", r.Status, r.Reason)
 	}
 	// remove stops the unit (a managed runtime never sends remove itself).

@@ -299,7 +299,7 @@ while :; do sleep 0.05; done`)
 	if st := unitProp(t, "svc", "ActiveState"); st != "inactive" {
 		t.Fatalf("after stop: ActiveState %s", st)
 	}
-	if r := e.show("svc"); r.Status != wire.StateStopped || r.PID != 0 {
+	if r := e.show("svc"); r.Status != wire.StatusStopped || r.PID != 0 {
 		t.Fatalf("after stop: status %s pid %d", r.Status, r.PID)
 	}
 	if alive(pid) {
@@ -433,7 +433,7 @@ func TestDaemonRestartAdoptsAndReboots(t *testing.T) {
 	if st := unitProp(t, "lost", "ActiveState"); st != "active" {
 		t.Fatalf("lost unit: %s", st)
 	}
-	if r := e.show("idle"); r.Status != wire.StateCreated || r.PID != 0 {
+	if r := e.show("idle"); r.Status != wire.StatusCreated || r.PID != 0 {
 		t.Fatalf("desired-stopped entry: %s pid %d, want created and not running", r.Status, r.PID)
 	}
 

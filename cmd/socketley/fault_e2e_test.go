@@ -615,7 +615,7 @@ func (f *faultRun) check(where string) {
 			// (c) stop (or add without -s) answered success: wanted stopped, and stopped.
 			f.violation(&f.n.falseOK, name+" "+st.why, "%s: false success: %s is desired %s, unit %s, but it should be stopped according to %s",
 				where, name, r.Desired, u, st.why)
-		case isReg && (r.Status == wire.StateRemoving || r.Desired == "removed"):
+		case isReg && (r.Status == wire.StatusRemoving || r.Desired == "removed"):
 			// A remove the kill interrupted is finished by the reconcile at
 			// the daemon's start (docs/security.md, #11.4); one that failed
 			// otherwise was reported as an unexpected failure.
@@ -631,7 +631,7 @@ func (f *faultRun) check(where string) {
 		switch {
 		case !isReg:
 			st.set(triNo, triUnknown, where+" (not in ls)")
-		case r.Status == wire.StateRemoving || r.Desired == "removed":
+		case r.Status == wire.StatusRemoving || r.Desired == "removed":
 			st.set(triUnknown, triUnknown, seen)
 		case r.Desired == "running":
 			st.set(triYes, triYes, seen)
@@ -786,7 +786,7 @@ type regView struct {
 	Args     []string
 	Env      []string
 	WorkDir  string
-	Restart  string
+	Restart  wire.RestartPolicy
 	OwnerUID int
 	Created  time.Time
 	PID      int

@@ -115,17 +115,17 @@ func TestPSDuringRestartGap(t *testing.T) {
 	e.ok("add", "./fail", "--name", "gap", "-s", "--restart-sec", "1h", "--restart-max-delay", "2h")
 	st.next(t, waitTimeout, "the first run")
 	st.release(t) // it exits 3
-	eventually(t, "gap to wait for its restart", func() bool { return e.show("gap").Status == wire.StateRestarting })
+	eventually(t, "gap to wait for its restart", func() bool { return e.show("gap").Status == wire.StatusRestarting })
 	out := e.ok("ps")
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("ps during the restart gap:\n%s\nwant the header and gap", out)
 	}
-	if f := strings.Fields(lines[1]); len(f) != 7 || f[0] != "gap" || f[3] != wire.StateRestarting || f[6] != "-" {
+	if f := strings.Fields(lines[1]); len(f) != 7 || f[0] != "gap" || f[3] != string(wire.StatusRestarting) || f[6] != "-" {
 		t.Fatalf("ps row %q, want gap restarting with PID -", lines[1])
 	}
 	var rts []wire.Runtime
-	if err := json.Unmarshal([]byte(e.ok("ps", "-o", "json")), &rts); err != nil || len(rts) != 1 || rts[0].Status != wire.StateRestarting || rts[0].PID != 0 {
+	if err := json.Unmarshal([]byte(e.ok("ps", "-o", "json")), &rts); err != nil || len(rts) != 1 || rts[0].Status != wire.StatusRestarting || rts[0].PID != 0 {
 		t.Fatalf("ps -o json during the gap: %v %+v", err, rts)
 	}
 	// Stopped, it is not wanted running: ps leaves it out.

@@ -216,7 +216,7 @@ func TestListenLifecycle(t *testing.T) {
 				!strings.Contains(errOut, "switched back to "+v2+", running again") || !strings.Contains(errOut, "  broken\n") {
 				t.Fatalf("upgrade to a broken binary: exit %d, %s%s; want 1, switched back, and its output", code, out, errOut)
 			}
-			if r := e.show("lc"); r.Path != v2 || r.Status != wire.StateRunning {
+			if r := e.show("lc"); r.Path != v2 || r.Status != wire.StatusRunning {
 				t.Fatalf("after the switch back: path %s, status %s", r.Path, r.Status)
 			}
 		}, "B"},

@@ -212,7 +212,7 @@ func TestRebootSystemSocketUnit(t *testing.T) {
 		after := listed()
 		for _, name := range names {
 			r := after[name]
-			if r.Status != wire.StateRunning || r.AttachPID == 0 || r.AttachPID != r.PID {
+			if r.Status != wire.StatusRunning || r.AttachPID == 0 || r.AttachPID != r.PID {
 				t.Errorf("boot %d: %s is %s, attached by pid %d, main pid %d; want running and attached by its main process", boot, name, r.Status, r.AttachPID, r.PID)
 			}
 			if name != "first-fail" && r.Restarts != before[name].Restarts {

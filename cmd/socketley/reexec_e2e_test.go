@@ -21,7 +21,7 @@ func TestDaemonReexecKeepsTracking(t *testing.T) {
 	e := newEnvWith(t, "--tick", fastTick)
 	e.ok("add", cClient(t), "--name", "rx", "--attach", "-s", "--wait", "--", "serve", "cache", "ignored", "0")
 	before := e.show("rx")
-	if before.Status != wire.StateRunning || before.AttachPID == 0 {
+	if before.Status != wire.StatusRunning || before.AttachPID == 0 {
 		t.Fatalf("before the re-exec: %+v", before)
 	}
 	if out, err := exec.Command("systemctl", "--user", "daemon-reexec").CombinedOutput(); err != nil {
@@ -47,7 +47,7 @@ func TestDaemonReexecKeepsTracking(t *testing.T) {
 		from = m[1]
 	}
 	after := e.show("rx")
-	if after.Status != wire.StateRunning || after.AttachPID != pid || after.PID != pid || after.Restarts < 1 {
+	if after.Status != wire.StatusRunning || after.AttachPID != pid || after.PID != pid || after.Restarts < 1 {
 		t.Fatalf("after a crash following the re-exec: %+v; want running, attached by pid %d, restarts >= 1", after, pid)
 	}
 	if mp := mainPID(t, "rx"); mp != pid {
@@ -55,7 +55,7 @@ func TestDaemonReexecKeepsTracking(t *testing.T) {
 	}
 	// Commands that need systemd work: restart waits for the new process.
 	e.ok("restart", "rx", "--wait")
-	if r := e.show("rx"); r.Status != wire.StateRunning || r.PID == pid {
+	if r := e.show("rx"); r.Status != wire.StatusRunning || r.PID == pid {
 		t.Fatalf("restart after the re-exec: %+v", r)
 	}
 	e.ok("stop", "rx")

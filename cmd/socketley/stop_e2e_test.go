@@ -99,7 +99,7 @@ func TestAddStartFailureKept(t *testing.T) {
 			}
 			if tt.runs {
 				ev := st.next(t, waitTimeout, "the start that runs")
-				eventually(t, "svc is running", func() bool { r := e.show("svc"); return r.Status == wire.StateRunning && r.PID == ev.pid })
+				eventually(t, "svc is running", func() bool { r := e.show("svc"); return r.Status == wire.StatusRunning && r.PID == ev.pid })
 				if r := e.show("svc"); r.LastExit != tt.lastExit {
 					t.Errorf("last exit %q, want %q", r.LastExit, tt.lastExit)
 				}
@@ -178,7 +178,7 @@ func TestStopTimeoutEndsASIGTERMIgnoringProgram(t *testing.T) {
 	took := e.stopAndGone(pid, "restart", "stubborn")
 	next := st.next(t, waitTimeout, "the start after restart")
 	r := e.show("stubborn")
-	if r.Status != wire.StateRunning || r.PID != next.pid || next.pid == pid {
+	if r.Status != wire.StatusRunning || r.PID != next.pid || next.pid == pid {
 		t.Fatalf("after restart: status %s pid %d (started %d, old %d), want running with the new pid", r.Status, r.PID, next.pid, pid)
 	}
 	if took < stopTimeout {
@@ -196,14 +196,14 @@ func TestStopTimeoutEndsASIGTERMIgnoringProgram(t *testing.T) {
 		t.Fatalf("restart --wait returned with the old pid %d alive", pid)
 	}
 	next = st.next(t, waitTimeout, "the start after restart --wait")
-	if r := e.show("stubborn"); r.Status != wire.StateRunning || r.PID != next.pid {
+	if r := e.show("stubborn"); r.Status != wire.StatusRunning || r.PID != next.pid {
 		t.Fatalf("after restart --wait: status %s pid %d, want running pid %d", r.Status, r.PID, next.pid)
 	}
 	t.Logf("restart --wait: %s until running (stop timeout %s + about 1 s to count as running)", wtook.Round(time.Millisecond), stopTimeout)
 
 	// stop: returns once the process is gone; the runtime shows stopped.
 	took = e.stopAndGone(next.pid, "stop", "stubborn")
-	if r := e.show("stubborn"); r.Status != wire.StateStopped || r.PID != 0 {
+	if r := e.show("stubborn"); r.Status != wire.StatusStopped || r.PID != 0 {
 		t.Fatalf("after stop: status %s (%s) pid %d, want stopped", r.Status, r.Reason, r.PID)
 	}
 	t.Logf("stop: %s", took.Round(time.Millisecond))

@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,7 +11,6 @@ import (
 	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
-	"github.com/socketley/socketley/units"
 )
 
 type addFlags struct {
@@ -132,102 +129,68 @@ or a bad address is refused and nothing is registered.`,
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE for the program (repeatable; values may contain spaces)")
 	fl.StringArrayVar(&f.credentials, "credential", nil, "secret file ID:PATH the program reads as $CREDENTIALS_DIRECTORY/ID (systemd LoadCredential=; repeatable; system daemon: root only)")
 	fl.StringVar(&f.workdir, "workdir", "", "working directory of the program (default: the manager's, / for the system manager)")
-	fl.StringVar(&f.restart, "restart", "on-failure", "restart policy: on-failure, always or no")
+	fl.StringVar(&f.restart, "restart", string(wire.DefaultRestart), "restart policy: on-failure, always or no")
 	fl.DurationVar(&f.restartSec, "restart-sec", 0, "delay before systemd restarts a program that crashed after a long run (0 = at once)")
-	fl.DurationVar(&f.maxDelay, "restart-max-delay", 30*time.Second, "cap of the crash backoff delay")
-	fl.DurationVar(&f.restartReset, "restart-reset", 10*time.Second, "how long a run must last for the crash backoff to start over (>= 1s)")
+	fl.DurationVar(&f.maxDelay, "restart-max-delay", wire.DefaultRestartMaxDelay, "cap of the crash backoff delay")
+	fl.DurationVar(&f.restartReset, "restart-reset", wire.DefaultRestartReset, "how long a run must last for the crash backoff to start over (>= 1s)")
 	fl.IntVar(&f.maxRestarts, "max-restarts", 0, "give up after N failed runs in a row (0 = keep restarting forever)")
-	fl.DurationVar(&f.stopTimeout, "stop-timeout", 10*time.Second, "how long a stop waits after SIGTERM before SIGKILL (systemd TimeoutStopSec=; up to 5m)")
+	fl.DurationVar(&f.stopTimeout, "stop-timeout", wire.DefaultStopTimeout, "how long a stop waits after SIGTERM before SIGKILL (systemd TimeoutStopSec=; up to 5m)")
 	fl.BoolVar(&f.attach, "attach", false, "expect the program to attach (status stays starting until it does)")
-	fl.DurationVar(&f.attachTimeout, "attach-timeout", 10*time.Second, "how long an expected attach may take before the runtime is unhealthy")
-	fl.IntVar(&f.healthFails, "health-fails", 3, "consecutive unhealthy health checks (every 2 s) before a restart; 0 disables")
+	fl.DurationVar(&f.attachTimeout, "attach-timeout", wire.DefaultAttachTimeout, "how long an expected attach may take before the runtime is unhealthy")
+	fl.IntVar(&f.healthFails, "health-fails", wire.DefaultHealthFails, "consecutive unhealthy health checks (every 2 s) before a restart; 0 disables")
 	fl.StringVar(&f.runAs, "run-as", "", "system daemon, root only: run the unit as this user (default: the caller)")
 	fl.StringArrayVar(&f.listen, "listen", nil, "[ADDR:]PORT that systemd listens on and passes to the program (socket activation, LISTEN_FDS; repeatable): connections wait while it restarts")
 	f.wait.register(cmd)
 	return cmd
 }
 
-// spec validates the flags and resolves PATH against the current directory.
+// spec builds the add request from the flags, resolving PATH, --workdir
+// and credential paths against the current directory, and checks it with
+// wire.AddSpec.Check (the daemon's own rules). Whether the files exist and
+// may be run is the daemon's to check, with the caller's rights, on the
+// machine that runs them.
 func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpec, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return wire.AddSpec{}, usageErr("add: %v", err)
 	}
-	fi, err := os.Stat(abs)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return wire.AddSpec{}, usageErr("add: no such file: %s", abs)
-	case err != nil:
-		return wire.AddSpec{}, usageErr("add: %v", err)
-	case fi.IsDir():
-		return wire.AddSpec{}, usageErr("add: %s is a directory; give the path of an executable file", abs)
-	case !fi.Mode().IsRegular():
-		return wire.AddSpec{}, usageErr("add: %s is not a regular file", abs)
-	case fi.Mode().Perm()&0o111 == 0:
-		return wire.AddSpec{}, usageErr("add: %s is not executable (chmod +x %s)", abs, path)
-	}
 	name := f.name
 	if name == "" {
 		base := filepath.Base(abs)
 		name = strings.TrimSuffix(base, filepath.Ext(base))
-	}
-	if err := wire.CheckName(name); err != nil {
-		return wire.AddSpec{}, usageErr("add: %v (choose one with --name)", err)
-	}
-	for _, kv := range f.env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			return wire.AddSpec{}, usageErr("add: --env %q is not KEY=VALUE", kv)
+		if err := wire.CheckName(name); err != nil {
+			return wire.AddSpec{}, usageErr("add: %v (choose one with --name)", err)
 		}
 	}
 	creds, err := credentials(f.credentials)
 	if err != nil {
 		return wire.AddSpec{}, err
 	}
-	switch f.restart {
-	case "on-failure", "always", "no":
-	default:
-		return wire.AddSpec{}, usageErr("add: --restart %q: use on-failure, always or no", f.restart)
-	}
-	switch {
-	case f.restartSec < 0:
-		return wire.AddSpec{}, usageErr("add: --restart-sec %s is negative; use 0 (at once) or a positive duration such as 500ms", f.restartSec)
-	case f.maxDelay < 0:
-		return wire.AddSpec{}, usageErr("add: --restart-max-delay %s is negative; give a duration such as 30s", f.maxDelay)
-	case f.restartReset != 0 && f.restartReset < time.Second:
-		return wire.AddSpec{}, usageErr("add: --restart-reset %s is below 1s; give a duration such as 10s", f.restartReset)
-	case f.maxRestarts < 0:
-		return wire.AddSpec{}, usageErr("add: --max-restarts %d is negative; use 0 to keep restarting forever", f.maxRestarts)
-	case f.stopTimeout <= 0 || f.stopTimeout > 5*time.Minute:
-		return wire.AddSpec{}, usageErr("add: --stop-timeout %s: give a positive duration up to 5m, such as 10s", f.stopTimeout)
-	case f.attachTimeout <= 0:
-		return wire.AddSpec{}, usageErr("add: --attach-timeout %s must be a positive duration such as 10s", f.attachTimeout)
-	}
-	if f.healthFails < 0 {
-		return wire.AddSpec{}, usageErr("add: --health-fails %d is negative (0 disables health restarts)", f.healthFails)
-	}
 	wd := f.workdir
 	if wd != "" {
 		if wd, err = filepath.Abs(wd); err != nil {
 			return wire.AddSpec{}, usageErr("add: --workdir: %v", err)
 		}
-		if fi, err := os.Stat(wd); err != nil || !fi.IsDir() {
-			return wire.AddSpec{}, usageErr("add: --workdir %s is not a directory", wd)
-		}
 	}
 	spec := wire.AddSpec{
-		Name: name, Path: abs, Args: args, Env: f.env, WorkDir: wd, Restart: f.restart, Credentials: creds,
+		Name: name, Path: abs, Args: args, Env: f.env, WorkDir: wd, Restart: wire.RestartPolicy(f.restart), Credentials: creds,
 		RestartSec: sdk.Duration(f.restartSec), Start: f.start, RunAs: f.runAs,
 		RestartMaxDelay: sdk.Duration(f.maxDelay), RestartReset: sdk.Duration(f.restartReset), MaxRestarts: f.maxRestarts,
 		ExpectAttach: f.attach, AttachTimeout: sdk.Duration(f.attachTimeout), StopTimeout: sdk.Duration(f.stopTimeout),
+		Listen: f.listen,
 	}
-	listen, err := checkListen(f.listen)
-	if err != nil {
-		return wire.AddSpec{}, err
-	}
-	spec.Listen = listen
 	if healthSet {
 		n := f.healthFails
 		spec.HealthFails = &n
+	}
+	switch {
+	case f.stopTimeout <= 0:
+		return wire.AddSpec{}, usageErr("add: --stop-timeout %s: give a positive duration up to %s, such as 10s", f.stopTimeout, wire.MaxStopTimeout)
+	case f.attachTimeout <= 0:
+		return wire.AddSpec{}, usageErr("add: --attach-timeout %s must be a positive duration such as 10s", f.attachTimeout)
+	}
+	if err := spec.Check(); err != nil {
+		return wire.AddSpec{}, usageErr("add: %v", err)
 	}
 	return spec, nil
 }
@@ -247,20 +210,6 @@ func credentials(vals []string) ([]wire.Credential, error) {
 			return nil, usageErr("add: --credential %q: %v", v, err)
 		}
 		out = append(out, wire.Credential{ID: id, Path: abs})
-	}
-	return out, nil
-}
-
-// checkListen validates --listen values (units.NormalizeListen) and returns
-// them in systemd's form.
-func checkListen(addrs []string) ([]string, error) {
-	var out []string
-	for _, a := range addrs {
-		n, err := units.NormalizeListen(a)
-		if err != nil {
-			return nil, usageErr("add: --listen: %s", strings.TrimPrefix(err.Error(), units.ErrInvalid.Error()+": "))
-		}
-		out = append(out, n)
 	}
 	return out, nil
 }

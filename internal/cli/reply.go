@@ -91,7 +91,7 @@ func (a *app) failReply(ctx context.Context, c *sdk.Client, verb string, res *wi
 		// runtime of a failed reply is the one (an older daemon's too).
 		failed := r.Failed != "" || len(res.Runtimes) == 1
 		if !failed {
-			if r.Status == wire.StateRunning && r.PID > 0 {
+			if r.Status == wire.StatusRunning && r.PID > 0 {
 				word := "started"
 				if waited {
 					word = "running"
@@ -147,7 +147,7 @@ func exited(r wire.Runtime) bool {
 		return false
 	}
 	switch r.Status {
-	case wire.StateFailed, wire.StateCrashLoop, wire.StateRestarting, wire.StateStopped:
+	case wire.StatusFailed, wire.StatusCrashLoop, wire.StatusRestarting, wire.StatusStopped:
 		return true
 	}
 	return false
@@ -162,16 +162,16 @@ func orUnknownExit(s string) string {
 
 // policy says what follows for r, which stays registered and wanted running.
 func policy(r wire.Runtime) string {
-	if r.Restart == "no" {
+	if r.Restart == wire.RestartNo {
 		return fmt.Sprintf("%s stays registered and is not restarted (--restart no)", r.Name)
 	}
 	return fmt.Sprintf("%s stays registered and is left to its restart policy (--restart %s): socketley restarts it with the crash backoff, ls shows crash-loop meanwhile",
 		r.Name, orDefaultPolicy(r.Restart))
 }
 
-func orDefaultPolicy(p string) string {
+func orDefaultPolicy(p wire.RestartPolicy) wire.RestartPolicy {
 	if p == "" {
-		return "on-failure"
+		return wire.DefaultRestart
 	}
 	return p
 }

@@ -36,11 +36,11 @@ func TestStartReplies(t *testing.T) {
 	dir := t.TempDir()
 	prog := filepath.Join(dir, "prog")
 	writeExe(t, prog)
-	up := wire.Runtime{Name: "prog", Unit: "socketley-prog.service", Managed: true, Status: wire.StateRunning, PID: 131, Restart: "on-failure"}
-	gone := wire.Runtime{Name: "prog", Unit: "socketley-prog.service", Managed: true, Status: wire.StateCrashLoop, LastExit: "exit code 3", Restart: "on-failure"}
-	other := wire.Runtime{Name: "other", Unit: "socketley-other.service", Managed: true, Status: wire.StateFailed, LastExit: "exit code 1", Restart: "no"}
+	up := wire.Runtime{Name: "prog", Unit: "socketley-prog.service", Managed: true, Status: wire.StatusRunning, PID: 131, Restart: "on-failure"}
+	gone := wire.Runtime{Name: "prog", Unit: "socketley-prog.service", Managed: true, Status: wire.StatusCrashLoop, LastExit: "exit code 3", Restart: "on-failure"}
+	other := wire.Runtime{Name: "other", Unit: "socketley-other.service", Managed: true, Status: wire.StatusFailed, LastExit: "exit code 1", Restart: "no"}
 	goneNo := gone
-	goneNo.Status, goneNo.Restart = wire.StateFailed, "no"
+	goneNo.Status, goneNo.Restart = wire.StatusFailed, "no"
 	const noJournal = "its output cannot be read: "
 	// The daemon marks the runtime it failed on; the CLI reads the mark,
 	// not the message.

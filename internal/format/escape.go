@@ -15,7 +15,7 @@ import (
 // other runes strconv.IsPrint rejects (format characters such as the bidi
 // override \u202e). Printable Unicode and the space are kept as they are, and
 // so is the backslash: the output is for people, not for parsing.
-func Escape(s string) string { return escape(s, false) }
+func Escape[S ~string](s S) string { return escape(string(s), false) }
 
 // EscapeLines is Escape for text of several lines (messages, errors): the
 // newline is kept, every other control character is escaped.

@@ -153,15 +153,15 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 
 // restartPolicy words a runtime's restart settings, defaults filled in.
 func restartPolicy(r wire.Runtime) string {
-	if r.Restart == "no" {
-		return "no"
+	if r.Restart == wire.RestartNo {
+		return string(wire.RestartNo)
 	}
 	maxDelay, reset := time.Duration(r.RestartMaxDelay), time.Duration(r.RestartReset)
 	if maxDelay <= 0 {
-		maxDelay = 30 * time.Second
+		maxDelay = wire.DefaultRestartMaxDelay
 	}
 	if reset <= 0 {
-		reset = 10 * time.Second
+		reset = wire.DefaultRestartReset
 	}
 	give := "forever"
 	if r.MaxRestarts > 0 {
@@ -175,8 +175,8 @@ func restartPolicy(r wire.Runtime) string {
 // the failure count and when the next start is due ("crash-loop (12×, next
 // in 8s)").
 func Status(r wire.Runtime, now time.Time) string {
-	if r.Status != wire.StateCrashLoop || r.Failures == 0 {
-		return r.Status
+	if r.Status != wire.StatusCrashLoop || r.Failures == 0 {
+		return string(r.Status)
 	}
 	if r.NextRestart.IsZero() || !r.NextRestart.After(now) {
 		return fmt.Sprintf("%s (%d×, restarting)", r.Status, r.Failures)
@@ -210,15 +210,13 @@ func Duration(d time.Duration) string {
 	}
 }
 
+// mode is the MODE column: the runtime's Mode, derived from its flags when
+// an older daemon left it out.
 func mode(r wire.Runtime) string {
-	switch {
-	case r.Orphan:
-		return "orphan"
-	case r.Managed:
-		return "unit"
-	default:
-		return "attach"
+	if r.Mode != "" {
+		return string(r.Mode)
 	}
+	return string(wire.ModeOf(r.Managed, r.Orphan))
 }
 
 func dash(s string) string {

@@ -1,6 +1,9 @@
 package wire
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // ErrorClass is the kind of a failed request. The daemon sets it where the
 // error is made (by wrapping one of the class errors below); it travels in
@@ -97,4 +100,23 @@ func ClassError(c ErrorClass) error {
 		}
 	}
 	return nil
+}
+
+// classed is an error of one class whose message does not repeat the
+// class's name: errors.Is(err, class) holds, and err.Error() is the message.
+type classed struct {
+	class error
+	msg   string
+	err   error // the %w operand, if any
+}
+
+func (e *classed) Error() string        { return e.msg }
+func (e *classed) Is(target error) bool { return target == e.class }
+func (e *classed) Unwrap() error        { return e.err }
+
+// Errorf returns an error of class (one of the Err* class errors) with a
+// formatted message; a %w operand is wrapped as fmt.Errorf does.
+func Errorf(class error, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return &classed{class: class, msg: err.Error(), err: errors.Unwrap(err)}
 }

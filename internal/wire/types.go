@@ -1,22 +1,20 @@
 package wire
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // NameRule describes valid runtime names.
 const NameRule = "names are 1-64 characters of letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 // CheckName checks a runtime name: 1–64 characters of [A-Za-z0-9._-],
 // starting with a letter or digit, so that it maps to a valid unit name
-// socketley-NAME.service. The error says what is wrong and states the rule.
+// socketley-NAME.service. The error (class invalid) says what is wrong and
+// states the rule.
 func CheckName(name string) error {
 	if name == "" {
-		return fmt.Errorf("empty runtime name; %s", NameRule)
+		return Errorf(ErrInvalid, "empty runtime name; %s", NameRule)
 	}
 	if len(name) > 64 {
-		return fmt.Errorf("runtime name %q is %d characters long; %s", name, len(name), NameRule)
+		return Errorf(ErrInvalid, "runtime name %q is %d characters long; %s", name, len(name), NameRule)
 	}
 	for i, r := range name {
 		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
@@ -24,7 +22,7 @@ func CheckName(name string) error {
 			ok = ok || r == '.' || r == '_' || r == '-'
 		}
 		if !ok {
-			return fmt.Errorf("invalid runtime name %q; %s", name, NameRule)
+			return Errorf(ErrInvalid, "invalid runtime name %q; %s", name, NameRule)
 		}
 	}
 	return nil
@@ -76,12 +74,12 @@ type Credential struct {
 
 // AddSpec is what a user asks for when registering a managed runtime.
 type AddSpec struct {
-	Name    string   `json:"name"`
-	Path    string   `json:"path"` // absolute; the client resolves it against its cwd
-	Args    []string `json:"args,omitempty"`
-	Env     []string `json:"env,omitempty"` // K=V
-	WorkDir string   `json:"workdir,omitempty"`
-	Restart string   `json:"restart,omitempty"` // on-failure (default), always, no
+	Name    string        `json:"name"`
+	Path    string        `json:"path"` // absolute; the client resolves it against its cwd
+	Args    []string      `json:"args,omitempty"`
+	Env     []string      `json:"env,omitempty"` // K=V
+	WorkDir string        `json:"workdir,omitempty"`
+	Restart RestartPolicy `json:"restart,omitempty"` // "" = DefaultRestart
 
 	// Credentials are the unit's LoadCredential= (add --credential): files
 	// systemd copies into $CREDENTIALS_DIRECTORY at every start.
@@ -130,7 +128,9 @@ type Runtime struct {
 	Unit    string `json:"unit"`
 	Managed bool   `json:"managed"`          // started by socketley as a unit
 	Orphan  bool   `json:"orphan,omitempty"` // a socketley-* unit with no entry
-	Status  string `json:"status"`           // see the State* constants
+	Status  Status `json:"status"`
+	// Mode is how the runtime runs: unit, attach or orphan (ModeOf(Managed, Orphan)).
+	Mode    Mode   `json:"mode,omitempty"`
 	Desired string `json:"desired,omitempty"`
 	Reason  string `json:"reason,omitempty"` // why failed/unhealthy, in words
 	// Failed is set only in the reply of a command that failed for this
@@ -159,19 +159,19 @@ type Runtime struct {
 	ActiveState string `json:"active_state,omitempty"`
 	SubState    string `json:"sub_state,omitempty"`
 
-	Path            string    `json:"path,omitempty"`
-	Args            []string  `json:"args,omitempty"`
-	Env             []string  `json:"env,omitempty"`
-	WorkDir         string    `json:"workdir,omitempty"`
-	Restart         string    `json:"restart,omitempty"`
-	RestartSec      Duration  `json:"restart_sec,omitempty"`
-	RestartMaxDelay Duration  `json:"restart_max_delay,omitempty"`
-	RestartReset    Duration  `json:"restart_reset,omitempty"`
-	MaxRestarts     int       `json:"max_restarts,omitempty"`
-	StopTimeout     Duration  `json:"stop_timeout,omitempty"` // SIGTERM → SIGKILL (managed; default filled in)
-	User            string    `json:"user,omitempty"`
-	OwnerUID        int       `json:"owner_uid"`
-	Created         time.Time `json:"created,omitzero"`
+	Path            string        `json:"path,omitempty"`
+	Args            []string      `json:"args,omitempty"`
+	Env             []string      `json:"env,omitempty"`
+	WorkDir         string        `json:"workdir,omitempty"`
+	Restart         RestartPolicy `json:"restart,omitempty"`
+	RestartSec      Duration      `json:"restart_sec,omitempty"`
+	RestartMaxDelay Duration      `json:"restart_max_delay,omitempty"`
+	RestartReset    Duration      `json:"restart_reset,omitempty"`
+	MaxRestarts     int           `json:"max_restarts,omitempty"`
+	StopTimeout     Duration      `json:"stop_timeout,omitempty"` // SIGTERM → SIGKILL (managed; default filled in)
+	User            string        `json:"user,omitempty"`
+	OwnerUID        int           `json:"owner_uid"`
+	Created         time.Time     `json:"created,omitzero"`
 	// Redacted is set when Args and Env were withheld: the caller is
 	// neither root nor the runtime's owner (an orphan unit: not root).
 	Redacted bool `json:"redacted,omitempty"`
@@ -179,21 +179,6 @@ type Runtime struct {
 	// runtime (add --credential): IDs and paths, never the contents.
 	Credentials []Credential `json:"credentials,omitempty"`
 }
-
-// Runtime states shown in STATUS.
-const (
-	StateCreated    = "created" // registered, never started
-	StateRunning    = "running"
-	StateStarting   = "starting"
-	StateUnhealthy  = "unhealthy"
-	StateRestarting = "restarting"
-	StateFailed     = "failed"
-	StateCrashLoop  = "crash-loop"
-	StateStopped    = "stopped"
-	StateRemoving   = "removing" // remove recorded but not finished (see docs/security.md)
-	StateOrphan     = "orphan"
-	StateUnknown    = "unknown"
-)
 
 // Result is the JSON reply payload for mutating commands and errors.
 type Result struct {

@@ -75,14 +75,30 @@ func TestReplyFrame(t *testing.T) {
 }
 
 func TestCheckName(t *testing.T) {
-	for _, n := range []string{"a", "A1.b_c-d"} {
-		if err := CheckName(n); err != nil {
-			t.Errorf("CheckName(%q) = %v", n, err)
-		}
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"web", true}, {"a", true}, {"9lives", true}, {"my-app_1.2", true}, {"A1.b_c-d", true},
+		{strings.Repeat("a", 64), true}, {strings.Repeat("a", 65), false},
+		{"", false}, {"-web", false}, {".hidden", false}, {"_x", false},
+		{"has space", false}, {"a/b", false}, {"ünï", false}, {"x@y", false}, {"a\\x2d", false},
 	}
-	for _, n := range []string{"", "-a", "a b", strings.Repeat("x", 65)} {
-		if err := CheckName(n); err == nil || !strings.Contains(err.Error(), "1-64") {
-			t.Errorf("CheckName(%q) = %v, want the rule in the message", n, err)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckName(tt.name)
+			if (err == nil) != tt.ok {
+				t.Fatalf("CheckName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
+			}
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, ErrInvalid) || ClassOf(err) != ClassInvalid {
+				t.Errorf("error %v is not of class invalid", err)
+			}
+			if !strings.Contains(err.Error(), "1-64") {
+				t.Errorf("CheckName(%q) = %v, want the rule in the message", tt.name, err)
+			}
+		})
 	}
 }
