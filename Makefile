@@ -14,8 +14,8 @@ STRESS_PKGS  ?= ./...
 
 all: build
 
-build: ## build bin/socketley
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/socketley
+build: ## build bin/socketley (static: CGO_ENABLED=0, see manager/users.go)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/socketley
 
 test: ## lint, then every test (unit + integration) inside the private systemd sandbox
 	scripts/test.sh

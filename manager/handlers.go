@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"slices"
 	"strconv"
 	"strings"
@@ -153,7 +152,7 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 		if !caller.root() {
 			return errorf(ErrDenied, "only root may choose another user with --run-as")
 		}
-		if _, err := user.Lookup(s.RunAs); err != nil {
+		if _, err := lookupUser(s.RunAs); err != nil {
 			return errorf(ErrInvalid, "--run-as: unknown user %q", s.RunAs)
 		}
 	}
@@ -200,7 +199,7 @@ func (m *Manager) runUser(caller Caller, s wire.AddSpec) (string, error) {
 	if caller.root() {
 		return "", nil
 	}
-	u, err := user.LookupId(strconv.Itoa(caller.UID))
+	u, err := lookupUserID(strconv.Itoa(caller.UID))
 	if err != nil {
 		return "", errorf(ErrInvalid, "uid %d has no user name; add it with a name in /etc/passwd", caller.UID)
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,9 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/activation"
 	"golang.org/x/sys/unix"
 
+	"github.com/socketley/socketley/internal/activation"
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
 )
@@ -222,7 +221,7 @@ func (m *Manager) socketGID() int {
 	if m.group >= 0 {
 		return m.group
 	}
-	g, err := user.LookupGroup(m.cfg.SocketGroup)
+	g, err := lookupGroup(m.cfg.SocketGroup)
 	if err != nil {
 		return -1
 	}

@@ -200,7 +200,7 @@ func TestCompaction(t *testing.T) {
 	files := dirNames(t, dir)
 	var journals []string
 	for _, f := range files {
-		if journalRE.MatchString(f) {
+		if isJournal(f) {
 			journals = append(journals, f)
 		}
 	}
@@ -366,7 +366,7 @@ func stateBytes(s *Store) ([]byte, error) {
 		return nil, err
 	}
 	for _, de := range des {
-		if n := de.Name(); n == stateFile || n == prevFile || journalRE.MatchString(n) {
+		if n := de.Name(); n == stateFile || n == prevFile || isJournal(n) {
 			b, err := os.ReadFile(filepath.Join(s.dir, n))
 			if err != nil {
 				return nil, err
@@ -523,3 +523,25 @@ func TestRecoverAgainAndMissingSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalGen: journal file names and what is not one.
+func TestJournalGen(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		gen  uint64
+		ok   bool
+	}{
+		{journalName(0), 0, true}, {journalName(42), 42, true}, {journalName(1<<63 + 5), 1<<63 + 5, true},
+		{"registry-.log", 0, false}, {"registry-x1.log", 0, false}, {"registry-1.log.tmp", 0, false},
+		{"registry-+1.log", 0, false}, {"registry-1", 0, false}, {"registry.json", 0, false},
+		{"registry-99999999999999999999.log", 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if g, ok := journalGen(tt.name); g != tt.gen || ok != tt.ok {
+				t.Fatalf("journalGen(%q) = %d, %v; want %d, %v", tt.name, g, ok, tt.gen, tt.ok)
+			}
+		})
+	}
+}
+
+func isJournal(name string) bool { _, ok := journalGen(name); return ok }

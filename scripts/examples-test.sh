@@ -60,7 +60,7 @@ trap 'exit 130' INT
 t0=$SECONDS
 if [[ -z ${SOCKETLEY:-} ]]; then
 	SOCKETLEY=$W/socketley
-	go build -o "$SOCKETLEY" ./cmd/socketley || { echo "examples-test: cannot build socketley" >&2; exit 2; }
+	CGO_ENABLED=0 go build -o "$SOCKETLEY" ./cmd/socketley || { echo "examples-test: cannot build socketley" >&2; exit 2; }
 fi
 export SOCKETLEY EXAMPLES_BIN=$W/bin
 export SOCKETLEY_SOCKET=$W/socketley.sock

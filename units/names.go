@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/socketley/socketley/internal/wire"
 )
 
 // Scope selects the systemd instance: the system manager or the calling
@@ -43,9 +45,7 @@ const (
 
 // Name returns the unit name of a runtime: "socketley-" + runtime + ".service".
 // It does not validate runtime; [Conn.Start] does.
-func Name(runtime string) string {
-	return unitPrefix + runtime + unitSuffix
-}
+func Name(runtime string) string { return wire.UnitName(runtime) }
 
 // RuntimeName is the inverse of [Name]: it returns the runtime name of a
 // socketley unit and true, or "" and false when unit is not

@@ -226,6 +226,4 @@ func usec(d time.Duration) uint64 {
 
 // SyslogIdentifier is the SYSLOG_IDENTIFIER= of the output of the runtime
 // name's unit: socketley-NAME.
-func SyslogIdentifier(name string) string {
-	return "socketley-" + name
-}
+func SyslogIdentifier(name string) string { return wire.SyslogIdentifier(name) }

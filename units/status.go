@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -465,8 +466,9 @@ func setString[T ~string](dst *T, name string, v any) error {
 }
 
 // common holds the values of the state properties, so that a Status holds
-// these constants instead of copies.
-var common = func() map[string]string {
+// these constants instead of copies. It is built at the first use, not
+// at the start of every CLI command.
+var common = sync.OnceValue(func() map[string]string {
 	m := map[string]string{}
 	for _, s := range []string{
 		LoadLoaded, LoadNotFound, LoadBadSetting, LoadError, LoadMasked,
@@ -481,14 +483,14 @@ var common = func() map[string]string {
 		m[s] = s
 	}
 	return m
-}()
+})
 
 // own returns s in memory of its own. godbus decodes the strings of a
 // message into shared 4 KB buffers: keeping one of them (a unit name, an
 // argument) would keep its whole buffer, about 9 KB per cached unit. Common
 // state values are returned as constants.
 func own(s string) string {
-	if c, ok := common[s]; ok {
+	if c, ok := common()[s]; ok {
 		return c
 	}
 	return strings.Clone(s)

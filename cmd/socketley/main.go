@@ -9,11 +9,12 @@ import (
 	"syscall"
 
 	"github.com/socketley/socketley/internal/cli"
+	"github.com/socketley/socketley/internal/daemon"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	code := cli.Main(ctx, os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, daemon.Command)
 	stop()
 	os.Exit(code)
 }

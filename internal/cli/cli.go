@@ -1,6 +1,7 @@
 // Package cli implements the socketley command line: one cobra command per
-// verb, each reaching the daemon only through sdk.Client (the daemon command
-// builds a manager.Config and runs it).
+// verb, each reaching the daemon only through sdk.Client. The daemon command
+// lives in internal/daemon and is added by cmd/socketley (Main's extra), so
+// that the client commands never depend on the daemon's packages.
 package cli
 
 import (
@@ -52,11 +53,38 @@ func usageErr(format string, args ...any) error {
 	return &exitError{code: 1, err: fmt.Errorf(format, args...)}
 }
 
+// UsageError is bad input found by a command defined outside this package:
+// Main prints it and exits 1.
+func UsageError(format string, args ...any) error { return usageErr(format, args...) }
+
+// ExitError makes Main print err and exit with code.
+func ExitError(code int, err error) error { return &exitError{code: code, err: err} }
+
+// NoArgs refuses any positional argument, with the command's usage.
+func NoArgs(cmd *cobra.Command, args []string) error { return noArgs(cmd, args) }
+
+// Globals gives a command defined outside this package the root's
+// persistent flags, once they are parsed, and the invocation's stderr.
+type Globals struct{ a *app }
+
+// Socket is --socket ("" when not given).
+func (g Globals) Socket() string { return g.a.socket }
+
+// Mode is the mode --user or --system chose (paths.Auto for neither).
+func (g Globals) Mode() paths.Mode { return g.a.mode() }
+
+// Stderr is where the invocation writes diagnostics.
+func (g Globals) Stderr() io.Writer { return g.a.stdio.Err }
+
+// Extra builds a command defined outside this package (the daemon's).
+type Extra func(Globals) *cobra.Command
+
 // Main runs the CLI with args (without the program name) and returns the
-// exit code: 0 success, 1 bad input or not found, 2 fatal.
-func Main(ctx context.Context, args []string, stdio Stdio) int {
+// exit code: 0 success, 1 bad input or not found, 2 fatal. extra adds
+// commands defined elsewhere (cmd/socketley adds the daemon's).
+func Main(ctx context.Context, args []string, stdio Stdio, extra ...Extra) int {
 	a := &app{stdio: stdio, began: time.Now()}
-	root := a.rootCmd()
+	root := a.rootCmd(extra)
 	root.SetArgs(args)
 	root.SetIn(stdio.In)
 	root.SetOut(stdio.Out)
@@ -72,9 +100,10 @@ func Main(ctx context.Context, args []string, stdio Stdio) int {
 	return code
 }
 
-// Command returns the full command tree (for man pages and completions).
-func Command() *cobra.Command {
-	return (&app{stdio: Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, began: time.Now()}).rootCmd()
+// Command returns the command tree with extra (for man pages and
+// completions).
+func Command(extra ...Extra) *cobra.Command {
+	return (&app{stdio: Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, began: time.Now()}).rootCmd(extra)
 }
 
 func exitCode(err error) int {
@@ -107,7 +136,7 @@ func hint(err error) string {
 	return ""
 }
 
-func (a *app) rootCmd() *cobra.Command {
+func (a *app) rootCmd(extra []Extra) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "socketley",
 		Short: "Run small network services as systemd units",
@@ -139,9 +168,12 @@ systemd or D-Bus error).`,
 	}
 	root.SetFlagErrorFunc(flagUsageErr)
 	root.AddCommand(
-		a.daemonCmd(), a.addCmd(), a.upgradeCmd(), a.startCmd(), a.stopCmd(), a.restartCmd(), a.removeCmd(),
+		a.addCmd(), a.upgradeCmd(), a.startCmd(), a.stopCmd(), a.restartCmd(), a.removeCmd(),
 		a.lsCmd(), a.psCmd(), a.showCmd(), a.logsCmd(), a.attachCmd(), a.envCmd(), a.versionCmd(),
 	)
+	for _, x := range extra {
+		root.AddCommand(x(Globals{a}))
+	}
 	return root
 }
 

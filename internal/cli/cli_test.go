@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
 )
@@ -125,6 +127,9 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"attach", "server", "x"}, 1, "socketley: attach: missing arguments (2 of 3 given): give TYPE (server, client, proxy or cache), NAME and PORT (1-65535)\nusage: socketley attach TYPE NAME PORT [flags]\n", false},
 		{[]string{"attach", "server", "x", "0"}, 1, "socketley: attach: PORT \"0\" is not a port: give a number from 1 to 65535\nusage: socketley attach TYPE NAME PORT [flags]\n", false},
 		{[]string{"--user", "--system", "ls"}, 1, "socketley: --user and --system exclude each other: give one of them, or neither (the daemon is then found as described in socketley --help)\nusage: socketley ls [flags]\n", false},
+		{[]string{"--socket", "bad", "--user", "daemon"}, 1, "socketley: daemon: --socket bad: refused (mode user)\n", false},
+		{[]string{"daemon"}, 3, "socketley: daemon: stand-in\n", false},
+		{[]string{"daemon", "x"}, 1, "unexpected argument \"x\": daemon takes no arguments", true},
 		{[]string{"strat", "x"}, 1, "socketley: unknown command \"strat\": the commands are add, attach, completion, daemon, env, logs, ls, ps, remove, restart, show, start, stop, upgrade, version (did you mean start?)\nusage: socketley COMMAND [ARGS...] [flags]; socketley --help describes each\n", false},
 		{[]string{"upgrade", "x"}, 1, "socketley: upgrade: missing arguments (1 of 2 given): give the runtime NAME and the NEWPATH of its new executable\nusage: socketley upgrade NAME NEWPATH [flags]\n", false},
 		{[]string{"upgrade", "x", "/nonexistent/v2"}, 1, "socketley: upgrade: no such file: /nonexistent/v2\nusage: socketley upgrade NAME NEWPATH [flags]\n", false},
@@ -137,7 +142,7 @@ func TestMainUsageErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
-			code := Main(t.Context(), tt.args, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
+			code := Main(t.Context(), tt.args, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb}, extraDaemon)
 			got := errb.String()
 			if code != tt.code || (tt.part && !strings.Contains(got, tt.want)) || (!tt.part && got != tt.want) {
 				t.Fatalf("exit %d stderr\n%s\nwant exit %d and stderr %s\n%s", code, got, tt.code, map[bool]string{true: "containing", false: "equal to"}[tt.part], tt.want)
@@ -214,4 +219,16 @@ func TestCredentialFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// extraDaemon stands for internal/daemon's command (which this package may
+// not import): an Extra that reads the globals and refuses a bad flag the
+// way the real one does.
+func extraDaemon(g Globals) *cobra.Command {
+	return &cobra.Command{Use: "daemon", Args: NoArgs, RunE: func(*cobra.Command, []string) error {
+		if g.Socket() == "bad" {
+			return UsageError("daemon: --socket %s: refused (mode %v)", g.Socket(), g.Mode())
+		}
+		return ExitError(3, errors.New("daemon: stand-in"))
+	}}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
-	"github.com/socketley/socketley/units"
 )
 
 // An empty read of a failed runtime's output is retried journalRetries
@@ -221,11 +220,11 @@ var errNoJournal = errors.New("no journal available on this machine (systemd-jou
 
 // unitArgs selects the journal entries of name's unit: its own output
 // (also the lines journald could no longer tie to the unit, found by their
-// identifier, see units.SyslogIdentifier) and, unless own, systemd's lines
+// identifier, see wire.SyslogIdentifier) and, unless own, systemd's lines
 // about the unit. Root reads every journal; others read their user
 // journal (--user) for the user daemon.
 func (j journal) unitArgs(name string, own bool) []string {
-	unit := units.Name(name)
+	unit := wire.UnitName(name)
 	var args []string
 	field, about := "_SYSTEMD_USER_UNIT=", "USER_UNIT="
 	if j.system {
@@ -233,7 +232,7 @@ func (j journal) unitArgs(name string, own bool) []string {
 	} else if os.Getuid() != 0 {
 		args = append(args, "--user")
 	}
-	args = append(args, field+unit, "+", "SYSLOG_IDENTIFIER="+units.SyslogIdentifier(name))
+	args = append(args, field+unit, "+", "SYSLOG_IDENTIFIER="+wire.SyslogIdentifier(name))
 	if !own {
 		args = append(args, "+", about+unit)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -122,12 +123,16 @@ func flagUsageErr(cmd *cobra.Command, err error) error {
 	return usageErr("%s: %s\n%s", cmd.Name(), msg, usageLine(cmd))
 }
 
-var unknownCommand = regexp.MustCompile(`^unknown command "(.*)" for "(.*)"`)
+// unknownCommand matches cobra's error for an unknown command; compiled at
+// the first use, not at the start of every command.
+var unknownCommand = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^unknown command "(.*)" for "(.*)"`)
+})
 
 // rewordCobra rewrites the errors cobra produces itself (an unknown
 // command) as usage errors; other errors are returned as they are.
 func rewordCobra(root *cobra.Command, err error) error {
-	m := unknownCommand.FindStringSubmatch(err.Error())
+	m := unknownCommand().FindStringSubmatch(err.Error())
 	if m == nil {
 		return err
 	}

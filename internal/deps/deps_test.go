@@ -47,7 +47,9 @@ func listAll(t *testing.T) []pkg {
 // TestPackageGraph guards the layers (docs/architecture.md): the SDK never
 // reaches the daemon or the CLI; only units talks D-Bus; the wire contract
 // and the units layer depend on none of our other packages; the daemon's
-// packages never import the CLI or the SDK.
+// packages never import the CLI or the SDK; the client CLI never links the
+// daemon's packages (cmd → cli → {wire, sdk}, daemon → manager → {units,
+// wire}); nothing pays for crypto/tls.
 func TestPackageGraph(t *testing.T) {
 	rules := []struct {
 		name    string
@@ -75,6 +77,20 @@ func TestPackageGraph(t *testing.T) {
 			func(i string) bool {
 				return strings.HasPrefix(i, mod+"internal/cli") || strings.HasPrefix(i, mod+"sdk")
 			}},
+		{"the client CLI links neither the daemon nor D-Bus (internal/daemon is added by cmd/socketley)",
+			func(p string) bool { return p == mod+"internal/cli" || p == mod+"internal/format" }, true,
+			func(i string) bool {
+				return i == mod+"manager" || i == mod+"units" || i == mod+"internal/daemon" ||
+					strings.HasPrefix(i, "github.com/godbus/") || strings.HasPrefix(i, "github.com/coreos/go-systemd")
+			}},
+		{"only the binary and the doc generator join the CLI and the daemon",
+			func(p string) bool {
+				return p != mod+"cmd/socketley" && p != mod+"internal/tools/gendocs" && p != mod+"internal/daemon"
+			}, false,
+			func(i string) bool { return i == mod+"internal/daemon" }},
+		{"nothing links crypto/tls (go-systemd's activation package pulls it in: internal/activation replaces it)",
+			func(p string) bool { return strings.HasPrefix(p, mod+"cmd/") || strings.HasPrefix(p, mod+"sdk") }, true,
+			func(i string) bool { return i == "crypto/tls" }},
 	}
 	pkgs := listAll(t)
 	for _, r := range rules {

@@ -28,6 +28,14 @@ func CheckName(name string) error {
 	return nil
 }
 
+// UnitName returns the systemd unit of the runtime name:
+// socketley-NAME.service. It does not check name.
+func UnitName(name string) string { return "socketley-" + name + ".service" }
+
+// SyslogIdentifier returns the SyslogIdentifier= of the runtime's unit,
+// socketley-NAME, which tags every line the program writes in the journal.
+func SyslogIdentifier(name string) string { return "socketley-" + name }
+
 // Commands understood by the daemon, in both request forms.
 const (
 	CmdAdd     = "add"

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra/doc"
 
 	"github.com/socketley/socketley/internal/cli"
+	"github.com/socketley/socketley/internal/daemon"
 	"github.com/socketley/socketley/internal/version"
 )
 
@@ -36,7 +37,7 @@ func run(manDir, complDir string) error {
 	if manDir == "" && complDir == "" {
 		return fmt.Errorf("gendocs: give --man DIR and/or --completions DIR")
 	}
-	root := cli.Command()
+	root := cli.Command(daemon.Command)
 	// The completion command is only added when the tree executes; make
 	// sure it exists so that it is documented as well.
 	root.InitDefaultCompletionCmd()

@@ -1,4 +1,8 @@
-package cli
+// Package daemon is the `socketley daemon` command: it turns the flags into
+// a manager.Config and runs the manager. It is kept apart from internal/cli
+// so that the client commands never depend on the daemon's packages
+// (internal/deps guards it); cmd/socketley joins the two.
+package daemon
 
 import (
 	"fmt"
@@ -9,13 +13,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socketley/socketley/internal/cli"
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/version"
 	"github.com/socketley/socketley/manager"
 	"github.com/socketley/socketley/units"
 )
 
-func (a *app) daemonCmd() *cobra.Command {
+// Command returns the daemon command; g gives the root's --socket, --user
+// and --system once they are parsed.
+func Command(g cli.Globals) *cobra.Command {
 	var stateDir, logLevel, group string
 	var tick time.Duration
 	var backoff string
@@ -32,9 +39,9 @@ bus ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus), the socket
 $XDG_RUNTIME_DIR/socketley/socketley.sock and the state in
 $XDG_STATE_HOME/socketley. SIGTERM or SIGINT stops the daemon without stopping
 any managed unit.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			mode := a.mode()
+			mode := g.Mode()
 			if mode == paths.Auto {
 				mode = paths.User
 				if os.Geteuid() == 0 {
@@ -42,14 +49,14 @@ any managed unit.`,
 				}
 			}
 			if mode == paths.System && os.Geteuid() != 0 {
-				return usageErr("daemon --system must run as root; use socketley daemon --user")
+				return cli.UsageError("daemon --system must run as root; use socketley daemon --user")
 			}
 			if maxPerUser < 0 {
-				return usageErr("daemon: --max-runtimes-per-user %d: use a positive number, or 0 for no limit", maxPerUser)
+				return cli.UsageError("daemon: --max-runtimes-per-user %d: use a positive number, or 0 for no limit", maxPerUser)
 			}
 			level := slog.LevelInfo
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return usageErr("daemon: --log-level %q: use debug, info, warn or error", logLevel)
+				return cli.UsageError("daemon: --log-level %q: use debug, info, warn or error", logLevel)
 			}
 			if stateDir == "" {
 				stateDir = paths.SystemStateDir
@@ -67,7 +74,7 @@ any managed unit.`,
 			}
 			m, err := manager.New(manager.Config{
 				Mode:               mode,
-				Socket:             paths.DaemonSocket(a.socket, mode),
+				Socket:             paths.DaemonSocket(g.Socket(), mode),
 				StateDir:           stateDir,
 				SocketGroup:        group,
 				Dial:               manager.UnitsDialer(scope),
@@ -76,13 +83,13 @@ any managed unit.`,
 				Recover:            recoverState,
 				MaxRuntimesPerUser: maxPerUser,
 				Version:            version.Info(),
-				Logger:             newLogger(a.stdio.Err, level),
+				Logger:             newLogger(g.Stderr(), level),
 			})
 			if err != nil {
-				return usageErr("daemon: %v", err)
+				return cli.UsageError("daemon: %v", err)
 			}
 			if err := m.Run(cmd.Context()); err != nil {
-				return &exitError{code: 2, err: fmt.Errorf("daemon: %w", err)}
+				return cli.ExitError(2, fmt.Errorf("daemon: %w", err))
 			}
 			return nil
 		},
