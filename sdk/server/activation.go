@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/socketley/socketley/internal/activation"
 )
 
 // inheritedFiles returns the file descriptors systemd passed to this process
