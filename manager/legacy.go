@@ -155,13 +155,17 @@ func parseLegacyAdd(args []string) (wire.Request, error) {
 	return req, nil
 }
 
+// legacyNow is the clock of the legacy replies' tables (uptimes, "ago"):
+// the golden test (legacy_golden_test.go) fixes it.
+var legacyNow = time.Now
+
 // textReply renders a result for a line-format client.
 func textReply(req wire.Request, res *wire.Result, err error) (byte, []byte) {
 	if err != nil {
 		return replyCode(err), []byte(err.Error() + "\n")
 	}
 	var b bytes.Buffer
-	now := time.Now()
+	now := legacyNow()
 	switch req.Cmd {
 	case wire.CmdList:
 		_ = format.Table(&b, res.Runtimes, now)
