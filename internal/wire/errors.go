@@ -1,6 +1,9 @@
 package wire
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // ErrorClass is the kind of a failed request. The daemon sets it where the
 // error is made (by wrapping one of the class errors below); it travels in
@@ -97,4 +100,19 @@ func ClassError(c ErrorClass) error {
 		}
 	}
 	return nil
+}
+
+// msgError is an error of one class whose message is its own text alone
+// (the class's name is not repeated): errors.Is(err, class) holds.
+type msgError struct {
+	class error
+	msg   string
+}
+
+func (e *msgError) Error() string        { return e.msg }
+func (e *msgError) Is(target error) bool { return target == e.class }
+
+// invalidf returns an error of class invalid with a formatted message.
+func invalidf(format string, args ...any) error {
+	return &msgError{class: ErrInvalid, msg: fmt.Sprintf(format, args...)}
 }
