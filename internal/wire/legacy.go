@@ -149,7 +149,7 @@ func parseLegacyAttach(args []string) (Request, error) {
 	return Request{Cmd: CmdAttach, Attach: spec}, nil
 }
 
-const addUsage = "usage: add /ABS/PATH [--name N] [-s|--start] [--env K=V]... [--workdir DIR] [--restart on-failure|always|no] [--restart-sec DUR] [--attach] [-- ARGS...]"
+const addUsage = "usage: add /ABS/PATH [--name N] [-s|--start] [--env K=V]... [--workdir DIR] [--restart on-failure|always|no] [--restart-sec DUR] [--attach] [--wait] [-- ARGS...]"
 
 // parseLegacyAdd parses the words after "add".
 func parseLegacyAdd(args []string) (Request, error) {
