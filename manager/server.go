@@ -463,35 +463,21 @@ func (m *Manager) dispatch(ctx context.Context, caller Caller, line string) (byt
 // dispatchIf is dispatch with allow, when not nil, deciding on the parsed
 // request before it runs (an error is the reply).
 func (m *Manager) dispatchIf(ctx context.Context, caller Caller, line string, allow func(wire.Request) error) (byte, []byte) {
-	if strings.HasPrefix(strings.TrimLeft(line, " \t"), "{") {
-		var req wire.Request
-		dec := json.NewDecoder(strings.NewReader(line))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			return jsonReply(nil, errorf(ErrInvalid, "malformed JSON request: %v", err))
-		}
-		if dec.More() {
-			return jsonReply(nil, errorf(ErrInvalid, "trailing data after the JSON request"))
-		}
-		if allow != nil {
-			if err := allow(req); err != nil {
-				return jsonReply(nil, err)
-			}
-		}
-		res, err := m.handleGated(ctx, caller, req)
-		return jsonReply(res, err)
+	req, form, err := wire.ParseRequest(line)
+	reply := textReply
+	if form == wire.FormJSON {
+		reply = func(_ wire.Request, res *wire.Result, err error) (byte, []byte) { return jsonReply(res, err) }
 	}
-	req, err := parseLegacy(line)
 	if err != nil {
-		return wire.CodeInvalid, []byte(err.Error() + "\n")
+		return reply(req, nil, err)
 	}
 	if allow != nil {
 		if err := allow(req); err != nil {
-			return textReply(req, nil, err)
+			return reply(req, nil, err)
 		}
 	}
 	res, err := m.handleGated(ctx, caller, req)
-	return textReply(req, res, err)
+	return reply(req, res, err)
 }
 
 // handleGated runs req once the daemon has started far enough for it (see

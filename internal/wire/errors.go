@@ -120,3 +120,8 @@ func Errorf(class error, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
 	return &classed{class: class, msg: err.Error(), err: errors.Unwrap(err)}
 }
+
+// invalidf returns an error of class invalid with a formatted message.
+func invalidf(format string, args ...any) error {
+	return Errorf(ErrInvalid, format, args...)
+}
