@@ -92,6 +92,7 @@ func (m *Manager) attach(ctx context.Context, caller Caller, a wire.AttachSpec) 
 		*o = observed{}
 	}
 	m.mu.Unlock()
+	m.changed() // after update's: the view's probe state was cleared too
 	m.log.Info("attached", "name", a.Name, "pid", a.PID, "port", a.Port, "type", a.Type, "uid", caller.UID)
 	return &wire.Result{Runtimes: []wire.Runtime{m.view(a.Name)},
 		Message: fmt.Sprintf("attached %s (%s, port %d, pid %d)", a.Name, a.Type, a.Port, a.PID)}, nil
@@ -151,6 +152,7 @@ func (m *Manager) attachManaged(ctx context.Context, caller Caller, a wire.Attac
 	o := m.obsOf(a.Name)
 	o.portDown, o.unhealthyTicks = false, 0
 	m.mu.Unlock()
+	m.changed() // after update's: the view's probe state was cleared too
 	m.log.Info("attached", "name", a.Name, "unit", want, "pid", a.PID, "port", a.Port, "type", a.Type)
 	msg := fmt.Sprintf("attached %s (%s, port %d, pid %d)", a.Name, a.Type, a.Port, a.PID)
 	if st, ok := m.snapshot()[a.Name]; ok && st.MainPID > 0 && st.MainPID != a.PID {

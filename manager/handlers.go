@@ -748,16 +748,12 @@ func (m *Manager) finishRemove(ctx context.Context, caller Caller, e *Entry) (no
 // exit after SIGTERM (socketley cannot escalate: it did not start it).
 const attachedStopWait = 10 * time.Second
 
-// waitExit polls until the attached process of e is gone or d passes.
+// waitExit waits until the attached process of e is gone (on its pidfd, see
+// awaitExit) or d passes.
 func waitExit(ctx context.Context, e *Entry, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for sameProcess(e.PID, e.StartTime) {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return awaitExit(ctx, e.PID, e.StartTime)
 }
 
 // terminate sends SIGTERM to an attached process for caller, only if the

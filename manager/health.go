@@ -171,10 +171,13 @@ func joinReason(a, b string) string {
 	return a + "; " + b
 }
 
-// tick is one health check: one Resync round trip (ListUnits), then pure
-// decisions, a check of the attached ports, and health restarts. It never
-// makes a D-Bus call per unit (Resync refetches only units whose state
-// differs from the signal-fed cache, which means a signal was missed).
+// tick is one health check: one Resync round trip (ListUnits), then what
+// decideHealth needs is fetched (the unit view, /proc for attached
+// processes, the probes of the attached ports) and each entry is decided on
+// and the decision applied (counters stored, backoff resets, health
+// restarts). It never makes a D-Bus call per unit (Resync refetches only
+// units whose state differs from the signal-fed cache, which means a signal
+// was missed).
 func (m *Manager) tick(ctx context.Context) {
 	m.mu.RLock()
 	w := m.watch
@@ -197,12 +200,16 @@ func (m *Manager) tick(ctx context.Context) {
 	entries := m.reg.sorted()
 	m.mu.RUnlock()
 
+	// Attached processes that exited are forgotten before anything is
+	// probed (their decision needs no probe).
 	var gone []*Entry
 	var probe []*Entry
 	for _, e := range entries {
 		if !e.Managed {
 			if !sameProcess(e.PID, e.StartTime) {
-				gone = append(gone, e)
+				if decideHealth(healthInput{Entry: e, Exited: true, Now: start}).Action == healthForget {
+					gone = append(gone, e)
+				}
 				continue
 			}
 			if e.Port > 0 {
@@ -230,6 +237,8 @@ func (m *Manager) tick(ctx context.Context) {
 	m.mu.Lock()
 	for _, e := range entries {
 		if !e.Managed {
+			// Only the probe result is stored for an attached process (the
+			// exited ones were forgotten above).
 			if o := m.obs[e.Name]; o != nil || down[e.Name] {
 				m.obsOf(e.Name).portDown = down[e.Name]
 			}
@@ -244,54 +253,28 @@ func (m *Manager) tick(ctx context.Context) {
 		}
 		e = cur
 		o := m.obsOf(e.Name)
-		o.portDown = down[e.Name]
-		var st *units.Status
+		in := healthInput{Entry: e, PortDown: down[e.Name], Obs: *o, Now: now}
 		if s, ok := snap[e.Name]; ok {
-			st = &s
+			in.Unit = &s
 		}
-		status, reason := classify(e, st, o, now)
-		if status == wire.StatusRunning {
-			// Running since this tick unless the same process was running
-			// at the last one: ticks sample, so a new pid restarts the clock.
-			pid := 0
-			if st != nil {
-				pid = st.MainPID
-			}
-			if o.runningSince.IsZero() || o.runningPID != pid {
-				o.runningSince, o.runningPID = now, pid
-			}
-			if now.Sub(o.runningSince) >= restartReset(e) {
-				if b := e.Backoff; b != nil && b.NextAt.IsZero() && !b.GaveUp && !nativeUnit(st) {
-					reset = append(reset, e.Name)
-				} else if nativeUnit(st) && nativeFailures(e, *st) > 0 {
-					nativeReset[e.Name] = pid
-				}
-			}
-		} else {
-			o.runningSince = time.Time{}
+		d := decideHealth(in)
+		*o = d.Obs
+		if d.UnhealthyTicks == 1 {
+			m.log.Warn("unhealthy", "name", e.Name, "reason", d.Reason, "limit", healthFails(e))
+		} else if d.UnhealthyTicks > 1 {
+			m.log.Debug("still unhealthy", "name", e.Name, "reason", d.Reason, "ticks", d.UnhealthyTicks, "limit", healthFails(e))
 		}
-		if status != wire.StatusUnhealthy {
-			o.unhealthyTicks = 0
-			continue
-		}
-		o.unhealthyTicks++
-		n := healthFails(e)
-		if o.unhealthyTicks == 1 {
-			m.log.Warn("unhealthy", "name", e.Name, "reason", reason, "limit", n)
-		} else {
-			m.log.Debug("still unhealthy", "name", e.Name, "reason", reason, "ticks", o.unhealthyTicks, "limit", n)
-		}
-		if n > 0 && o.unhealthyTicks >= n && !o.healing && e.Desired == DesiredRunning {
-			o.healing = true
-			o.unhealthyTicks = 0
-			pid := 0
-			if st != nil {
-				pid = st.MainPID
-			}
-			heal = append(heal, healJob{e.Name, pid})
+		switch d.Action {
+		case healthResetBackoff:
+			reset = append(reset, e.Name)
+		case healthNativeReset:
+			nativeReset[e.Name] = d.PID
+		case healthRestart:
+			heal = append(heal, healJob{e.Name, d.PID})
 		}
 	}
 	m.mu.Unlock()
+	m.changed() // the probes and counters are part of the view
 	m.resetBackoffs(reset)
 	m.nativeResets(ctx, nativeReset)
 	for _, h := range heal {
@@ -465,17 +448,29 @@ func probe(ctx context.Context, port int) bool {
 // when it expects attach, otherwise active for settleTime. It fails at once
 // when the runtime exits, fails or crash-loops, and after timeout with what
 // it was still waiting for.
+//
+// It is driven by events, not by polling: it looks again when what a view
+// is made of changes (changes: the unit watch, a registry change such as an
+// attach, a health tick) and when a condition that only time changes falls
+// due (waitDue: settleTime after the process started, staleGrace after the
+// wait began, the attach timeout), and at no other time.
 func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = DefaultWaitTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
+	due := time.NewTimer(time.Hour)
+	due.Stop()
+	defer due.Stop()
 	begin := time.Now()
 	seenUp := false
+	// refreshed: the view was refreshed from systemd since the last wake-up
+	// (once is enough: a view that still lags then catches up with an event).
+	refreshed := false
 	for {
+		// Taken before the state is read: a change after the read closes it.
+		wake := m.changes()
 		e, ok := m.entry(name)
 		if !ok {
 			return errorf(ErrNotFound, "%s was removed while waiting", name)
@@ -494,8 +489,15 @@ func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Dur
 			// Right after a start the signal-fed view may still show the
 			// previous run's failure for a moment: believe a failure once the
 			// new process was seen, or after staleGrace.
-			if (seenUp || time.Since(begin) >= staleGrace) && m.confirmDown(ctx, name, &r) {
-				return errorf(ErrFailed, "%s", downReason(name, r))
+			if seenUp || time.Since(begin) >= staleGrace {
+				down, lagged := m.confirmDown(ctx, name, &r)
+				if down {
+					return errorf(ErrFailed, "%s", downReason(name, r))
+				}
+				if lagged && !refreshed && m.refreshView(ctx, name) {
+					refreshed = true
+					continue // the view now has systemd's state: look again
+				}
 			}
 		case wire.StatusUnhealthy:
 			if !attachedBy(e, &units.Status{MainPID: r.PID}) {
@@ -503,6 +505,11 @@ func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Dur
 				return errorf(ErrFailed, "%s is unhealthy: %s", name, r.Reason)
 			}
 			// Attached, port refusing: it may be about to listen; keep waiting.
+		}
+		var timer <-chan time.Time
+		if at := waitDue(e, r, begin, seenUp); !at.IsZero() {
+			due.Reset(max(time.Until(at), 0))
+			timer = due.C
 		}
 		select {
 		case <-ctx.Done():
@@ -513,32 +520,74 @@ func (m *Manager) waitRunning(ctx context.Context, name string, timeout time.Dur
 				return errorf(ErrFailed, "%s is not healthy after %s: %s", name, timeout, r.Reason)
 			}
 			return errorf(ErrFailed, "%s is not running after %s (status %s)", name, timeout, r.Status)
-		case <-t.C:
+		case <-wake:
+		case <-timer:
+		}
+		due.Stop()
+		refreshed = false
+	}
+}
+
+// waitDue returns when, with nothing else changing, the next look of
+// waitRunning at the view r of e can come to another result (zero: only a
+// change can): settleTime after the process started (a runtime that does
+// not attach is running from then), staleGrace after the wait began (a
+// failure is believed from then), the attach timeout after the process
+// started (starting turns unhealthy then).
+func waitDue(e *Entry, r wire.Runtime, begin time.Time, seenUp bool) time.Time {
+	switch r.Status {
+	case wire.StatusRunning:
+		if !expectsAttach(e) && r.ActiveState == "active" && r.PID > 0 && !r.Since.IsZero() {
+			return r.Since.Add(settleTime)
+		}
+	case wire.StatusFailed, wire.StatusCrashLoop, wire.StatusStopped, wire.StatusRestarting:
+		if !seenUp {
+			return begin.Add(staleGrace)
+		}
+	case wire.StatusStarting:
+		if !r.Since.IsZero() {
+			return r.Since.Add(attachTimeout(e))
 		}
 	}
+	return time.Time{}
+}
+
+// refreshView reads name's unit into the unit view (one GetAll on the
+// watch's connection, see units.Watch.Refresh), so that a view that lags
+// systemd catches up now; it reports whether it did.
+func (m *Manager) refreshView(ctx context.Context, name string) bool {
+	m.mu.RLock()
+	w := m.watch
+	m.mu.RUnlock()
+	if w == nil {
+		return false
+	}
+	_, err := w.Refresh(ctx, name)
+	return err == nil || errors.Is(err, units.ErrNoSuchUnit)
 }
 
 // confirmDown asks systemd directly (one call, only on this failure path)
 // whether the unit is really down, so that a lagging or briefly wrong view
 // never fails a wait. When systemd cannot be asked, the view is believed.
-// A confirmed failure fills in the exit the view lacked.
-func (m *Manager) confirmDown(ctx context.Context, name string, r *wire.Runtime) bool {
+// A confirmed failure fills in the exit the view lacked. lagged reports
+// that systemd has the unit up while the view has it down.
+func (m *Manager) confirmDown(ctx context.Context, name string, r *wire.Runtime) (down, lagged bool) {
 	sd, err := m.systemd()
 	if err != nil {
-		return true
+		return true, false
 	}
 	st, err := sd.Status(ctx, name)
 	if err != nil {
-		return true // ErrNoSuchUnit: gone indeed; anything else: believe the view
+		return true, false // ErrNoSuchUnit: gone indeed; anything else: believe the view
 	}
 	if isUp(st) && !st.Restarting {
 		m.log.Debug("wait: the view lags systemd; still waiting", "name", name, "state", st.ActiveState)
-		return false
+		return false, true
 	}
 	if r.LastExit == "" {
 		r.LastExit = st.LastExit()
 	}
-	return true
+	return true, false
 }
 
 // startFailed marks a start job that failed because the program itself

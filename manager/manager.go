@@ -96,6 +96,11 @@ type Manager struct {
 	// unconfirmed switch for an interrupted one and switch back.
 	upgrading map[string]bool
 
+	// chMu guards chg, the channel closed at the next change of what a
+	// runtime's view is made of (see changes).
+	chMu sync.Mutex
+	chg  chan struct{}
+
 	// gate holds back requests during startup (nil: none held back). Run
 	// sets it before serving and never changes it.
 	gate *bootGate
@@ -350,6 +355,7 @@ func (m *Manager) connect(ctx context.Context) error {
 	m.mu.Lock()
 	m.sd, m.watch, m.native = sd, w, native
 	m.mu.Unlock()
+	m.changed()
 	return nil
 }
 
@@ -358,6 +364,7 @@ func (m *Manager) disconnect() {
 	sd, w := m.sd, m.watch
 	m.sd, m.watch = nil, nil
 	m.mu.Unlock()
+	m.changed()
 	if w != nil {
 		_ = w.Close()
 	}
@@ -413,6 +420,7 @@ func (m *Manager) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
+			m.changed()
 			m.noteExits(w.Snapshot())
 		case <-lost:
 			m.log.Warn("lost the connection to systemd; reconnecting")
@@ -516,6 +524,7 @@ func (m *Manager) update(fn func(r *Registry) error) error {
 		}
 	}
 	m.mu.Unlock()
+	m.changed()
 	if compact {
 		m.store.Compact(next, func(err error) {
 			if err != nil {
@@ -524,6 +533,34 @@ func (m *Manager) update(fn func(r *Registry) error) error {
 		})
 	}
 	return nil
+}
+
+// changes returns a channel that is closed at the next change of what the
+// runtimes' views are made of: a registry change (update: an add, an
+// attach, a stop, a backoff step …), a change of the unit view (the watch's
+// Changed, relayed by the loop), the health tick's probes and counters, a
+// connect or disconnect. A waiter takes the channel before it reads the
+// state it waits on, so that no change after the read is missed; it reads
+// again when the channel is closed. Time alone changes some statuses
+// (settleTime, the attach timeout): a waiter arms a timer for those.
+func (m *Manager) changes() <-chan struct{} {
+	m.chMu.Lock()
+	defer m.chMu.Unlock()
+	if m.chg == nil {
+		m.chg = make(chan struct{})
+	}
+	return m.chg
+}
+
+// changed wakes every waiter of changes (a broadcast: the channel is closed
+// and replaced by a new one).
+func (m *Manager) changed() {
+	m.chMu.Lock()
+	defer m.chMu.Unlock()
+	if m.chg != nil {
+		close(m.chg)
+		m.chg = nil // made at the next changes call
+	}
 }
 
 // registry returns the current registry. A published registry is never

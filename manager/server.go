@@ -249,6 +249,10 @@ func (m *Manager) serve(ctx context.Context, ln net.Listener) {
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 				m.log.Error("accept", "err", err)
+				// A backoff, not a poll: accept fails this way when the
+				// daemon is out of file descriptors (EMFILE, ENFILE) or
+				// memory, and retrying at once would spin and flood the
+				// log; connections wait in the backlog meanwhile.
 				time.Sleep(50 * time.Millisecond)
 				continue
 			}

@@ -434,11 +434,33 @@ func state(st units.Status) string {
 		st.ActiveState, st.SubState, st.MainPID, st.NRestarts, st.Restarting, st.LastExit())
 }
 
-func TestCrashRestartWatch(t *testing.T) {
+func TestCrashRestartWatch(t *testing.T) { crashRestartWatch(t, 0) }
+
+// TestCrashRestartWatchOldPath runs TestCrashRestartWatch with the Watch
+// taking the manager for systemd 252, whatever it is: on 252 the same as
+// TestCrashRestartWatch, on a newer systemd (the systemd-next stage) it
+// checks that the settling of every down state, the workaround 252 needs,
+// hides the restart there too, while TestCrashRestartWatch runs the generic
+// path (only the before-auto-restart sub-states settle).
+func TestCrashRestartWatchOldPath(t *testing.T) { crashRestartWatch(t, 252) }
+
+// crashRestartWatch checks that a kill -9 of a unit with Restart=on-failure
+// is published as a wait for the restart, never as a failure or a stop; the
+// Watch takes the manager for version forced (0: the version it reports).
+func crashRestartWatch(t *testing.T, forced int) {
 	c := dial(t)
 	name := newName(t, c)
 	ctx := testCtx(t)
 	w := subscribe(t, c)
+	if forced != 0 {
+		w.ForceVersion(forced)
+	}
+	if v, err := c.ManagerVersion(); err == nil {
+		if forced != 0 {
+			v = forced
+		}
+		t.Logf("systemd %d: %s", v, map[bool]string{true: "every down state settles (the 252 workaround)", false: "only the before-auto-restart sub-states settle (generic)"}[v < units.RestartSubStatesVersion])
+	}
 
 	spec := sleeper(name)
 	spec.Restart = wire.RestartOnFailure
@@ -537,11 +559,24 @@ func TestCrashLoopStartLimit(t *testing.T) {
 	}
 }
 
-func TestPlainFailureIsPublished(t *testing.T) {
+func TestPlainFailureIsPublished(t *testing.T) { plainFailureIsPublished(t, 0) }
+
+// TestPlainFailureIsPublishedOldPath: TestPlainFailureIsPublished with the
+// Watch taking the manager for systemd 252 (see
+// TestCrashRestartWatchOldPath): the failure is published after its read.
+func TestPlainFailureIsPublishedOldPath(t *testing.T) { plainFailureIsPublished(t, 252) }
+
+// plainFailureIsPublished checks that a unit without a restart that fails
+// is published as failed; the Watch takes the manager for version forced
+// (0: the version it reports).
+func plainFailureIsPublished(t *testing.T, forced int) {
 	c := dial(t)
 	name := newName(t, c)
 	ctx := testCtx(t)
 	w := subscribe(t, c)
+	if forced != 0 {
+		w.ForceVersion(forced)
+	}
 	g := newGate(t)
 	spec := units.Spec{Name: name, Path: "/bin/sh", Args: g.exitAfter(3)}
 	if err := c.Start(ctx, spec); err != nil {

@@ -25,6 +25,11 @@ import (
 // of the listing) cost less than a third of one GetAll of all ~400
 // properties (1,000 units: ~0.45 s instead of ~1.1 s, in the sandbox). The
 // signals, Refresh and Resync stay on the bus connection of the Watch.
+//
+// This is not a workaround for a systemd version and is not gated on it:
+// the cost it avoids is the bus daemon's and GetAll's, in every version
+// (systemctl does the same). What depends on the version is which
+// properties exist (privatePropsFor).
 
 // privateProps are read one by one in a private fill; Id and the load,
 // active and sub states come from the listing.

@@ -60,6 +60,12 @@ const (
 	// SubAutoRestartQueued (systemd ≥ 254) follows auto-restart once the
 	// restart job is queued; NRestarts already counts that restart.
 	SubAutoRestartQueued SubState = "auto-restart-queued"
+	// SubFailedBeforeAutoRestart and SubDeadBeforeAutoRestart (systemd ≥
+	// 254, RestartSubStatesVersion) are the failed and inactive states a
+	// service passes through on its way to an automatic restart; systemd
+	// 252 says failed and dead there, as for a final stop.
+	SubFailedBeforeAutoRestart SubState = "failed-before-auto-restart"
+	SubDeadBeforeAutoRestart   SubState = "dead-before-auto-restart"
 )
 
 // ServiceResult is a service's Result property: why it last stopped or failed.
@@ -98,7 +104,8 @@ type Status struct {
 	// Result is the service result: success, exit-code, signal, core-dump,
 	// timeout, start-limit-hit, … It keeps its value until the next start.
 	// A failed unit whose automatic restart the start limit refused reads
-	// start-limit-hit (systemd 252 itself keeps the failure before it).
+	// start-limit-hit (systemd itself keeps the failure before it: measured
+	// on 252.38 and 254.26, see derive).
 	Result ServiceResult
 	// Restart is the unit's Restart= policy ("no", "on-failure", …).
 	Restart wire.RestartPolicy
@@ -135,10 +142,11 @@ type Status struct {
 
 	// Restarting is true while systemd waits to restart the service after it
 	// exited (ActiveState activating, SubState auto-restart). On the way
-	// there systemd 252 passes through failed (or, when the restart begins,
-	// inactive) within one event-loop turn: a synchronous query never sees
-	// that, and a Watch waits for the burst to settle before publishing, so
-	// a failed Status is a settled failure.
+	// there systemd passes through failed (252: failed/failed, and
+	// inactive/dead when the restart begins; ≥ 254:
+	// failed/failed-before-auto-restart) within one event-loop turn: a
+	// synchronous query never sees that, and a Watch does not publish it
+	// (see Watch.settle), so a failed Status is a settled failure.
 	Restarting bool
 }
 
@@ -288,11 +296,13 @@ func exitStatusName(status int) string {
 // (crash) or inactive (restart job) on the way, in the same event-loop turn:
 // a GetAll never sees those, and a Watch settles over them.
 //
-// Result: when the start limit refuses an automatic restart, systemd 252
-// keeps the result of the failure before it (exit-code, signal, …). A failed
-// unit whose Restart= policy would have restarted it for that result, and
-// that has restarted before, was stopped by the start limit: its Result is
-// reported as start-limit-hit.
+// Result: when the start limit refuses an automatic restart, systemd keeps
+// the result of the failure before it (exit-code, signal, …): measured on
+// 252.38 and 254.26 (Result=exit-code, SubState failed after a refused
+// restart), so this is not gated on the version. A failed unit whose
+// Restart= policy would have restarted it for that result, and that has
+// restarted before, was stopped by the start limit: its Result is reported
+// as start-limit-hit.
 func derive(s *Status) {
 	s.Restarting = s.ActiveState == ActiveActivating && (s.SubState == SubAutoRestart || s.SubState == SubAutoRestartQueued)
 	if s.ActiveState == ActiveFailed && s.Result != ResultStartLimitHit && s.NRestarts > 0 &&

@@ -11,6 +11,16 @@ import (
 // every automatic restart).
 const NativeBackoffVersion = 254
 
+// RestartSubStatesVersion is the first systemd version whose services say,
+// in their sub-state, that an automatic restart follows a failed or
+// inactive state: failed-before-auto-restart, dead-before-auto-restart
+// (measured: 254.26 signals failed/failed-before-auto-restart,
+// activating/auto-restart, activating/auto-restart-queued, active/running
+// after a kill -9; 252.38 signals failed/failed, activating/auto-restart,
+// inactive/dead, active/running). From it on a Watch needs no settling to
+// hide a restart's failure (see Watch.settle).
+const RestartSubStatesVersion = 254
+
 // ManagerVersion returns the major version of the service manager c talks
 // to (the Manager's Version property, e.g. 252 for "252.38-1~deb12u1").
 // One D-Bus round trip with the bus's default timeout.

@@ -216,6 +216,93 @@ func TestWatchSettlesOverRestartBegin(t *testing.T) {
 	}
 }
 
+// TestWatchSettleByVersion: on systemd ≥ RestartSubStatesVersion (the
+// generic path) the sub-state says whether a restart follows: the
+// before-auto-restart states are held back as on 252, a final failure or
+// stop is published at once, without a read; on 252 (and an unknown
+// version) every up → down transition is held until it settles.
+func TestWatchSettleByVersion(t *testing.T) {
+	unit := "socketley-web.service"
+	tests := []struct {
+		name    string
+		version int
+		from    Status
+		active  string
+		sub     string
+		held    bool
+	}{
+		{"254: crash on the way to a restart", 254, running("web", 100), "failed", "failed-before-auto-restart", true},
+		{"254: clean exit on the way to a restart", 254, running("web", 100), "inactive", "dead-before-auto-restart", true},
+		{"254: final failure", 254, running("web", 100), "failed", "failed", false},
+		{"257: final failure", 257, running("web", 100), "failed", "failed", false},
+		{"254: stopped", 254, func() Status {
+			st := running("web", 100)
+			st.ActiveState, st.SubState = ActiveDeactivating, SubStopSIGTERM
+			return st
+		}(), "inactive", "dead", false},
+		{"252: crash", 252, running("web", 100), "failed", "failed", true},
+		{"252: stopped", 252, func() Status {
+			st := running("web", 100)
+			st.ActiveState, st.SubState = ActiveDeactivating, SubStopSIGTERM
+			return st
+		}(), "inactive", "dead", true},
+		{"unknown version: crash", 0, running("web", 100), "failed", "failed", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := offlineWatch(t, tt.from)
+			w.version.Store(int64(tt.version))
+			feed(t, w, 1, changedSignal(unit, unitIface, map[string]any{"ActiveState": tt.active, "SubState": tt.sub}))
+			w.publish()
+			got := w.Snapshot()["web"]
+			_, settling := w.settling["web"]
+			_, reading := w.pending["web"]
+			if tt.held {
+				if got.ActiveState != tt.from.ActiveState || !settling || !reading {
+					t.Fatalf("published %s/%s (settling %v, read pending %v); want the previous state held until a read",
+						got.ActiveState, got.SubState, settling, reading)
+				}
+				return
+			}
+			if got.ActiveState != tt.active || got.SubState != tt.sub || settling || reading {
+				t.Fatalf("published %s/%s (settling %v, read pending %v); want %s/%s at once, no read",
+					got.ActiveState, got.SubState, settling, reading, tt.active, tt.sub)
+			}
+		})
+	}
+}
+
+// TestWatchSettlesOverCrash254: systemd 254's crash sequence (measured):
+// failed/failed-before-auto-restart, activating/auto-restart,
+// activating/auto-restart-queued, active/running, with the failure and the
+// restart in different batches: the failure is never published.
+func TestWatchSettlesOverCrash254(t *testing.T) {
+	w := offlineWatch(t, running("web", 100))
+	w.version.Store(254)
+	unit := "socketley-web.service"
+	feed(t, w, 1,
+		changedSignal(unit, unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed-before-auto-restart"}),
+		changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(0), "Result": "signal",
+			"ExecMainCode": int32(CodeKilled), "ExecMainStatus": int32(9)}))
+	w.publish()
+	if st := w.Snapshot()["web"]; st.ActiveState != ActiveActive || st.MainPID != 100 {
+		t.Fatalf("the failure before the restart was published: %s/%s pid %d", st.ActiveState, st.SubState, st.MainPID)
+	}
+	feed(t, w, 3, changedSignal(unit, unitIface, map[string]any{"ActiveState": "activating", "SubState": "auto-restart"}))
+	w.publish()
+	if st := w.Snapshot()["web"]; !st.Restarting || st.LastExit() != "signal KILL" || len(w.settling) != 0 {
+		t.Fatalf("got %s/%s Restarting=%v LastExit=%q settling %v, want restarting after signal KILL",
+			st.ActiveState, st.SubState, st.Restarting, st.LastExit(), w.settling)
+	}
+	feed(t, w, 4, changedSignal(unit, unitIface, map[string]any{"ActiveState": "activating", "SubState": "auto-restart-queued"}))
+	feed(t, w, 5, changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(104)}),
+		changedSignal(unit, unitIface, map[string]any{"ActiveState": "active", "SubState": "running"}))
+	w.publish()
+	if st := w.Snapshot()["web"]; st.ActiveState != ActiveActive || st.MainPID != 104 {
+		t.Fatalf("after the restart: %s/%s pid %d", st.ActiveState, st.SubState, st.MainPID)
+	}
+}
+
 func TestWatchNoSettleForNewUnit(t *testing.T) {
 	// A unit that was never up (inactive, as created) and fails is shown at
 	// once: there is no restart to wait for.
