@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/socketley/socketley/internal/proc"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
@@ -293,21 +294,10 @@ func uidList(uids []int) string {
 	return strings.Join(parts, "/")
 }
 
-// procParent returns the parent pid of pid (field 4 of /proc/PID/stat).
+// procParent returns the parent pid of pid.
 func procParent(pid int) (int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 2 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return strconv.Atoi(string(f[1]))
+	st, err := proc.ReadStat(pid)
+	return st.PPID, err
 }
 
 // procUIDs returns the real, effective, saved and filesystem uids of pid.

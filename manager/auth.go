@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"slices"
@@ -10,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/proc"
 )
 
 // Caller identifies the process at the other end of a control connection,
@@ -26,24 +26,10 @@ func (c Caller) root() bool { return c.UID == 0 }
 
 // peerCred reads the peer's credentials from the socket.
 func peerCred(c *net.UnixConn) (Caller, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return Caller{}, err
-	}
-	var cred *unix.Ucred
 	var groups []int
-	var serr error
-	err = raw.Control(func(fd uintptr) {
-		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-		if serr == nil {
-			groups = peerGroups(int(fd))
-		}
-	})
+	cred, err := proc.PeerCred(c, func(fd int) { groups = peerGroups(fd) })
 	if err != nil {
 		return Caller{}, err
-	}
-	if serr != nil {
-		return Caller{}, fmt.Errorf("SO_PEERCRED: %w", serr)
 	}
 	return Caller{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid), Groups: groups}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/proc"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
@@ -524,8 +525,8 @@ func TestSameProcessZombie(t *testing.T) {
 			t.Fatalf("waitid: %v", err)
 		}
 	}
-	if state, st, err := procStat(pid); err != nil || state != 'Z' || st != start {
-		t.Fatalf("exited, unreaped child: state %q start %d %v, want a zombie", state, st, err)
+	if st, err := proc.ReadStat(pid); err != nil || st.State != 'Z' || st.StartTime != start {
+		t.Fatalf("exited, unreaped child: %+v %v, want a zombie started at %d", st, err, start)
 	}
 	if sameProcess(pid, start) {
 		t.Fatal("an exited (zombie) process still counts as alive")

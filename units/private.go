@@ -3,7 +3,6 @@ package units
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,7 +14,8 @@ import (
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
-	"golang.org/x/sys/unix"
+
+	"github.com/socketley/socketley/internal/proc"
 )
 
 // The initial fill of a Watch reads the units over systemd's private socket
@@ -91,14 +91,7 @@ func dialPrivate(ctx, life context.Context, path string, pid uint32) (*godbus.Co
 		return nil, nil, err
 	}
 	uc := c.(*net.UnixConn)
-	var cred *unix.Ucred
-	raw, err := uc.SyscallConn()
-	if err == nil {
-		cerr := raw.Control(func(fd uintptr) {
-			cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-		})
-		err = errors.Join(err, cerr)
-	}
+	cred, err := proc.PeerCred(uc, nil)
 	switch {
 	case err != nil:
 		c.Close()

@@ -5,6 +5,7 @@ package format
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -18,25 +19,34 @@ import (
 // sorts by name). An empty list prints the header only. Control characters
 // in the cells are escaped (see Escape).
 func Table(w io.Writer, rts []wire.Runtime, now time.Time) error {
-	rows := make([][]string, 0, len(rts)+1)
-	rows = append(rows, []string{"NAME", "MODE", "TYPE", "PORT", "STATUS", "RESTARTS", "UPTIME", "PID"})
-	for _, r := range rts {
-		rows = append(rows, []string{r.Name, mode(r), dash(r.Type), portCell(r), Status(r, now),
-			strconv.Itoa(r.Restarts), Uptime(r, now), pid(r.PID)})
-	}
-	return columns(w, rows)
+	return columns(w, runtimeRows(rts, now, true))
 }
 
-// PS writes the ps table. PID is the last column, so scripts can read it
-// with awk '{print $NF}'.
+// PS writes the ps table: ls's without MODE. PID is the last column, so
+// scripts can read it with awk '{print $NF}'.
 func PS(w io.Writer, rts []wire.Runtime, now time.Time) error {
+	return columns(w, runtimeRows(rts, now, false))
+}
+
+// runtimeRows returns the header and one row per runtime of ls (withMode)
+// or ps.
+func runtimeRows(rts []wire.Runtime, now time.Time, withMode bool) [][]string {
 	rows := make([][]string, 0, len(rts)+1)
-	rows = append(rows, []string{"NAME", "TYPE", "PORT", "STATUS", "RESTARTS", "UPTIME", "PID"})
-	for _, r := range rts {
-		rows = append(rows, []string{r.Name, dash(r.Type), portCell(r), Status(r, now),
-			strconv.Itoa(r.Restarts), Uptime(r, now), pid(r.PID)})
+	header := []string{"NAME", "MODE", "TYPE", "PORT", "STATUS", "RESTARTS", "UPTIME", "PID"}
+	if !withMode {
+		header = slices.Delete(header, 1, 2)
 	}
-	return columns(w, rows)
+	rows = append(rows, header)
+	for _, r := range rts {
+		row := make([]string, 0, len(header))
+		row = append(row, r.Name)
+		if withMode {
+			row = append(row, mode(r))
+		}
+		rows = append(rows, append(row, dash(r.Type), portCell(r), Status(r, now),
+			strconv.Itoa(r.Restarts), Uptime(r, now), pid(r.PID)))
+	}
+	return rows
 }
 
 // columns writes rows as left-aligned columns separated by two spaces, with

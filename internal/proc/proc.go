@@ -1,0 +1,92 @@
+// Package proc reads what the kernel says about a process: its
+// /proc/PID/stat fields and the credentials of the process at the other
+// end of a unix socket (SO_PEERCRED). It is the one parser of each.
+package proc
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Stat holds the fields of /proc/PID/stat socketley uses.
+type Stat struct {
+	// State is the state letter (field 3): R, S, D, Z (zombie), X (dead) …
+	State byte
+	// PPID is the parent's pid (field 4).
+	PPID int
+	// StartTime is when the process started, in clock ticks since boot
+	// (field 22). With the pid it names one process: a reused pid has
+	// another start time.
+	StartTime uint64
+}
+
+// Alive reports whether the process runs: not a zombie (exited, not yet
+// reaped) and not dead.
+func (s Stat) Alive() bool { return s.State != 'Z' && s.State != 'X' }
+
+// ReadStat reads /proc/PID/stat.
+func ReadStat(pid int) (Stat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return Stat{}, err
+	}
+	s, err := ParseStat(b)
+	if err != nil {
+		return Stat{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return s, nil
+}
+
+// ParseStat parses the text of a /proc/PID/stat file. The command name
+// (field 2) may contain spaces and parentheses: fields are counted from
+// after its last ')'.
+func ParseStat(b []byte) (Stat, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return Stat{}, fmt.Errorf("no command name in %q", b)
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] is field 3 (state), f[1] field 4 (ppid), f[19] field 22 (start time).
+	if len(f) < 20 || len(f[0]) != 1 {
+		return Stat{}, fmt.Errorf("%d fields after the command name, want at least 20", len(f))
+	}
+	ppid, err := strconv.Atoi(string(f[1]))
+	if err != nil {
+		return Stat{}, fmt.Errorf("parent pid %q: %w", f[1], err)
+	}
+	start, err := strconv.ParseUint(string(f[19]), 10, 64)
+	if err != nil {
+		return Stat{}, fmt.Errorf("start time %q: %w", f[19], err)
+	}
+	return Stat{State: f[0][0], PPID: ppid, StartTime: start}, nil
+}
+
+// PeerCred returns the credentials of the process at the other end of c,
+// as the kernel recorded them when the connection was made (SO_PEERCRED).
+// With fd set, it also calls fd with the socket's descriptor while it is
+// held (to read more, e.g. SO_PEERGROUPS).
+func PeerCred(c *net.UnixConn, fd func(int)) (*unix.Ucred, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var serr error
+	if err := raw.Control(func(s uintptr) {
+		cred, serr = unix.GetsockoptUcred(int(s), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if serr == nil && fd != nil {
+			fd(int(s))
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("SO_PEERCRED: %w", serr)
+	}
+	return cred, nil
+}
