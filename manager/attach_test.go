@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
@@ -227,7 +228,7 @@ func TestStopNeverSignalsAReusedPID(t *testing.T) {
 
 func TestAttachParentOfCaller(t *testing.T) {
 	if os.Getuid() != 0 {
-		t.Skip("needs root to run processes as another user")
+		testenv.Skip(t, "needs root to run processes as another user")
 	}
 	m, _ := newTestManager(t)
 	// sh (uid 65534) runs sleep (uid 65534): the sleep attaches its parent,
@@ -393,7 +394,7 @@ func TestAuthorizeConn(t *testing.T) {
 	// System mode: root or a member of the socket group.
 	g, err := user.LookupGroupId("65534")
 	if err != nil {
-		t.Skipf("no group 65534: %v", err)
+		testenv.Skipf(t, "no group 65534: %v", err)
 	}
 	gid := 65534
 	sys, _ := newTestManager(t)
@@ -435,7 +436,7 @@ func TestAuthorizeConn(t *testing.T) {
 // runtimes, in system mode, through the handlers.
 func TestOwnerOnly(t *testing.T) {
 	if _, err := user.LookupId("65534"); err != nil {
-		t.Skipf("no user 65534: %v", err)
+		testenv.Skipf(t, "no user 65534: %v", err)
 	}
 	m, f := newTestManager(t)
 	m.cfg.Mode = paths.System

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
@@ -157,7 +158,7 @@ func TestRunRefusesBeforeTouchingSystemd(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := os.Chown(runDir, os.Geteuid()+1, -1); err != nil {
-				t.Skipf("cannot chown (not root): %v", err)
+				testenv.Skipf(t, "cannot chown (not root): %v", err)
 			}
 		}, "is owned by uid"},
 		{"directory writable by others", func(t *testing.T, runDir string) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
@@ -23,7 +24,7 @@ import (
 // duplicates are refused with what to do.
 func TestAddCredential(t *testing.T) {
 	if os.Getuid() != 0 {
-		t.Skip("needs root: the files are given to another uid")
+		testenv.Skip(t, "needs root: the files are given to another uid")
 	}
 	const uid = 4242
 	dir := openTempDir(t) // the non-root caller must reach the binary
@@ -133,7 +134,7 @@ func TestAddCredential(t *testing.T) {
 // no file-existence oracle.
 func TestCredentialRefusalsAlike(t *testing.T) {
 	if os.Getuid() != 0 {
-		t.Skip("needs root: the files belong to root, the caller is another uid")
+		testenv.Skip(t, "needs root: the files belong to root, the caller is another uid")
 	}
 	dir := openTempDir(t)
 	closed := filepath.Join(dir, "closed")

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
@@ -130,7 +131,7 @@ func listenPort(t testing.TB, network, addr string) int {
 	t.Helper()
 	ln, err := net.Listen(network, addr)
 	if err != nil {
-		t.Skipf("listen %s %s: %v", network, addr, err)
+		testenv.Skipf(t, "listen %s %s: %v", network, addr, err)
 	}
 	t.Cleanup(func() { _ = ln.Close() })
 	return ln.Addr().(*net.TCPAddr).Port

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 )
 
@@ -59,7 +60,7 @@ func TestSpecSizeLimits(t *testing.T) {
 // and root are not held back by it; a removal frees a place.
 func TestPerUserRuntimeLimit(t *testing.T) {
 	if os.Getuid() != 0 {
-		t.Skip("needs root to add as another uid")
+		testenv.Skip(t, "needs root to add as another uid")
 	}
 	m, _ := newTestManager(t)
 	m.cfg.MaxRuntimesPerUser = 3

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 )
 
@@ -46,7 +47,7 @@ func TestRequestNameLimits(t *testing.T) {
 		for _, cmd := range []string{wire.CmdShow, wire.CmdStop, wire.CmdStart, wire.CmdRestart, wire.CmdRemove} {
 			t.Run(tt.name+"/"+cmd, func(t *testing.T) {
 				if tt.class == nil && cmd == wire.CmdRemove {
-					t.Skip("an accepted remove would drop the runtimes the other cases use")
+					testenv.Skip(t, "an accepted remove would drop the runtimes the other cases use")
 				}
 				_, err := m.handle(t.Context(), me(), wire.Request{Cmd: cmd, Names: tt.names})
 				if tt.class == nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 )
 
@@ -17,7 +18,7 @@ import (
 // and a path the caller may reach is judged by the caller's permissions.
 func TestAddChecksThePathWithTheCallersRights(t *testing.T) {
 	if os.Getuid() != 0 {
-		t.Skip("needs root to make files of other owners")
+		testenv.Skip(t, "needs root to make files of other owners")
 	}
 	m, _ := newTestManager(t)
 	const uid, gid, friends = 4242, 4242, 4343

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 )
 
@@ -17,7 +18,7 @@ import (
 func userChild(t *testing.T, uid int) *exec.Cmd {
 	t.Helper()
 	if os.Getuid() != 0 {
-		t.Skip("needs root to run processes as another user")
+		testenv.Skip(t, "needs root to run processes as another user")
 	}
 	cmd := exec.Command("sleep", "1000")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 // change applies fn to a copy of reg, appends it to s and returns the
@@ -287,11 +288,11 @@ func TestMissingSnapshotWithJournals(t *testing.T) {
 // space, with every acknowledged change (and nothing else) on disk.
 func TestAppendOnAFullDisk(t *testing.T) {
 	if os.Getuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
+		testenv.Skip(t, "needs root to mount a small tmpfs")
 	}
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
+		testenv.Skipf(t, "cannot mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
 	s := &Store{dir: dir}

@@ -567,7 +567,7 @@ func TestCClientManaged(t *testing.T) {
 func TestSocketPeerCheck(t *testing.T) {
 	e := newEnvWith(t, "--tick", fastTick)
 	if os.Getuid() != 0 {
-		t.Skip("needs root to create a user")
+		testenv.Skip(t, "needs root to create a user")
 	}
 	name := fmt.Sprintf("sltest%d", os.Getpid()%100000)
 	if out, err := exec.Command("useradd", "--no-create-home", "--shell", "/bin/sh", name).CombinedOutput(); err != nil {

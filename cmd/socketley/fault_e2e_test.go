@@ -854,7 +854,7 @@ func fillUp(t *testing.T, path string, headroom int64) int64 {
 func TestFaultFullStateFilesystem(t *testing.T) {
 	testenv.RequireSystemd(t)
 	if os.Geteuid() != 0 {
-		t.Skip("skipped: mounting a tmpfs for the state directory needs root")
+		testenv.Skip(t, "mounting a tmpfs for the state directory needs root")
 	}
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
@@ -862,7 +862,7 @@ func TestFaultFullStateFilesystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", state).CombinedOutput(); err != nil {
-		t.Skipf("skipped: cannot mount a tmpfs at %s: %v %s", state, err, bytes.TrimSpace(out))
+		testenv.Skipf(t, "cannot mount a tmpfs at %s: %v %s", state, err, bytes.TrimSpace(out))
 	}
 	t.Cleanup(func() { // after the daemon's cleanup, before t.TempDir's
 		if out, err := exec.Command("umount", state).CombinedOutput(); err != nil {

@@ -38,7 +38,7 @@ func envInt(t *testing.T, key string, def int) int {
 func startActivated(e *env) {
 	e.t.Helper()
 	if _, err := exec.LookPath("systemd-socket-activate"); err != nil {
-		e.t.Skip("systemd-socket-activate not installed")
+		testenv.Skip(e.t, "systemd-socket-activate not installed")
 	}
 	if err := os.MkdirAll(filepath.Dir(e.sock), 0o700); err != nil {
 		e.t.Fatal(err)

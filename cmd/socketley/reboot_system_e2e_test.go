@@ -134,7 +134,7 @@ func followJournal(t *testing.T, unit string) *testenv.LogBuffer {
 // `systemd-sandbox.sh --system` (scripts/test.sh, stage system-reboot).
 func TestRebootSystemSocketUnit(t *testing.T) {
 	if os.Getenv("SOCKETLEY_SYSTEM_SANDBOX") != "1" {
-		t.Skip("needs systemd as PID 1: run in scripts/systemd-sandbox.sh --system with SOCKETLEY_SYSTEM_SANDBOX=1 (make test's system-reboot stage does)")
+		testenv.Skip(t, "needs systemd as PID 1: run in scripts/systemd-sandbox.sh --system with SOCKETLEY_SYSTEM_SANDBOX=1 (make test's system-reboot stage does)")
 	}
 	if b, _ := os.ReadFile("/proc/1/comm"); strings.TrimSpace(string(b)) != "systemd" {
 		t.Fatalf("SOCKETLEY_SYSTEM_SANDBOX=1 but PID 1 is %q, not systemd", b)

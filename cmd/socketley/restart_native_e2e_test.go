@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 // newNativeEnv starts a daemon that asks for systemd's own restart backoff
@@ -28,7 +30,7 @@ func newNativeEnv(t *testing.T, args ...string) *env {
 		if os.Getenv("SOCKETLEY_REQUIRE_NATIVE") == "1" {
 			t.Fatalf("SOCKETLEY_REQUIRE_NATIVE=1 (make test's systemd-next stage) but the daemon did not choose systemd's backoff: %s", why)
 		}
-		t.Skipf("systemd's own restart backoff is not available here (%s); make test runs this test against systemd 254 too", why)
+		testenv.Skipf(t, "systemd's own restart backoff is not available here (%s); make test runs this test against systemd 254 too", why)
 	}
 	return e
 }
