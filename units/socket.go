@@ -44,7 +44,7 @@ func socketProperties(name string, listen []string) ([]sdbus.Property, error) {
 	for _, a := range listen {
 		n, err := wire.NormalizeListen(a)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		pairs = append(pairs, listenPair{"Stream", n})
 	}
