@@ -2,7 +2,7 @@
 // daemon, the CLI and the SDK.
 //
 // The compatibility floor is the line format of the C++ Socketley SDK
-// (docs/wire-protocol.md): a request is one line of words separated by spaces
+// (docs/protocol.md): a request is one line of words separated by spaces
 // or tabs, ending in '\n' (a trailing '\r' is dropped); a reply is one byte
 // holding the exit code, the payload, and one NUL byte.
 //
