@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,7 +85,7 @@ type Extra func(Globals) *cobra.Command
 // commands defined elsewhere (cmd/socketley adds the daemon's).
 func Main(ctx context.Context, args []string, stdio Stdio, extra ...Extra) int {
 	a := &app{stdio: stdio, began: time.Now()}
-	root := a.rootCmd(extra)
+	root := a.rootCmd(args, extra)
 	root.SetArgs(args)
 	root.SetIn(stdio.In)
 	root.SetOut(stdio.Out)
@@ -103,7 +104,7 @@ func Main(ctx context.Context, args []string, stdio Stdio, extra ...Extra) int {
 // Command returns the command tree with extra (for man pages and
 // completions).
 func Command(extra ...Extra) *cobra.Command {
-	return (&app{stdio: Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, began: time.Now()}).rootCmd(extra)
+	return (&app{stdio: Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, began: time.Now()}).rootCmd(nil, extra)
 }
 
 func exitCode(err error) int {
@@ -136,7 +137,7 @@ func hint(err error) string {
 	return ""
 }
 
-func (a *app) rootCmd(extra []Extra) *cobra.Command {
+func (a *app) rootCmd(args []string, extra []Extra) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "socketley",
 		Short: "Run small network services as systemd units",
@@ -153,9 +154,12 @@ Exit codes: 0 success, 1 bad input or not found, 2 fatal (daemon unreachable,
 systemd or D-Bus error).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version.Info().Version,
+		Version:       version.Version(),
 	}
-	root.SetVersionTemplate(versionLine() + "\n")
+	// The template calls versionLine only when --version is given: the
+	// build info it reads is not worth reading for every command.
+	cobra.AddTemplateFunc("socketleyVersion", versionLine)
+	root.SetVersionTemplate("{{socketleyVersion}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.socket, "socket", "", "control socket path (default: $SOCKETLEY_SOCKET, else by mode)")
 	pf.BoolVar(&a.user, "user", false, "use the per-user daemon and the user's systemd manager")
@@ -174,7 +178,22 @@ systemd or D-Bus error).`,
 	for _, x := range extra {
 		root.AddCommand(x(Globals{a}))
 	}
+	// cobra builds its "completion" command at every run: leave it out of a
+	// run of one of the commands above, which cannot need it.
+	root.CompletionOptions.DisableDefaultCmd = namesCommand(root, args)
 	return root
+}
+
+// namesCommand reports whether the first word of args that is not a flag
+// is the name of one of root's commands.
+func namesCommand(root *cobra.Command, args []string) bool {
+	for _, w := range args {
+		if strings.HasPrefix(w, "-") {
+			continue
+		}
+		return slices.ContainsFunc(root.Commands(), func(c *cobra.Command) bool { return c.Name() == w })
+	}
+	return false
 }
 
 // mode returns the mode chosen by --user/--system.
@@ -191,7 +210,7 @@ func (a *app) mode() paths.Mode {
 // client returns a daemon client for the chosen socket.
 func (a *app) client() *sdk.Client {
 	c := sdk.NewClient(paths.Socket(a.socket, a.mode()))
-	c.Version = version.Info().Version
+	c.Version = version.Version()
 	return c
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -231,4 +232,29 @@ func extraDaemon(g Globals) *cobra.Command {
 		}
 		return ExitError(3, errors.New("daemon: stand-in"))
 	}}
+}
+
+// TestCompletionCommandOnlyWhenNeeded: cobra's completion command is built
+// for a run that may need it (no command, help, an unknown word,
+// "completion" itself), not for one of our commands.
+func TestCompletionCommandOnlyWhenNeeded(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		off  bool
+	}{
+		{nil, false}, {[]string{"--help"}, false}, {[]string{"completion", "bash"}, false}, {[]string{"strat"}, false},
+		{[]string{"ls"}, true}, {[]string{"--user", "add", "x"}, true}, {[]string{"daemon"}, true},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			root := (&app{stdio: Stdio{Out: io.Discard, Err: io.Discard}}).rootCmd(tt.args, []Extra{extraDaemon})
+			if root.CompletionOptions.DisableDefaultCmd != tt.off {
+				t.Fatalf("completion command disabled = %v, want %v", root.CompletionOptions.DisableDefaultCmd, tt.off)
+			}
+		})
+	}
+	var out bytes.Buffer
+	if code := Main(t.Context(), []string{"--version"}, Stdio{In: strings.NewReader(""), Out: &out, Err: io.Discard}); code != 0 ||
+		!strings.HasPrefix(out.String(), "socketley ") || !strings.Contains(out.String(), "(commit ") {
+		t.Fatalf("--version: exit %d, %q", code, out.String())
+	}
 }

@@ -5,6 +5,7 @@ package version
 
 import (
 	"runtime/debug"
+	"sync"
 
 	"github.com/socketley/socketley/internal/wire"
 )
@@ -16,9 +17,17 @@ var (
 	date    = "unknown"
 )
 
+// Version returns this build's version ("dev" unless the linker set it),
+// without reading the build info.
+func Version() string { return version }
+
 // Info returns this build's version information. Without linker values the
-// commit comes from the Go build info (VCS stamping), when present.
-func Info() wire.VersionInfo {
+// commit comes from the Go build info (VCS stamping), when present; it is
+// read once, at the first call (it costs about 0.3 ms, which a command that
+// does not print it should not pay).
+func Info() wire.VersionInfo { return info() }
+
+var info = sync.OnceValue(func() wire.VersionInfo {
 	c := commit
 	if c == "" {
 		c = "unknown"
@@ -31,4 +40,4 @@ func Info() wire.VersionInfo {
 		}
 	}
 	return wire.VersionInfo{Version: version, Commit: c, Date: date}
-}
+})
