@@ -43,8 +43,9 @@ func journalName(gen uint64) string { return "registry-" + strconv.FormatUint(ge
 // journalGen returns the generation of a journal's file name
 // (journalName's inverse).
 func journalGen(name string) (uint64, bool) {
-	digits, ok := strings.CutPrefix(name, "registry-")
-	if digits, ok = strings.CutSuffix(digits, ".log"); !ok || digits == "" || strings.Trim(digits, "0123456789") != "" {
+	digits, okPrefix := strings.CutPrefix(name, "registry-")
+	digits, okSuffix := strings.CutSuffix(digits, ".log")
+	if !okPrefix || !okSuffix || digits == "" || strings.Trim(digits, "0123456789") != "" {
 		return 0, false
 	}
 	g, err := strconv.ParseUint(digits, 10, 64)
