@@ -985,8 +985,21 @@ func (c *Conn) sendOwned(msg []byte, newline bool) error {
 		l.flushLocal(c)
 		return c.send(msg, newline) // the slow-consumer path
 	}
-	c.pending = c.appendChunks(c.pending, msg, newline)
 	u.localBytes += n
+	if k := len(c.pending); k > 0 {
+		// The common case, inline: room in the last chunk. Reslicing it in
+		// place stores its length only (no write barrier).
+		last := &c.pending[k-1]
+		if o := len(*last); cap(*last)-o >= n {
+			*last = (*last)[:o+n]
+			copy((*last)[o:], msg)
+			if newline {
+				(*last)[o+n-1] = '\n'
+			}
+			return nil
+		}
+	}
+	c.pending = c.appendChunks(c.pending, msg, newline)
 	return nil
 }
 
