@@ -18,7 +18,8 @@ import (
 // for a pipelined echo, without the kernel: one 8 KiB receive buffer of
 // 64-byte lines is cut into messages, each is passed to an OnMessage that
 // Sends it back (the loop's own Send), and the batch is flushed to the
-// send queue, which is then emptied.
+// send queue, which is then emptied. BENCH_LOCKED=1 makes every Send take
+// the locked path of other goroutines instead, for comparison.
 func BenchmarkDeliverPipelined(b *testing.B) {
 	s := &Server{cfg: defaultConfig()}
 	s.pauseHigh = pauseMax
