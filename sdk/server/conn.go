@@ -31,6 +31,19 @@ type Conn struct {
 	abort   bool // drop queued data and close at once
 	kicked  bool // the engine has been told to look at this connection
 	values  map[string]any
+	// localOn is set while the owning io_uring loop appends its own Sends
+	// to pending without mu (see Conn.Send and loop.flushLocal); Sends
+	// from other goroutines then go to after, which is queued behind them.
+	localOn bool
+	after   [][]byte
+
+	// loopG identifies the goroutine of the io_uring loop that owns the
+	// connection (see curg); 0 with the net engine, where curg is not
+	// available, and once the connection is finished.
+	loopG atomic.Uintptr
+	// afterSet tells the owning loop that after holds data, so that its
+	// own Sends must queue behind it.
+	afterSet atomic.Bool
 
 	// Engine-private state; only the engine's goroutines touch it.
 	u uringConn
@@ -63,7 +76,13 @@ func (c *Conn) Unterminated() bool { return c.unterm.Load() }
 // (WithMaxQueue) would be exceeded; in that case the connection is closed
 // without flushing.
 func (c *Conn) Send(msg []byte) error {
-	return c.send(msg, c.srv.cfg.framing == Lines)
+	newline := c.srv.cfg.framing == Lines
+	if g := c.loopG.Load(); g != 0 && g == curg() {
+		// Called by the connection's own io_uring loop (from a callback):
+		// no lock per message, see sendOwned.
+		return c.sendOwned(msg, newline)
+	}
+	return c.send(msg, newline)
 }
 
 func (c *Conn) send(msg []byte, newline bool) error {
@@ -78,7 +97,7 @@ func (c *Conn) send(msg []byte, newline bool) error {
 	}
 	if c.queued+n > c.srv.cfg.maxQueue {
 		c.closing, c.abort = true, true
-		c.pending = nil
+		c.dropPendingLocked()
 		c.stopped.Store(true)
 		kick := !c.kicked
 		c.kicked = true
@@ -89,7 +108,15 @@ func (c *Conn) send(msg []byte, newline bool) error {
 		c.eng.kick(c, true, kick)
 		return ErrSlowConsumer
 	}
-	c.appendLocked(msg, newline)
+	if c.localOn {
+		// The loop is appending to pending: queue behind what it adds.
+		c.after = c.appendChunks(c.after, msg, newline)
+		if !c.afterSet.Load() {
+			c.afterSet.Store(true)
+		}
+	} else {
+		c.pending = c.appendChunks(c.pending, msg, newline)
+	}
 	c.queued += n
 	kick := !c.kicked
 	c.kicked = true
@@ -100,42 +127,55 @@ func (c *Conn) send(msg []byte, newline bool) error {
 	return nil
 }
 
-// appendLocked copies b, and a '\n' when newline is set, to the end of
-// the pending chunks. c.mu is held.
-func (c *Conn) appendLocked(b []byte, newline bool) {
+// appendChunks copies b, and a '\n' when newline is set, to the end of
+// the chunk list q and returns q. The caller owns q (c.mu held, or the
+// owning loop while c.localOn).
+func (c *Conn) appendChunks(q [][]byte, b []byte, newline bool) [][]byte {
 	need := len(b)
 	if newline {
 		need++
 	}
-	if n := len(c.pending); n > 0 {
-		last := &c.pending[n-1]
+	if n := len(q); n > 0 {
+		last := &q[n-1]
 		if cap(*last)-len(*last) >= need {
 			*last = append(*last, b...)
 			if newline {
 				*last = append(*last, '\n')
 			}
-			return
+			return q
 		}
 	}
-	c.appendSlow(b)
+	q = c.appendSlow(q, b)
 	if newline {
-		c.appendSlow([]byte{'\n'})
+		q = c.appendSlow(q, []byte{'\n'})
 	}
+	return q
 }
 
 // appendSlow copies b across as many new chunks as it needs.
-func (c *Conn) appendSlow(b []byte) {
+func (c *Conn) appendSlow(q [][]byte, b []byte) [][]byte {
 	for len(b) > 0 {
-		n := len(c.pending)
-		if n == 0 || len(c.pending[n-1]) == cap(c.pending[n-1]) {
-			c.pending = append(c.pending, c.srv.getChunk())
+		n := len(q)
+		if n == 0 || len(q[n-1]) == cap(q[n-1]) {
+			q = append(q, c.srv.getChunk())
 			n++
 		}
-		last := &c.pending[n-1]
+		last := &q[n-1]
 		k := min(len(b), cap(*last)-len(*last))
 		*last = append(*last, b[:k]...)
 		b = b[k:]
 	}
+	return q
+}
+
+// dropPendingLocked forgets the queued data for an abort. While the loop
+// owns pending (localOn) it drops pending itself (loop.flushLocal). c.mu
+// is held.
+func (c *Conn) dropPendingLocked() {
+	if !c.localOn {
+		c.pending = nil
+	}
+	c.after = nil
 }
 
 // takePending returns the pending chunks and leaves spare (emptied) in
@@ -174,7 +214,7 @@ func (c *Conn) abortNow() {
 		return
 	}
 	c.closing, c.abort = true, true
-	c.pending = nil
+	c.dropPendingLocked()
 	c.stopped.Store(true)
 	kick := !c.kicked
 	c.kicked = true

@@ -65,6 +65,13 @@
 // a request/response peer that sends faster than it reads is slowed down
 // by TCP instead of being closed.
 //
+// Sending from the callback is the cheap path: on the io_uring engine a
+// Send made by a loop's own goroutine (from OnMessage, OnConnect or
+// OnDisconnect, to a connection of that loop) takes no lock; the loop
+// accounts the batch once its callbacks return. A Send from another
+// goroutine that races with such a batch can then pass the cap by at most
+// what that batch queued.
+//
 // # Engines
 //
 // The io_uring engine runs one event loop per loop count, each on a locked

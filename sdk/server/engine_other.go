@@ -21,3 +21,6 @@ var _ engine = (*netEngine)(nil)
 // listenConfig returns the net engine's listen configuration. SO_REUSEPORT
 // is set only on Linux; elsewhere WithReusePort has no effect.
 func listenConfig(share bool) *net.ListenConfig { return &net.ListenConfig{} }
+
+// sendOwned is never reached without the io_uring engine (loopG stays 0).
+func (c *Conn) sendOwned(msg []byte, newline bool) error { return c.send(msg, newline) }

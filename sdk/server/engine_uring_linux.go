@@ -68,6 +68,11 @@ type uringConn struct {
 	spare     [][]byte // emptied chunk list, reused by the next take
 	split     splitter
 	emit      func([]byte) bool
+	// localOn: the loop's own Sends append to c.pending without c.mu
+	// (Conn.sendOwned) until flushLocal; localBytes counts them and qBase
+	// is c.queued when localOn was set.
+	localOn           bool
+	localBytes, qBase int
 }
 
 const (
@@ -274,6 +279,9 @@ type loop struct {
 	work         []*Conn
 	efdBuf       [8]byte
 	retryTS      unix.Timespec
+	g            uintptr // curg() of the loop goroutine
+	dirty        []*Conn // connections with localOn set
+	kicks        []*Conn // connections flushLocal kicked, for flushWork
 
 	mu       sync.Mutex // guards the fields below
 	queue    []*Conn    // connections kicked from any goroutine
@@ -360,6 +368,7 @@ func (l *loop) run(ready chan<- error) {
 	defer l.e.wg.Done()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	l.g = curg()
 	if err := l.setup(); err != nil {
 		ready <- fmt.Errorf("io_uring loop %d: %w", l.idx, err)
 		<-l.goCh
@@ -389,6 +398,7 @@ func (l *loop) run(ready chan<- error) {
 		l.wait()
 		l.reap()
 		l.drainQueue()
+		l.flushDirty()
 		l.flushWork()
 	}
 	l.mu.Lock()
@@ -409,7 +419,7 @@ func (l *loop) wait() {
 		l.recycled = false
 	}
 	var n uint32 = 1
-	if l.ring.CQReady() > 0 {
+	if l.ring.CQReady() > 0 || len(l.kicks) > 0 || len(l.dirty) > 0 {
 		n = 0
 	} else {
 		l.mu.Lock()
@@ -527,6 +537,7 @@ func (l *loop) complete(cqe *uring.CQE) {
 		}
 	case opCancel:
 	}
+	l.flushDirty()
 }
 
 func (l *loop) lookup(ud uint64) *Conn {
@@ -594,11 +605,12 @@ func (l *loop) newConn(fd int) {
 	l.slots[slot] = c
 	c.u = uringConn{l: l, fd: fd, slot: slot, gen: l.gens[slot] & 0xffffff}
 	c.u.split.max = l.srv.cfg.maxMessage
-	h := l.h
+	msg := l.h.rawMessage
 	c.u.emit = func(m []byte) bool {
-		h.message(c, m)
+		msg(c, m)
 		return !c.stopped.Load()
 	}
+	c.loopG.Store(l.g)
 	l.nconns++
 	l.srv.addConn(c)
 	l.armRecv(c)
@@ -619,6 +631,7 @@ func (l *loop) onRecv(c *Conn, cqe *uring.CQE) {
 		bid, _ := cqe.BufferID()
 		if c.u.state == connOpen && !c.stopped.Load() {
 			l.deliver(c, l.br.Buf(bid, int(cqe.Res)))
+			l.flushDirty() // before reading c.queued below
 		}
 		l.br.Add(bid)
 		l.recycled = true
@@ -687,9 +700,16 @@ func (l *loop) pauseRecv(c *Conn) {
 	}
 }
 
+// deliver passes the messages in data to OnMessage. With panic recovery
+// on, one deferred recover covers the whole batch instead of one per
+// message: a panic closes c at once, so no later message of the batch
+// would have been delivered anyway.
 func (l *loop) deliver(c *Conn, data []byte) {
+	if l.h.recover {
+		defer l.srv.recoverCallback(c, "OnMessage")
+	}
 	if l.srv.cfg.framing == Raw {
-		l.h.message(c, data)
+		l.h.rawMessage(c, data)
 		return
 	}
 	if err := c.u.split.feed(data, c.u.emit); err != nil {
@@ -715,6 +735,7 @@ func (l *loop) beginClose(c *Conn) {
 
 // abortConn drops queued output and shuts the socket down at once.
 func (l *loop) abortConn(c *Conn) {
+	l.flushLocal(c)
 	c.mu.Lock()
 	c.closing, c.abort = true, true
 	c.pending = nil
@@ -749,6 +770,8 @@ func (l *loop) maybeFinish(c *Conn) {
 	if c.u.dead || c.u.state != connShut || c.u.recvArmed || c.u.sending {
 		return
 	}
+	l.flushLocal(c)
+	c.loopG.Store(0)
 	c.u.dead = true
 	unix.Close(c.u.fd)
 	l.slots[c.u.slot] = nil
@@ -768,6 +791,7 @@ func (l *loop) pushSend(c *Conn) {
 	if c.u.sending || c.u.state == connShut {
 		return
 	}
+	l.flushLocal(c)
 	c.mu.Lock()
 	if len(c.pending) == 0 {
 		c.mu.Unlock()
@@ -884,28 +908,146 @@ func (l *loop) drainQueue() {
 	}
 }
 
-// flushWork acts on the kicked connections collected by drainQueue.
+// flushWork acts on the kicked connections collected by drainQueue, and
+// on those flushLocal kicked.
 func (l *loop) flushWork() {
 	for i, c := range l.work {
 		l.work[i] = nil
-		if c.u.dead {
-			continue
-		}
-		c.mu.Lock()
-		c.kicked = false
-		closing, abort := c.closing, c.abort
-		c.mu.Unlock()
-		switch {
-		case abort:
-			l.abortConn(c)
-		case closing && c.u.state == connOpen:
-			l.beginClose(c)
-		default:
-			l.pushSend(c)
-		}
-		l.maybeFinish(c)
+		l.service(c)
 	}
 	l.work = l.work[:0]
+	// service may run OnDisconnect, whose Sends may kick more.
+	l.flushDirty()
+	for i := 0; i < len(l.kicks); i++ {
+		c := l.kicks[i]
+		l.kicks[i] = nil
+		l.service(c)
+		l.flushDirty()
+	}
+	l.kicks = l.kicks[:0]
+}
+
+// service sends what is queued for c, or closes it as asked.
+func (l *loop) service(c *Conn) {
+	if c.u.dead {
+		return
+	}
+	c.mu.Lock()
+	c.kicked = false
+	closing, abort := c.closing, c.abort
+	c.mu.Unlock()
+	switch {
+	case abort:
+		l.abortConn(c)
+	case closing && c.u.state == connOpen:
+		l.beginClose(c)
+	default:
+		l.pushSend(c)
+	}
+	l.maybeFinish(c)
+}
+
+// sendOwned is Send called by the goroutine of c's own loop (from a
+// callback). Taking c.mu for every message costs two atomic
+// read-modify-writes, which dominated the CPU time of a pipelined echo;
+// instead the first such Send marks c.localOn under c.mu, later ones append
+// to c.pending without the lock, and flushLocal (once the batch of
+// callbacks is over) accounts them and kicks the send. Sends from other
+// goroutines meanwhile queue behind (c.after), which keeps the order of
+// Sends that happen one after another. The cap is checked exactly for the
+// loop's own Sends; a Send from another goroutine racing with a batch does
+// not see that batch's bytes yet, so the queue can pass the cap by at most
+// what the loop queued in the batch.
+func (c *Conn) sendOwned(msg []byte, newline bool) error {
+	u := &c.u
+	l := u.l
+	if u.dead || c.stopped.Load() || c.afterSet.Load() {
+		l.flushLocal(c)
+		return c.send(msg, newline)
+	}
+	n := len(msg)
+	if newline {
+		n++
+	}
+	if !u.localOn {
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			return ErrClosed
+		}
+		c.localOn = true
+		u.qBase = c.queued
+		c.mu.Unlock()
+		u.localOn = true
+		l.dirty = append(l.dirty, c)
+	}
+	if u.qBase+u.localBytes+n > c.srv.cfg.maxQueue {
+		l.flushLocal(c)
+		return c.send(msg, newline) // the slow-consumer path
+	}
+	u.localBytes += n
+	if k := len(c.pending); k > 0 {
+		// The common case, inline: room in the last chunk. Reslicing it in
+		// place stores its length only (no write barrier).
+		last := &c.pending[k-1]
+		if o := len(*last); cap(*last)-o >= n {
+			*last = (*last)[:o+n]
+			copy((*last)[o:], msg)
+			if newline {
+				(*last)[o+n-1] = '\n'
+			}
+			return nil
+		}
+	}
+	c.pending = c.appendChunks(c.pending, msg, newline)
+	return nil
+}
+
+// flushLocal ends c.localOn: what the loop appended is accounted in
+// c.queued, what other goroutines queued meanwhile goes behind it, and c
+// is kicked so that flushWork sends it.
+func (l *loop) flushLocal(c *Conn) {
+	if !c.u.localOn {
+		return
+	}
+	n := c.u.localBytes
+	c.u.localOn, c.u.localBytes = false, 0
+	c.mu.Lock()
+	c.localOn = false
+	if c.abort {
+		c.pending, c.after = nil, nil
+	} else {
+		c.queued += n
+		if len(c.after) > 0 {
+			c.pending = append(c.pending, c.after...)
+			clear(c.after)
+			c.after = c.after[:0]
+		}
+	}
+	if c.afterSet.Load() {
+		c.afterSet.Store(false)
+	}
+	kick := n > 0 && !c.kicked
+	if kick {
+		c.kicked = true
+	}
+	c.mu.Unlock()
+	if kick {
+		l.kicks = append(l.kicks, c)
+	}
+}
+
+// flushDirty runs flushLocal for every connection the loop's own Sends
+// touched since the last call.
+func (l *loop) flushDirty() {
+	if len(l.dirty) == 0 {
+		return
+	}
+	for i, c := range l.dirty {
+		l.flushLocal(c)
+		l.dirty[i] = nil
+	}
+	l.dirty = l.dirty[:0]
 }
 
 var _ engine = (*uringEngine)(nil)

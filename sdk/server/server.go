@@ -53,6 +53,11 @@ type handlers struct {
 	connect    func(*Conn)
 	message    func(*Conn, []byte)
 	disconnect func(*Conn)
+	// rawMessage is the OnMessage callback without the per-call panic
+	// guard, for an engine that recovers once around a batch of messages
+	// (see loop.deliver) when recover is set.
+	rawMessage func(*Conn, []byte)
+	recover    bool
 }
 
 const (
@@ -343,9 +348,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if h.disconnect == nil {
 		h.disconnect = func(*Conn) {}
 	}
+	raw := h.message
 	if !s.cfg.noRecover {
 		h = s.guard(h)
+		h.recover = true
 	}
+	h.rawMessage = raw
 	err := s.eng.start(h)
 	if err != nil && s.cfg.engine == EngineAuto && s.eng.name() == EngineURing {
 		s.log.Warn("io_uring setup failed, using the net engine", "err", err)
