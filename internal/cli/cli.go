@@ -77,8 +77,21 @@ func (g Globals) Mode() paths.Mode { return g.a.mode() }
 // Stderr is where the invocation writes diagnostics.
 func (g Globals) Stderr() io.Writer { return g.a.stdio.Err }
 
-// Extra builds a command defined outside this package (the daemon's).
-type Extra func(Globals) *cobra.Command
+// Extra is a command defined outside this package (the daemon's): its name
+// and aliases, and how to build it.
+type Extra struct {
+	Name    string
+	Aliases []string
+	New     func(Globals) *cobra.Command
+}
+
+// builder builds one command, known by its name and aliases before it is
+// built.
+type builder struct {
+	name    string
+	aliases []string
+	build   func() *cobra.Command
+}
 
 // Main runs the CLI with args (without the program name) and returns the
 // exit code: 0 success, 1 bad input or not found, 2 fatal. extra adds
@@ -171,29 +184,50 @@ systemd or D-Bus error).`,
 		return nil
 	}
 	root.SetFlagErrorFunc(flagUsageErr)
-	root.AddCommand(
-		a.addCmd(), a.upgradeCmd(), a.startCmd(), a.stopCmd(), a.restartCmd(), a.removeCmd(),
-		a.lsCmd(), a.psCmd(), a.showCmd(), a.logsCmd(), a.attachCmd(), a.envCmd(), a.versionCmd(),
-	)
-	for _, x := range extra {
-		root.AddCommand(x(Globals{a}))
+	builders := []builder{
+		{"add", nil, a.addCmd}, {"upgrade", nil, a.upgradeCmd}, {"start", nil, a.startCmd}, {"stop", nil, a.stopCmd},
+		{"restart", nil, a.restartCmd}, {"remove", []string{"rm"}, a.removeCmd}, {"ls", []string{"list"}, a.lsCmd},
+		{"ps", nil, a.psCmd}, {"show", nil, a.showCmd}, {"logs", nil, a.logsCmd}, {"attach", nil, a.attachCmd},
+		{"env", nil, a.envCmd}, {"version", nil, a.versionCmd},
 	}
-	// cobra builds its "completion" command at every run: leave it out of a
-	// run of one of the commands above, which cannot need it.
-	root.CompletionOptions.DisableDefaultCmd = namesCommand(root, args)
+	for _, x := range extra {
+		builders = append(builders, builder{x.Name, x.Aliases, func() *cobra.Command { return x.New(Globals{a}) }})
+	}
+	// A run of one command builds that command only (cobra would build
+	// every command, with its help text and flags, and its "completion"
+	// command, on every run). Help, an unknown word and completion build all.
+	if b := commandNamed(builders, args); b != nil {
+		root.AddCommand(b.build())
+		root.CompletionOptions.DisableDefaultCmd = true
+		return root
+	}
+	for _, b := range builders {
+		root.AddCommand(b.build())
+	}
 	return root
 }
 
-// namesCommand reports whether the first word of args that is not a flag
-// is the name of one of root's commands.
-func namesCommand(root *cobra.Command, args []string) bool {
-	for _, w := range args {
+// commandNamed returns the builder of the command args run: the first word
+// that is not a flag (nor the value of --socket), by name or alias; nil
+// when that word names none (help, completion, a typo).
+func commandNamed(builders []builder, args []string) *builder {
+	for i := 0; i < len(args); i++ {
+		w := args[i]
+		if w == "--socket" {
+			i++
+			continue
+		}
 		if strings.HasPrefix(w, "-") {
 			continue
 		}
-		return slices.ContainsFunc(root.Commands(), func(c *cobra.Command) bool { return c.Name() == w })
+		for j := range builders {
+			if builders[j].name == w || slices.Contains(builders[j].aliases, w) {
+				return &builders[j]
+			}
+		}
+		return nil
 	}
-	return false
+	return nil
 }
 
 // mode returns the mode chosen by --user/--system.

@@ -225,7 +225,9 @@ func TestCredentialFlags(t *testing.T) {
 // extraDaemon stands for internal/daemon's command (which this package may
 // not import): an Extra that reads the globals and refuses a bad flag the
 // way the real one does.
-func extraDaemon(g Globals) *cobra.Command {
+var extraDaemon = Extra{Name: "daemon", New: newExtraDaemon}
+
+func newExtraDaemon(g Globals) *cobra.Command {
 	return &cobra.Command{Use: "daemon", Args: NoArgs, RunE: func(*cobra.Command, []string) error {
 		if g.Socket() == "bad" {
 			return UsageError("daemon: --socket %s: refused (mode %v)", g.Socket(), g.Mode())
@@ -234,21 +236,30 @@ func extraDaemon(g Globals) *cobra.Command {
 	}}
 }
 
-// TestCompletionCommandOnlyWhenNeeded: cobra's completion command is built
-// for a run that may need it (no command, help, an unknown word,
-// "completion" itself), not for one of our commands.
+// TestCompletionCommandOnlyWhenNeeded: a run of one command builds that
+// command only (by name or alias, after flags and --socket's value), with
+// no completion command; help, an unknown word or "completion" build all.
 func TestCompletionCommandOnlyWhenNeeded(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
-		off  bool
+		only string // the one command built, "" = all
 	}{
-		{nil, false}, {[]string{"--help"}, false}, {[]string{"completion", "bash"}, false}, {[]string{"strat"}, false},
-		{[]string{"ls"}, true}, {[]string{"--user", "add", "x"}, true}, {[]string{"daemon"}, true},
+		{nil, ""}, {[]string{"--help"}, ""}, {[]string{"help", "ls"}, ""}, {[]string{"completion", "bash"}, ""},
+		{[]string{"strat"}, ""}, {[]string{"__complete", "ad"}, ""},
+		{[]string{"ls"}, "ls"}, {[]string{"list"}, "ls"}, {[]string{"rm", "x"}, "remove"},
+		{[]string{"--user", "add", "x"}, "add"}, {[]string{"--socket", "ls", "ps"}, "ps"}, {[]string{"daemon"}, "daemon"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			root := (&app{stdio: Stdio{Out: io.Discard, Err: io.Discard}}).rootCmd(tt.args, []Extra{extraDaemon})
-			if root.CompletionOptions.DisableDefaultCmd != tt.off {
-				t.Fatalf("completion command disabled = %v, want %v", root.CompletionOptions.DisableDefaultCmd, tt.off)
+			cmds := root.Commands()
+			if tt.only == "" {
+				if len(cmds) < 14 || root.CompletionOptions.DisableDefaultCmd {
+					t.Fatalf("%d commands built, completion disabled %v; want all and completion", len(cmds), root.CompletionOptions.DisableDefaultCmd)
+				}
+				return
+			}
+			if len(cmds) != 1 || cmds[0].Name() != tt.only || !root.CompletionOptions.DisableDefaultCmd {
+				t.Fatalf("built %d commands (first %q), completion disabled %v; want only %s", len(cmds), cmds[0].Name(), root.CompletionOptions.DisableDefaultCmd, tt.only)
 			}
 		})
 	}

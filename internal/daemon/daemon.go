@@ -120,3 +120,6 @@ func newLogger(w interface{ Write([]byte) (int, error) }, level slog.Level) *slo
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
+
+// Extra is the daemon command as cli.Main takes it.
+func Extra() cli.Extra { return cli.Extra{Name: "daemon", New: Command} }

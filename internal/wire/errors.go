@@ -114,6 +114,10 @@ func (e *classed) Error() string        { return e.msg }
 func (e *classed) Is(target error) bool { return target == e.class }
 func (e *classed) Unwrap() error        { return e.err }
 
+// Error returns an error of class with the message msg (Errorf without
+// formatting: cheap enough for a package-level error).
+func Error(class error, msg string) error { return &classed{class: class, msg: msg} }
+
 // Errorf returns an error of class (one of the Err* class errors) with a
 // formatted message; a %w operand is wrapped as fmt.Errorf does.
 func Errorf(class error, format string, args ...any) error {

@@ -37,7 +37,7 @@ func run(manDir, complDir string) error {
 	if manDir == "" && complDir == "" {
 		return fmt.Errorf("gendocs: give --man DIR and/or --completions DIR")
 	}
-	root := cli.Command(daemon.Command)
+	root := cli.Command(daemon.Extra())
 	// The completion command is only added when the tree executes; make
 	// sure it exists so that it is documented as well.
 	root.InitDefaultCompletionCmd()
