@@ -3,7 +3,6 @@ package manager
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -366,7 +365,7 @@ func (s *connSlots) release(caller Caller, kind slotKind) {
 
 // errAttachOnly refuses a request other than attach on a connection in the
 // attach reserve.
-var errAttachOnly = errorf(ErrInvalid, "too many connections to the socketley daemon; only attach is served now: try again")
+var errAttachOnly = wire.Error(ErrInvalid, "too many connections to the socketley daemon; only attach is served now: try again")
 
 // handleConn serves one connection of caller: one reply per complete
 // request line until the client closes, is idle for readDeadline (only a
@@ -503,7 +502,8 @@ func jsonReply(res *wire.Result, err error) (byte, []byte) {
 		code = res.Class.Code()
 		res.Error = err.Error()
 	}
-	b, merr := json.Marshal(res)
+	// About 400 bytes a runtime: one allocation for an ls of any size.
+	b, merr := res.AppendJSON(make([]byte, 0, 256+512*len(res.Runtimes)))
 	if merr != nil {
 		return wire.CodeFatal, []byte(`{"error":"encode reply"}`)
 	}

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -78,6 +79,94 @@ func BenchmarkEncodeRequest(b *testing.B) {
 	b.Run("json.Marshal", func(b *testing.B) {
 		for b.Loop() {
 			_, _ = json.Marshal(&req)
+		}
+	})
+}
+
+// fullRuntime has every field of a Runtime set, awkward strings included.
+func fullRuntime(odd string) Runtime {
+	now := time.Date(2026, 12, 6, 5, 4, 3, 123456789, time.FixedZone("x", 3600))
+	return Runtime{Name: odd, Unit: odd, Managed: true, Orphan: true, Status: StatusCrashLoop, Mode: ModeUnit,
+		Desired: odd, Reason: odd, Failed: odd, FailedClass: ClassBusy, Type: odd, Port: -7, Listen: []string{odd, "7070"},
+		PID: 42, Restarts: -1, Failures: 3, NextRestart: now, Since: now.UTC(), LastExit: odd, AttachPID: 9,
+		AttachedAt: now, ActiveState: odd, SubState: odd, Path: odd, Args: []string{odd, ""}, Env: []string{"A=" + odd},
+		WorkDir: odd, Restart: RestartAlways, RestartSec: Duration(time.Millisecond), RestartMaxDelay: Duration(-time.Hour),
+		RestartReset: Duration(10 * time.Second), MaxRestarts: 5, StopTimeout: Duration(time.Second), User: odd,
+		OwnerUID: 1000, Created: now, Redacted: true, Credentials: []Credential{{ID: odd, Path: odd}, {}}}
+}
+
+// TestResultAppendJSON: the hand-written encoding of a Result is
+// json.Marshal's, byte for byte: empty, every field set, zero runtimes.
+func TestResultAppendJSON(t *testing.T) {
+	odd := "a\"b\\c\n\x00<>&\u2028é\xff"
+	tests := []struct {
+		name string
+		res  Result
+	}{
+		{"empty", Result{}},
+		{"error", Result{Error: odd, Class: ClassNotFound}},
+		{"version", Result{Version: &VersionInfo{Version: odd}, Message: odd}},
+		{"zero runtime", Result{Runtimes: []Runtime{{}}}},
+		{"full runtimes", Result{Runtimes: []Runtime{fullRuntime(odd), fullRuntime("plain"), {Name: "z"}}}},
+		{"empty slices", Result{Runtimes: []Runtime{{Listen: []string{}, Args: []string{}, Credentials: []Credential{}}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, err := json.Marshal(&tt.res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := tt.res.AppendJSON(nil)
+			if err != nil || string(got) != string(want) {
+				t.Fatalf("AppendJSON = %s, %v\nwant          %s", got, err, want)
+			}
+		})
+	}
+	bad := Result{Runtimes: []Runtime{{Since: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}}
+	_, werr := json.Marshal(&bad)
+	if _, err := bad.AppendJSON(nil); err == nil || werr == nil {
+		t.Fatalf("a year past 9999: AppendJSON %v, json.Marshal %v; want both to fail", err, werr)
+	}
+}
+
+// FuzzResultAppendJSON: for any strings, numbers and times, the two
+// encodings agree.
+func FuzzResultAppendJSON(f *testing.F) {
+	f.Add("web", "a\x00<\xff", 7070, int64(1), int64(1700000000), true)
+	f.Fuzz(func(t *testing.T, name, text string, n int, d, unix int64, flag bool) {
+		r := fullRuntime(text)
+		r.Name, r.Port, r.PID, r.Restarts, r.OwnerUID = name, n, -n, n, n
+		r.RestartSec, r.StopTimeout = Duration(d), Duration(-d)
+		r.Since = time.Unix(unix%253402300799, d%1e9).UTC()
+		r.Managed, r.Orphan, r.Redacted = flag, !flag, flag
+		res := Result{Runtimes: []Runtime{r, {Name: text}}, Message: text}
+		want, werr := json.Marshal(&res)
+		got, err := res.AppendJSON(nil)
+		if (werr == nil) != (err == nil) || werr == nil && string(got) != string(want) {
+			t.Fatalf("AppendJSON = %s, %v\nwant          %s, %v", got, err, want, werr)
+		}
+	})
+}
+
+// BenchmarkEncodeList1000 compares the two encodings of an ls reply of
+// 1,000 runtimes.
+func BenchmarkEncodeList1000(b *testing.B) {
+	res := Result{}
+	for i := range 1000 {
+		r := Runtime{Name: fmt.Sprintf("r%04d", i), Unit: "socketley-x.service", Managed: true, Status: StatusRunning, Mode: ModeUnit,
+			Desired: "running", PID: 1000 + i, Since: time.Now(), Path: "/usr/bin/x", Args: []string{"-p", "1"},
+			Restart: RestartOnFailure, StopTimeout: Duration(10 * time.Second), Created: time.Now(), ActiveState: "active", SubState: "running"}
+		res.Runtimes = append(res.Runtimes, r)
+	}
+	b.Run("AppendJSON", func(b *testing.B) {
+		var buf []byte
+		for b.Loop() {
+			buf, _ = res.AppendJSON(buf[:0])
+		}
+	})
+	b.Run("json.Marshal", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = json.Marshal(&res)
 		}
 	})
 }
