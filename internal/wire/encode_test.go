@@ -3,6 +3,8 @@ package wire
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -169,4 +171,100 @@ func BenchmarkEncodeList1000(b *testing.B) {
 			_, _ = json.Marshal(&res)
 		}
 	})
+}
+
+// BenchmarkDecodeList1000 is the CLI's side of ls at 1,000 runtimes: the
+// reply decoded with encoding/json.
+func BenchmarkDecodeList1000(b *testing.B) {
+	res := Result{}
+	for i := range 1000 {
+		res.Runtimes = append(res.Runtimes, Runtime{Name: fmt.Sprintf("r%04d", i), Unit: "socketley-x.service", Managed: true,
+			Status: StatusRunning, Mode: ModeUnit, Desired: "running", PID: 1000 + i, Since: time.Now(), Path: "/usr/bin/x",
+			Args: []string{"-p", "1"}, Restart: RestartOnFailure, StopTimeout: Duration(10 * time.Second), Created: time.Now(),
+			ActiveState: "active", SubState: "running"})
+	}
+	data, _ := res.AppendJSON(nil)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var got Result
+		if err := json.Unmarshal(data, &got); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestAppendJSONCoversEveryField sets every field of Request, Result and
+// Runtime (found by reflection, so a field added later is covered) and
+// compares the two encodings: a field AppendJSON forgets fails here.
+func TestAppendJSONCoversEveryField(t *testing.T) {
+	req := Request{Add: &AddSpec{Name: "x"}}
+	fill(t, reflect.ValueOf(&req).Elem())
+	res := Result{Runtimes: make([]Runtime, 1)}
+	fill(t, reflect.ValueOf(&res).Elem())
+	fill(t, reflect.ValueOf(&res.Runtimes[0]).Elem())
+	for name, v := range map[string]interface {
+		AppendJSON([]byte) ([]byte, error)
+	}{"Request": &req, "Result": &res} {
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := v.AppendJSON(nil)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("%s: AppendJSON = %s, %v\nwant          %s", name, got, err, want)
+		}
+	}
+}
+
+// fill sets every zero field of the struct v to a non-zero value.
+func fill(t *testing.T, v reflect.Value) {
+	t.Helper()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if !f.IsZero() {
+			continue
+		}
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("s" + strconv.Itoa(i))
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Int, reflect.Int64:
+			f.SetInt(int64(i + 1))
+		case reflect.Slice:
+			s := reflect.MakeSlice(f.Type(), 1, 1)
+			if e := s.Index(0); e.Kind() == reflect.Struct {
+				fill(t, e)
+			} else {
+				e.SetString("e" + strconv.Itoa(i))
+			}
+			f.Set(s)
+		case reflect.Pointer:
+			p := reflect.New(f.Type().Elem())
+			if p.Elem().Kind() == reflect.Struct {
+				fill(t, p.Elem())
+			} else {
+				p.Elem().SetInt(int64(i))
+			}
+			f.Set(p)
+		case reflect.Struct:
+			if f.Type() == reflect.TypeFor[time.Time]() {
+				f.Set(reflect.ValueOf(time.Unix(int64(i)*1000, 5).UTC()))
+				continue
+			}
+			fill(t, f)
+		default:
+			t.Fatalf("field %s of %s: kind %s not handled", v.Type().Field(i).Name, v.Type(), f.Kind())
+		}
+	}
+}
+
+// TestBrief: the brief view keeps what the tables show and drops the rest.
+func TestBrief(t *testing.T) {
+	r := fullRuntime("x")
+	b := r.Brief()
+	if b.Name != r.Name || b.Status != r.Status || b.PID != r.PID || b.Since != r.Since || len(b.Listen) != 2 ||
+		b.Path != "" || b.Env != nil || b.Args != nil || b.Credentials != nil || b.Reason != "" {
+		t.Fatalf("Brief() = %+v", b)
+	}
 }
