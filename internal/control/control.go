@@ -66,7 +66,7 @@ func (c *Client) Line(ctx context.Context, line string) (int, string, error) {
 // sentinel of its class), returned together with the reply the daemon sent
 // (nil when it sent none that decodes): a command that failed for some of
 // its runtimes marks those with Runtime.Failed. Without a deadline in ctx
-// the request is bounded by RequestTimeout(req).
+// the request is bounded by requestTimeout(req).
 func (c *Client) Do(ctx context.Context, req wire.Request) (*wire.Result, error) {
 	if req.Version == "" {
 		req.Version = c.Version
@@ -75,7 +75,7 @@ func (c *Client) Do(ctx context.Context, req wire.Request) (*wire.Result, error)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}
-	code, payload, err := c.roundTrip(ctx, RequestTimeout(req), append(b, '\n'))
+	code, payload, err := c.roundTrip(ctx, requestTimeout(req), append(b, '\n'))
 	if err != nil {
 		return nil, err
 	}
@@ -128,10 +128,10 @@ func (c *Client) roundTrip(ctx context.Context, d time.Duration, req []byte) (in
 	return int(code), payload, nil
 }
 
-// RequestTimeout is the deadline of req when the caller's context has none:
+// requestTimeout is the deadline of req when the caller's context has none:
 // DefaultTimeout, DefaultStopTimeout for the commands that stop runtimes,
 // plus the wait of a waiting request.
-func RequestTimeout(req wire.Request) time.Duration {
+func requestTimeout(req wire.Request) time.Duration {
 	d := DefaultTimeout
 	switch req.Cmd {
 	case wire.CmdStop, wire.CmdRestart, wire.CmdRemove:

@@ -115,7 +115,7 @@ func TestRequestTimeout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := RequestTimeout(tt.req)
+			got := requestTimeout(tt.req)
 			if got < tt.atLeast || got > tt.atMost {
 				t.Errorf("got %v, want between %v and %v", got, tt.atLeast, tt.atMost)
 			}
