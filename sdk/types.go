@@ -5,7 +5,9 @@ import "github.com/socketley/socketley/internal/wire"
 // The data types below are the daemon's own (its wire format), given here
 // as aliases so that an SDK user never names an internal package. Their
 // JSON encoding is the stable one of `socketley ls -o json` (docs/cli.md,
-// "JSON fields").
+// "JSON fields"). The constants are spelled out so that the documentation
+// shows their values; TestConstantsMatchTheWire keeps them equal to the
+// daemon's.
 
 // Runtime is one registry entry as the daemon reports it: what List, PS and
 // Show return, and the runtimes a command acted on. Its main fields: Name,
@@ -48,31 +50,31 @@ type Status = wire.Status
 // Runtime states.
 const (
 	// StatusCreated: registered, never started.
-	StatusCreated = wire.StatusCreated
+	StatusCreated Status = "created"
 	// StatusStarting: waiting for the attach of a runtime added with
 	// ExpectAttach.
-	StatusStarting = wire.StatusStarting
+	StatusStarting Status = "starting"
 	// StatusRunning: its process runs.
-	StatusRunning = wire.StatusRunning
+	StatusRunning Status = "running"
 	// StatusUnhealthy: its process runs, but its attach is overdue or its
 	// attached port refuses connections.
-	StatusUnhealthy = wire.StatusUnhealthy
+	StatusUnhealthy Status = "unhealthy"
 	// StatusRestarting: systemd is about to restart it.
-	StatusRestarting = wire.StatusRestarting
+	StatusRestarting Status = "restarting"
 	// StatusCrashLoop: crashing again and again; restarted with a growing
 	// delay (Runtime.NextRestart says when).
-	StatusCrashLoop = wire.StatusCrashLoop
+	StatusCrashLoop Status = "crash-loop"
 	// StatusFailed: down after a failure (Runtime.LastExit says how it
 	// ended), or given up on after AddSpec.MaxRestarts failed runs.
-	StatusFailed = wire.StatusFailed
+	StatusFailed Status = "failed"
 	// StatusStopped: stopped by a stop request.
-	StatusStopped = wire.StatusStopped
+	StatusStopped Status = "stopped"
 	// StatusRemoving: a removal was recorded but has not finished.
-	StatusRemoving = wire.StatusRemoving
+	StatusRemoving Status = "removing"
 	// StatusOrphan: a socketley-* unit with no registry entry.
-	StatusOrphan = wire.StatusOrphan
+	StatusOrphan Status = "orphan"
 	// StatusUnknown: the daemon has no entry of that name (any more).
-	StatusUnknown = wire.StatusUnknown
+	StatusUnknown Status = "unknown"
 )
 
 // Mode is how a runtime runs (Runtime.Mode, the MODE column of ls).
@@ -81,12 +83,12 @@ type Mode = wire.Mode
 // Modes of a runtime.
 const (
 	// ModeUnit: a managed runtime, run by systemd as a unit.
-	ModeUnit = wire.ModeUnit
+	ModeUnit Mode = "unit"
 	// ModeAttach: a process that attached itself (Attach); socketley did
 	// not start it.
-	ModeAttach = wire.ModeAttach
+	ModeAttach Mode = "attach"
 	// ModeOrphan: a socketley-* unit with no registry entry.
-	ModeOrphan = wire.ModeOrphan
+	ModeOrphan Mode = "orphan"
 )
 
 // RestartPolicy is a managed runtime's restart policy (AddSpec.Restart,
@@ -99,13 +101,13 @@ type RestartPolicy = wire.RestartPolicy
 const (
 	// RestartOnFailure restarts after a failure (non-zero exit, signal,
 	// timeout, watchdog), not after a clean exit or a stop.
-	RestartOnFailure = wire.RestartOnFailure
+	RestartOnFailure RestartPolicy = "on-failure"
 	// RestartAlways restarts after every exit, clean or not, but a stop.
-	RestartAlways = wire.RestartAlways
+	RestartAlways RestartPolicy = "always"
 	// RestartNo never restarts automatically.
-	RestartNo = wire.RestartNo
+	RestartNo RestartPolicy = "no"
 	// DefaultRestart is the policy of a runtime added without one.
-	DefaultRestart = wire.DefaultRestart
+	DefaultRestart = RestartOnFailure
 )
 
 // ErrorClass is the kind of a failed request as the daemon classes it
@@ -118,21 +120,21 @@ type ErrorClass = wire.ErrorClass
 // ErrNotFound).
 const (
 	// ClassInvalid: bad input (a malformed name, path, flag or request).
-	ClassInvalid = wire.ClassInvalid
+	ClassInvalid ErrorClass = "invalid"
 	// ClassNotFound: an unknown runtime, or a pattern that matches none.
-	ClassNotFound = wire.ClassNotFound
+	ClassNotFound ErrorClass = "not-found"
 	// ClassExists: the name is taken.
-	ClassExists = wire.ClassExists
+	ClassExists ErrorClass = "exists"
 	// ClassDenied: the caller may not do this (another user's runtime).
-	ClassDenied = wire.ClassDenied
+	ClassDenied ErrorClass = "denied"
 	// ClassLimit: a limit is reached (runtimes per user).
-	ClassLimit = wire.ClassLimit
+	ClassLimit ErrorClass = "limit"
 	// ClassBusy: the runtime is in the middle of another operation.
-	ClassBusy = wire.ClassBusy
+	ClassBusy ErrorClass = "busy"
 	// ClassFailed: the runtime did not reach "running".
-	ClassFailed = wire.ClassFailed
+	ClassFailed ErrorClass = "failed"
 	// ClassUnavailable: the daemon cannot reach systemd.
-	ClassUnavailable = wire.ClassUnavailable
+	ClassUnavailable ErrorClass = "unavailable"
 	// ClassInternal: any other failure of the daemon.
-	ClassInternal = wire.ClassInternal
+	ClassInternal ErrorClass = "internal"
 )

@@ -33,6 +33,7 @@ type ReplyError struct {
 	Class wire.ErrorClass
 }
 
+// Error returns the daemon's words (Message).
 func (e *ReplyError) Error() string { return e.Message }
 
 // Is reports whether target is the sentinel for e's code or class.
@@ -54,6 +55,7 @@ type UnreachableError struct {
 	Err error
 }
 
+// Error says which socket could not be reached, and why.
 func (e *UnreachableError) Error() string {
 	return fmt.Sprintf("cannot reach the socketley daemon at %s: %v", e.Socket, e.Err)
 }
