@@ -66,7 +66,7 @@ func serve(kind string, port int) error {
 	}()
 	switch kind {
 	case "uring", "uringraw", "wrapnet":
-		opts := []server.Option{server.WithEngine(server.EngineURing), server.WithoutAttach()}
+		opts := []server.Option{server.WithEngine(server.EngineURing), server.WithoutAttach(), server.WithRaiseGOMAXPROCS()}
 		switch kind {
 		case "wrapnet":
 			opts[0] = server.WithEngine(server.EngineNet)

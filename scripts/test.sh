@@ -118,7 +118,7 @@ systemd_next() {
 	eval "$next"
 	export SDH_SYSTEMD SDH_SYSTEMD_LIBDIR
 	# The native-backoff tests fail instead of skipping when the manager is not 254.
-	SOCKETLEY_REQUIRE_NATIVE=1 gotest systemd-next -skip "^($DISRUPTIVE)\$" -run 'TestNative|TestCrash|TestMaxRestarts|TestBackoff|TestLifecycle|TestRestart|TestWatch|TestFailedStart|TestDaemonRestart|TestHealthRestarts|TestListAndFill|TestListen|TestSocket' \
+	SOCKETLEY_REQUIRE_NATIVE=1 gotest systemd-next -skip "^($DISRUPTIVE)\$" -run 'TestNative|TestCrash|TestMaxRestarts|TestBackoff|TestLifecycle|TestRestart|TestWatch|TestFailedStart|TestDaemonRestart|TestHealthRestarts|TestFillMany|TestListen|TestSocket' \
 		./cmd/socketley ./units
 }
 

@@ -2,29 +2,46 @@ package sdk
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/socketley/socketley/internal/control"
+	"github.com/socketley/socketley/internal/paths"
 )
 
-// Environment variables set by the daemon in every managed unit.
+// Environment variables the daemon sets in every managed unit.
 const (
+	// EnvManaged is "1" in a managed unit: Managed reports it, and Attach
+	// then re-attaches the unit's entry.
 	EnvManaged = "SOCKETLEY_MANAGED"
-	EnvName    = "SOCKETLEY_NAME"
-	EnvSocket  = "SOCKETLEY_SOCKET"
+	// EnvName is the runtime's name in a managed unit; Attach uses it
+	// instead of the name it is given.
+	EnvName = "SOCKETLEY_NAME"
+	// EnvSocket is the daemon's control socket. Set in a managed unit, and
+	// by `eval "$(socketley env)"` in a shell; it takes precedence over
+	// the system and user sockets, for Attach and NewClient("") alike.
+	EnvSocket = paths.EnvSocket
 )
 
-// Runtime types accepted by Attach.
+// Runtime types a process attaches as (Attach's typ, the TYPE column of
+// ls); the daemon accepts these four, as from the C++ SDK.
 const (
+	// TypeServer is a process that serves on its port.
 	TypeServer = "server"
+	// TypeClient is a client process.
 	TypeClient = "client"
-	TypeProxy  = "proxy"
-	TypeCache  = "cache"
+	// TypeProxy is a proxy.
+	TypeProxy = "proxy"
+	// TypeCache is a cache.
+	TypeCache = "cache"
 )
+
+// DefaultAttachWait is how long Attach keeps retrying a daemon that is
+// not there yet when its context has no deadline.
+const DefaultAttachWait = 5 * time.Second
 
 // Managed reports whether this process runs as a socketley-managed unit
 // (SOCKETLEY_MANAGED is set and non-empty).
@@ -43,33 +60,31 @@ type attachState struct {
 var current attachState
 
 // Attach reports this process to the daemon as a runtime of type typ
-// (server, client, proxy, cache) listening on port. It is AttachContext with a
-// background context, so it retries for DefaultAttachWait (see AttachContext).
-// It installs no signal handler; call Detach when the program stops serving.
-func Attach(name, typ string, port int) error {
-	return AttachContext(context.Background(), name, typ, port)
-}
-
-// AttachContext reports this process to the daemon. When SOCKETLEY_NAME is
-// set it overrides name; when SOCKETLEY_MANAGED is set the attach is sent as
-// a managed (re-)attach of that unit. Errors wrap ErrUnreachable or
-// ErrRefused and say why.
-//
-// Attaching has no process-wide side effect: it installs no signal handler
-// and never re-raises a signal, so a program's own SIGTERM handling (say
-// signal.NotifyContext followed by a graceful shutdown) works as written.
-// An unmanaged attach is undone by Detach, which the program calls itself
-// when it stops serving, typically `defer sdk.Detach()` in main or right
-// after its server returns. A program that exits without Detach is not
-// harmed: the daemon notices that the attached pid is gone. A managed
-// process needs no Detach (the unit is the entry).
+// (TypeServer, TypeClient, TypeProxy, TypeCache) serving port, so that ls
+// shows it and the daemon health-checks the port. When SOCKETLEY_NAME is
+// set it overrides name; when SOCKETLEY_MANAGED is set (Managed) the attach
+// is sent as a managed re-attach of that unit's entry, which the daemon
+// accepts only from a process inside socketley-NAME.service; otherwise the
+// daemon adds an entry of mode attach for this pid. The daemon is found at
+// $SOCKETLEY_SOCKET, else as the package documentation describes. Errors
+// wrap ErrUnreachable or ErrRefused (a *ReplyError) and say why; a program
+// may serve on without being attached.
 //
 // A daemon that is not there yet (its socket is missing or refuses the
 // connection: the daemon is starting, restarting or being upgraded) is
 // retried with backoff, 10 ms doubling to 500 ms, until ctx's deadline, or
 // for DefaultAttachWait when ctx has none. A reply from the daemon, even a
 // refusal, is never retried.
-func AttachContext(ctx context.Context, name, typ string, port int) error {
+//
+// Attach has no process-wide side effect: it installs no signal handler,
+// starts no goroutine that outlives it and changes no environment, so a
+// program's own SIGTERM handling (signal.NotifyContext, then a graceful
+// shutdown) works as written. It only remembers an unmanaged attach, for
+// Detach: the program calls Detach itself when it stops serving, typically
+// deferred in main or right after its server returns. A program that exits
+// without Detach is not harmed: the daemon notices that the attached pid is
+// gone. A managed process needs no Detach (the unit is the entry).
+func Attach(ctx context.Context, name, typ string, port int) error {
 	if env := os.Getenv(EnvName); env != "" {
 		name = env
 	}
@@ -84,13 +99,13 @@ func AttachContext(ctx context.Context, name, typ string, port int) error {
 	if managed {
 		line += " --managed"
 	}
-	c := NewClient(os.Getenv(EnvSocket))
+	c := control.Client{Socket: paths.Socket(os.Getenv(EnvSocket), paths.Auto)}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultAttachWait)
 		defer cancel()
 	}
-	code, text, err := lineRetrying(ctx, c, line, nil)
+	code, text, err := c.LineRetrying(ctx, line, nil)
 	if err != nil {
 		return fmt.Errorf("attach %s: %w", name, err)
 	}
@@ -99,67 +114,17 @@ func AttachContext(ctx context.Context, name, typ string, port int) error {
 	}
 	if !managed {
 		current.mu.Lock()
-		current.name, current.socket, current.attached = name, c.Socket(), true
+		current.name, current.socket, current.attached = name, c.Socket, true
 		current.mu.Unlock()
 	}
 	return nil
 }
 
-// Attach retries: DefaultAttachWait bounds the retries when the context has
-// no deadline; the delay between two tries starts at attachRetryMin and
-// doubles up to attachRetryMax.
-const (
-	// DefaultAttachWait is how long Attach keeps retrying a daemon that is
-	// not there yet when the context has no deadline.
-	DefaultAttachWait = 5 * time.Second
-	attachRetryMin    = 10 * time.Millisecond
-	attachRetryMax    = 500 * time.Millisecond
-)
-
-// lineRetrying sends line, retrying with backoff while the daemon's socket
-// is missing or refuses connections, until ctx ends. retried, when not nil,
-// is called with the error of each try that will be retried (for tests).
-func lineRetrying(ctx context.Context, c *Client, line string, retried func(error)) (int, string, error) {
-	delay := attachRetryMin
-	tries := 0
-	for {
-		code, text, err := c.Line(ctx, line)
-		tries++
-		if err == nil || !daemonNotThere(err) {
-			return code, text, err
-		}
-		if retried != nil {
-			retried(err)
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return 0, "", fmt.Errorf("%w (tried %d times until %v)", err, tries, ctx.Err())
-		case <-t.C:
-		}
-		delay = min(delay*2, attachRetryMax)
-	}
-}
-
-// daemonNotThere reports whether err is a dial failure that a daemon
-// starting up explains: no socket file yet, nobody listening on it, or a
-// full listen backlog.
-func daemonNotThere(err error) bool {
-	var ue *UnreachableError
-	return errors.As(err, &ue) &&
-		(errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EAGAIN))
-}
-
-// Detach undoes an unmanaged Attach: the daemon forgets the entry and does not
-// signal this process. It is a no-op for managed processes (the unit is the
-// entry) and when nothing is attached.
-func Detach() error {
-	return DetachContext(context.Background())
-}
-
-// DetachContext is Detach with a context.
-func DetachContext(ctx context.Context) error {
+// Detach undoes an unmanaged Attach: the daemon forgets the entry and does
+// not signal this process. It is a no-op for a managed process (the unit is
+// the entry) and when nothing is attached. Without a deadline in ctx it is
+// bounded by DefaultTimeout.
+func Detach(ctx context.Context) error {
 	current.mu.Lock()
 	name, socket, attached := current.name, current.socket, current.attached
 	current.attached = false
@@ -167,7 +132,8 @@ func DetachContext(ctx context.Context) error {
 	if !attached {
 		return nil
 	}
-	code, text, err := (&Client{socket: socket}).Line(ctx, "remove "+name)
+	c := control.Client{Socket: socket}
+	code, text, err := c.Line(ctx, "remove "+name)
 	if err != nil {
 		return fmt.Errorf("detach %s: %w", name, err)
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 const envSignalChild = "SOCKETLEY_TEST_SIGNAL_CHILD"
@@ -23,10 +25,10 @@ const envSignalChild = "SOCKETLEY_TEST_SIGNAL_CHILD"
 // parent's go-ahead on stdin before it detaches and exits 0.
 func TestAttachedProgramChild(t *testing.T) {
 	if os.Getenv(envSignalChild) == "" {
-		t.Skip("only run as the child of TestAttachedProgramShutsDownOnSIGTERM")
+		testenv.Skip(t, "only run as the child of TestAttachedProgramShutsDownOnSIGTERM")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	if err := Attach("graceful", TypeServer, 7070); err != nil {
+	if err := Attach(context.Background(), "graceful", TypeServer, 7070); err != nil {
 		fmt.Printf("ERROR %v\n", err)
 		os.Exit(3)
 	}
@@ -45,7 +47,7 @@ func TestAttachedProgramChild(t *testing.T) {
 		fmt.Println("ERROR the SDK detached on SIGTERM by itself")
 		os.Exit(6)
 	}
-	if err := Detach(); err != nil {
+	if err := Detach(context.Background()); err != nil {
 		fmt.Printf("ERROR detach: %v\n", err)
 		os.Exit(5)
 	}

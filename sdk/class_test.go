@@ -48,7 +48,7 @@ func TestReplyErrorClasses(t *testing.T) {
 				t.Fatalf("ErrRefused %v, ErrDaemon %v; want refused=%v", errors.Is(err, ErrRefused), errors.Is(err, ErrDaemon), tt.refused)
 			}
 			var re *ReplyError
-			if !errors.As(err, &re) || re.Class != string(tt.class) {
+			if !errors.As(err, &re) || re.Class != tt.class {
 				t.Fatalf("errors.As: %+v", re)
 			}
 		})

@@ -1,30 +1,15 @@
 package sdk
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/socketley/socketley/internal/control"
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
 )
-
-// Runtime is one registry entry as the daemon reports it (ls, ps, show).
-type Runtime = wire.Runtime
-
-// AddSpec describes a managed runtime to register (Client.Add).
-type AddSpec = wire.AddSpec
-
-// VersionInfo describes a build of socketley.
-type VersionInfo = wire.VersionInfo
-
-// Duration is a time.Duration that encodes as "1.5s" in JSON.
-type Duration = wire.Duration
 
 // Request deadlines used when the context has none.
 const (
@@ -43,115 +28,40 @@ const (
 	DefaultStopTimeout = 15 * time.Minute
 )
 
-// Client talks to one socketley daemon. The zero value is not usable; create
-// one with NewClient. A Client is safe for concurrent use: each request uses
-// its own connection.
+// Client drives one socketley daemon: the requests of the CLI's commands,
+// over the same socket and the same client code as the CLI. Create one with
+// NewClient. A Client is safe for concurrent use: each request has its own
+// connection.
+//
+// Every method takes a context: its deadline bounds the request, and
+// without one the request gets DefaultTimeout (DefaultStopTimeout for the
+// methods that stop runtimes). An error matches ErrUnreachable, ErrRefused
+// or ErrDaemon with errors.Is, and a refusal or failure also the sentinel of
+// its class (ErrNotFound, ErrExists, …). A command that acted on several
+// runtimes and failed for some returns the runtimes the daemon reported
+// together with the error, with Runtime.Failed set on those it failed for.
 type Client struct {
-	socket string
-	// Version is sent with each request so the daemon can log a mismatch.
-	Version string
+	c control.Client
 }
 
 // NewClient returns a client for the daemon at socket; an empty socket is
-// resolved as the package documentation describes.
+// resolved as the package documentation describes. No connection is made
+// until a request.
 func NewClient(socket string) *Client {
-	return &Client{socket: paths.Socket(socket, paths.Auto)}
+	return &Client{c: control.Client{Socket: paths.Socket(socket, paths.Auto)}}
 }
 
 // Socket returns the control socket path the client dials.
-func (c *Client) Socket() string { return c.socket }
+func (c *Client) Socket() string { return c.c.Socket }
 
-// Line sends one legacy request line (the C++ SDK's format) and returns the
-// reply's code and text. A non-zero code is not an error here.
-func (c *Client) Line(ctx context.Context, line string) (int, string, error) {
-	code, payload, err := c.roundTrip(ctx, []byte(strings.TrimRight(line, "\r\n")+"\n"))
-	return code, string(payload), err
-}
-
-// Do sends a JSON request and decodes the JSON result. A non-zero reply code
-// becomes a *ReplyError (errors.Is ErrRefused or ErrDaemon). Without a
-// deadline in ctx the request is bounded by DefaultTimeout, or by
-// DefaultStopTimeout (plus the wait) for the commands that stop or wait.
-func (c *Client) Do(ctx context.Context, req wire.Request) (*wire.Result, error) {
-	if req.Version == "" {
-		req.Version = c.Version
-	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("encode request: %w", err)
-	}
-	code, payload, err := c.roundTripWithin(ctx, requestTimeout(req), append(b, '\n'))
-	if err != nil {
+// runtimes sends req and returns the runtimes of the reply, also with an
+// error when the daemon reported some.
+func (c *Client) runtimes(ctx context.Context, req wire.Request) ([]Runtime, error) {
+	res, err := c.c.Do(ctx, req)
+	if res == nil {
 		return nil, err
 	}
-	var res wire.Result
-	if err := json.Unmarshal(payload, &res); err != nil {
-		if code != 0 {
-			return nil, &ReplyError{Code: code, Message: strings.TrimSpace(string(payload))}
-		}
-		return nil, fmt.Errorf("decode reply from %s: %w", c.socket, err)
-	}
-	if code != 0 {
-		msg := res.Error
-		if msg == "" {
-			msg = fmt.Sprintf("request failed with code %d", code)
-		}
-		return &res, &ReplyError{Code: code, Message: msg, Class: string(res.Class)}
-	}
-	return &res, nil
-}
-
-func (c *Client) roundTrip(ctx context.Context, req []byte) (int, []byte, error) {
-	return c.roundTripWithin(ctx, DefaultTimeout, req)
-}
-
-// roundTripWithin sends req and reads the reply, within d when ctx has no
-// deadline.
-func (c *Client) roundTripWithin(ctx context.Context, d time.Duration, req []byte) (int, []byte, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
-	var dialer net.Dialer
-	conn, err := dialer.DialContext(ctx, "unix", c.socket)
-	if err != nil {
-		return 0, nil, &UnreachableError{Socket: c.socket, Err: err}
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if _, err := conn.Write(req); err != nil {
-		return 0, nil, fmt.Errorf("send request to %s: %w", c.socket, err)
-	}
-	code, payload, err := wire.ReadReply(bufio.NewReader(conn))
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0, nil, fmt.Errorf("request to %s: %w", c.socket, ctx.Err())
-		}
-		return 0, nil, fmt.Errorf("request to %s: %w", c.socket, err)
-	}
-	return int(code), payload, nil
-}
-
-// requestTimeout is the deadline of req when the caller's context has none.
-func requestTimeout(req wire.Request) time.Duration {
-	d := DefaultTimeout
-	switch req.Cmd {
-	case wire.CmdStop, wire.CmdRestart, wire.CmdRemove:
-		d = DefaultStopTimeout
-	case wire.CmdUpgrade:
-		// A restart, the wait, and maybe a switch back: a restart and a wait again.
-		return 2*DefaultStopTimeout + 2*max(time.Duration(req.Timeout), 10*time.Second)
-	}
-	if req.Wait {
-		// The daemon waits up to 10 s when no timeout is given.
-		d += max(time.Duration(req.Timeout), 10*time.Second)
-	}
-	return d
+	return res.Runtimes, err
 }
 
 // StartOptions says whether Add, Start and Restart wait for the runtimes to
@@ -159,40 +69,41 @@ func requestTimeout(req wire.Request) time.Duration {
 // start them.
 type StartOptions struct {
 	// Wait makes the call return only once the runtimes are running (and
-	// attached, for those added with ExpectAttach), or fail with the reason.
+	// attached, for those added with ExpectAttach), or fail with the reason
+	// (errors.Is ErrFailed).
 	Wait bool
 	// Timeout bounds Wait; zero means the daemon's default (10 s).
 	Timeout time.Duration
 }
 
-func (c *Client) names(ctx context.Context, cmd string, names []string, o StartOptions) ([]Runtime, error) {
-	res, err := c.Do(ctx, wire.Request{Cmd: cmd, Names: names, Wait: o.Wait, Timeout: wire.Duration(o.Timeout)})
-	if err != nil {
-		return nil, err
-	}
-	return res.Runtimes, nil
+func (o StartOptions) request(cmd string, names []string) wire.Request {
+	return wire.Request{Cmd: cmd, Names: names, Wait: o.Wait, Timeout: wire.Duration(o.Timeout)}
 }
 
-// List returns every runtime, sorted by name (ls).
+// List returns every runtime, sorted by name (socketley ls).
 func (c *Client) List(ctx context.Context) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdList, nil, StartOptions{})
+	return c.runtimes(ctx, wire.Request{Cmd: wire.CmdList})
 }
 
-// PS returns the runtimes that are running (ps).
+// PS returns the runtimes that run or should: every runtime with a live
+// process, and every managed runtime wanted running that is between a crash
+// and its restart (socketley ps).
 func (c *Client) PS(ctx context.Context) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdPS, nil, StartOptions{})
+	return c.runtimes(ctx, wire.Request{Cmd: wire.CmdPS})
 }
 
-// Show returns the runtimes matching names (names or glob patterns).
+// Show returns the runtimes matching names (names or glob patterns such as
+// "web-*"), with every detail the caller may see (socketley show).
 func (c *Client) Show(ctx context.Context, names ...string) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdShow, names, StartOptions{})
+	return c.runtimes(ctx, wire.Request{Cmd: wire.CmdShow, Names: names})
 }
 
 // Add registers a managed runtime, and starts it when spec.Start is set;
 // with o.Wait it returns once the runtime is running, or fails with the
 // reason. A relative spec.Path or spec.WorkDir is resolved against this
 // process's working directory (the daemon, which runs elsewhere, needs
-// absolute paths).
+// absolute paths). A runtime whose first start fails stays registered: the
+// error comes with the runtime.
 func (c *Client) Add(ctx context.Context, spec AddSpec, o StartOptions) (Runtime, error) {
 	for _, p := range []*string{&spec.Path, &spec.WorkDir} {
 		if *p == "" || filepath.IsAbs(*p) {
@@ -204,49 +115,58 @@ func (c *Client) Add(ctx context.Context, spec AddSpec, o StartOptions) (Runtime
 		}
 		*p = abs
 	}
-	res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &spec, Wait: o.Wait, Timeout: wire.Duration(o.Timeout)})
-	if err != nil {
+	req := o.request(wire.CmdAdd, nil)
+	req.Add = &spec
+	return c.one(ctx, "add "+spec.Name, req)
+}
+
+// one sends req, which acts on one runtime, and returns that runtime, also
+// with an error when the daemon reported it.
+func (c *Client) one(ctx context.Context, what string, req wire.Request) (Runtime, error) {
+	rts, err := c.runtimes(ctx, req)
+	switch {
+	case len(rts) > 0:
+		return rts[0], err
+	case err != nil:
 		return Runtime{}, err
 	}
-	if len(res.Runtimes) == 0 {
-		return Runtime{}, fmt.Errorf("add %s: daemon returned no runtime", spec.Name)
-	}
-	return res.Runtimes[0], nil
+	return Runtime{}, fmt.Errorf("%s: the daemon returned no runtime", what)
 }
 
 // Start starts the runtimes matching names; with o.Wait it returns once
-// they run.
+// they run. A runtime that is already running is left alone.
 func (c *Client) Start(ctx context.Context, o StartOptions, names ...string) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdStart, names, o)
+	return c.runtimes(ctx, o.request(wire.CmdStart, names))
 }
 
 // Stop stops the runtimes matching names and returns once their units are
 // inactive: after SIGTERM, a runtime gets its stop timeout (10 s by
-// default) before SIGKILL. Without a deadline in ctx the request is bounded
-// by DefaultStopTimeout, which outlasts any stop the daemon allows.
+// default) before SIGKILL. An attached process is sent SIGTERM. Without a
+// deadline in ctx the request is bounded by DefaultStopTimeout, which
+// outlasts any stop the daemon allows.
 func (c *Client) Stop(ctx context.Context, names ...string) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdStop, names, StartOptions{})
+	return c.runtimes(ctx, wire.Request{Cmd: wire.CmdStop, Names: names})
 }
 
 // Restart stops, waits for, then starts the runtimes matching names; with
 // o.Wait it returns once they run again. Its deadline is as for Stop, plus
 // the wait.
 func (c *Client) Restart(ctx context.Context, o StartOptions, names ...string) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdRestart, names, o)
+	return c.runtimes(ctx, o.request(wire.CmdRestart, names))
 }
 
 // Upgrade switches the managed runtime name to the executable path and
-// restarts it; a runtime added with --listen keeps its socket meanwhile, so
-// clients connecting during the upgrade wait instead of being refused. A
-// relative path is resolved against this process's working directory. It
-// returns once the new process runs (attached, when the runtime attaches)
-// within timeout (0: the daemon's default, 10 s); otherwise the daemon
-// switches back to the old executable and starts it again, and the error
-// (a *ReplyError, errors.Is ErrRefused) says why. The switch is persisted
-// before anything is restarted. Without a deadline in ctx the request is
-// bounded by twice DefaultStopTimeout (the stop of the old process, and of
-// the new one when it switches back) plus twice the wait (the new
-// executable's, then the old one's).
+// restarts it; a runtime added with AddSpec.Listen keeps its socket
+// meanwhile, so clients connecting during the upgrade wait instead of being
+// refused. A relative path is resolved against this process's working
+// directory. It returns once the new process runs (attached, when the
+// runtime attaches) within timeout (0: the daemon's default, 10 s);
+// otherwise the daemon switches back to the old executable and starts it
+// again, and the error (errors.Is ErrRefused) says why. The switch is
+// persisted before anything is restarted. Without a deadline in ctx the
+// request is bounded by twice DefaultStopTimeout (the stop of the old
+// process, and of the new one when it switches back) plus twice the wait
+// (the new executable's, then the old one's).
 func (c *Client) Upgrade(ctx context.Context, name, path string, timeout time.Duration) (Runtime, error) {
 	if path != "" && !filepath.IsAbs(path) {
 		abs, err := filepath.Abs(path)
@@ -255,32 +175,27 @@ func (c *Client) Upgrade(ctx context.Context, name, path string, timeout time.Du
 		}
 		path = abs
 	}
-	res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdUpgrade, Names: []string{name}, Path: path, Timeout: wire.Duration(timeout)})
-	if err != nil {
-		if res != nil && len(res.Runtimes) > 0 {
-			return res.Runtimes[0], err
-		}
-		return Runtime{}, err
-	}
-	if len(res.Runtimes) == 0 {
-		return Runtime{}, fmt.Errorf("upgrade %s: the daemon returned no runtime", name)
-	}
-	return res.Runtimes[0], nil
+	return c.one(ctx, "upgrade "+name, wire.Request{Cmd: wire.CmdUpgrade, Names: []string{name}, Path: path, Timeout: wire.Duration(timeout)})
 }
 
-// Remove stops and forgets the runtimes matching names (deadline as for Stop).
-func (c *Client) Remove(ctx context.Context, names ...string) ([]Runtime, error) {
-	return c.names(ctx, wire.CmdRemove, names, StartOptions{})
+// Remove stops and forgets the runtimes matching names (deadline as for
+// Stop): a managed runtime's unit is stopped, an attached process is sent
+// SIGTERM (unless the caller is that process: then it is only forgotten, as
+// with Detach). The daemon reports no runtimes for a removal, hence only
+// an error.
+func (c *Client) Remove(ctx context.Context, names ...string) error {
+	_, err := c.c.Do(ctx, wire.Request{Cmd: wire.CmdRemove, Names: names})
+	return err
 }
 
 // DaemonVersion returns the daemon's build information.
 func (c *Client) DaemonVersion(ctx context.Context) (VersionInfo, error) {
-	res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdVersion})
+	res, err := c.c.Do(ctx, wire.Request{Cmd: wire.CmdVersion})
 	if err != nil {
 		return VersionInfo{}, err
 	}
 	if res.Version == nil {
-		return VersionInfo{}, fmt.Errorf("version: daemon returned none")
+		return VersionInfo{}, fmt.Errorf("version: the daemon returned none")
 	}
 	return *res.Version, nil
 }

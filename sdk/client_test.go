@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/socketley/socketley/internal/wire"
 )
@@ -42,36 +41,6 @@ func TestAddResolvesRelativePaths(t *testing.T) {
 			}
 			if req.Add == nil || req.Add.Path != tt.wantPath || req.Add.WorkDir != tt.wantDir {
 				t.Fatalf("sent %+v, want path %q and work dir %q", req.Add, tt.wantPath, tt.wantDir)
-			}
-		})
-	}
-}
-
-// TestRequestTimeout: without a deadline of the caller's, a stop is given
-// longer than any stop the daemon allows (5 min stop timeout, twice, plus
-// 10 s), and a wait gets its own timeout on top.
-func TestRequestTimeout(t *testing.T) {
-	const longestStop = 2*5*time.Minute + 10*time.Second
-	tests := []struct {
-		name    string
-		req     wire.Request
-		atLeast time.Duration
-		atMost  time.Duration
-	}{
-		{"list", wire.Request{Cmd: wire.CmdList}, DefaultTimeout, DefaultTimeout},
-		{"stop", wire.Request{Cmd: wire.CmdStop}, longestStop, DefaultStopTimeout},
-		{"remove", wire.Request{Cmd: wire.CmdRemove}, longestStop, DefaultStopTimeout},
-		{"restart and wait", wire.Request{Cmd: wire.CmdRestart, Wait: true, Timeout: wire.Duration(time.Minute)}, longestStop + time.Minute, DefaultStopTimeout + time.Minute},
-		{"start and wait, daemon's default", wire.Request{Cmd: wire.CmdStart, Wait: true}, DefaultTimeout + 10*time.Second, DefaultTimeout + 10*time.Second},
-		// A restart and its wait, then maybe a switch back: a restart and a wait again.
-		{"upgrade", wire.Request{Cmd: wire.CmdUpgrade, Timeout: wire.Duration(time.Minute)}, 2*longestStop + 2*time.Minute, 2*DefaultStopTimeout + 2*time.Minute},
-		{"upgrade, daemon's default wait", wire.Request{Cmd: wire.CmdUpgrade}, 2*longestStop + 2*10*time.Second, 2*DefaultStopTimeout + 2*10*time.Second},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := requestTimeout(tt.req)
-			if got < tt.atLeast || got > tt.atMost {
-				t.Errorf("got %v, want between %v and %v", got, tt.atLeast, tt.atMost)
 			}
 		})
 	}

@@ -1,22 +1,22 @@
 package sdk
 
 import (
-	"errors"
-	"fmt"
-
+	"github.com/socketley/socketley/internal/control"
 	"github.com/socketley/socketley/internal/wire"
 )
 
 // Errors returned by the SDK; test them with errors.Is.
 var (
-	// ErrUnreachable means the daemon's control socket could not be reached.
-	ErrUnreachable = errors.New("socketley daemon unreachable")
-	// ErrRefused means the daemon answered and refused the request (reply code 1):
-	// bad input, unknown runtime, duplicate name or permission denied.
-	ErrRefused = errors.New("refused by the socketley daemon")
-	// ErrDaemon means the daemon failed while serving the request (reply code 2):
-	// a systemd, D-Bus or I/O error on its side.
-	ErrDaemon = errors.New("socketley daemon failed")
+	// ErrUnreachable means the daemon's control socket could not be reached
+	// (the error is an *UnreachableError).
+	ErrUnreachable = control.ErrUnreachable
+	// ErrRefused means the daemon answered and refused the request (reply
+	// code 1): bad input, an unknown runtime, a duplicate name, permission
+	// denied, a limit, or a runtime that failed to run.
+	ErrRefused = control.ErrRefused
+	// ErrDaemon means the daemon failed while serving the request (reply
+	// code 2): a systemd, D-Bus or I/O error on its side.
+	ErrDaemon = control.ErrDaemon
 )
 
 // The kind of a refusal or failure, as the daemon classed it (the reply's
@@ -37,7 +37,7 @@ var (
 	// upgrade); try again once it has finished.
 	ErrBusy = wire.ErrBusy
 	// ErrFailed: the runtime did not reach "running" (its process exited,
-	// or --wait timed out).
+	// or the wait timed out).
 	ErrFailed = wire.ErrFailed
 	// ErrUnavailable: the daemon cannot reach systemd.
 	ErrUnavailable = wire.ErrUnavailable
@@ -45,42 +45,15 @@ var (
 	ErrInternal = wire.ErrInternal
 )
 
-// ReplyError is the error for a non-zero reply code. Its message is the
-// daemon's own words; errors.Is matches ErrRefused (code 1) or ErrDaemon
-// (2), and the sentinel of its Class (ErrNotFound, ErrLimit, …).
-type ReplyError struct {
-	Code    int
-	Message string
-	// Class is the daemon's class of the error ("not-found", "limit", …;
-	// see the ErrInvalid… sentinels); empty for a C++-format reply.
-	Class string
-}
+// ReplyError is the error of a reply with a non-zero code. Its fields:
+// Code (1 refused, 2 failed), Message (the daemon's words, also what Error
+// returns) and Class (an ErrorClass; empty for a reply to the C++ line
+// format, as Attach and Detach send). errors.Is matches ErrRefused (code 1)
+// or ErrDaemon (2), and the sentinel of its Class (ErrNotFound, ErrLimit,
+// …); errors.As(err, &re) with re *sdk.ReplyError gives the fields.
+type ReplyError = control.ReplyError
 
-func (e *ReplyError) Error() string { return e.Message }
-
-// Is reports whether target is the sentinel for e's code or class.
-func (e *ReplyError) Is(target error) bool {
-	switch target {
-	case ErrRefused:
-		return e.Code == int(wire.CodeInvalid)
-	case ErrDaemon:
-		return e.Code != int(wire.CodeInvalid)
-	}
-	return e.Class != "" && target == wire.ClassError(wire.ErrorClass(e.Class))
-}
-
-// UnreachableError says which socket could not be reached and why.
-type UnreachableError struct {
-	Socket string
-	Err    error
-}
-
-func (e *UnreachableError) Error() string {
-	return fmt.Sprintf("cannot reach the socketley daemon at %s: %v", e.Socket, e.Err)
-}
-
-// Unwrap returns the dial error.
-func (e *UnreachableError) Unwrap() error { return e.Err }
-
-// Is matches ErrUnreachable.
-func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachable }
+// UnreachableError says which socket could not be reached (Socket) and why
+// (Err, the dial error, which it unwraps to); errors.Is matches
+// ErrUnreachable.
+type UnreachableError = control.UnreachableError

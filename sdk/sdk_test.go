@@ -65,13 +65,13 @@ func TestAttach(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			if err := Attach(tt.argName, TypeServer, 7070); err != nil {
+			if err := Attach(t.Context(), tt.argName, TypeServer, 7070); err != nil {
 				t.Fatal(err)
 			}
 			if got := d.next(t); got != tt.want {
 				t.Fatalf("daemon got %q, want %q", got, tt.want)
 			}
-			if err := Detach(); err != nil {
+			if err := Detach(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 			if Managed() {
@@ -97,7 +97,9 @@ func TestAttachErrors(t *testing.T) {
 	t.Setenv(EnvName, "")
 	t.Run("unreachable", func(t *testing.T) {
 		t.Setenv(EnvSocket, filepath.Join(t.TempDir(), "none.sock"))
-		err := Attach("x", TypeServer, 1)
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		err := Attach(ctx, "x", TypeServer, 1)
 		if !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrRefused) {
 			t.Fatalf("got %v, want ErrUnreachable", err)
 		}
@@ -105,41 +107,71 @@ func TestAttachErrors(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		d := newFakeDaemon(t, func(string) (byte, string) { return 1, "runtime already exists: x\n" })
 		t.Setenv(EnvSocket, d.path)
-		err := Attach("x", TypeServer, 1)
+		err := Attach(t.Context(), "x", TypeServer, 1)
 		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "already exists") {
 			t.Fatalf("got %v, want ErrRefused with the daemon's words", err)
 		}
 	})
 	t.Run("spaces", func(t *testing.T) {
-		if err := Attach("a b", TypeServer, 1); !errors.Is(err, ErrRefused) {
+		if err := Attach(t.Context(), "a b", TypeServer, 1); !errors.Is(err, ErrRefused) {
 			t.Fatalf("got %v", err)
 		}
 	})
 }
 
-func TestClientDo(t *testing.T) {
+// TestClient: the typed methods send the JSON form; a refusal is a
+// *ReplyError with the daemon's words; a command that failed for one of
+// its runtimes returns the runtimes with the error, that one marked; a done
+// context fails the request.
+func TestClient(t *testing.T) {
 	d := newFakeDaemon(t, func(line string) (byte, string) {
-		if strings.Contains(line, `"cmd":"show"`) {
-			return 1, `{"error":"unknown runtime \"nope\""}`
+		switch {
+		case strings.Contains(line, `"cmd":"show"`):
+			return 1, `{"error":"unknown runtime \"nope\"","class":"not-found"}`
+		case strings.Contains(line, `"cmd":"start"`):
+			return 1, `{"error":"start b: b exited","class":"failed","runtimes":[` +
+				`{"name":"a","status":"running","pid":7,"restarts":0,"owner_uid":0},` +
+				`{"name":"b","status":"failed","failed":"b exited","failed_class":"failed","restarts":0,"owner_uid":0}]}`
+		case strings.Contains(line, `"cmd":"remove"`):
+			return 0, `{"message":"removed a"}`
 		}
 		return 0, `{"runtimes":[{"name":"a","status":"running","pid":7,"restarts":0,"owner_uid":0}]}`
 	})
 	c := NewClient(d.path)
 	rts, err := c.List(t.Context())
-	if err != nil || len(rts) != 1 || rts[0].PID != 7 {
+	if err != nil || len(rts) != 1 || rts[0].PID != 7 || rts[0].Status != StatusRunning {
 		t.Fatalf("List = %+v, %v", rts, err)
 	}
 	if l := d.next(t); !strings.HasPrefix(l, `{"cmd":"ls"`) {
 		t.Fatalf("request %q is not the JSON form", l)
 	}
+
 	_, err = c.Show(t.Context(), "nope")
 	var re *ReplyError
-	if !errors.As(err, &re) || re.Code != 1 || !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "unknown runtime") {
+	if !errors.As(err, &re) || re.Code != 1 || re.Class != ClassNotFound || !errors.Is(err, ErrRefused) ||
+		!errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "unknown runtime") {
 		t.Fatalf("Show error = %v", err)
 	}
+	d.next(t)
+
+	rts, err = c.Start(t.Context(), StartOptions{Wait: true}, "a", "b")
+	if !errors.Is(err, ErrFailed) || len(rts) != 2 || rts[0].Failed != "" || rts[1].Failed != "b exited" || rts[1].FailedClass != ClassFailed {
+		t.Fatalf("Start = %+v, %v; want both runtimes, b marked failed, and ErrFailed", rts, err)
+	}
+	if l := d.next(t); !strings.Contains(l, `"wait":true`) {
+		t.Fatalf("Start sent %q, without the wait", l)
+	}
+
+	if err := c.Remove(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if l := d.next(t); !strings.HasPrefix(l, `{"cmd":"remove","names":["a"]`) {
+		t.Fatalf("Remove sent %q", l)
+	}
+
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := c.List(ctx); err == nil {
-		t.Fatal("a cancelled context did not fail the request")
+	if _, err := c.List(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled context gave %v", err)
 	}
 }

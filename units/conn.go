@@ -7,11 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
@@ -22,7 +18,7 @@ import (
 const (
 	jobTimeout   = 10 * time.Second // Start, Stop: the call and the job
 	queryTimeout = 3 * time.Second  // one query (Status, ResetFailed, UnitByPID, …)
-	listTimeout  = 10 * time.Second // List, Subscribe, Resync: several queries
+	listTimeout  = 10 * time.Second // Subscribe, Resync: several queries
 	pingTimeout  = time.Second      // each attempt of Dial's first call
 	pingAttempts = 3
 )
@@ -263,57 +259,6 @@ func decodeReply(get lookup) (Status, error) {
 		return Status{}, ErrNoSuchUnit
 	}
 	return decodeLookup(get)
-}
-
-// List returns every loaded socketley-*.service unit, sorted by name: one
-// ListUnitsByPatterns, then one GetAll per unit, up to inFlight of them
-// pending at a time on the connection (meant for boot reconcile, not for
-// periodic checks: use a Watch). Units that vanish meanwhile are left out.
-// When some units cannot be read, List returns the others and the joined
-// errors (the first few, then a count).
-func (c *Conn) List(ctx context.Context) ([]Status, error) {
-	ctx, cancel := withDefault(ctx, listTimeout)
-	defer cancel()
-	listed, err := c.sd.ListUnitsByPatternsContext(ctx, nil, []string{unitPattern})
-	if err != nil {
-		return nil, c.wrap("list", unitPattern, err)
-	}
-	names := make([]string, 0, len(listed))
-	for _, u := range listed {
-		if name, ok := RuntimeName(u.Name); ok && u.LoadState != LoadNotFound {
-			names = append(names, name)
-		}
-	}
-	sts := make([]Status, len(names))
-	errs := make([]error, len(names))
-	// go-systemd has no asynchronous calls: a pool of goroutines keeps the
-	// calls pending together on the one connection.
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(inFlight, len(names)) {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < len(names); i = int(next.Add(1)) - 1 {
-				sts[i], errs[i] = c.Status(ctx, names[i])
-			}
-		})
-	}
-	wg.Wait()
-	out := make([]Status, 0, len(names))
-	var failed []error
-	for i, err := range errs {
-		switch {
-		case errors.Is(err, ErrNoSuchUnit):
-		case err != nil:
-			failed = append(failed, err)
-		default:
-			out = append(out, sts[i])
-		}
-	}
-	if len(failed) > maxErrors {
-		failed = append(failed[:maxErrors], fmt.Errorf("%d more units could not be read", len(failed)-maxErrors))
-	}
-	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.Name, b.Name) })
-	return out, errors.Join(failed...)
 }
 
 // UnitByPID returns the name of the unit whose cgroup holds pid (any unit,

@@ -643,43 +643,6 @@ func TestStopNonZeroOnTerm(t *testing.T) {
 	}
 }
 
-func TestList(t *testing.T) {
-	c := dial(t)
-	ctx := testCtx(t)
-	a, b := newName(t, c), newName(t, c)
-	for _, n := range []string{a, b} {
-		if err := c.Start(ctx, sleeper(n)); err != nil {
-			t.Fatalf("Start %s: %v", n, err)
-		}
-	}
-	// A unit outside the pattern.
-	other := fmt.Sprintf("notsocketley-%d-%d.service", os.Getpid(), seq.Add(1))
-	if out, err := exec.CommandContext(ctx, "systemd-run", "--user", "--unit="+other, "/bin/sleep", "300").CombinedOutput(); err != nil {
-		t.Fatalf("systemd-run: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("systemctl", "--user", "stop", other).Run() })
-
-	list, err := c.List(ctx)
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
-	var names []string
-	for _, st := range list {
-		if n, ok := units.RuntimeName(st.Unit); !ok || n != st.Name {
-			t.Errorf("List returned %q (name %q)", st.Unit, st.Name)
-		}
-		names = append(names, st.Name)
-	}
-	for _, n := range []string{a, b} {
-		if !slices.Contains(names, n) {
-			t.Errorf("List lacks %s: %q", n, names)
-		}
-	}
-	if !slices.IsSorted(names) {
-		t.Errorf("List is not sorted: %q", names)
-	}
-}
-
 func TestWatchUnitNewRemoved(t *testing.T) {
 	c := dial(t)
 	name := newName(t, c)
@@ -924,7 +887,7 @@ func TestRefreshWhileCrashLooping(t *testing.T) {
 	}
 }
 
-func TestListAndFillMany(t *testing.T) {
+func TestFillMany(t *testing.T) {
 	// Not parallel: the switch of the fill (SetPrivateFill) and the count of
 	// private fills are global; a parallel test's Subscribe would fill over
 	// the bus while it is off, or count as this test's private fill.
@@ -954,18 +917,17 @@ func TestListAndFillMany(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 
-	t0 := time.Now()
-	list, err := c.List(ctx)
-	tList := time.Since(t0)
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
+	// The reference: each unit read on its own (GetAll).
 	byName := map[string]units.Status{}
-	for _, st := range list {
-		byName[st.Name] = st
+	for _, n := range names {
+		st, err := c.Status(ctx, n)
+		if err != nil {
+			t.Fatalf("Status %s: %v", n, err)
+		}
+		byName[n] = st
 	}
 	before := units.PrivateFills()
-	t0 = time.Now()
+	t0 := time.Now()
 	w := subscribe(t, c)
 	tFill := time.Since(t0)
 	if units.PrivateFills() != before+1 {
@@ -989,23 +951,20 @@ func TestListAndFillMany(t *testing.T) {
 	for _, n := range names {
 		l, ok := byName[n]
 		if !ok || l.ActiveState != units.ActiveActive || l.MainPID <= 0 || len(l.ExecStart) != 2 {
-			t.Fatalf("List entry of %s: %+v (present %v), want active with a pid", n, l, ok)
+			t.Fatalf("Status of %s: %+v (present %v), want active with a pid", n, l, ok)
 		}
-		// Nothing changes these units meanwhile: both fills and List agree
-		// on every field.
+		// Nothing changes these units meanwhile: both fills and Status
+		// agree on every field.
 		for _, f := range []struct {
 			how string
 			m   map[string]units.Status
 		}{{"private", snap}, {"bus", busSnap}} {
 			if s, ok := f.m[n]; !ok || fmt.Sprint(s) != fmt.Sprint(l) {
-				t.Fatalf("Subscribe's fill (%s) of %s:\n%+v (present %v)\nwant it as listed:\n%+v", f.how, n, s, ok, l)
+				t.Fatalf("Subscribe's fill (%s) of %s:\n%+v (present %v)\nwant it as Status reads it:\n%+v", f.how, n, s, ok, l)
 			}
 		}
 	}
-	if !slices.IsSortedFunc(list, func(a, b units.Status) int { return strings.Compare(a.Name, b.Name) }) {
-		t.Error("List is not sorted")
-	}
-	t.Logf("%d units (%d socketley units loaded): List %v, Subscribe %v (over the bus: %v)", count, len(list), tList, tFill, tBus)
+	t.Logf("%d units: Subscribe %v (over the bus: %v)", count, tFill, tBus)
 
 	t0 = time.Now()
 	if err := w.Resync(ctx); err != nil {

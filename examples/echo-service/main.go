@@ -96,11 +96,11 @@ func run(port int, name string) error {
 	// Tell the daemon what we are. Managed: this re-attaches our unit's entry.
 	// Standalone: it adds an "attach" entry that lives as long as this process.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if err := sdk.AttachContext(ctx, name, sdk.TypeServer, port); err != nil {
+	if err := sdk.Attach(ctx, name, sdk.TypeServer, port); err != nil {
 		log.Printf("not attached to a socketley daemon (%v); serving anyway", err)
 	} else {
 		log.Printf("attached to the socketley daemon as a server on port %d", port)
-		defer func() { _ = sdk.Detach() }() // no-op when managed
+		defer func() { _ = sdk.Detach(context.Background()) }() // no-op when managed
 	}
 	cancel()
 

@@ -97,12 +97,13 @@ func run(port int, name string) error {
 
 	if !sdk.Managed() {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := sdk.AttachContext(actx, name, sdk.TypeServer, srv.Port())
+		err := sdk.Attach(actx, name, sdk.TypeServer, srv.Port())
 		cancel()
 		if err != nil {
 			slog.Warn("not attached to a socketley daemon; serving anyway", "err", err)
 		} else {
-			defer func() { _ = sdk.Detach() }()
+			// Run returns once ctx is done: Detach gets a context of its own.
+			defer func() { _ = sdk.Detach(context.Background()) }()
 		}
 	}
 

@@ -10,7 +10,6 @@ import (
 
 	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/wire"
-	"github.com/socketley/socketley/sdk"
 )
 
 type addFlags struct {
@@ -174,9 +173,9 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 	}
 	spec := wire.AddSpec{
 		Name: name, Path: abs, Args: args, Env: f.env, WorkDir: wd, Restart: wire.RestartPolicy(f.restart), Credentials: creds,
-		RestartSec: sdk.Duration(f.restartSec), Start: f.start, RunAs: f.runAs,
-		RestartMaxDelay: sdk.Duration(f.maxDelay), RestartReset: sdk.Duration(f.restartReset), MaxRestarts: f.maxRestarts,
-		ExpectAttach: f.attach, AttachTimeout: sdk.Duration(f.attachTimeout), StopTimeout: sdk.Duration(f.stopTimeout),
+		RestartSec: wire.Duration(f.restartSec), Start: f.start, RunAs: f.runAs,
+		RestartMaxDelay: wire.Duration(f.maxDelay), RestartReset: wire.Duration(f.restartReset), MaxRestarts: f.maxRestarts,
+		ExpectAttach: f.attach, AttachTimeout: wire.Duration(f.attachTimeout), StopTimeout: wire.Duration(f.stopTimeout),
 		Listen: f.listen,
 	}
 	if healthSet {

@@ -1,5 +1,8 @@
 // Package cli implements the socketley command line: one cobra command per
-// verb, each reaching the daemon only through sdk.Client. The daemon command
+// verb, each reaching the daemon only through internal/control, the client
+// the public SDK's sdk.Client wraps: the CLI words its replies from the
+// daemon's whole answer (wire.Result), which the SDK does not expose. The
+// daemon command
 // lives in internal/daemon and is added by cmd/socketley (Main's extra), so
 // that the client commands never depend on the daemon's packages.
 package cli
@@ -16,11 +19,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socketley/socketley/internal/control"
 	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/version"
 	"github.com/socketley/socketley/internal/wire"
-	"github.com/socketley/socketley/sdk"
 )
 
 // Stdio is where the CLI reads and writes.
@@ -125,11 +128,11 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	var re *sdk.ReplyError
+	var re *control.ReplyError
 	if errors.As(err, &re) {
 		return re.Code
 	}
-	if errors.Is(err, sdk.ErrUnreachable) {
+	if errors.Is(err, control.ErrUnreachable) {
 		return 2
 	}
 	return 2
@@ -137,14 +140,14 @@ func exitCode(err error) int {
 
 // hint adds what to do for errors the user can fix.
 func hint(err error) string {
-	var ue *sdk.UnreachableError
+	var ue *control.UnreachableError
 	if errors.As(err, &ue) {
 		if ue.Socket == paths.SystemSocket {
 			return "\nhint: is the daemon running? start the system service: sudo systemctl start socketley"
 		}
 		return "\nhint: is the daemon running? start it with: socketley daemon --user  (or use the system service: socketley --system ...)"
 	}
-	if errors.Is(err, sdk.ErrDenied) {
+	if errors.Is(err, wire.ErrDenied) {
 		return "\nhint: run it as the runtime's owner or as root"
 	}
 	return ""
@@ -242,10 +245,17 @@ func (a *app) mode() paths.Mode {
 }
 
 // client returns a daemon client for the chosen socket.
-func (a *app) client() *sdk.Client {
-	c := sdk.NewClient(paths.Socket(a.socket, a.mode()))
-	c.Version = version.Version()
-	return c
+func (a *app) client() *control.Client {
+	return &control.Client{Socket: paths.Socket(a.socket, a.mode()), Version: version.Version()}
+}
+
+// runtimes sends req and returns the runtimes of the reply.
+func runtimes(ctx context.Context, c *control.Client, req wire.Request) ([]wire.Runtime, error) {
+	res, err := c.Do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return res.Runtimes, nil
 }
 
 func versionLine() string {

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/sdk"
 )
 
@@ -31,8 +32,7 @@ goes to stderr (the line is printed all the same).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sock := paths.Socket(a.socket, a.mode())
 			fmt.Fprintf(a.stdio.Out, "export %s=%s\n", sdk.EnvSocket, shellQuote(sock))
-			c := a.client()
-			if _, err := c.DaemonVersion(cmd.Context()); err != nil {
+			if _, err := a.client().Do(cmd.Context(), wire.Request{Cmd: wire.CmdVersion}); err != nil {
 				fmt.Fprintf(a.stdio.Err, "socketley: warning: no daemon answers at %s yet (start it with: socketley daemon --user, or the system service)\n", sock)
 			}
 			return nil

@@ -7,9 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socketley/socketley/internal/control"
 	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/wire"
-	"github.com/socketley/socketley/sdk"
 )
 
 // waitFlags are the --wait/--timeout pair of start, restart and add.
@@ -38,7 +38,7 @@ func (w *waitFlags) ctx(parent context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(parent, d)
 }
 
-func (a *app) namesCmd(use, short, long string, op func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error, withWait bool) *cobra.Command {
+func (a *app) namesCmd(use, short, long string, op func(ctx context.Context, c *control.Client, w waitFlags, names []string) error, withWait bool) *cobra.Command {
 	var w waitFlags
 	cmd := &cobra.Command{
 		Use:   use + " NAME|PATTERN...",
@@ -67,7 +67,7 @@ that is already running is left alone. The reply says "started" with the pid, or
 with --wait "running" once it runs; a process that has already exited, or a
 --wait that sees it fail, exits 1 with the exit, the last output lines and the
 next steps.`,
-		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
+		func(ctx context.Context, c *control.Client, w waitFlags, names []string) error {
 			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdStart, Names: names, Wait: w.wait, Timeout: wire.Duration(w.timeout)})
 			if err != nil {
 				return a.failReply(ctx, c, "start", res, err, w.wait)
@@ -83,8 +83,8 @@ processes are gone: SIGTERM, then SIGKILL after the runtime's stop timeout
 (add --stop-timeout, 10s by default), also for a program that ignores SIGTERM.
 For an attached process, SIGTERM is sent to it (after checking the pid still
 belongs to the process that attached).`,
-		func(ctx context.Context, c *sdk.Client, _ waitFlags, names []string) error {
-			rts, err := c.Stop(ctx, names...)
+		func(ctx context.Context, c *control.Client, _ waitFlags, names []string) error {
+			rts, err := runtimes(ctx, c, wire.Request{Cmd: wire.CmdStop, Names: names})
 			for _, r := range rts {
 				fmt.Fprintf(a.stdio.Out, "%s: %s\n", format.Escape(r.Name), format.Escape(r.Status))
 			}
@@ -95,7 +95,7 @@ belongs to the process that attached).`,
 func (a *app) restartCmd() *cobra.Command {
 	return a.namesCmd("restart", "Stop, wait, then start runtimes",
 		"Stop each runtime, wait until its processes are gone (SIGKILL after its stop timeout), then start it again: the old and the new process never overlap.",
-		func(ctx context.Context, c *sdk.Client, w waitFlags, names []string) error {
+		func(ctx context.Context, c *control.Client, w waitFlags, names []string) error {
 			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdRestart, Names: names, Wait: w.wait, Timeout: wire.Duration(w.timeout)})
 			if err != nil {
 				return a.failReply(ctx, c, "restart", res, err, w.wait)
@@ -107,7 +107,7 @@ func (a *app) restartCmd() *cobra.Command {
 func (a *app) removeCmd() *cobra.Command {
 	cmd := a.namesCmd("remove", "Stop and forget runtimes",
 		"Stop each runtime (wait until its unit is inactive), then remove it from the registry.",
-		func(ctx context.Context, c *sdk.Client, _ waitFlags, names []string) error {
+		func(ctx context.Context, c *control.Client, _ waitFlags, names []string) error {
 			res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdRemove, Names: names})
 			if res != nil && res.Message != "" {
 				fmt.Fprintln(a.stdio.Out, format.EscapeLines(res.Message))

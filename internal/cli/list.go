@@ -9,15 +9,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socketley/socketley/internal/control"
 	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/wire"
-	"github.com/socketley/socketley/sdk"
 )
 
-func (a *app) render(out string, rts []sdk.Runtime, table func() error) error {
+func (a *app) render(out string, rts []wire.Runtime, table func() error) error {
 	if out == "json" {
 		if rts == nil {
-			rts = []sdk.Runtime{}
+			rts = []wire.Runtime{}
 		}
 		enc := json.NewEncoder(a.stdio.Out)
 		enc.SetIndent("", "  ")
@@ -34,7 +34,7 @@ func (a *app) lineTable(ctx context.Context, cmd string) error {
 		return err
 	}
 	if code != 0 {
-		return &sdk.ReplyError{Code: code, Message: strings.TrimSpace(text)}
+		return &control.ReplyError{Code: code, Message: strings.TrimSpace(text)}
 	}
 	// The daemon escapes what it puts in the table; escaped here again
 	// (a no-op then) so that an older daemon cannot drive the terminal.
@@ -62,7 +62,7 @@ docs/cli.md.`,
 			if out == "table" {
 				return a.lineTable(cmd.Context(), wire.CmdList)
 			}
-			rts, err := a.client().List(cmd.Context())
+			rts, err := runtimes(cmd.Context(), a.client(), wire.Request{Cmd: wire.CmdList})
 			if err != nil {
 				return err
 			}
@@ -91,7 +91,7 @@ last column, so scripts can use: socketley ps | grep NAME | awk '{print $NF}'.`,
 			if out == "table" {
 				return a.lineTable(cmd.Context(), wire.CmdPS)
 			}
-			rts, err := a.client().PS(cmd.Context())
+			rts, err := runtimes(cmd.Context(), a.client(), wire.Request{Cmd: wire.CmdPS})
 			if err != nil {
 				return err
 			}
@@ -116,7 +116,7 @@ func (a *app) showCmd() *cobra.Command {
 			if err := checkNames(cmd, args); err != nil {
 				return err
 			}
-			rts, err := a.client().Show(cmd.Context(), args...)
+			rts, err := runtimes(cmd.Context(), a.client(), wire.Request{Cmd: wire.CmdShow, Names: args})
 			if err != nil {
 				return err
 			}

@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socketley/socketley/internal/control"
 	"github.com/socketley/socketley/internal/wire"
-	"github.com/socketley/socketley/sdk"
 )
 
 // journalDirs are where journald keeps volatile and persistent journals.
@@ -45,7 +45,7 @@ systemd-journald; without it the output is not stored and the command says so.`,
 				if !r.Managed && !r.Orphan {
 					return usageErr("logs: %s is an attached process (pid %d), not a unit; socketley does not capture its output", name, r.PID)
 				}
-			case errors.Is(err, sdk.ErrUnreachable):
+			case errors.Is(err, control.ErrUnreachable):
 				// Still useful: the journal outlives the daemon.
 			case err != nil:
 				return err

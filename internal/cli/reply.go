@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/socketley/socketley/internal/control"
 	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
-	"github.com/socketley/socketley/sdk"
 )
 
 // An empty read of a failed runtime's output is retried journalRetries
@@ -35,7 +35,7 @@ const logTail = 5
 // seen running; without, only that its unit was started. A runtime whose
 // process has already exited by the time of the reply makes the command
 // fail (exit 1) with the exit, its last output lines and what to do next.
-func (a *app) startReply(ctx context.Context, c *sdk.Client, verb string, res *wire.Result, waited bool) error {
+func (a *app) startReply(ctx context.Context, c *control.Client, verb string, res *wire.Result, waited bool) error {
 	already := map[string]bool{}
 	for _, l := range strings.Split(res.Message, "\n") {
 		if n, ok := strings.CutSuffix(l, " is already running"); ok {
@@ -79,7 +79,7 @@ func (a *app) startReply(ctx context.Context, c *sdk.Client, verb string, res *w
 // (the only one, or one the error names), and puts the daemon's next steps
 // on a line of their own. The other runtimes of res, which started, are
 // reported on stdout as usual.
-func (a *app) failReply(ctx context.Context, c *sdk.Client, verb string, res *wire.Result, err error, waited bool) error {
+func (a *app) failReply(ctx context.Context, c *control.Client, verb string, res *wire.Result, err error, waited bool) error {
 	if res == nil {
 		return err
 	}
@@ -176,7 +176,7 @@ func orDefaultPolicy(p wire.RestartPolicy) wire.RestartPolicy {
 }
 
 // explain appends r's last output lines (or why they cannot be read) to b.
-func (a *app) explain(ctx context.Context, c *sdk.Client, b *strings.Builder, r wire.Runtime) {
+func (a *app) explain(ctx context.Context, c *control.Client, b *strings.Builder, r wire.Runtime) {
 	lines, err := a.journalTail(ctx, c, r.Name, logTail)
 	switch {
 	case err != nil:
@@ -199,8 +199,8 @@ type journal struct {
 
 // findJournal finds journalctl and the journal of c's daemon; the error
 // says why the output cannot be read.
-func (a *app) findJournal(ctx context.Context, c *sdk.Client) (journal, error) {
-	j := journal{system: c.Socket() == paths.SystemSocket}
+func (a *app) findJournal(ctx context.Context, c *control.Client) (journal, error) {
+	j := journal{system: c.Socket == paths.SystemSocket}
 	if v, err := c.Do(ctx, wire.Request{Cmd: wire.CmdVersion}); err == nil {
 		j.system = v.Message == paths.System.String()
 	}
@@ -241,7 +241,7 @@ func (j journal) unitArgs(name string, own bool) []string {
 
 // journalTail returns name's last n lines of output from the journal since
 // this invocation began.
-func (a *app) journalTail(ctx context.Context, c *sdk.Client, name string, n int) ([]string, error) {
+func (a *app) journalTail(ctx context.Context, c *control.Client, name string, n int) ([]string, error) {
 	j, err := a.findJournal(ctx, c)
 	if err != nil {
 		return nil, err

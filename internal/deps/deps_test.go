@@ -46,10 +46,12 @@ func listAll(t *testing.T) []pkg {
 
 // TestPackageGraph guards the layers (docs/architecture.md): the SDK never
 // reaches the daemon or the CLI; only units talks D-Bus; the wire contract
-// and the units layer depend on none of our other packages; the daemon's
-// packages never import the CLI or the SDK; the client CLI never links the
-// daemon's packages (cmd → cli → {wire, sdk}, daemon → manager → {units,
-// wire}); nothing pays for crypto/tls.
+// and the units layer depend on none of our other packages; the control
+// client depends on wire only and serves the SDK and the CLI alone; the
+// daemon's packages never import the CLI or the SDK; the client CLI never
+// links the daemon's packages (cmd → cli → {sdk, control, wire}, sdk →
+// control → wire, daemon → manager → {units, wire}); nothing pays for
+// crypto/tls.
 func TestPackageGraph(t *testing.T) {
 	rules := []struct {
 		name    string
@@ -72,6 +74,14 @@ func TestPackageGraph(t *testing.T) {
 			func(i string) bool {
 				return strings.HasPrefix(i, mod) && i != mod+"internal/wire" && i != mod+"internal/paths" && i != mod+"internal/proc"
 			}},
+		{"internal/control (the client of sdk and CLI) depends on none of our packages but wire",
+			func(p string) bool { return p == mod+"internal/control" }, true,
+			func(i string) bool { return strings.HasPrefix(i, mod) && i != mod+"internal/wire" }},
+		{"only the SDK and the CLI import internal/control",
+			func(p string) bool {
+				return !strings.HasPrefix(p, mod+"sdk") && p != mod+"internal/cli"
+			}, false,
+			func(i string) bool { return i == mod+"internal/control" }},
 		{"the daemon's packages import neither the CLI nor the SDK",
 			func(p string) bool { return p == mod+"manager" || p == mod+"units" }, true,
 			func(i string) bool {

@@ -79,8 +79,9 @@
 // and its own SO_REUSEPORT listener, using multishot accept, multishot recv
 // over a provided buffer ring and coalesced sends; cross-goroutine sends
 // wake a loop through an eventfd. Under load a loop lets completions gather
-// for up to 100 µs (WithBatchWait), and while it runs the engine keeps
-// GOMAXPROCS above the loop count (WithoutGOMAXPROCSAdjust explains why).
+// for up to 100 µs (WithBatchWait). The server changes no process-wide
+// setting by default; WithRaiseGOMAXPROCS lets it keep GOMAXPROCS above the
+// loop count while it runs, and says why a busy server may want that.
 // It needs Linux 6.1 or newer with
 // io_uring allowed (kernel.io_uring_disabled=0, no seccomp filter blocking
 // it). Otherwise, or with SOCKETLEY_ENGINE=net, the net engine serves the
@@ -130,13 +131,17 @@
 // the port is known, and detaches once Run has returned:
 //
 //	if !sdk.Managed() {
-//		if err := sdk.Attach("kv", sdk.TypeServer, srv.Port()); err != nil {
+//		if err := sdk.Attach(ctx, "kv", sdk.TypeServer, srv.Port()); err != nil {
 //			log.Printf("not attached: %v", err) // no daemon: serve anyway
 //		} else {
-//			defer sdk.Detach()
+//			// ctx is done once Run returns: Detach gets a context of its own.
+//			defer sdk.Detach(context.Background())
 //		}
 //	}
 //	return srv.Run(ctx)
+//
+// The server, like package sdk, installs no signal handler: a program turns
+// SIGTERM into the end of Run's context itself (signal.NotifyContext).
 //
 // docs/sdk.md in the socketley repository walks through a complete service.
 package server

@@ -214,7 +214,7 @@ func (e *uringEngine) start(h handlers) error {
 		e.loops = nil
 		return first
 	}
-	if want := len(e.loops) + 1; !e.srv.cfg.keepProcs && runtime.GOMAXPROCS(0) < want {
+	if want := len(e.loops) + 1; e.srv.cfg.raiseProcs && runtime.GOMAXPROCS(0) < want {
 		e.prevProcs = runtime.GOMAXPROCS(want)
 		e.procs = want
 	}

@@ -77,7 +77,7 @@ type config struct {
 	attachName      string
 	attachRequired  bool
 	shutdownTimeout time.Duration
-	keepProcs       bool
+	raiseProcs      bool
 	batchWait       time.Duration
 	noActivation    bool
 	reusePort       bool
@@ -188,14 +188,19 @@ func WithShutdownTimeout(d time.Duration) Option {
 	return func(c *config) { c.shutdownTimeout = d }
 }
 
-// WithoutGOMAXPROCSAdjust stops the io_uring engine from raising
-// GOMAXPROCS. By default, while it runs, the engine makes sure GOMAXPROCS
-// is at least the loop count plus one: each loop spends its idle time
-// blocked in io_uring_enter on its own thread, and without a spare P the Go
-// scheduler's monitor wakes up every 20 µs to take the loop's P away, which
-// costs about a tenth of a CPU under load. The previous value is restored
-// when the server stops, unless something else changed it meanwhile.
-func WithoutGOMAXPROCSAdjust() Option { return func(c *config) { c.keepProcs = true } }
+// WithRaiseGOMAXPROCS lets the io_uring engine raise GOMAXPROCS, a
+// process-wide setting, while the server runs: to at least the loop count
+// plus one. By default the server leaves GOMAXPROCS alone. Why one may want
+// it: each loop spends its idle time blocked in io_uring_enter on its own
+// thread, holding a P; with every P held by a loop (WithLoops defaults to
+// GOMAXPROCS), the Go scheduler's monitor wakes up every 20 µs to take a
+// loop's P away for the rest of the program, which costs about a tenth of
+// a CPU under load. Raising GOMAXPROCS by one (this option, or the program
+// itself, or WithLoops(runtime.GOMAXPROCS(0)-1)) gives the rest of the
+// program a P of its own. The previous value is restored when the server
+// stops, unless something else changed it meanwhile. The net engine
+// ignores it.
+func WithRaiseGOMAXPROCS() Option { return func(c *config) { c.raiseProcs = true } }
 
 // WithBatchWait sets how long an io_uring loop that serves several
 // connections lets completions gather before it processes them (default

@@ -448,7 +448,7 @@ func (s *Server) recoverCallback(c *Conn, callback string) {
 }
 
 func (s *Server) attach(ctx context.Context) error {
-	err := sdk.AttachContext(ctx, s.cfg.attachName, sdk.TypeServer, s.Port())
+	err := sdk.Attach(ctx, s.cfg.attachName, sdk.TypeServer, s.Port())
 	if err != nil {
 		return fmt.Errorf("attach server port %d: %w", s.Port(), err)
 	}

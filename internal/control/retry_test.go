@@ -1,4 +1,4 @@
-package sdk
+package control
 
 import (
 	"bufio"
@@ -45,11 +45,11 @@ func staleSocket(t *testing.T, sock string) {
 	_ = ln.Close()
 }
 
-// TestAttachRetriesUntilTheDaemonListens: a missing or refusing socket is
+// TestLineRetryingUntilTheDaemonListens: a missing or refusing socket is
 // retried until the daemon listens; the test brings the daemon up only
 // after the first failed try (an event, not a delay). A refusal by the
 // daemon itself is not retried, and the retries end at ctx's deadline.
-func TestAttachRetriesUntilTheDaemonListens(t *testing.T) {
+func TestLineRetryingUntilTheDaemonListens(t *testing.T) {
 	tests := []struct {
 		name    string
 		before  func(t *testing.T, sock string) // the socket before the first try
@@ -81,7 +81,8 @@ func TestAttachRetriesUntilTheDaemonListens(t *testing.T) {
 			}
 			done := make(chan result, 1)
 			go func() {
-				code, _, err := lineRetrying(ctx, NewClient(sock), "attach server x 1 --pid 1", func(err error) {
+				c := &Client{Socket: sock}
+				code, _, err := c.LineRetrying(ctx, "attach server x 1 --pid 1", func(err error) {
 					select {
 					case failed <- err:
 					default:
@@ -117,7 +118,7 @@ func TestDaemonNotThere(t *testing.T) {
 	stale := filepath.Join(dir, "stale.sock")
 	staleSocket(t, stale)
 	dial := func(sock string) error {
-		_, _, err := NewClient(sock).Line(t.Context(), "version")
+		_, _, err := (&Client{Socket: sock}).Line(t.Context(), "version")
 		return err
 	}
 	tests := []struct {

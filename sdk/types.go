@@ -1,0 +1,140 @@
+package sdk
+
+import "github.com/socketley/socketley/internal/wire"
+
+// The data types below are the daemon's own (its wire format), given here
+// as aliases so that an SDK user never names an internal package. Their
+// JSON encoding is the stable one of `socketley ls -o json` (docs/cli.md,
+// "JSON fields"). The constants are spelled out so that the documentation
+// shows their values; TestConstantsMatchTheWire keeps them equal to the
+// daemon's.
+
+// Runtime is one registry entry as the daemon reports it: what List, PS and
+// Show return, and the runtimes a command acted on. Its main fields: Name,
+// Unit (socketley-NAME.service), Mode, Status, PID (0 when no process
+// runs), Type and Port (as attached), Restarts, LastExit, Reason (why it is
+// failed or unhealthy), and, in the reply of a command that failed for some
+// of the runtimes it acted on, Failed (the error, in words) and FailedClass
+// on those. go doc github.com/socketley/socketley/internal/wire.Runtime
+// lists every field.
+type Runtime = wire.Runtime
+
+// AddSpec describes a managed runtime to register with Client.Add: Name,
+// Path (a relative one is resolved against the caller's working directory),
+// Args, Env (KEY=VALUE), WorkDir, Restart (the restart policy), Start (start
+// it at once), ExpectAttach, Listen (the addresses systemd holds, as
+// `socketley add --listen`), Credentials, StopTimeout and the crash-backoff
+// settings; zero values mean the daemon's defaults, as for the flags of
+// `socketley add` (docs/cli.md).
+type AddSpec = wire.AddSpec
+
+// Credential is one secret file of a managed runtime (AddSpec.Credentials,
+// `socketley add --credential ID:PATH`, systemd's LoadCredential=): systemd
+// copies the file at Path into $CREDENTIALS_DIRECTORY/ID at every start.
+type Credential = wire.Credential
+
+// VersionInfo describes a build of socketley: Version, Commit, Date
+// (Client.DaemonVersion).
+type VersionInfo = wire.VersionInfo
+
+// Duration is a time.Duration that encodes as "1.5s" in JSON; convert with
+// sdk.Duration(d) and time.Duration(d).
+type Duration = wire.Duration
+
+// Status is a runtime's state (Runtime.Status, the STATUS column of ls).
+// A daemon newer than this SDK may report a state it does not know:
+// Status.Known tells; Status.Down reports failed, crash-loop, stopped and
+// created.
+type Status = wire.Status
+
+// Runtime states.
+const (
+	// StatusCreated: registered, never started.
+	StatusCreated Status = "created"
+	// StatusStarting: waiting for the attach of a runtime added with
+	// ExpectAttach.
+	StatusStarting Status = "starting"
+	// StatusRunning: its process runs.
+	StatusRunning Status = "running"
+	// StatusUnhealthy: its process runs, but its attach is overdue or its
+	// attached port refuses connections.
+	StatusUnhealthy Status = "unhealthy"
+	// StatusRestarting: systemd is about to restart it.
+	StatusRestarting Status = "restarting"
+	// StatusCrashLoop: crashing again and again; restarted with a growing
+	// delay (Runtime.NextRestart says when).
+	StatusCrashLoop Status = "crash-loop"
+	// StatusFailed: down after a failure (Runtime.LastExit says how it
+	// ended), or given up on after AddSpec.MaxRestarts failed runs.
+	StatusFailed Status = "failed"
+	// StatusStopped: stopped by a stop request.
+	StatusStopped Status = "stopped"
+	// StatusRemoving: a removal was recorded but has not finished.
+	StatusRemoving Status = "removing"
+	// StatusOrphan: a socketley-* unit with no registry entry.
+	StatusOrphan Status = "orphan"
+	// StatusUnknown: the daemon has no entry of that name (any more).
+	StatusUnknown Status = "unknown"
+)
+
+// Mode is how a runtime runs (Runtime.Mode, the MODE column of ls).
+type Mode = wire.Mode
+
+// Modes of a runtime.
+const (
+	// ModeUnit: a managed runtime, run by systemd as a unit.
+	ModeUnit Mode = "unit"
+	// ModeAttach: a process that attached itself (Attach); socketley did
+	// not start it.
+	ModeAttach Mode = "attach"
+	// ModeOrphan: a socketley-* unit with no registry entry.
+	ModeOrphan Mode = "orphan"
+)
+
+// RestartPolicy is a managed runtime's restart policy (AddSpec.Restart,
+// `socketley add --restart`), systemd's Restart=. The zero value in an
+// AddSpec means DefaultRestart. A Runtime read from an orphan unit may
+// carry another Restart= value of systemd's.
+type RestartPolicy = wire.RestartPolicy
+
+// Restart policies a runtime can be added with.
+const (
+	// RestartOnFailure restarts after a failure (non-zero exit, signal,
+	// timeout, watchdog), not after a clean exit or a stop.
+	RestartOnFailure RestartPolicy = "on-failure"
+	// RestartAlways restarts after every exit, clean or not, but a stop.
+	RestartAlways RestartPolicy = "always"
+	// RestartNo never restarts automatically.
+	RestartNo RestartPolicy = "no"
+	// DefaultRestart is the policy of a runtime added without one.
+	DefaultRestart = RestartOnFailure
+)
+
+// ErrorClass is the kind of a failed request as the daemon classes it
+// (ReplyError.Class, Runtime.FailedClass). Each class has a sentinel error
+// (ErrInvalid, ErrNotFound, …) that errors.Is matches; ErrorClass.Code is
+// the reply code (1 or 2) it comes with.
+type ErrorClass = wire.ErrorClass
+
+// Error classes; the sentinel of each is named after it (ClassNotFound:
+// ErrNotFound).
+const (
+	// ClassInvalid: bad input (a malformed name, path, flag or request).
+	ClassInvalid ErrorClass = "invalid"
+	// ClassNotFound: an unknown runtime, or a pattern that matches none.
+	ClassNotFound ErrorClass = "not-found"
+	// ClassExists: the name is taken.
+	ClassExists ErrorClass = "exists"
+	// ClassDenied: the caller may not do this (another user's runtime).
+	ClassDenied ErrorClass = "denied"
+	// ClassLimit: a limit is reached (runtimes per user).
+	ClassLimit ErrorClass = "limit"
+	// ClassBusy: the runtime is in the middle of another operation.
+	ClassBusy ErrorClass = "busy"
+	// ClassFailed: the runtime did not reach "running".
+	ClassFailed ErrorClass = "failed"
+	// ClassUnavailable: the daemon cannot reach systemd.
+	ClassUnavailable ErrorClass = "unavailable"
+	// ClassInternal: any other failure of the daemon.
+	ClassInternal ErrorClass = "internal"
+)
