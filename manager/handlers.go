@@ -51,14 +51,10 @@ func (m *Manager) handleRequest(ctx context.Context, caller Caller, req wire.Req
 		return nil, err
 	}
 	switch req.Cmd {
-	case wire.CmdList, wire.CmdPS:
-		rts := m.list(req.Cmd == wire.CmdPS)
-		if req.Brief {
-			for i := range rts {
-				rts[i] = rts[i].Brief()
-			}
-		}
-		return &wire.Result{Runtimes: rts}, nil
+	case wire.CmdList:
+		return &wire.Result{Runtimes: m.list(false)}, nil
+	case wire.CmdPS:
+		return &wire.Result{Runtimes: m.list(true)}, nil
 	case wire.CmdShow:
 		return m.show(caller, req.Names)
 	case wire.CmdStats:

@@ -540,30 +540,3 @@ func TestSameProcessZombie(t *testing.T) {
 		t.Fatal("this process does not count as itself")
 	}
 }
-
-// TestListBrief: ls and ps with brief leave out what their tables do not
-// show (path, args, env …) and keep what they do.
-func TestListBrief(t *testing.T) {
-	m, _ := newTestManager(t)
-	m.reg.put(&Entry{Name: "web", Managed: true, Path: "/usr/bin/web", Args: []string{"-p"}, Env: []string{"A=1"},
-		Restart: wire.RestartAlways, Desired: DesiredStopped, Started: true, Created: time.Now()})
-	m.reg.commit()
-	for _, cmd := range []string{wire.CmdList, wire.CmdPS} {
-		for _, brief := range []bool{false, true} {
-			res, err := m.handleRequest(t.Context(), me(), wire.Request{Cmd: cmd, Brief: brief})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cmd == wire.CmdPS {
-				if len(res.Runtimes) != 0 {
-					t.Fatalf("ps lists a stopped runtime: %+v", res.Runtimes)
-				}
-				continue
-			}
-			r := res.Runtimes[0]
-			if r.Name != "web" || r.Status != wire.StatusStopped || r.Mode != wire.ModeUnit || (r.Path == "") != brief || (r.Args == nil) != brief {
-				t.Fatalf("%s brief=%v: %+v", cmd, brief, r)
-			}
-		}
-	}
-}

@@ -71,7 +71,9 @@ func (c *Client) Do(ctx context.Context, req wire.Request) (*wire.Result, error)
 	if req.Version == "" {
 		req.Version = c.Version
 	}
-	b, err := json.Marshal(req)
+	// AppendJSON writes json.Marshal's bytes without its reflection, whose
+	// first use would cost a CLI command more than the rest of its request.
+	b, err := req.AppendJSON(make([]byte, 0, 256))
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}

@@ -63,9 +63,6 @@ func (r *Request) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"path":`...)
 		b = appendString(b, r.Path)
 	}
-	if r.Brief {
-		b = append(b, `,"brief":true`...)
-	}
 	return append(b, '}'), nil
 }
 

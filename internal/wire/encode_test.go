@@ -258,13 +258,3 @@ func fill(t *testing.T, v reflect.Value) {
 		}
 	}
 }
-
-// TestBrief: the brief view keeps what the tables show and drops the rest.
-func TestBrief(t *testing.T) {
-	r := fullRuntime("x")
-	b := r.Brief()
-	if b.Name != r.Name || b.Status != r.Status || b.PID != r.PID || b.Since != r.Since || len(b.Listen) != 2 ||
-		b.Path != "" || b.Env != nil || b.Args != nil || b.Credentials != nil || b.Reason != "" {
-		t.Fatalf("Brief() = %+v", b)
-	}
-}

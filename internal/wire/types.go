@@ -70,9 +70,6 @@ type Request struct {
 	Version string `json:"version,omitempty"`
 	// Path is the new executable of CmdUpgrade (absolute).
 	Path string `json:"path,omitempty"`
-	// Brief asks ls and ps for the fields their tables show only
-	// (Runtime.Brief): a third of the bytes to encode, send and decode.
-	Brief bool `json:"brief,omitempty"`
 }
 
 // Credential is one secret of a managed runtime (add --credential ID:PATH,
@@ -189,16 +186,6 @@ type Runtime struct {
 	// Credentials name the secret files loaded at every start of a managed
 	// runtime (add --credential): IDs and paths, never the contents.
 	Credentials []Credential `json:"credentials,omitempty"`
-}
-
-// Brief returns the fields of r that the ls and ps tables show (and a
-// client needs to tell runtimes apart): name, unit, managed, orphan, mode,
-// status, desired, type, port, listen, pid, restarts, failures,
-// next_restart, since and owner_uid.
-func (r *Runtime) Brief() Runtime {
-	return Runtime{Name: r.Name, Unit: r.Unit, Managed: r.Managed, Orphan: r.Orphan, Mode: r.Mode, Status: r.Status,
-		Desired: r.Desired, Type: r.Type, Port: r.Port, Listen: r.Listen, PID: r.PID, Restarts: r.Restarts,
-		Failures: r.Failures, NextRestart: r.NextRestart, Since: r.Since, OwnerUID: r.OwnerUID}
 }
 
 // Result is the JSON reply payload for mutating commands and errors.
