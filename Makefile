@@ -44,6 +44,10 @@ bench: ## echo-server benchmark: wrapper io_uring/net vs Go net vs gnet (server 
 bench-lifecycle: build ## lifecycle benchmark against the sandboxed systemd (root): add, kill -9, ls at 1,000, daemon restart
 	scripts/systemd-sandbox.sh -- env GOCACHE="$$(go env GOCACHE)" $(GO) -C bench run ./lifecycle -socketley $(CURDIR)/$(BIN) $(BENCHFLAGS)
 
+.PHONY: bench-start
+bench-start: ## CLI start-up next to a Go hello-world, both built like make build, run in turn (BENCHFLAGS="-n 200 -cmd '--version'")
+	$(GO) -C bench run ./start $(BENCHFLAGS)
+
 .PHONY: bench-listen
 bench-listen: build ## fresh connections at 500/s for 30 s against the Go echo example while it is killed, restarted and upgraded: with add --listen and without (root, sandbox; BENCHFLAGS="-rate 500 -d 30s")
 	scripts/systemd-sandbox.sh -- env GOCACHE="$$(go env GOCACHE)" $(GO) -C bench run ./listen -socketley $(CURDIR)/$(BIN) $(BENCHFLAGS)

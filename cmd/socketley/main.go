@@ -1,20 +1,20 @@
 // Command socketley manages small network services as transient systemd
 // units: the daemon, the CLI and the control client in one binary.
+//
+// No signal handler is installed here: a client command interrupted with
+// Ctrl-C ends as any command does (the SIGINT default), and the commands
+// that must end cleanly on SIGINT/SIGTERM — the daemon, logs -f — install
+// their own (installing one costs every command's start).
 package main
 
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/socketley/socketley/internal/cli"
 	"github.com/socketley/socketley/internal/daemon"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, daemon.Extra())
-	stop()
-	os.Exit(code)
+	os.Exit(cli.Main(context.Background(), os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, daemon.Extra()))
 }

@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -61,18 +64,25 @@ systemd-journald; without it the output is not stored and the command says so.`,
 			if follow {
 				jargs = append(jargs, "-f")
 			}
-			jcmd := exec.CommandContext(cmd.Context(), j.path, jargs...)
+			ctx := cmd.Context()
+			if follow {
+				// Ctrl-C ends -f: journalctl gets it too; we exit 0.
+				var stop context.CancelFunc
+				ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+				defer stop()
+			}
+			jcmd := exec.CommandContext(ctx, j.path, jargs...)
 			jcmd.Stdout, jcmd.Stderr = a.stdio.Out, a.stdio.Err
 			if err := jcmd.Run(); err != nil {
 				var ee *exec.ExitError
-				if errors.As(err, &ee) && cmd.Context().Err() == nil {
+				if errors.As(err, &ee) && ctx.Err() == nil {
 					msg := fmt.Sprintf("logs: journalctl exited with status %d", ee.ExitCode())
 					if os.Getuid() != 0 {
 						msg += "\nhint: to read the system journal, join group systemd-journal (sudo usermod -aG systemd-journal $USER, then log in again)"
 					}
 					return &exitError{code: 2, err: errors.New(msg)}
 				}
-				if cmd.Context().Err() != nil {
+				if ctx.Err() != nil {
 					return nil // interrupted -f
 				}
 				return fmt.Errorf("logs: %w", err)

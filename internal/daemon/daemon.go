@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -88,7 +90,10 @@ any managed unit.`,
 			if err != nil {
 				return cli.UsageError("daemon: %v", err)
 			}
-			if err := m.Run(cmd.Context()); err != nil {
+			// SIGTERM or SIGINT stop the daemon (never the units).
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := m.Run(ctx); err != nil {
 				return cli.ExitError(2, fmt.Errorf("daemon: %w", err))
 			}
 			return nil
