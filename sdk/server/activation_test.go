@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 // The activation tests re-exec the test binary as a child that inherits a
@@ -32,7 +34,7 @@ const (
 func TestActivationChild(t *testing.T) {
 	addr := os.Getenv(envChild)
 	if addr == "" {
-		t.Skip("only run as the child of TestSocketActivation")
+		testenv.Skip(t, "only run as the child of TestSocketActivation")
 	}
 	if os.Getenv(envChildPID) == "self" {
 		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))

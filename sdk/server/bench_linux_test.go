@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 // BenchmarkDeliverPipelined measures the io_uring loop's per-message work
@@ -70,7 +72,7 @@ func BenchmarkEchoPipelined(b *testing.B) {
 		b.Run(string(eng), func(b *testing.B) {
 			s, err := New("127.0.0.1:0", WithEngine(eng), WithoutAttach(), WithRaiseGOMAXPROCS())
 			if err != nil {
-				b.Skipf("New: %v", err)
+				testenv.Skipf(b, "New: %v", err)
 			}
 			s.OnMessage(func(c *Conn, msg []byte) { _ = c.Send(msg) })
 			errc := make(chan error, 1)

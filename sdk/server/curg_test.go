@@ -1,13 +1,17 @@
 package server
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/socketley/socketley/internal/testenv"
+)
 
 // TestCurg: curg tells goroutines apart and is stable within one, or is 0
 // (the locked Send path only) where it is not implemented.
 func TestCurg(t *testing.T) {
 	g := curg()
 	if g == 0 {
-		t.Skip("curg not implemented on this architecture: every Send takes the locked path")
+		testenv.Skip(t, "curg not implemented on this architecture: every Send takes the locked path")
 	}
 	if again := curg(); again != g {
 		t.Fatalf("curg changed within one goroutine: %#x then %#x", g, again)

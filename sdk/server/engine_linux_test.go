@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 func TestRunFallsBackToNet(t *testing.T) {
@@ -180,7 +182,7 @@ func threadsInSyscall(t *testing.T, nr int) []int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/task")
 	if err != nil {
-		t.Skipf("no /proc/self/task: %v", err)
+		testenv.Skipf(t, "no /proc/self/task: %v", err)
 	}
 	var tids []int
 	for _, e := range ents {
@@ -309,7 +311,7 @@ func TestTinySubmissionQueue(t *testing.T) {
 func TestHelperDialer(t *testing.T) {
 	addr := os.Getenv("SERVER_TEST_HELPER_DIAL")
 	if addr == "" {
-		t.Skip("helper process only")
+		testenv.Skip(t, "helper process only")
 	}
 	var b [1]byte
 	os.Stdin.Read(b[:])
@@ -328,7 +330,7 @@ func TestAcceptSurvivesEMFILE(t *testing.T) {
 			// An armed multishot accept keeps the RLIMIT_NOFILE it saw when
 			// it was prepared, so lowering the limit cannot provoke EMFILE
 			// short of really filling the fd table.
-			t.Skip("cannot provoke EMFILE for an armed io_uring accept")
+			testenv.Skip(t, "cannot provoke EMFILE for an armed io_uring accept")
 		}
 		var logs logSink
 		s := serve(t, eng, echo, WithLoops(1), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
@@ -353,7 +355,7 @@ func TestAcceptSurvivesEMFILE(t *testing.T) {
 		t.Cleanup(restore)
 		lim.Cur = uint64(countFDs(t) + 8)
 		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-			t.Skip(err)
+			testenv.Skip(t, err.Error())
 		}
 		// Fill this process's fd table with client connections.
 		var clients []net.Conn

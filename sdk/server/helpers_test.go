@@ -153,7 +153,7 @@ func countFDs(t testing.TB) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
+		testenv.Skipf(t, "no /proc/self/fd: %v", err)
 	}
 	return len(ents)
 }
@@ -272,7 +272,7 @@ func requireURing(t *testing.T) {
 	t.Setenv(EnvEngine, "")
 	s, err := New("127.0.0.1:0", WithEngine(EngineURing))
 	if errors.Is(err, ErrEngineUnavailable) {
-		t.Skipf("io_uring unavailable here: %v", err)
+		testenv.Skipf(t, "io_uring unavailable here: %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 // raiseNoFile raises RLIMIT_NOFILE to at least n for this test process.
@@ -21,7 +23,7 @@ func raiseNoFile(t *testing.T, n uint64) {
 	old := lim
 	lim.Cur = min(n, lim.Max)
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < n {
-		t.Skipf("RLIMIT_NOFILE %d < %d and cannot be raised: %v", lim.Cur, n, err)
+		testenv.Skipf(t, "RLIMIT_NOFILE %d < %d and cannot be raised: %v", lim.Cur, n, err)
 	}
 	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 // newRing creates a ring on the calling (locked) thread or skips the test
@@ -20,7 +22,7 @@ func newRing(t *testing.T, flags uint32) *Ring {
 	}
 	r, err := New(64, p)
 	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
-		t.Skipf("io_uring unavailable: %v", err)
+		testenv.Skipf(t, "io_uring unavailable: %v", err)
 	}
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -244,7 +246,7 @@ func TestSubmitAndWaitBatchIdle(t *testing.T) {
 	defer runtime.UnlockOSThread()
 	r := newRing(t, SetupSingleIssuer|SetupDeferTaskrun)
 	if r.Features()&FeatMinTimeout == 0 {
-		t.Skip("kernel without IORING_FEAT_MIN_TIMEOUT")
+		testenv.Skip(t, "kernel without IORING_FEAT_MIN_TIMEOUT")
 	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
