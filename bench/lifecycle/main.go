@@ -60,8 +60,10 @@ func main() {
 	fmt.Printf("%-44s %10.2fx %10.2fx %12s\n", "  ratio socketley / systemd-run", ratio(add, raw, 50), ratio(add, raw, 90), "<= 1.3x")
 	kill := b.killRestart(*reps)
 	row("kill -9 → new process running", kill, "RestartSec+50ms = 150ms")
-	ls, rss := b.lsAt(*n)
+	ls, start, rss := b.lsAt(*n)
 	row(fmt.Sprintf("socketley ls, %d runtimes", *n), ls, "<= 5ms")
+	row("  of which the CLI's start (socketley --version)", start, "")
+	fmt.Printf("%-44s %10s\n", "  the rest (daemon, socket, table)", ms(pct(ls, 50)-pct(start, 50)))
 	fmt.Printf("%-44s %10.1f MB %21s\n", fmt.Sprintf("daemon RSS, %d runtimes", *n), rss, "<= 20 MB")
 	restart := b.daemonRestart(*n, 5)
 	row(fmt.Sprintf("daemon restart, %d active units adopted", *n), restart, "<= 1s")
@@ -184,20 +186,25 @@ func cgroupPIDs(path string) []int {
 	return out
 }
 
-// lsAt registers and starts n runtimes, then times ls and reads the daemon's RSS.
-func (b *bench) lsAt(n int) ([]time.Duration, float64) {
+// lsAt registers and starts n runtimes, then times ls, and in turn with it
+// the CLI's own start (socketley --version, which asks the daemon nothing),
+// and reads the daemon's RSS.
+func (b *bench) lsAt(n int) ([]time.Duration, []time.Duration, float64) {
 	t0 := time.Now()
 	for i := range n {
 		b.cli("add", b.payload, "--name", fmt.Sprintf("r%04d", i), "-s")
 	}
 	fmt.Fprintf(os.Stderr, "(added and started %d runtimes in %s)\n", n, time.Since(t0).Round(time.Millisecond))
-	var out []time.Duration
+	var out, start []time.Duration
 	for range 30 {
 		t0 := time.Now()
 		b.cli("ls")
 		out = append(out, time.Since(t0))
+		t0 = time.Now()
+		check(exec.Command(b.bin, "--version").Run())
+		start = append(start, time.Since(t0))
 	}
-	return out, rssMB(b.daemon.Process.Pid)
+	return out, start, rssMB(b.daemon.Process.Pid)
 }
 
 func rssMB(pid int) float64 {
