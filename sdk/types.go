@@ -5,9 +5,9 @@ import "github.com/socketley/socketley/internal/wire"
 // The data types below are the daemon's own (its wire format), given here
 // as aliases so that an SDK user never names an internal package. Their
 // JSON encoding is the stable one of `socketley ls -o json` (docs/cli.md,
-// "JSON fields"). The constants are spelled out so that the documentation
-// shows their values; TestConstantsMatchTheWire keeps them equal to the
-// daemon's.
+// "JSON fields"). The constants are the wire's own, each with its value in
+// its comment's words; TestConstantsMatchTheWire fails when the wire gains a
+// value the SDK does not name.
 
 // Runtime is one registry entry as the daemon reports it: what List, PS and
 // Show return, and the runtimes a command acted on. Its main fields: Name,
@@ -50,31 +50,31 @@ type Status = wire.Status
 // Runtime states.
 const (
 	// StatusCreated: registered, never started.
-	StatusCreated Status = "created"
+	StatusCreated = wire.StatusCreated
 	// StatusStarting: waiting for the attach of a runtime added with
 	// ExpectAttach.
-	StatusStarting Status = "starting"
+	StatusStarting = wire.StatusStarting
 	// StatusRunning: its process runs.
-	StatusRunning Status = "running"
+	StatusRunning = wire.StatusRunning
 	// StatusUnhealthy: its process runs, but its attach is overdue or its
 	// attached port refuses connections.
-	StatusUnhealthy Status = "unhealthy"
+	StatusUnhealthy = wire.StatusUnhealthy
 	// StatusRestarting: systemd is about to restart it.
-	StatusRestarting Status = "restarting"
+	StatusRestarting = wire.StatusRestarting
 	// StatusCrashLoop: crashing again and again; restarted with a growing
 	// delay (Runtime.NextRestart says when).
-	StatusCrashLoop Status = "crash-loop"
+	StatusCrashLoop = wire.StatusCrashLoop
 	// StatusFailed: down after a failure (Runtime.LastExit says how it
 	// ended), or given up on after AddSpec.MaxRestarts failed runs.
-	StatusFailed Status = "failed"
+	StatusFailed = wire.StatusFailed
 	// StatusStopped: stopped by a stop request.
-	StatusStopped Status = "stopped"
+	StatusStopped = wire.StatusStopped
 	// StatusRemoving: a removal was recorded but has not finished.
-	StatusRemoving Status = "removing"
+	StatusRemoving = wire.StatusRemoving
 	// StatusOrphan: a socketley-* unit with no registry entry.
-	StatusOrphan Status = "orphan"
+	StatusOrphan = wire.StatusOrphan
 	// StatusUnknown: the daemon has no entry of that name (any more).
-	StatusUnknown Status = "unknown"
+	StatusUnknown = wire.StatusUnknown
 )
 
 // Mode is how a runtime runs (Runtime.Mode, the MODE column of ls).
@@ -83,12 +83,12 @@ type Mode = wire.Mode
 // Modes of a runtime.
 const (
 	// ModeUnit: a managed runtime, run by systemd as a unit.
-	ModeUnit Mode = "unit"
+	ModeUnit = wire.ModeUnit
 	// ModeAttach: a process that attached itself (Attach); socketley did
 	// not start it.
-	ModeAttach Mode = "attach"
+	ModeAttach = wire.ModeAttach
 	// ModeOrphan: a socketley-* unit with no registry entry.
-	ModeOrphan Mode = "orphan"
+	ModeOrphan = wire.ModeOrphan
 )
 
 // RestartPolicy is a managed runtime's restart policy (AddSpec.Restart,
@@ -101,11 +101,11 @@ type RestartPolicy = wire.RestartPolicy
 const (
 	// RestartOnFailure restarts after a failure (non-zero exit, signal,
 	// timeout, watchdog), not after a clean exit or a stop.
-	RestartOnFailure RestartPolicy = "on-failure"
+	RestartOnFailure = wire.RestartOnFailure
 	// RestartAlways restarts after every exit, clean or not, but a stop.
-	RestartAlways RestartPolicy = "always"
+	RestartAlways = wire.RestartAlways
 	// RestartNo never restarts automatically.
-	RestartNo RestartPolicy = "no"
+	RestartNo = wire.RestartNo
 	// DefaultRestart is the policy of a runtime added without one.
 	DefaultRestart = RestartOnFailure
 )
@@ -120,21 +120,21 @@ type ErrorClass = wire.ErrorClass
 // ErrNotFound).
 const (
 	// ClassInvalid: bad input (a malformed name, path, flag or request).
-	ClassInvalid ErrorClass = "invalid"
+	ClassInvalid = wire.ClassInvalid
 	// ClassNotFound: an unknown runtime, or a pattern that matches none.
-	ClassNotFound ErrorClass = "not-found"
+	ClassNotFound = wire.ClassNotFound
 	// ClassExists: the name is taken.
-	ClassExists ErrorClass = "exists"
+	ClassExists = wire.ClassExists
 	// ClassDenied: the caller may not do this (another user's runtime).
-	ClassDenied ErrorClass = "denied"
+	ClassDenied = wire.ClassDenied
 	// ClassLimit: a limit is reached (runtimes per user).
-	ClassLimit ErrorClass = "limit"
+	ClassLimit = wire.ClassLimit
 	// ClassBusy: the runtime is in the middle of another operation.
-	ClassBusy ErrorClass = "busy"
+	ClassBusy = wire.ClassBusy
 	// ClassFailed: the runtime did not reach "running".
-	ClassFailed ErrorClass = "failed"
+	ClassFailed = wire.ClassFailed
 	// ClassUnavailable: the daemon cannot reach systemd.
-	ClassUnavailable ErrorClass = "unavailable"
+	ClassUnavailable = wire.ClassUnavailable
 	// ClassInternal: any other failure of the daemon.
-	ClassInternal ErrorClass = "internal"
+	ClassInternal = wire.ClassInternal
 )
