@@ -168,6 +168,7 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 	switch {
 	case e.Desired == DesiredRunning && loaded && (isUp(st) || st.Restarting || st.ActiveState == units.ActiveFailed):
 		log.Debug("adopted", "pid", st.MainPID, "state", st.ActiveState)
+		m.reapplyLimits(ctx, e)
 		return
 	case e.Desired == DesiredStopped && !(loaded && isUp(st)):
 		return
@@ -193,6 +194,7 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 		if st, err := w.Refresh(ctx, e.Name); err == nil && st.LoadState != units.LoadNotFound &&
 			(isUp(st) || st.Restarting || st.ActiveState == units.ActiveFailed) {
 			log.Info("reconcile: adopted (confirmed with systemd)", "pid", st.MainPID, "state", st.ActiveState)
+			m.reapplyLimits(ctx, e)
 			return
 		}
 	}
@@ -205,4 +207,17 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 		return
 	}
 	log.Info("reconcile: started missing unit", "was", snap[e.Name].ActiveState)
+}
+
+// reapplyLimits sets the cgroup limits of an adopted unit from its entry:
+// a set whose change was saved but not applied (the daemon died between
+// the two, or systemd refused it then) is carried out now. A unit that is
+// started gets them at its creation; nofile waits for that.
+func (m *Manager) reapplyLimits(ctx context.Context, e *Entry) {
+	if e.Limits.Live().IsZero() {
+		return
+	}
+	if _, err := m.applyLive(ctx, e); err != nil {
+		m.log.Error("reconcile: apply limits", "name", e.Name, "limits", e.Limits.Live().String(), "err", err)
+	}
 }

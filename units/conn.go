@@ -488,3 +488,27 @@ func (c *Conn) SetLimits(ctx context.Context, name string, l wire.Limits) error 
 	}
 	return nil
 }
+
+// DefaultLimits returns the limits the manager gives a unit that sets none
+// of its own: TasksMax from DefaultTasksMax and NOFILE from
+// DefaultLimitNOFILE (the hard limit); wire.Infinity for infinity. Two
+// D-Bus round trips with the bus's default timeout.
+func (c *Conn) DefaultLimits() (wire.Limits, error) {
+	var l wire.Limits
+	for _, p := range []struct {
+		name string
+		out  *uint64
+	}{{"DefaultTasksMax", &l.TasksMax}, {"DefaultLimitNOFILE", &l.NOFILE}} {
+		v, err := c.sd.GetManagerProperty(p.name)
+		if err != nil {
+			return wire.Limits{}, c.wrap("read the manager's", p.name, err)
+		}
+		// The variant's text form: "@t 4915".
+		n, err := strconv.ParseUint(strings.TrimPrefix(v, "@t "), 10, 64)
+		if err != nil {
+			return wire.Limits{}, fmt.Errorf("read the manager's %s: %q is not a number", p.name, v)
+		}
+		*p.out = n
+	}
+	return l, nil
+}

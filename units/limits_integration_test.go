@@ -109,3 +109,21 @@ func TestLimits(t *testing.T) {
 		t.Errorf("SetLimits of a unit that is not loaded: %v, want ErrNoSuchUnit", err)
 	}
 }
+
+// TestDefaultLimits: the manager's defaults read as numbers (the sandbox's
+// user manager has a finite DefaultLimitNOFILE, and DefaultTasksMax is a
+// number or infinity).
+func TestDefaultLimits(t *testing.T) {
+	c := dial(t)
+	l, err := c.DefaultLimits()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.NOFILE == 0 || l.TasksMax == 0 {
+		t.Fatalf("DefaultLimits = %+v; want both set", l)
+	}
+	out, err := exec.CommandContext(testCtx(t), "systemctl", "--user", "show", "-P", "DefaultLimitNOFILE").Output()
+	if err != nil || strings.TrimSpace(string(out)) != fmt.Sprint(l.NOFILE) && !(l.NOFILE == wire.Infinity && strings.TrimSpace(string(out)) == "infinity") {
+		t.Errorf("DefaultLimitNOFILE: systemctl says %q (%v), DefaultLimits %d", out, err, l.NOFILE)
+	}
+}
