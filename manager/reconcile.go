@@ -18,7 +18,9 @@ const reconcileWorkers = 8
 //   - the watch snapshot is fresh (filled when the watch began: one listing,
 //     then every unit read, pipelined);
 //   - an active, activating, restarting or failed unit is the user's process
-//     (or its visible failure): adopt it, never restart it;
+//     (or its visible failure): adopt it, never restart it; an adopted
+//     unit gets the entry's cgroup limits again (a set that was saved but
+//     not applied), a started one has them from its creation;
 //   - a missing unit of a desired-running entry was lost with the manager (a
 //     reboot drops transient units): start it;
 //   - a desired-stopped entry must not run: stop its unit if one is up;
@@ -86,6 +88,11 @@ func (m *Manager) reconcile(ctx context.Context) {
 		loaded := ok && st.LoadState != "not-found"
 		if e.Desired == DesiredRunning && loaded && (isUp(st) || st.Restarting || st.ActiveState == "failed") {
 			adopted++
+			if !e.Limits.Live().IsZero() {
+				// Adopted by reconcileOne, which applies its limits again.
+				jobs <- e
+				continue
+			}
 			m.log.Debug("adopted", "name", e.Name, "unit", st.Unit, "pid", st.MainPID, "state", st.ActiveState)
 			continue
 		}
