@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
 
@@ -40,6 +41,8 @@ type fakeSystemd struct {
 	// socketErr, when set, fails StartSocket (an address in use).
 	sockets   map[string][]string
 	socketErr error
+	// setErr, when set, fails SetLimits (systemd refused the change).
+	setErr error
 }
 
 func newFake() *fakeSystemd {
@@ -250,6 +253,33 @@ func (f *fakeSystemd) Close() error                           { return nil }
 // ManagerVersion reports Debian 12's systemd; tests of the native backoff
 // set Manager.native themselves.
 func (f *fakeSystemd) ManagerVersion() (int, error) { return 252, nil }
+
+// SetLimits is units.Conn.SetLimits: the cgroup limits of a loaded unit
+// change (kept in live), NOFILE is refused; setErr, when set, fails it.
+func (f *fakeSystemd) SetLimits(_ context.Context, name string, l wire.Limits) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("set-limits " + name + " " + l.String())
+	if l.NOFILE != 0 {
+		return fmt.Errorf("set limits of %s: %w: LimitNOFILE", units.Name(name), units.ErrInvalid)
+	}
+	if f.setErr != nil {
+		return f.setErr
+	}
+	if _, ok := f.units[name]; !ok {
+		return fmt.Errorf("set limits of %s: %w", units.Name(name), units.ErrNoSuchUnit)
+	}
+	spec := f.specs[name]
+	spec.Limits = spec.Limits.With(l)
+	f.specs[name] = spec
+	return nil
+}
+
+// DefaultLimits is the manager's DefaultTasksMax and DefaultLimitNOFILE
+// (Debian 12's system manager on a machine with pid_max 32768).
+func (f *fakeSystemd) DefaultLimits() (wire.Limits, error) {
+	return wire.Limits{TasksMax: 4915, NOFILE: 524288}, nil
+}
 
 func (f *fakeSystemd) Snapshot() map[string]units.Status {
 	f.mu.Lock()

@@ -67,6 +67,11 @@ func (m *Manager) handleRequest(ctx context.Context, caller Caller, req wire.Req
 			return nil, errorf(ErrInvalid, "add: missing runtime description")
 		}
 		return m.add(ctx, caller, *req.Add, req.Wait, time.Duration(req.Timeout))
+	case wire.CmdSet:
+		if req.Set == nil {
+			return nil, errorf(ErrInvalid, "set: missing change description")
+		}
+		return m.set(ctx, caller, *req.Set)
 	case wire.CmdUpgrade:
 		return m.upgrade(ctx, caller, req.Names, req.Path, time.Duration(req.Timeout))
 	case wire.CmdStart:
@@ -217,6 +222,13 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 	if err != nil {
 		return nil, err
 	}
+	limits, _, err := wire.ParseLimits(s.Limits) // checked by validateAdd
+	if err != nil {
+		return nil, err
+	}
+	if err := m.checkLimits(caller, limits); err != nil {
+		return nil, err
+	}
 	unlock := m.locks.lock(s.Name)
 	locked := true
 	defer func() {
@@ -238,7 +250,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		RestartMaxDelay: s.RestartMaxDelay, RestartReset: s.RestartReset, MaxRestarts: s.MaxRestarts,
 		StopTimeout: s.StopTimeout, Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
 		ExpectAttach: s.ExpectAttach, AttachTimeout: s.AttachTimeout, HealthFails: s.HealthFails,
-		Listen: s.Listen,
+		Listen: s.Listen, Limits: limits,
 	}
 	if e.StopTimeout == 0 {
 		e.StopTimeout = wire.Duration(DefaultStopTimeout) // persisted: see stopUnit
@@ -362,6 +374,7 @@ func (m *Manager) spec(e *Entry) units.Spec {
 		StartLimitBurst:    1,
 		StartLimitInterval: restartReset(e),
 		StopTimeout:        stopTimeout(e),
+		Limits:             e.Limits,
 	}
 	// Not restarts(e): start and restart build the spec from the entry as it
 	// was before they set Desired to running.
@@ -906,6 +919,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 	if e.Managed {
 		r.Unit = units.Name(e.Name)
 		r.StopTimeout = wire.Duration(stopTimeout(e))
+		r.Limits = e.Limits.Args()
 	}
 	if e.AttachPID > 0 {
 		r.AttachPID, r.AttachedAt = e.AttachPID, e.AttachedAt

@@ -18,7 +18,9 @@ const reconcileWorkers = 8
 //   - the watch snapshot is fresh (filled when the watch began: one listing,
 //     then every unit read, pipelined);
 //   - an active, activating, restarting or failed unit is the user's process
-//     (or its visible failure): adopt it, never restart it;
+//     (or its visible failure): adopt it, never restart it; an adopted
+//     unit gets the entry's cgroup limits again (a set that was saved but
+//     not applied), a started one has them from its creation;
 //   - a missing unit of a desired-running entry was lost with the manager (a
 //     reboot drops transient units): start it;
 //   - a desired-stopped entry must not run: stop its unit if one is up;
@@ -86,6 +88,11 @@ func (m *Manager) reconcile(ctx context.Context) {
 		loaded := ok && st.LoadState != "not-found"
 		if e.Desired == DesiredRunning && loaded && (isUp(st) || st.Restarting || st.ActiveState == "failed") {
 			adopted++
+			if !e.Limits.Live().IsZero() {
+				// Adopted by reconcileOne, which applies its limits again.
+				jobs <- e
+				continue
+			}
 			m.log.Debug("adopted", "name", e.Name, "unit", st.Unit, "pid", st.MainPID, "state", st.ActiveState)
 			continue
 		}
@@ -168,6 +175,7 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 	switch {
 	case e.Desired == DesiredRunning && loaded && (isUp(st) || st.Restarting || st.ActiveState == units.ActiveFailed):
 		log.Debug("adopted", "pid", st.MainPID, "state", st.ActiveState)
+		m.reapplyLimits(ctx, e)
 		return
 	case e.Desired == DesiredStopped && !(loaded && isUp(st)):
 		return
@@ -193,6 +201,7 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 		if st, err := w.Refresh(ctx, e.Name); err == nil && st.LoadState != units.LoadNotFound &&
 			(isUp(st) || st.Restarting || st.ActiveState == units.ActiveFailed) {
 			log.Info("reconcile: adopted (confirmed with systemd)", "pid", st.MainPID, "state", st.ActiveState)
+			m.reapplyLimits(ctx, e)
 			return
 		}
 	}
@@ -205,4 +214,17 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 		return
 	}
 	log.Info("reconcile: started missing unit", "was", snap[e.Name].ActiveState)
+}
+
+// reapplyLimits sets the cgroup limits of an adopted unit from its entry:
+// a set whose change was saved but not applied (the daemon died between
+// the two, or systemd refused it then) is carried out now. A unit that is
+// started gets them at its creation; nofile waits for that.
+func (m *Manager) reapplyLimits(ctx context.Context, e *Entry) {
+	if e.Limits.Live().IsZero() {
+		return
+	}
+	if _, err := m.applyLive(ctx, e); err != nil {
+		m.log.Error("reconcile: apply limits", "name", e.Name, "limits", e.Limits.Live().String(), "err", err)
+	}
 }

@@ -91,6 +91,10 @@ type Entry struct {
 	// loaded again at every start: after a daemon restart and a reconcile
 	// too.
 	Credentials []wire.Credential `json:"credentials,omitempty"`
+	// Limits are the unit's resource limits (add --memory-max …, set),
+	// given to every unit made for the entry: at start, after a reboot and
+	// at reconcile. Entries written before limits existed have none.
+	Limits wire.Limits `json:"limits,omitzero"`
 	// Started is set once the runtime has been started, so that a never-started
 	// entry shows "created" rather than "stopped".
 	Started bool      `json:"started,omitempty"`

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 
+	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
 
@@ -35,6 +36,13 @@ type Systemd interface {
 	SocketActive(ctx context.Context, name string) (bool, error)
 	// ManagerVersion returns the manager's major version (252, 254, …).
 	ManagerVersion() (int, error)
+	// SetLimits changes the cgroup limits (wire.Limits.Live) of the
+	// runtime's loaded unit at once; units.ErrNoSuchUnit when none is
+	// loaded.
+	SetLimits(ctx context.Context, name string, l wire.Limits) error
+	// DefaultLimits returns the manager's DefaultTasksMax and
+	// DefaultLimitNOFILE (hard) as TasksMax and NOFILE.
+	DefaultLimits() (wire.Limits, error)
 	// Close releases the connection.
 	Close() error
 }

@@ -33,6 +33,13 @@ type AddSpec = wire.AddSpec
 // copies the file at Path into $CREDENTIALS_DIRECTORY/ID at every start.
 type Credential = wire.Credential
 
+// LimitArgs are the resource limits of a managed runtime in systemd's own
+// syntax (AddSpec.Limits, Runtime.Limits; `socketley add --memory-max 64M
+// --cpu-quota 50%`): MemoryMax, MemoryHigh ("64M", "infinity"), CPUQuota
+// ("50%"), CPUWeight ("1"–"10000"), TasksMax and NOFILE (a number or
+// "infinity"); "" leaves systemd's default. docs/cli.md has the rules.
+type LimitArgs = wire.LimitArgs
+
 // VersionInfo describes a build of socketley: Version, Commit, Date
 // (Client.DaemonVersion).
 type VersionInfo = wire.VersionInfo

@@ -8,10 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/socketley/socketley/internal/wire"
 )
 
 // Default deadlines, applied when the caller's context has none.
@@ -400,4 +403,58 @@ func ping(ctx context.Context, sd *sdbus.Conn) error {
 		}
 	}
 	return mapErr(err)
+}
+
+// SetLimits changes the cgroup limits of the runtime's loaded unit at once
+// (SetUnitProperties with runtime=true: until the unit goes away, which is
+// what a transient unit's properties last anyway): MemoryMax, MemoryHigh,
+// CPUQuota, CPUWeight and TasksMax, those that l sets. l.NOFILE is
+// refused (ErrInvalid): systemd cannot change LimitNOFILE= on a loaded
+// unit ("Cannot set property LimitNOFILE"); it takes effect when a unit is
+// created with it (Start). Results: nil; ErrNoSuchUnit when no unit is
+// loaded; systemd's error otherwise. Nothing to set is nil, without a call.
+func (c *Conn) SetLimits(ctx context.Context, name string, l wire.Limits) error {
+	unit, err := unitOf("set limits of", name)
+	if err != nil {
+		return err
+	}
+	if l.NOFILE != 0 {
+		return fmt.Errorf("set limits of %s: %w: LimitNOFILE cannot change on a loaded unit", unit, ErrInvalid)
+	}
+	props := limitProperties(l)
+	if len(props) == 0 {
+		return nil
+	}
+	ctx, cancel := withDefault(ctx, queryTimeout)
+	defer cancel()
+	// systemd refuses a unit that is not loaded (NoSuchUnit): no drop-in
+	// is left for a unit of that name (checked with systemd 252).
+	if err := c.sd.SetUnitPropertiesContext(ctx, unit, true, props...); err != nil {
+		return c.wrap("set limits of", unit, err)
+	}
+	return nil
+}
+
+// DefaultLimits returns the limits the manager gives a unit that sets none
+// of its own: TasksMax from DefaultTasksMax and NOFILE from
+// DefaultLimitNOFILE (the hard limit); wire.Infinity for infinity. Two
+// D-Bus round trips with the bus's default timeout.
+func (c *Conn) DefaultLimits() (wire.Limits, error) {
+	var l wire.Limits
+	for _, p := range []struct {
+		name string
+		out  *uint64
+	}{{"DefaultTasksMax", &l.TasksMax}, {"DefaultLimitNOFILE", &l.NOFILE}} {
+		v, err := c.sd.GetManagerProperty(p.name)
+		if err != nil {
+			return wire.Limits{}, c.wrap("read the manager's", p.name, err)
+		}
+		// The variant's text form: "@t 4915".
+		n, err := strconv.ParseUint(strings.TrimPrefix(v, "@t "), 10, 64)
+		if err != nil {
+			return wire.Limits{}, fmt.Errorf("read the manager's %s: %q is not a number", p.name, v)
+		}
+		*p.out = n
+	}
+	return l, nil
 }

@@ -73,6 +73,10 @@ type Spec struct {
 	// user. The manager reads Path with its own rights (root for the system
 	// manager); a file it cannot read fails the start (status 243/CREDENTIALS).
 	Credentials []Credential
+	// Limits are the unit's resource limits (zero fields: systemd's
+	// defaults): MemoryMax=, MemoryHigh=, CPUQuota=, CPUWeight=, TasksMax=
+	// and LimitNOFILE= (soft and hard). See limitProperties.
+	Limits wire.Limits
 }
 
 // Credential is one LoadCredential= entry, D-Bus signature (ss): the
@@ -180,11 +184,46 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	if len(spec.Credentials) > 0 {
 		props = append(props, prop("LoadCredential", append([]Credential(nil), spec.Credentials...)))
 	}
+	props = append(props, limitProperties(spec.Limits)...)
+	if spec.Limits.NOFILE != 0 {
+		// A process's rlimit: set at exec, never on a running unit
+		// (SetLimits leaves it out).
+		props = append(props, prop("LimitNOFILE", spec.Limits.NOFILE), prop("LimitNOFILESoft", spec.Limits.NOFILE))
+	}
+	// Accounting on every unit, so that systemd keeps (and systemctl
+	// status shows) memory, CPU and tasks where the controllers exist.
+	props = append(props, prop("MemoryAccounting", true), prop("CPUAccounting", true), prop("TasksAccounting", true))
 	// systemd's defaults, stated so that a stop always ends: SIGTERM to
 	// every process of the cgroup, SIGKILL to what is left after the stop
 	// timeout.
 	props = append(props, prop("KillMode", "control-group"), prop("SendSIGKILL", true))
 	return props, nil
+}
+
+// limitProperties returns the cgroup limits of l as unit properties, D-Bus
+// signature t each (org.freedesktop.systemd1(5)): MemoryMax and MemoryHigh
+// in bytes, CPUQuotaPerSecUSec in µs of CPU time per second (1% of one CPU
+// is 10 ms), CPUWeight, TasksMax; infinity is UINT64_MAX, as systemd
+// encodes it. These are the limits systemd changes on a running unit
+// (SetLimits); LimitNOFILE is not among them.
+func limitProperties(l wire.Limits) []sdbus.Property {
+	var props []sdbus.Property
+	if l.MemoryMax != 0 {
+		props = append(props, prop("MemoryMax", l.MemoryMax))
+	}
+	if l.MemoryHigh != 0 {
+		props = append(props, prop("MemoryHigh", l.MemoryHigh))
+	}
+	if l.CPUQuota != 0 {
+		props = append(props, prop("CPUQuotaPerSecUSec", l.CPUQuota*uint64(10*time.Millisecond/time.Microsecond)))
+	}
+	if l.CPUWeight != 0 {
+		props = append(props, prop("CPUWeight", l.CPUWeight))
+	}
+	if l.TasksMax != 0 {
+		props = append(props, prop("TasksMax", l.TasksMax))
+	}
+	return props
 }
 
 // execCommandEx is one command of ExecStartEx=, D-Bus signature (sasas):

@@ -272,3 +272,54 @@ func TestParseVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestPropertiesLimits: each limit is its D-Bus property with signature t
+// (org.freedesktop.systemd1(5)), CPU quota in µs per second, infinity as
+// UINT64_MAX; LimitNOFILE sets soft and hard; accounting is on for every
+// unit; an unset limit sends nothing.
+func TestPropertiesLimits(t *testing.T) {
+	spec := Spec{Name: "web", Path: "/bin/true", Limits: wire.Limits{
+		MemoryMax: 64 << 20, MemoryHigh: wire.Infinity, CPUQuota: 250, CPUWeight: 50, TasksMax: 100, NOFILE: 4096}}
+	props, err := properties(spec, User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := propMap(t, props)
+	for name, want := range map[string]any{
+		"MemoryMax": uint64(64 << 20), "MemoryHigh": uint64(1<<64 - 1), "CPUQuotaPerSecUSec": uint64(2_500_000),
+		"CPUWeight": uint64(50), "TasksMax": uint64(100), "LimitNOFILE": uint64(4096), "LimitNOFILESoft": uint64(4096),
+		"MemoryAccounting": true, "CPUAccounting": true, "TasksAccounting": true,
+	} {
+		p, ok := m[name]
+		if !ok {
+			t.Errorf("property %s missing", name)
+			continue
+		}
+		if got := p.Value.Value(); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %#v (%s), want %#v", name, got, p.Value.Signature(), want)
+		}
+	}
+
+	props, err = properties(Spec{Name: "web", Path: "/bin/true", Limits: wire.Limits{CPUQuota: 1}}, User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = propMap(t, props)
+	if got := m["CPUQuotaPerSecUSec"].Value.Value(); got != uint64(10_000) {
+		t.Errorf("1%% of one CPU: CPUQuotaPerSecUSec = %v, want 10000 (10 ms per second)", got)
+	}
+	for _, name := range []string{"MemoryMax", "MemoryHigh", "CPUWeight", "TasksMax", "LimitNOFILE", "LimitNOFILESoft"} {
+		if _, ok := m[name]; ok {
+			t.Errorf("property %s set without its limit", name)
+		}
+	}
+	if _, ok := m["MemoryAccounting"]; !ok {
+		t.Error("MemoryAccounting missing on a unit without limits")
+	}
+	// What SetLimits sends: the cgroup limits only.
+	for _, p := range limitProperties(spec.Limits) {
+		if strings.HasPrefix(p.Name, "Limit") {
+			t.Errorf("limitProperties sends %s: systemd refuses it on a loaded unit", p.Name)
+		}
+	}
+}

@@ -29,6 +29,7 @@ type addFlags struct {
 	healthFails   int
 	runAs         string
 	listen        []string
+	limits        wire.LimitArgs
 	wait          waitFlags
 }
 
@@ -77,10 +78,18 @@ and the daemon's restarts keep the socket, so clients connecting meanwhile wait
 instead of being refused; a connection while the program is down starts it.
 The program must take the socket (sd_listen_fds(3); the Go SDK's server does it
 by itself): one that binds the port itself cannot use --listen. A port in use
-or a bad address is refused and nothing is registered.`,
+or a bad address is refused and nothing is registered.
+
+Resource limits, in systemd's syntax (systemd.resource-control(5)), become
+properties of the unit: --memory-max and --memory-high (bytes, K/M/G/T base
+1024, or infinity), --cpu-quota (50% of one CPU; 200% is two), --cpu-weight
+(1-10000, default 100), --tasks-max (processes and threads, or infinity) and
+--nofile (open files, soft and hard limit, or infinity). socketley set changes
+them later.`,
 		Example: `  socketley add ./mybin --name myapp -s -- --port 7070 --verbose
   socketley add /usr/local/bin/echo-service -s --env GREETING="hello world" --restart always
-  socketley add ./echo-service -s --listen 7070 -- -port 7070`,
+  socketley add ./echo-service -s --listen 7070 -- -port 7070
+  socketley add ./api -s --memory-max 512M --cpu-quota 50% --nofile 65536`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
 			switch {
@@ -138,6 +147,7 @@ or a bad address is refused and nothing is registered.`,
 	fl.DurationVar(&f.attachTimeout, "attach-timeout", wire.DefaultAttachTimeout, "how long an expected attach may take before the runtime is unhealthy")
 	fl.IntVar(&f.healthFails, "health-fails", wire.DefaultHealthFails, "consecutive unhealthy health checks (every 2 s) before a restart; 0 disables")
 	fl.StringVar(&f.runAs, "run-as", "", "system daemon, root only: run the unit as this user (default: the caller)")
+	limitFlags(fl, &f.limits)
 	fl.StringArrayVar(&f.listen, "listen", nil, "[ADDR:]PORT that systemd listens on and passes to the program (socket activation, LISTEN_FDS; repeatable): connections wait while it restarts")
 	f.wait.register(cmd)
 	return cmd
@@ -176,7 +186,7 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 		RestartSec: wire.Duration(f.restartSec), Start: f.start, RunAs: f.runAs,
 		RestartMaxDelay: wire.Duration(f.maxDelay), RestartReset: wire.Duration(f.restartReset), MaxRestarts: f.maxRestarts,
 		ExpectAttach: f.attach, AttachTimeout: wire.Duration(f.attachTimeout), StopTimeout: wire.Duration(f.stopTimeout),
-		Listen: f.listen,
+		Listen: f.listen, Limits: f.limits,
 	}
 	if healthSet {
 		n := f.healthFails

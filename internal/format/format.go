@@ -147,6 +147,7 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		if r.StopTimeout > 0 {
 			kv("Stop timeout", time.Duration(r.StopTimeout).String()+", then SIGKILL")
 		}
+		kv("Limits", r.Limits.String())
 		kv("User", r.User)
 		if r.Managed || r.Orphan || r.OwnerUID != 0 {
 			kv("Owner uid", strconv.Itoa(r.OwnerUID))

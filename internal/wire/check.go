@@ -127,9 +127,10 @@ func NormalizeListen(addr string) (string, error) {
 // Check validates an add request as far as it can be without the file
 // system or the caller (the daemon then checks the paths with the caller's
 // rights), and normalizes it: the path is cleaned, the restart policy's
-// default is filled in and the listen addresses are put in systemd's form
-// without duplicates. Both the CLI (before it connects) and the daemon (at
-// its boundary) call it: this is the one place these rules are written.
+// default is filled in, the listen addresses are put in systemd's form
+// without duplicates and the limits in canonical form (ParseLimits). Both
+// the CLI (before it connects) and the daemon (at its boundary) call it:
+// this is the one place these rules are written.
 // Errors are of class invalid and name the flag.
 func (s *AddSpec) Check() error {
 	if err := CheckName(s.Name); err != nil {
@@ -221,5 +222,10 @@ func (s *AddSpec) Check() error {
 		}
 	}
 	s.Listen = listen
+	_, limits, err := ParseLimits(s.Limits)
+	if err != nil {
+		return err
+	}
+	s.Limits = limits
 	return nil
 }

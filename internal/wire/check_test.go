@@ -61,6 +61,9 @@ func TestAddSpecCheck(t *testing.T) {
 				s.Listen = append(s.Listen, fmt.Sprint(7000+i))
 			}
 		}, fmt.Sprintf("%d --listen addresses; at most %d", MaxListen+1, MaxListen)},
+		{"limits", func(s *AddSpec) { s.Limits = LimitArgs{MemoryMax: "64M", CPUQuota: "200%", NOFILE: "infinity"} }, ""},
+		{"bad memory-max", func(s *AddSpec) { s.Limits.MemoryMax = "64MB" }, `--memory-max "64MB": give bytes`},
+		{"bad cpu-weight", func(s *AddSpec) { s.Limits.CPUWeight = "0" }, `--cpu-weight "0"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,14 +88,14 @@ func TestAddSpecCheck(t *testing.T) {
 
 // TestAddSpecCheckNormalizes: the path and credential paths are cleaned,
 // the default policy filled in, listen addresses put in systemd's form
-// without duplicates.
+// without duplicates, limits in canonical form.
 func TestAddSpecCheckNormalizes(t *testing.T) {
 	s := AddSpec{Name: "web", Path: "/usr//bin/../bin/web", Credentials: []Credential{{ID: "k", Path: "/etc/./k"}},
-		Listen: []string{"7070", "[::1]:80", "7070", "127.0.0.1:81"}}
+		Listen: []string{"7070", "[::1]:80", "7070", "127.0.0.1:81"}, Limits: LimitArgs{MemoryMax: "1048576"}}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if s.Path != "/usr/bin/web" || s.Credentials[0].Path != "/etc/k" || s.Restart != DefaultRestart {
+	if s.Path != "/usr/bin/web" || s.Credentials[0].Path != "/etc/k" || s.Restart != DefaultRestart || s.Limits.MemoryMax != "1M" {
 		t.Fatalf("not normalized: %+v", s)
 	}
 	if want := []string{"7070", "[::1]:80", "127.0.0.1:81"}; !slices.Equal(s.Listen, want) {

@@ -11,8 +11,8 @@ import (
 // json.Marshal(r) gives (TestAppendJSONMatchesMarshal and FuzzAppendJSON
 // hold it to that), without encoding/json's reflection: its first use
 // builds an encoder for every type a Request reaches, which costs a CLI
-// command more than the rest of its request. An add request's AddSpec is
-// still encoded by encoding/json.
+// command more than the rest of its request. An add request's AddSpec and
+// a set request's SetSpec are still encoded by encoding/json.
 func (r *Request) AppendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"cmd":`...)
 	b = appendString(b, r.Cmd)
@@ -33,6 +33,14 @@ func (r *Request) AppendJSON(b []byte) ([]byte, error) {
 		}
 		b = append(b, `,"add":`...)
 		b = append(b, add...)
+	}
+	if r.Set != nil {
+		set, err := json.Marshal(r.Set)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"set":`...)
+		b = append(b, set...)
 	}
 	if a := r.Attach; a != nil {
 		b = append(b, `,"attach":{"type":`...)
@@ -213,6 +221,18 @@ func (r *Runtime) AppendJSON(b []byte) ([]byte, error) {
 			o.b = append(o.b, '}')
 		}
 		o.b = append(o.b, ']')
+	}
+	if l := r.Limits; !l.IsZero() {
+		o.key("limits")
+		o.b = append(o.b, '{')
+		lo := obj{b: o.b}
+		lo.str("memory_max", l.MemoryMax, true)
+		lo.str("memory_high", l.MemoryHigh, true)
+		lo.str("cpu_quota", l.CPUQuota, true)
+		lo.str("cpu_weight", l.CPUWeight, true)
+		lo.str("tasks_max", l.TasksMax, true)
+		lo.str("nofile", l.NOFILE, true)
+		o.b = append(lo.b, '}')
 	}
 	if o.err != nil {
 		return nil, o.err

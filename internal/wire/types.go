@@ -40,6 +40,7 @@ func SyslogIdentifier(name string) string { return "socketley-" + name }
 const (
 	CmdAdd     = "add"
 	CmdUpgrade = "upgrade"
+	CmdSet     = "set"
 	CmdStart   = "start"
 	CmdStop    = "stop"
 	CmdRestart = "restart"
@@ -60,6 +61,8 @@ type Request struct {
 	Names []string `json:"names,omitempty"`
 	// Add describes the runtime for CmdAdd.
 	Add *AddSpec `json:"add,omitempty"`
+	// Set describes the change for CmdSet (JSON form only).
+	Set *SetSpec `json:"set,omitempty"`
 	// Attach describes the attach for CmdAttach.
 	Attach *AttachSpec `json:"attach,omitempty"`
 	// Wait makes add/start/restart return only once the runtime is running.
@@ -118,6 +121,39 @@ type AddSpec struct {
 	// runtime's socket unit (add --listen): systemd holds them and passes
 	// them to the program (LISTEN_FDS).
 	Listen []string `json:"listen,omitempty"`
+	// Limits are the unit's resource limits (add --memory-max, --cpu-quota
+	// …), in systemd's syntax; Check puts them in canonical form and
+	// ParseLimits gives their values.
+	Limits LimitArgs `json:"limits,omitzero"`
+}
+
+// SetSpec is a change of a registered managed runtime (socketley set).
+type SetSpec struct {
+	// Name is one runtime name (no pattern).
+	Name string `json:"name"`
+	// Limits are the limits to change, in systemd's syntax; those not
+	// given stay as they are.
+	Limits LimitArgs `json:"limits,omitzero"`
+	// Restart restarts the runtime after the change, so that what cannot
+	// change on a running process (--nofile) takes effect now.
+	Restart bool `json:"restart,omitempty"`
+}
+
+// Check validates a set request and puts its limits in canonical form.
+// Errors are of class invalid and name the flag.
+func (s *SetSpec) Check() error {
+	if err := CheckName(s.Name); err != nil {
+		return err
+	}
+	if s.Limits.IsZero() {
+		return Errorf(ErrInvalid, "nothing to change: give at least one of --memory-max, --memory-high, --cpu-quota, --cpu-weight, --tasks-max, --nofile")
+	}
+	_, args, err := ParseLimits(s.Limits)
+	if err != nil {
+		return err
+	}
+	s.Limits = args
+	return nil
 }
 
 // AttachSpec is an attach request.
@@ -186,6 +222,10 @@ type Runtime struct {
 	// Credentials name the secret files loaded at every start of a managed
 	// runtime (add --credential): IDs and paths, never the contents.
 	Credentials []Credential `json:"credentials,omitempty"`
+	// Limits are the resource limits of a managed runtime, in systemd's
+	// syntax (omitted when none is set). They are those of its next
+	// start; the live ones were applied to the running unit too (set).
+	Limits LimitArgs `json:"limits,omitzero"`
 }
 
 // Result is the JSON reply payload for mutating commands and errors.
