@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -556,11 +557,16 @@ func (m *Manager) forEach(ctx context.Context, caller Caller, names []string, ve
 }
 
 func (m *Manager) start(ctx context.Context, caller Caller, names []string, wait bool, timeout time.Duration) (*wire.Result, error) {
+	var mu sync.Mutex
+	already := map[string]bool{}
 	res, err := m.forEach(ctx, caller, names, "start", func(ctx context.Context, e *Entry) (string, error) {
 		if !e.Managed {
 			return "", errorf(ErrInvalid, "%s is an attached process (pid %d), not a managed unit; socketley cannot start it", e.Name, e.PID)
 		}
 		if st, ok := m.snapshot()[e.Name]; ok && isUp(st) && e.Desired == DesiredRunning {
+			mu.Lock()
+			already[e.Name] = true
+			mu.Unlock()
 			return e.Name + " is already running", nil
 		}
 		if err := m.update(func(r *Registry) error {
@@ -582,6 +588,11 @@ func (m *Manager) start(ctx context.Context, caller Caller, names []string, wait
 		m.log.Info("started", "name", e.Name)
 		return "started " + e.Name, nil
 	})
+	if res != nil {
+		for i := range res.Runtimes {
+			res.Runtimes[i].Unchanged = already[res.Runtimes[i].Name]
+		}
+	}
 	if err != nil {
 		m.poke() // a failed start is the backoff's now; the runtime is unlocked
 	}

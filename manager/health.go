@@ -107,7 +107,7 @@ func classify(e *Entry, st *units.Status, o *observed, now time.Time) (wire.Stat
 		}
 		return wire.StatusFailed, lastExitReason(st)
 	case st.ActiveState == "deactivating":
-		return "stopping", ""
+		return wire.StatusStopping, ""
 	case st.ActiveState == "inactive":
 		if !e.Started {
 			return wire.StatusCreated, ""

@@ -91,7 +91,7 @@ func TestDecideHealth(t *testing.T) {
 			status: wire.StatusStopped},
 		{name: "stopping: deactivating", e: managed(nil), st: unit("deactivating", "stop-sigterm", 7, time.Hour),
 			obs:    observed{runningSince: now.Add(-time.Minute), runningPID: 7},
-			status: "stopping", after: observed{runningPID: 7}},
+			status: wire.StatusStopping, after: observed{runningPID: 7}},
 		{name: "stopped: listen service exited cleanly", e: managed(func(e *Entry) { e.Listen = []string{"7070"} }), st: unit("inactive", "dead", 0, 0),
 			status: wire.StatusStopped, reason: "starts it again at the next connection"},
 
@@ -218,6 +218,9 @@ func TestDecideHealth(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := healthInput{Entry: tt.e, Unit: tt.st, PortDown: tt.portDown, Exited: tt.exited, Obs: tt.obs, Now: now}
 			d := decideHealth(in)
+			if !d.Status.Known() {
+				t.Errorf("status %q is not one of wire.Statuses: clients and the SDK do not know it", d.Status)
+			}
 			if d.Status != tt.status || !strings.Contains(d.Reason, tt.reason) {
 				t.Errorf("status %s (%q), want %s (%q)", d.Status, d.Reason, tt.status, tt.reason)
 			}

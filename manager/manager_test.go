@@ -540,3 +540,29 @@ func TestSameProcessZombie(t *testing.T) {
 		t.Fatal("this process does not count as itself")
 	}
 }
+
+// TestStartAlreadyRunningIsUnchanged: start of a runtime that runs marks
+// it Unchanged (clients read the mark, not the message); a runtime it does
+// start is not marked.
+func TestStartAlreadyRunningIsUnchanged(t *testing.T) {
+	m, f := newTestManager(t)
+	now := time.Now()
+	for _, n := range []string{"up", "down"} {
+		m.reg.put(&Entry{Name: n, Managed: true, Path: "/usr/bin/x", Restart: wire.RestartAlways, Desired: DesiredRunning,
+			Started: true, Created: now, OwnerUID: os.Getuid()})
+	}
+	m.reg.commit()
+	f.set(units.Status{Unit: units.Name("up"), Name: "up", LoadState: "loaded", ActiveState: "active", SubState: "running",
+		MainPID: 4242, ActiveEnter: now, ExecMainStart: now})
+	res, err := m.start(t.Context(), me(), []string{"up", "down"}, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, r := range res.Runtimes {
+		got[r.Name] = r.Unchanged
+	}
+	if !got["up"] || got["down"] || len(got) != 2 {
+		t.Fatalf("Unchanged marks %v, want up only", got)
+	}
+}

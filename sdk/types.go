@@ -74,6 +74,8 @@ const (
 	// StatusFailed: down after a failure (Runtime.LastExit says how it
 	// ended), or given up on after AddSpec.MaxRestarts failed runs.
 	StatusFailed = wire.StatusFailed
+	// StatusStopping: its unit is being stopped (SIGTERM sent, not yet gone).
+	StatusStopping = wire.StatusStopping
 	// StatusStopped: stopped by a stop request.
 	StatusStopped = wire.StatusStopped
 	// StatusRemoving: a removal was recorded but has not finished.

@@ -15,7 +15,7 @@ func TestConstantsMatchTheWire(t *testing.T) {
 		{StatusCreated, wire.StatusCreated}, {StatusStarting, wire.StatusStarting},
 		{StatusRunning, wire.StatusRunning}, {StatusUnhealthy, wire.StatusUnhealthy},
 		{StatusRestarting, wire.StatusRestarting}, {StatusCrashLoop, wire.StatusCrashLoop},
-		{StatusFailed, wire.StatusFailed}, {StatusStopped, wire.StatusStopped},
+		{StatusFailed, wire.StatusFailed}, {StatusStopping, wire.StatusStopping}, {StatusStopped, wire.StatusStopped},
 		{StatusRemoving, wire.StatusRemoving}, {StatusOrphan, wire.StatusOrphan},
 		{StatusUnknown, wire.StatusUnknown},
 		{ModeUnit, wire.ModeUnit}, {ModeAttach, wire.ModeAttach}, {ModeOrphan, wire.ModeOrphan},

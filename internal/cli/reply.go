@@ -36,17 +36,11 @@ const logTail = 5
 // process has already exited by the time of the reply makes the command
 // fail (exit 1) with the exit, its last output lines and what to do next.
 func (a *app) startReply(ctx context.Context, c *control.Client, verb string, res *wire.Result, waited bool) error {
-	already := map[string]bool{}
-	for _, l := range strings.Split(res.Message, "\n") {
-		if n, ok := strings.CutSuffix(l, " is already running"); ok {
-			already[n] = true
-		}
-	}
 	var failed []wire.Runtime
 	for _, r := range res.Runtimes {
 		name, unit := format.Escape(r.Name), format.Escape(r.Unit)
 		switch {
-		case already[r.Name] && !exited(r):
+		case r.Unchanged && !exited(r):
 			fmt.Fprintf(a.stdio.Out, "%s: already started (unit %s, pid %d, status %s); left alone\n", name, unit, r.PID, format.Escape(r.Status))
 		case exited(r):
 			failed = append(failed, r)

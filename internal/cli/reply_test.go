@@ -61,7 +61,7 @@ func TestStartReplies(t *testing.T) {
 			"prog: running (unit socketley-prog.service, pid 131)\n", nil},
 		{"start started", []string{"start", "prog"}, 0, wire.Result{Runtimes: []wire.Runtime{up}, Message: "started prog"}, 0,
 			"prog: started (unit socketley-prog.service, pid 131)\n", nil},
-		{"start already", []string{"start", "prog"}, 0, wire.Result{Runtimes: []wire.Runtime{up}, Message: "prog is already running"}, 0,
+		{"start already", []string{"start", "prog"}, 0, wire.Result{Runtimes: []wire.Runtime{unchanged(up)}, Message: "prog is already running"}, 0,
 			"prog: already started (unit socketley-prog.service, pid 131, status running); left alone\n", nil},
 		{"restart", []string{"restart", "prog"}, 0, wire.Result{Runtimes: []wire.Runtime{up}, Message: "restarted prog"}, 0,
 			"prog: stopped, then started (unit socketley-prog.service, pid 131)\n", nil},
@@ -122,4 +122,10 @@ func writeExe(t *testing.T, path string) {
 	if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// unchanged marks r as a runtime the command left as it was.
+func unchanged(r wire.Runtime) wire.Runtime {
+	r.Unchanged = true
+	return r
 }

@@ -180,6 +180,7 @@ func (r *Runtime) AppendJSON(b []byte) ([]byte, error) {
 	o.str("reason", r.Reason, true)
 	o.str("failed", r.Failed, true)
 	o.str("failed_class", string(r.FailedClass), true)
+	o.boolean("unchanged", r.Unchanged, true)
 	o.str("type", r.Type, true)
 	o.integer("port", r.Port, true)
 	o.strs("listen", r.Listen)

@@ -16,6 +16,7 @@ const (
 	StatusRestarting Status = "restarting"
 	StatusFailed     Status = "failed"
 	StatusCrashLoop  Status = "crash-loop"
+	StatusStopping   Status = "stopping" // its unit is being stopped
 	StatusStopped    Status = "stopped"
 	StatusRemoving   Status = "removing" // remove recorded but not finished (see docs/security.md)
 	StatusOrphan     Status = "orphan"
@@ -24,7 +25,7 @@ const (
 
 // Statuses lists every status in the order the documentation gives them.
 var Statuses = []Status{StatusCreated, StatusStarting, StatusRunning, StatusUnhealthy,
-	StatusRestarting, StatusCrashLoop, StatusFailed, StatusStopped, StatusRemoving,
+	StatusRestarting, StatusCrashLoop, StatusFailed, StatusStopping, StatusStopped, StatusRemoving,
 	StatusOrphan, StatusUnknown}
 
 // String returns the status as shown in STATUS.

@@ -182,6 +182,10 @@ type Runtime struct {
 	// class in FailedClass. Clients use it to tell which ones failed.
 	Failed      string     `json:"failed,omitempty"`
 	FailedClass ErrorClass `json:"failed_class,omitempty"`
+	// Unchanged is set only in the reply of a command that left this
+	// runtime as it was (start of a runtime that already runs), so that a
+	// client tells it apart without reading the message.
+	Unchanged bool `json:"unchanged,omitempty"`
 
 	Type string `json:"type,omitempty"` // attached type, "" when never attached
 	Port int    `json:"port,omitempty"`
