@@ -25,7 +25,7 @@ func lookupUser(name string) (*user.User, error) {
 	if err == nil || !errors.As(err, new(user.UnknownUserError)) {
 		return u, err
 	}
-	if f, ok := getent("passwd", name); ok && len(f) >= 7 {
+	if f, ok := getent("passwd", name); ok && len(f) >= 7 && f[0] == name {
 		return &user.User{Username: f[0], Uid: f[2], Gid: f[3], Name: f[4], HomeDir: f[5]}, nil
 	}
 	return nil, err

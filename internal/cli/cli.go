@@ -167,7 +167,7 @@ else the system socket /run/socketley/socketley.sock when it is usable,
 otherwise the user socket $XDG_RUNTIME_DIR/socketley/socketley.sock.
 
 Exit codes: 0 success, 1 bad input or not found, 2 fatal (daemon unreachable,
-systemd or D-Bus error).`,
+systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f: 0).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version.Version(),
@@ -211,24 +211,26 @@ systemd or D-Bus error).`,
 }
 
 // commandNamed returns the builder of the command args run: the first word
-// that is not a flag (nor the value of --socket), by name or alias; nil
-// when that word names none (help, completion, a typo).
+// that is not a global flag (--user, --system, --socket[=]VALUE), by name
+// or alias; nil when that word names none (help, completion, a typo) or a
+// flag before it is another one (-h, --help, --version, a bad flag: cobra
+// answers those from the whole tree).
 func commandNamed(builders []builder, args []string) *builder {
 	for i := 0; i < len(args); i++ {
-		w := args[i]
-		if w == "--socket" {
+		switch w := args[i]; {
+		case w == "--socket":
 			i++
-			continue
-		}
-		if strings.HasPrefix(w, "-") {
-			continue
-		}
-		for j := range builders {
-			if builders[j].name == w || slices.Contains(builders[j].aliases, w) {
-				return &builders[j]
+		case w == "--user" || w == "--system" || strings.HasPrefix(w, "--socket="):
+		case strings.HasPrefix(w, "-"):
+			return nil
+		default:
+			for j := range builders {
+				if builders[j].name == w || slices.Contains(builders[j].aliases, w) {
+					return &builders[j]
+				}
 			}
+			return nil
 		}
-		return nil
 	}
 	return nil
 }

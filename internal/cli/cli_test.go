@@ -248,6 +248,8 @@ func TestCompletionCommandOnlyWhenNeeded(t *testing.T) {
 		{[]string{"strat"}, ""}, {[]string{"__complete", "ad"}, ""},
 		{[]string{"ls"}, "ls"}, {[]string{"list"}, "ls"}, {[]string{"rm", "x"}, "remove"},
 		{[]string{"--user", "add", "x"}, "add"}, {[]string{"--socket", "ls", "ps"}, "ps"}, {[]string{"daemon"}, "daemon"},
+		{[]string{"--socket=/s", "--system", "ls"}, "ls"}, {[]string{"ls", "--help"}, "ls"},
+		{[]string{"--help", "ls"}, ""}, {[]string{"-h", "ls"}, ""}, {[]string{"--version", "ls"}, ""}, {[]string{"--bogus", "ls"}, ""},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			root := (&app{stdio: Stdio{Out: io.Discard, Err: io.Discard}}).rootCmd(tt.args, []Extra{extraDaemon})

@@ -107,7 +107,7 @@ func ClassError(c ErrorClass) error {
 type classed struct {
 	class error
 	msg   string
-	err   error // the %w operand, if any
+	err   error // fmt.Errorf's error: errors.Is/As reach its %w operands
 }
 
 func (e *classed) Error() string        { return e.msg }
@@ -122,7 +122,7 @@ func Error(class error, msg string) error { return &classed{class: class, msg: m
 // formatted message; a %w operand is wrapped as fmt.Errorf does.
 func Errorf(class error, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
-	return &classed{class: class, msg: err.Error(), err: errors.Unwrap(err)}
+	return &classed{class: class, msg: err.Error(), err: err}
 }
 
 // invalidf returns an error of class invalid with a formatted message.
