@@ -1,11 +1,9 @@
 package manager
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,7 +106,7 @@ func mayAttachPID(caller Caller, pid int) error {
 		return nil
 	}
 	if ppid, err := procParent(caller.PID); err == nil && ppid == pid {
-		if uids, err := procUIDs(pid); err == nil && !slices.ContainsFunc(uids, func(u int) bool { return u != caller.UID }) {
+		if uids, err := proc.UIDs(pid); err == nil && !slices.ContainsFunc(uids, func(u int) bool { return u != caller.UID }) {
 			return nil
 		}
 		return errorf(ErrDenied, "attach refused: pid %d (your parent) does not run as uid %d", pid, caller.UID)
@@ -229,7 +227,7 @@ func signalAttached(caller Caller, e *Entry, sig unix.Signal) error {
 
 // maySignal checks the uids of the live process of e (see signalAttached).
 func maySignal(caller Caller, e *Entry) error {
-	uids, err := procUIDs(e.PID)
+	uids, err := proc.UIDs(e.PID)
 	if err != nil {
 		return errorf(ErrNotFound, "attached process %d of %s is gone", e.PID, e.Name)
 	}
@@ -262,7 +260,7 @@ func procIdentity(pid int) (uint64, []int, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	uids, err := procUIDs(pid)
+	uids, err := proc.UIDs(pid)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -298,31 +296,4 @@ func uidList(uids []int) string {
 func procParent(pid int) (int, error) {
 	st, err := proc.ReadStat(pid)
 	return st.PPID, err
-}
-
-// procUIDs returns the real, effective, saved and filesystem uids of pid.
-func procUIDs(pid int) ([]int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return nil, err
-	}
-	for line := range bytes.SplitSeq(b, []byte("\n")) {
-		rest, ok := bytes.CutPrefix(line, []byte("Uid:"))
-		if !ok {
-			continue
-		}
-		var out []int
-		for _, f := range bytes.Fields(rest) {
-			u, err := strconv.Atoi(string(f))
-			if err != nil {
-				return nil, fmt.Errorf("parse /proc/%d/status: %w", pid, err)
-			}
-			out = append(out, u)
-		}
-		if len(out) == 0 {
-			break
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("parse /proc/%d/status: no Uid line", pid)
 }

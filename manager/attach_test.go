@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/proc"
 	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
@@ -515,9 +516,9 @@ func TestProcHelpers(t *testing.T) {
 	if err != nil || ppid != os.Getppid() {
 		t.Fatalf("procParent = %d, %v; want %d", ppid, err, os.Getppid())
 	}
-	uids, err := procUIDs(os.Getpid())
+	uids, err := proc.UIDs(os.Getpid())
 	if err != nil || len(uids) != 4 || uids[0] != os.Getuid() || uids[1] != os.Geteuid() {
-		t.Fatalf("procUIDs = %v, %v", uids, err)
+		t.Fatalf("proc.UIDs = %v, %v", uids, err)
 	}
 	if _, err := procParent(1 << 30); err == nil {
 		t.Fatal("procParent of a missing pid succeeded")

@@ -127,7 +127,6 @@ func Attach(ctx context.Context, name, typ string, port int) error {
 func Detach(ctx context.Context) error {
 	current.mu.Lock()
 	name, socket, attached := current.name, current.socket, current.attached
-	current.attached = false
 	current.mu.Unlock()
 	if !attached {
 		return nil
@@ -140,5 +139,12 @@ func Detach(ctx context.Context) error {
 	if code != 0 {
 		return fmt.Errorf("detach %s: %w", name, &ReplyError{Code: code, Message: strings.TrimSpace(text)})
 	}
+	// Only a detach the daemon confirmed is done: a failed one may be
+	// tried again.
+	current.mu.Lock()
+	if current.name == name && current.socket == socket {
+		current.attached = false
+	}
+	current.mu.Unlock()
 	return nil
 }

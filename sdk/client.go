@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/socketley/socketley/internal/control"
@@ -100,7 +101,7 @@ func (c *Client) Show(ctx context.Context, names ...string) ([]Runtime, error) {
 
 // Add registers a managed runtime, and starts it when spec.Start is set;
 // with o.Wait it returns once the runtime is running, or fails with the
-// reason. A relative spec.Path or spec.WorkDir is resolved against this
+// reason. A relative spec.Path, spec.WorkDir or credential path is resolved against this
 // process's working directory (the daemon, which runs elsewhere, needs
 // absolute paths). A runtime whose first start fails stays registered: the
 // error comes with the runtime.
@@ -114,6 +115,20 @@ func (c *Client) Add(ctx context.Context, spec AddSpec, o StartOptions) (Runtime
 			return Runtime{}, fmt.Errorf("add %s: resolve %s: %w", spec.Name, *p, err)
 		}
 		*p = abs
+	}
+	if len(spec.Credentials) > 0 {
+		creds := slices.Clone(spec.Credentials)
+		for i := range creds {
+			if creds[i].Path == "" || filepath.IsAbs(creds[i].Path) {
+				continue
+			}
+			abs, err := filepath.Abs(creds[i].Path)
+			if err != nil {
+				return Runtime{}, fmt.Errorf("add %s: resolve %s: %w", spec.Name, creds[i].Path, err)
+			}
+			creds[i].Path = abs
+		}
+		spec.Credentials = creds
 	}
 	req := o.request(wire.CmdAdd, nil)
 	req.Add = &spec

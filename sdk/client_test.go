@@ -20,11 +20,13 @@ func TestAddResolvesRelativePaths(t *testing.T) {
 		name              string
 		path, workDir     string
 		wantPath, wantDir string
+		cred, wantCred    string
 	}{
-		{"relative path", "bin/svc", "", filepath.Join(wd, "bin/svc"), ""},
-		{"dot path", "./svc", "", filepath.Join(wd, "svc"), ""},
-		{"relative work dir", "/usr/bin/true", "data", "/usr/bin/true", filepath.Join(wd, "data")},
-		{"absolute kept", "/usr/bin/true", "/tmp", "/usr/bin/true", "/tmp"},
+		{"relative path", "bin/svc", "", filepath.Join(wd, "bin/svc"), "", "", ""},
+		{"dot path", "./svc", "", filepath.Join(wd, "svc"), "", "", ""},
+		{"relative work dir", "/usr/bin/true", "data", "/usr/bin/true", filepath.Join(wd, "data"), "", ""},
+		{"absolute kept", "/usr/bin/true", "/tmp", "/usr/bin/true", "/tmp", "/etc/k", "/etc/k"},
+		{"relative credential", "/usr/bin/true", "", "/usr/bin/true", "", "secrets/k", filepath.Join(wd, "secrets/k")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,6 +34,9 @@ func TestAddResolvesRelativePaths(t *testing.T) {
 				return 0, `{"runtimes":[{"name":"svc","status":"created","pid":0,"restarts":0,"owner_uid":0}]}`
 			})
 			spec := AddSpec{Name: "svc", Path: tt.path, WorkDir: tt.workDir}
+			if tt.cred != "" {
+				spec.Credentials = []Credential{{ID: "k", Path: tt.cred}}
+			}
 			if _, err := NewClient(d.path).Add(t.Context(), spec, StartOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -41,6 +46,12 @@ func TestAddResolvesRelativePaths(t *testing.T) {
 			}
 			if req.Add == nil || req.Add.Path != tt.wantPath || req.Add.WorkDir != tt.wantDir {
 				t.Fatalf("sent %+v, want path %q and work dir %q", req.Add, tt.wantPath, tt.wantDir)
+			}
+			if tt.cred != "" && (len(req.Add.Credentials) != 1 || req.Add.Credentials[0].Path != tt.wantCred) {
+				t.Fatalf("sent credentials %+v, want the path %q", req.Add.Credentials, tt.wantCred)
+			}
+			if tt.cred != "" && spec.Credentials[0].Path != tt.cred {
+				t.Fatalf("the caller's spec was changed: %+v", spec.Credentials)
 			}
 		})
 	}

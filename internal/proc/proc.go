@@ -1,5 +1,5 @@
 // Package proc reads what the kernel says about a process: its
-// /proc/PID/stat fields and the credentials of the process at the other
+// /proc/PID/stat fields, its uids and the credentials of the process at the other
 // end of a unix socket (SO_PEERCRED). It is the one parser of each.
 package proc
 
@@ -64,6 +64,34 @@ func ParseStat(b []byte) (Stat, error) {
 		return Stat{}, fmt.Errorf("start time %q: %w", f[19], err)
 	}
 	return Stat{State: f[0][0], PPID: ppid, StartTime: start}, nil
+}
+
+// UIDs returns the real, effective, saved and filesystem uids of pid (the
+// Uid: line of /proc/PID/status).
+func UIDs(pid int) ([]int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return nil, err
+	}
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte("Uid:"))
+		if !ok {
+			continue
+		}
+		var out []int
+		for _, f := range bytes.Fields(rest) {
+			u, err := strconv.Atoi(string(f))
+			if err != nil {
+				return nil, fmt.Errorf("parse /proc/%d/status: %w", pid, err)
+			}
+			out = append(out, u)
+		}
+		if len(out) == 0 {
+			break
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("parse /proc/%d/status: no Uid line", pid)
 }
 
 // PeerCred returns the credentials of the process at the other end of c,

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -100,7 +101,11 @@ func NormalizeListen(addr string) (string, error) {
 	if strings.Contains(addr, ":") {
 		h, port, err := net.SplitHostPort(addr)
 		if err != nil {
-			return bad(err.(*net.AddrError).Err)
+			var ae *net.AddrError
+			if errors.As(err, &ae) {
+				return bad(ae.Err)
+			}
+			return bad(err.Error())
 		}
 		host, p = h, port
 	}

@@ -114,7 +114,8 @@ func (p RestartPolicy) Restarts() bool { return p == RestartOnFailure || p == Re
 
 // ParseRestartPolicy checks a --restart value; "" gives [DefaultRestart].
 // The error (class invalid) lists the accepted values. It is the one
-// check of the rule: the CLI, the daemon and the legacy parser call it.
+// check of the rule: AddSpec.Check calls it, for the CLI, the daemon and
+// the legacy parser's requests alike.
 func ParseRestartPolicy(s string) (RestartPolicy, error) {
 	if s == "" {
 		return DefaultRestart, nil
