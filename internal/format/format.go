@@ -140,6 +140,9 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		for _, c := range r.Credentials {
 			kv("Credential", c.ID+" from "+c.Path)
 		}
+		for _, p := range r.EnvFiles {
+			kv("Env file", p)
+		}
 		kv("Workdir", r.WorkDir)
 		if r.Restart != "" {
 			kv("Restart", restartPolicy(r))

@@ -222,6 +222,7 @@ func (r *Runtime) AppendJSON(b []byte) ([]byte, error) {
 		}
 		o.b = append(o.b, ']')
 	}
+	o.strs("env_files", r.EnvFiles)
 	if l := r.Limits; !l.IsZero() {
 		o.key("limits")
 		o.b = append(o.b, '{')
