@@ -275,7 +275,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		}
 	}
 	e := &Entry{
-		Name: s.Name, Managed: true, Path: s.Path, Args: s.Args, Env: s.Env, WorkDir: s.WorkDir, Credentials: s.Credentials, EnvFiles: s.EnvFiles,
+		Name: s.Name, Managed: true, Path: s.Path, Args: s.Args, Env: s.Env, WorkDir: s.WorkDir, Credentials: s.Credentials, EnvFiles: s.EnvFiles, Harden: s.Harden,
 		Restart: s.Restart, RestartSec: s.RestartSec, User: runAs, OwnerUID: caller.UID,
 		RestartMaxDelay: s.RestartMaxDelay, RestartReset: s.RestartReset, MaxRestarts: s.MaxRestarts,
 		StopTimeout: s.StopTimeout, Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
@@ -399,6 +399,7 @@ func (m *Manager) spec(e *Entry) units.Spec {
 		WorkingDirectory:   e.WorkDir,
 		Credentials:        unitCredentials(e.Credentials),
 		EnvFiles:           e.EnvFiles,
+		Harden:             e.Harden,
 		User:               e.User,
 		Restart:            e.Restart,
 		RestartSec:         time.Duration(e.RestartSec),
@@ -937,7 +938,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 	status, reason := classify(e, st, &o, now)
 	r := wire.Runtime{
 		Name: e.Name, Managed: e.Managed, Mode: wire.ModeOf(e.Managed, false), Status: status, Reason: reason, Desired: e.Desired,
-		Type: e.Type, Port: e.Port, Path: e.Path, Args: e.Args, Env: e.Env, WorkDir: e.WorkDir, Credentials: e.Credentials, EnvFiles: e.EnvFiles,
+		Type: e.Type, Port: e.Port, Path: e.Path, Args: e.Args, Env: e.Env, WorkDir: e.WorkDir, Credentials: e.Credentials, EnvFiles: e.EnvFiles, Harden: e.Harden,
 		Restart: e.Restart, RestartSec: e.RestartSec, User: e.User, OwnerUID: e.OwnerUID,
 		Created: e.Created, Restarts: e.Restarts, LastExit: e.LastExit,
 		RestartMaxDelay: e.RestartMaxDelay, RestartReset: e.RestartReset, MaxRestarts: e.MaxRestarts,

@@ -94,6 +94,9 @@ type Entry struct {
 	// EnvFiles are the unit's EnvironmentFile= (add --env-file), read by
 	// systemd at every start of every unit made for the entry.
 	EnvFiles []string `json:"env_files,omitempty"`
+	// Harden gives every unit made for the entry the sandboxing preset
+	// (add --harden, units.hardenProperties, docs/harden.md).
+	Harden bool `json:"harden,omitempty"`
 	// Limits are the unit's resource limits (add --memory-max …, set),
 	// given to every unit made for the entry: at start, after a reboot and
 	// at reconcile. Entries written before limits existed have none.

@@ -79,6 +79,9 @@ type Spec struct {
 	// Env (a key in both takes the file's value); a missing or unreadable
 	// file fails the start (the "-" prefix, ignore-errors, is never set).
 	EnvFiles []string
+	// Harden adds the sandboxing preset (hardenProperties, docs/harden.md),
+	// with WorkingDirectory writable.
+	Harden bool
 	// Limits are the unit's resource limits (zero fields: systemd's
 	// defaults): MemoryMax=, MemoryHigh=, CPUQuota=, CPUWeight=, TasksMax=
 	// and LimitNOFILE= (soft and hard). See limitProperties.
@@ -208,6 +211,9 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	}
 	if len(spec.Credentials) > 0 {
 		props = append(props, prop("LoadCredential", append([]Credential(nil), spec.Credentials...)))
+	}
+	if spec.Harden {
+		props = append(props, hardenProperties(spec.WorkingDirectory, scope)...)
 	}
 	props = append(props, limitProperties(spec.Limits)...)
 	if spec.Limits.NOFILE != 0 {
