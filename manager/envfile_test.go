@@ -153,3 +153,28 @@ func TestEnvFileRefusalsAlike(t *testing.T) {
 		})
 	}
 }
+
+// TestAddHarden: add --harden is kept in the entry, given to the unit,
+// shown, and given again to the unit made after a daemon restart.
+func TestAddHarden(t *testing.T) {
+	m, f := newTestManager(t)
+	bin := exe(t, t.TempDir(), "svc")
+	root := Caller{PID: os.Getpid()}
+	if _, err := m.add(t.Context(), root, wire.AddSpec{Name: "svc", Path: bin, Start: true, Harden: true}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.add(t.Context(), root, wire.AddSpec{Name: "plain", Path: bin, Start: true}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !f.specs["svc"].Harden || f.specs["plain"].Harden {
+		t.Errorf("unit Harden: svc %v, plain %v; want true, false", f.specs["svc"].Harden, f.specs["plain"].Harden)
+	}
+	if !m.view("svc").Harden || m.view("plain").Harden {
+		t.Error("show: harden not as added")
+	}
+	m2 := restartDaemon(t, m, f)
+	e, ok := m2.entry("svc")
+	if !ok || !e.Harden || !m2.spec(e).Harden {
+		t.Fatalf("after a daemon restart: entry %v, harden lost", ok)
+	}
+}
