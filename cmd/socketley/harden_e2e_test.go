@@ -14,12 +14,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/socketley/socketley/internal/testenv"
 )
 
 // hardenEnv starts a daemon in a directory outside /tmp and /var/tmp:
 // a hardened unit has a private /tmp (PrivateTmp=), where it would see
 // neither its binary nor the daemon's socket.
 func hardenEnv(t *testing.T) *env {
+	t.Helper()
+	dir := hardenDir(t)
+	return newEnvAt(t, dir, filepath.Join(dir, "state"))
+}
+
+// hardenDir makes a directory for the test outside /tmp and /var/tmp.
+func hardenDir(t *testing.T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("/var/lib", "socketley-harden-e2e-")
 	if err != nil {
@@ -29,7 +38,7 @@ func hardenEnv(t *testing.T) *env {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return newEnvAt(t, dir, filepath.Join(dir, "state"))
+	return dir
 }
 
 var exposureRE = regexp.MustCompile(`Overall exposure level for \S+: ([0-9]+\.[0-9]+)`)
@@ -39,7 +48,65 @@ var exposureRE = regexp.MustCompile(`Overall exposure level for \S+: ([0-9]+\.[0
 // has the preset's properties (systemd's view); show says so; systemd-analyze
 // --user security rates the unit 2.0 or lower (docs/harden.md).
 func TestHardenEcho(t *testing.T) {
-	e := hardenEnv(t)
+	hardenEcho(t, hardenEnv(t), "--user")
+}
+
+// TestHardenEchoSystem is TestHardenEcho against a system daemon (the
+// runtime added by root), with the system manager's preset
+// (ProtectKernelTunables, ProtectKernelLogs) and systemd-analyze security.
+// Runs only inside `systemd-sandbox.sh --system` (scripts/test.sh, stage
+// system-reboot).
+func TestHardenEchoSystem(t *testing.T) {
+	if os.Getenv("SOCKETLEY_SYSTEM_SANDBOX") != "1" {
+		testenv.Skip(t, "needs systemd as PID 1: run in scripts/systemd-sandbox.sh --system with SOCKETLEY_SYSTEM_SANDBOX=1 (make test's system-reboot stage does)")
+	}
+	if b, _ := os.ReadFile("/proc/1/comm"); strings.TrimSpace(string(b)) != "systemd" {
+		t.Fatalf("SOCKETLEY_SYSTEM_SANDBOX=1 but PID 1 is %q, not systemd", b)
+	}
+	dir := hardenDir(t)
+	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "run", "socketley.sock"), state: filepath.Join(dir, "state")}
+	e.log = &testenv.LogBuffer{}
+	cmd := exec.Command(binPath, "daemon", "--system", "--group", "root", "--socket", e.sock, "--state-dir", e.state, "--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = e.log, e.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.daemon = cmd
+	e.exited = make(chan error, 1)
+	go func() { e.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		e.run("remove", "*")
+		e.stopDaemon(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", e.log.String())
+		}
+	})
+	e.waitLog(0, "daemon ready", regexp.MustCompile(`msg="daemon ready" `))
+	hardenEcho(t, e, "--system")
+	if got := systemProp(t, "hecho", "ProtectKernelTunables"); got != "yes" {
+		t.Errorf("ProtectKernelTunables=%s, want yes (system daemon)", got)
+	}
+}
+
+// systemProp is unitProp for the system manager.
+func systemProp(t *testing.T, name, prop string) string {
+	t.Helper()
+	out, err := exec.Command("systemctl", "show", "-p", prop, "--value", "socketley-"+name+".service").Output()
+	if err != nil {
+		t.Fatalf("systemctl show %s: %v", prop, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// hardenEcho adds the hardened echo-service to e's daemon, whose manager
+// is mode (--user or --system), and checks that it attaches and echoes,
+// its unit's properties and its exposure.
+func hardenEcho(t *testing.T, e *env, mode string) {
+	t.Helper()
+	prop := unitProp
+	if mode == "--system" {
+		prop = systemProp
+	}
 	bin := filepath.Join(e.dir, "echo-service")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../examples/echo-service").CombinedOutput(); err != nil {
 		t.Fatalf("build echo-service: %v\n%s", err, out)
@@ -65,21 +132,25 @@ func TestHardenEcho(t *testing.T) {
 	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "hello hardened\n" {
 		t.Fatalf("echo replied %q, %v", line, err)
 	}
-	for prop, want := range map[string]string{"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "read-only",
+	for p, want := range map[string]string{"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "read-only",
 		"PrivateTmp": "yes", "PrivateDevices": "yes", "RestrictNamespaces": "yes", "MemoryDenyWriteExecute": "yes",
 		"RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX", "CapabilityBoundingSet": "", "SystemCallArchitectures": "native",
 		"LockPersonality": "yes", "RestrictSUIDSGID": "yes", "UMask": "0077"} {
-		if got := unitProp(t, "hecho", prop); got != want {
-			t.Errorf("%s=%s, want %s", prop, got, want)
+		if got := prop(t, "hecho", p); got != want {
+			t.Errorf("%s=%s, want %s", p, got, want)
 		}
 	}
-	out, err := exec.Command("systemd-analyze", "--user", "security", "--no-pager", "socketley-hecho.service").CombinedOutput()
+	args := []string{"security", "--no-pager", "socketley-hecho.service"}
+	if mode == "--user" {
+		args = append([]string{"--user"}, args...)
+	}
+	out, err := exec.Command("systemd-analyze", args...).CombinedOutput()
 	m := exposureRE.FindSubmatch(out)
 	if m == nil {
-		t.Fatalf("systemd-analyze --user security: %v, no exposure level in\n%s", err, out)
+		t.Fatalf("systemd-analyze %s: %v, no exposure level in\n%s", strings.Join(args, " "), err, out)
 	}
 	exposure, _ := strconv.ParseFloat(string(m[1]), 64)
-	t.Logf("systemd-analyze --user security socketley-hecho.service: exposure %.1f", exposure)
+	t.Logf("systemd-analyze %s: exposure %.1f", strings.Join(args, " "), exposure)
 	if exposure > 2.0 {
 		t.Errorf("exposure %.1f, want 2.0 or lower:\n%s", exposure, out)
 	}
