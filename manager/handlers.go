@@ -145,6 +145,9 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 	if err := m.checkCredentials(caller, s.Credentials); err != nil {
 		return err
 	}
+	if err := m.checkEnvFiles(caller, s.EnvFiles); err != nil {
+		return err
+	}
 	if s.WorkDir != "" {
 		fi, err := statAs(caller, s.WorkDir)
 		if err != nil || !fi.IsDir() {
@@ -190,6 +193,33 @@ func (m *Manager) checkCredentials(caller Caller, creds []wire.Credential) error
 		}
 		return errorf(ErrInvalid, "--credential %s: %s does not exist, is not a regular file or uid %d may not read it "+
 			"(give a file you can read, and search (x) permission on every directory on the way)", c.ID, c.Path, caller.UID)
+	}
+	return nil
+}
+
+// checkEnvFiles checks add's --env-file paths, with the policy of
+// checkCredentials and for its reason: systemd reads the file at every
+// start with its manager's rights (root for the system daemon), so the
+// system daemon takes environment files from root only; a user daemon's
+// caller is its user, whose rights the file is checked with, with one
+// answer for absent and not permitted.
+func (m *Manager) checkEnvFiles(caller Caller, files []string) error {
+	if len(files) == 0 {
+		return nil
+	}
+	if m.cfg.Mode == paths.System && !caller.root() {
+		return errorf(ErrDenied, "--env-file: only root may give environment files to a runtime of the system daemon "+
+			"(systemd reads the file as root at every start); ask root to add the runtime, or use --env")
+	}
+	for _, p := range files {
+		fi, err := statAs(caller, p)
+		if err == nil && fi.Mode().IsRegular() {
+			if uid, gid := ownerGroup(fi); mayAccess(caller, fi.Mode(), uid, gid, permRead) {
+				continue
+			}
+		}
+		return errorf(ErrInvalid, "--env-file %s does not exist, is not a regular file or uid %d may not read it "+
+			"(give a file you can read, and search (x) permission on every directory on the way)", p, caller.UID)
 	}
 	return nil
 }
@@ -246,7 +276,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		}
 	}
 	e := &Entry{
-		Name: s.Name, Managed: true, Path: s.Path, Args: s.Args, Env: s.Env, WorkDir: s.WorkDir, Credentials: s.Credentials,
+		Name: s.Name, Managed: true, Path: s.Path, Args: s.Args, Env: s.Env, WorkDir: s.WorkDir, Credentials: s.Credentials, EnvFiles: s.EnvFiles, Harden: s.Harden,
 		Restart: s.Restart, RestartSec: s.RestartSec, User: runAs, OwnerUID: caller.UID,
 		RestartMaxDelay: s.RestartMaxDelay, RestartReset: s.RestartReset, MaxRestarts: s.MaxRestarts,
 		StopTimeout: s.StopTimeout, Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
@@ -369,6 +399,8 @@ func (m *Manager) spec(e *Entry) units.Spec {
 		Env:                env,
 		WorkingDirectory:   e.WorkDir,
 		Credentials:        unitCredentials(e.Credentials),
+		EnvFiles:           e.EnvFiles,
+		Harden:             e.Harden,
 		User:               e.User,
 		Restart:            e.Restart,
 		RestartSec:         time.Duration(e.RestartSec),
@@ -917,7 +949,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 	status, reason := classify(e, st, &o, now)
 	r := wire.Runtime{
 		Name: e.Name, Managed: e.Managed, Mode: wire.ModeOf(e.Managed, false), Status: status, Reason: reason, Desired: e.Desired,
-		Type: e.Type, Port: e.Port, Path: e.Path, Args: e.Args, Env: e.Env, WorkDir: e.WorkDir, Credentials: e.Credentials,
+		Type: e.Type, Port: e.Port, Path: e.Path, Args: e.Args, Env: e.Env, WorkDir: e.WorkDir, Credentials: e.Credentials, EnvFiles: e.EnvFiles, Harden: e.Harden,
 		Restart: e.Restart, RestartSec: e.RestartSec, User: e.User, OwnerUID: e.OwnerUID,
 		Created: e.Created, Restarts: e.Restarts, LastExit: e.LastExit,
 		RestartMaxDelay: e.RestartMaxDelay, RestartReset: e.RestartReset, MaxRestarts: e.MaxRestarts,

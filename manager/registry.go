@@ -91,6 +91,12 @@ type Entry struct {
 	// loaded again at every start: after a daemon restart and a reconcile
 	// too.
 	Credentials []wire.Credential `json:"credentials,omitempty"`
+	// EnvFiles are the unit's EnvironmentFile= (add --env-file), read by
+	// systemd at every start of every unit made for the entry.
+	EnvFiles []string `json:"env_files,omitempty"`
+	// Harden gives every unit made for the entry the sandboxing preset
+	// (add --harden, units.hardenProperties, docs/harden.md).
+	Harden bool `json:"harden,omitempty"`
 	// Limits are the unit's resource limits (add --memory-max …, set),
 	// given to every unit made for the entry: at start, after a reboot and
 	// at reconcile. Entries written before limits existed have none.
@@ -148,6 +154,7 @@ func (e *Entry) clone() *Entry {
 	c.Args = slices.Clone(e.Args)
 	c.Env = slices.Clone(e.Env)
 	c.Credentials = slices.Clone(e.Credentials)
+	c.EnvFiles = slices.Clone(e.EnvFiles)
 	c.Listen = slices.Clone(e.Listen)
 	c.UIDs = slices.Clone(e.UIDs)
 	if e.HealthFails != nil {

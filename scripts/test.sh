@@ -21,8 +21,9 @@
 #   fuzz      every go test -fuzz target for FUZZTIME (default 20000x executions) (scripts/fuzz.sh)
 #   system-reboot  issue #10's reboot test with systemd as PID 1: a system-mode sandbox, the
 #             packaged socketley.socket and socketley.service (ExecStart= pointed at this
-#             build), 20 runtimes, 10 reboots (TestRebootSystemSocketUnit). Root, and only
-#             where systemd is not PID 1.
+#             build), 20 runtimes, 10 reboots (TestRebootSystemSocketUnit); and the hardened
+#             echo-service under a system daemon, its exposure (TestHardenEchoSystem). Root, and
+#             only where systemd is not PID 1.
 #   examples  the examples/managed scenarios against a private daemon
 #   packages  build, install, upgrade and purge the .deb/.rpm under a system-mode
 #             sandbox (root, and only where systemd is not PID 1)
@@ -129,7 +130,7 @@ system_reboot() {
 		cat "$work/system-reboot.skip"
 		return 77
 	fi
-	SANDBOX_OPTS="--system --journal" SANDBOX_ENV=SOCKETLEY_SYSTEM_SANDBOX=1 gotest system-reboot -run '^TestRebootSystemSocketUnit$' ./cmd/socketley
+	SANDBOX_OPTS="--system --journal" SANDBOX_ENV=SOCKETLEY_SYSTEM_SANDBOX=1 gotest system-reboot -run '^(TestRebootSystemSocketUnit|TestHardenEchoSystem)$' ./cmd/socketley
 }
 
 fuzz() { scripts/fuzz.sh; }

@@ -73,6 +73,15 @@ type Spec struct {
 	// user. The manager reads Path with its own rights (root for the system
 	// manager); a file it cannot read fails the start (status 243/CREDENTIALS).
 	Credentials []Credential
+	// EnvFiles are EnvironmentFile= (absolute paths): at every start the
+	// manager reads each file, with its own rights (root for the system
+	// manager), and adds its KEY=VALUE lines to the environment, after
+	// Env (a key in both takes the file's value); a missing or unreadable
+	// file fails the start (the "-" prefix, ignore-errors, is never set).
+	EnvFiles []string
+	// Harden adds the sandboxing preset (hardenProperties, docs/harden.md),
+	// with WorkingDirectory writable.
+	Harden bool
 	// Limits are the unit's resource limits (zero fields: systemd's
 	// defaults): MemoryMax=, MemoryHigh=, CPUQuota=, CPUWeight=, TasksMax=
 	// and LimitNOFILE= (soft and hard). See limitProperties.
@@ -85,6 +94,13 @@ type Spec struct {
 type Credential struct {
 	ID   string
 	Path string
+}
+
+// envFile is one EnvironmentFiles entry, D-Bus signature (sb): the path
+// and whether a missing file is ignored (systemd's "-" prefix).
+type envFile struct {
+	Path         string
+	IgnoreErrors bool
 }
 
 // properties returns the StartTransientUnit properties for spec in scope.
@@ -128,6 +144,11 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 			return nil, fmt.Errorf("%w: credential %s: path %q is not absolute", ErrInvalid, c.ID, c.Path)
 		}
 	}
+	for _, p := range spec.EnvFiles {
+		if err := wire.CheckEnvFile(p); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
 
 	desc := spec.Description
 	if desc == "" {
@@ -152,6 +173,13 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	}
 	if spec.Env != nil {
 		props = append(props, prop("Environment", append([]string(nil), spec.Env...)))
+	}
+	if len(spec.EnvFiles) > 0 {
+		files := make([]envFile, 0, len(spec.EnvFiles))
+		for _, p := range spec.EnvFiles {
+			files = append(files, envFile{Path: p})
+		}
+		props = append(props, prop("EnvironmentFiles", files))
 	}
 	if spec.WorkingDirectory != "" {
 		props = append(props, prop("WorkingDirectory", spec.WorkingDirectory))
@@ -183,6 +211,9 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 	}
 	if len(spec.Credentials) > 0 {
 		props = append(props, prop("LoadCredential", append([]Credential(nil), spec.Credentials...)))
+	}
+	if spec.Harden {
+		props = append(props, hardenProperties(spec.WorkingDirectory, scope)...)
 	}
 	props = append(props, limitProperties(spec.Limits)...)
 	if spec.Limits.NOFILE != 0 {

@@ -39,6 +39,7 @@ func TestPropertiesSignatures(t *testing.T) {
 		StartLimitInterval: 10 * time.Second,
 		StopTimeout:        5 * time.Second,
 		Credentials:        []Credential{{ID: "token", Path: "/etc/web/token"}, {ID: "tls.key", Path: "/etc/web/key.pem"}},
+		EnvFiles:           []string{"/etc/web/env", "/etc/web/more env"},
 	}
 	props, err := properties(spec, System)
 	if err != nil {
@@ -65,6 +66,8 @@ func TestPropertiesSignatures(t *testing.T) {
 		{"KillMode", "s", "control-group"},
 		{"SendSIGKILL", "b", true},
 		{"LoadCredential", "a(ss)", []Credential{{ID: "token", Path: "/etc/web/token"}, {ID: "tls.key", Path: "/etc/web/key.pem"}}},
+		// ignore-errors false: a missing file fails the start.
+		{"EnvironmentFiles", "a(sb)", []envFile{{Path: "/etc/web/env"}, {Path: "/etc/web/more env"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,7 +142,7 @@ func TestPropertiesDefaults(t *testing.T) {
 	}
 	m := propMap(t, props)
 	for _, name := range []string{"Environment", "WorkingDirectory", "User", "Restart", "RestartUSec",
-		"StartLimitBurst", "StartLimitIntervalUSec", "TimeoutStopUSec", "LoadCredential"} {
+		"StartLimitBurst", "StartLimitIntervalUSec", "TimeoutStopUSec", "LoadCredential", "EnvironmentFiles"} {
 		if _, ok := m[name]; ok {
 			t.Errorf("property %s set for a zero Spec field; want systemd's default", name)
 		}
@@ -177,6 +180,8 @@ func TestPropertiesInvalid(t *testing.T) {
 		{"credential ID with a slash", func(s *Spec) { s.Credentials = []Credential{{ID: "a/b", Path: "/x"}} }, User, "bad ID"},
 		{"credential ID ..", func(s *Spec) { s.Credentials = []Credential{{ID: "..", Path: "/x"}} }, User, "bad ID"},
 		{"relative credential path", func(s *Spec) { s.Credentials = []Credential{{ID: "t", Path: "x"}} }, User, "not absolute"},
+		{"relative env file", func(s *Spec) { s.EnvFiles = []string{"env"} }, User, "--env-file \"env\": the path is not absolute"},
+		{"env file with a newline", func(s *Spec) { s.EnvFiles = []string{"/a\nb"} }, User, "newline or NUL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,6 +17,8 @@ type addFlags struct {
 	start         bool
 	env           []string
 	credentials   []string
+	envFiles      []string
+	harden        bool
 	workdir       string
 	restart       string
 	restartSec    time.Duration
@@ -50,6 +52,19 @@ a unit's environment and arguments from systemd: pass secrets with
 at every start into $CREDENTIALS_DIRECTORY/ID, readable only by the unit's
 user; show lists the IDs and paths, never the contents. With the system daemon
 only root may give --credential (systemd reads the file as root).
+
+--env-file PATH (repeatable; systemd EnvironmentFile=) adds the KEY=VALUE lines
+of PATH to the environment at every start, after --env (a key in both takes
+the file's value); PATH is resolved against the current directory, must exist
+and be readable by you at add, and a file missing at a start fails that start.
+With the system daemon only root may give --env-file.
+
+--harden runs the unit in systemd's sandbox (docs/harden.md lists every
+property): no new privileges and no capabilities, the file system read-only
+but for --workdir, /home read-only, a private /tmp and /dev, kernel tunables,
+modules, logs and cgroups protected, only AF_UNIX, AF_INET and AF_INET6
+sockets, the @system-service system calls, and no writable-executable memory
+(programs with a JIT, such as Node.js or Java, need to be run without it).
 
 Restart policy (docs/restart-policy.md): a crash after a run of at least
 --restart-reset (10s) is restarted by systemd after --restart-sec (default 0:
@@ -136,6 +151,8 @@ them later.`,
 	fl.BoolVarP(&f.start, "start", "s", false, "start the runtime now")
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE for the program (repeatable; values may contain spaces)")
 	fl.StringArrayVar(&f.credentials, "credential", nil, "secret file ID:PATH the program reads as $CREDENTIALS_DIRECTORY/ID (systemd LoadCredential=; repeatable; system daemon: root only)")
+	fl.StringArrayVar(&f.envFiles, "env-file", nil, "file of KEY=VALUE lines systemd reads at every start (EnvironmentFile=; repeatable; system daemon: root only)")
+	fl.BoolVar(&f.harden, "harden", false, "sandbox the unit with socketley's preset (docs/harden.md; breaks JIT runtimes: MemoryDenyWriteExecute)")
 	fl.StringVar(&f.workdir, "workdir", "", "working directory of the program (default: the manager's, / for the system manager)")
 	fl.StringVar(&f.restart, "restart", string(wire.DefaultRestart), "restart policy: on-failure, always or no")
 	fl.DurationVar(&f.restartSec, "restart-sec", 0, "delay before systemd restarts a program that crashed after a long run (0 = at once)")
@@ -154,7 +171,7 @@ them later.`,
 }
 
 // spec builds the add request from the flags, resolving PATH, --workdir
-// and credential paths against the current directory, and checks it with
+// credential and env-file paths against the current directory, and checks it with
 // wire.AddSpec.Check (the daemon's own rules). Whether the files exist and
 // may be run is the daemon's to check, with the caller's rights, on the
 // machine that runs them.
@@ -175,6 +192,14 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 	if err != nil {
 		return wire.AddSpec{}, err
 	}
+	var envFiles []string // nil when none
+	for _, p := range f.envFiles {
+		abs, err := filepath.Abs(p)
+		if err != nil || p == "" {
+			return wire.AddSpec{}, usageErr("add: --env-file %q: give the path of a file of KEY=VALUE lines", p)
+		}
+		envFiles = append(envFiles, abs)
+	}
 	wd := f.workdir
 	if wd != "" {
 		if wd, err = filepath.Abs(wd); err != nil {
@@ -182,7 +207,7 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 		}
 	}
 	spec := wire.AddSpec{
-		Name: name, Path: abs, Args: args, Env: f.env, WorkDir: wd, Restart: wire.RestartPolicy(f.restart), Credentials: creds,
+		Name: name, Path: abs, Args: args, Env: f.env, WorkDir: wd, Restart: wire.RestartPolicy(f.restart), Credentials: creds, EnvFiles: envFiles, Harden: f.harden,
 		RestartSec: wire.Duration(f.restartSec), Start: f.start, RunAs: f.runAs,
 		RestartMaxDelay: wire.Duration(f.maxDelay), RestartReset: wire.Duration(f.restartReset), MaxRestarts: f.maxRestarts,
 		ExpectAttach: f.attach, AttachTimeout: wire.Duration(f.attachTimeout), StopTimeout: wire.Duration(f.stopTimeout),

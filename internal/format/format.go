@@ -140,6 +140,12 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		for _, c := range r.Credentials {
 			kv("Credential", c.ID+" from "+c.Path)
 		}
+		for _, p := range r.EnvFiles {
+			kv("Env file", p)
+		}
+		if r.Harden {
+			kv("Hardened", "yes (add --harden: sandboxing preset, docs/harden.md)")
+		}
 		kv("Workdir", r.WorkDir)
 		if r.Restart != "" {
 			kv("Restart", restartPolicy(r))

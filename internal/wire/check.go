@@ -44,6 +44,8 @@ const (
 	MaxSpecBytes = 32 << 10
 	// MaxListen caps the --listen addresses of one runtime.
 	MaxListen = 16
+	// MaxEnvFiles caps the --env-file paths of one runtime.
+	MaxEnvFiles = 16
 )
 
 // CheckEnvEntry checks the form of one environment entry: KEY=VALUE with a
@@ -67,6 +69,19 @@ func CheckEnv(kv string) error {
 	}
 	if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SOCKETLEY_") {
 		return Errorf(ErrInvalid, "--env %s: SOCKETLEY_* variables are reserved: socketley sets them itself", k)
+	}
+	return nil
+}
+
+// CheckEnvFile checks the path of an environment file (add --env-file,
+// systemd's EnvironmentFile=): absolute (the CLI resolves it against its
+// directory) and with no newline or NUL (one line of a unit file).
+func CheckEnvFile(p string) error {
+	switch {
+	case !filepath.IsAbs(p):
+		return Errorf(ErrInvalid, "--env-file %q: the path is not absolute (the CLI resolves it against your working directory)", p)
+	case strings.ContainsAny(p, "\x00\n"):
+		return Errorf(ErrInvalid, "--env-file %q: the path contains a newline or NUL", p)
 	}
 	return nil
 }
@@ -157,6 +172,9 @@ func (s *AddSpec) Check() error {
 	for _, c := range s.Credentials {
 		n += len(c.ID) + len(c.Path)
 	}
+	for _, p := range s.EnvFiles {
+		n += len(p)
+	}
 	if n > MaxSpecBytes {
 		return Errorf(ErrInvalid, "path, arguments, environment and credentials take %d bytes; at most %d are accepted (put long configuration in a file the program reads; secrets in --credential files)", n, MaxSpecBytes)
 	}
@@ -189,6 +207,19 @@ func (s *AddSpec) Check() error {
 		}
 		c.Path = filepath.Clean(c.Path)
 	}
+	if len(s.EnvFiles) > MaxEnvFiles {
+		return Errorf(ErrInvalid, "%d --env-file paths; at most %d are accepted", len(s.EnvFiles), MaxEnvFiles)
+	}
+	var envFiles []string // nil when none
+	for _, p := range s.EnvFiles {
+		if err := CheckEnvFile(p); err != nil {
+			return err
+		}
+		if p = filepath.Clean(p); !oneOf(envFiles, p) {
+			envFiles = append(envFiles, p)
+		}
+	}
+	s.EnvFiles = envFiles
 	if s.WorkDir != "" && !filepath.IsAbs(s.WorkDir) {
 		return Errorf(ErrInvalid, "--workdir %q is not absolute", s.WorkDir)
 	}

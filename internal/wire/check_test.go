@@ -43,6 +43,12 @@ func TestAddSpecCheck(t *testing.T) {
 		{"credential dot", func(s *AddSpec) { s.Credentials = []Credential{{ID: "..", Path: "/k"}} }, "bad ID"},
 		{"credential twice", func(s *AddSpec) { s.Credentials = []Credential{{ID: "k", Path: "/a"}, {ID: "k", Path: "/b"}} }, "given twice"},
 		{"credential relative", func(s *AddSpec) { s.Credentials = []Credential{{ID: "k", Path: "k"}} }, "not absolute"},
+		{"env file", func(s *AddSpec) { s.EnvFiles = []string{"/etc/app.env", "/etc/other env"} }, ""},
+		{"env file relative", func(s *AddSpec) { s.EnvFiles = []string{"app.env"} }, `--env-file "app.env": the path is not absolute`},
+		{"env file empty", func(s *AddSpec) { s.EnvFiles = []string{""} }, `--env-file "": the path is not absolute`},
+		{"env file newline", func(s *AddSpec) { s.EnvFiles = []string{"/etc/a\nb"} }, "--env-file \"/etc/a\\nb\": the path contains a newline or NUL"},
+		{"env file NUL", func(s *AddSpec) { s.EnvFiles = []string{"/etc/a\x00b"} }, "newline or NUL"},
+		{"too many env files", func(s *AddSpec) { s.EnvFiles = make([]string, MaxEnvFiles+1) }, "17 --env-file paths; at most 16"},
 		{"relative workdir", func(s *AddSpec) { s.WorkDir = "srv" }, `--workdir "srv" is not absolute`},
 		{"bad restart", func(s *AddSpec) { s.Restart = "never" }, `--restart "never": use on-failure, always or no`},
 		{"systemd-only restart", func(s *AddSpec) { s.Restart = RestartOnAbort }, "use on-failure, always or no"},
@@ -91,9 +97,13 @@ func TestAddSpecCheck(t *testing.T) {
 // without duplicates, limits in canonical form.
 func TestAddSpecCheckNormalizes(t *testing.T) {
 	s := AddSpec{Name: "web", Path: "/usr//bin/../bin/web", Credentials: []Credential{{ID: "k", Path: "/etc/./k"}},
-		Listen: []string{"7070", "[::1]:80", "7070", "127.0.0.1:81"}, Limits: LimitArgs{MemoryMax: "1048576"}}
+		EnvFiles: []string{"/etc//app.env", "/etc/app.env", "/etc/b.env"},
+		Listen:   []string{"7070", "[::1]:80", "7070", "127.0.0.1:81"}, Limits: LimitArgs{MemoryMax: "1048576"}}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
+	}
+	if !slices.Equal(s.EnvFiles, []string{"/etc/app.env", "/etc/b.env"}) {
+		t.Errorf("env files %q, want cleaned without duplicates", s.EnvFiles)
 	}
 	if s.Path != "/usr/bin/web" || s.Credentials[0].Path != "/etc/k" || s.Restart != DefaultRestart || s.Limits.MemoryMax != "1M" {
 		t.Fatalf("not normalized: %+v", s)

@@ -223,6 +223,8 @@ func (r *Runtime) AppendJSON(b []byte) ([]byte, error) {
 		}
 		o.b = append(o.b, ']')
 	}
+	o.strs("env_files", r.EnvFiles)
+	o.boolean("harden", r.Harden, true)
 	if l := r.Limits; !l.IsZero() {
 		o.key("limits")
 		o.b = append(o.b, '{')

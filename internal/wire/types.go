@@ -95,6 +95,12 @@ type AddSpec struct {
 	// Credentials are the unit's LoadCredential= (add --credential): files
 	// systemd copies into $CREDENTIALS_DIRECTORY at every start.
 	Credentials []Credential `json:"credentials,omitempty"`
+	// EnvFiles are the unit's EnvironmentFile= (add --env-file): absolute
+	// paths of KEY=VALUE files systemd reads at every start of the unit.
+	EnvFiles []string `json:"env_files,omitempty"`
+	// Harden applies socketley's sandboxing preset to the unit (add
+	// --harden; docs/harden.md lists every property).
+	Harden bool `json:"harden,omitempty"`
 	// RestartSec is systemd's RestartSec= for a restart after a run longer
 	// than RestartReset: 0 (the default) restarts at once.
 	RestartSec Duration `json:"restart_sec,omitempty"`
@@ -226,6 +232,12 @@ type Runtime struct {
 	// Credentials name the secret files loaded at every start of a managed
 	// runtime (add --credential): IDs and paths, never the contents.
 	Credentials []Credential `json:"credentials,omitempty"`
+	// EnvFiles are the environment files systemd reads at every start of
+	// a managed runtime (add --env-file): paths, never the contents.
+	EnvFiles []string `json:"env_files,omitempty"`
+	// Harden is set when the runtime's unit gets the sandboxing preset
+	// (add --harden, docs/harden.md).
+	Harden bool `json:"harden,omitempty"`
 	// Limits are the resource limits of a managed runtime, in systemd's
 	// syntax (omitted when none is set). They are those of its next
 	// start; the live ones were applied to the running unit too (set).
