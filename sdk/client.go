@@ -101,7 +101,7 @@ func (c *Client) Show(ctx context.Context, names ...string) ([]Runtime, error) {
 
 // Add registers a managed runtime, and starts it when spec.Start is set;
 // with o.Wait it returns once the runtime is running, or fails with the
-// reason. A relative spec.Path, spec.WorkDir or credential path is resolved against this
+// reason. A relative spec.Path, spec.WorkDir, env file or credential path is resolved against this
 // process's working directory (the daemon, which runs elsewhere, needs
 // absolute paths). A runtime whose first start fails stays registered: the
 // error comes with the runtime.
@@ -129,6 +129,20 @@ func (c *Client) Add(ctx context.Context, spec AddSpec, o StartOptions) (Runtime
 			creds[i].Path = abs
 		}
 		spec.Credentials = creds
+	}
+	if len(spec.EnvFiles) > 0 {
+		files := slices.Clone(spec.EnvFiles)
+		for i, f := range files {
+			if f == "" || filepath.IsAbs(f) {
+				continue
+			}
+			abs, err := filepath.Abs(f)
+			if err != nil {
+				return Runtime{}, fmt.Errorf("add %s: resolve %s: %w", spec.Name, f, err)
+			}
+			files[i] = abs
+		}
+		spec.EnvFiles = files
 	}
 	req := o.request(wire.CmdAdd, nil)
 	req.Add = &spec

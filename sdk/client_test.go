@@ -36,6 +36,7 @@ func TestAddResolvesRelativePaths(t *testing.T) {
 			spec := AddSpec{Name: "svc", Path: tt.path, WorkDir: tt.workDir}
 			if tt.cred != "" {
 				spec.Credentials = []Credential{{ID: "k", Path: tt.cred}}
+				spec.EnvFiles = []string{tt.cred}
 			}
 			if _, err := NewClient(d.path).Add(t.Context(), spec, StartOptions{}); err != nil {
 				t.Fatal(err)
@@ -50,7 +51,10 @@ func TestAddResolvesRelativePaths(t *testing.T) {
 			if tt.cred != "" && (len(req.Add.Credentials) != 1 || req.Add.Credentials[0].Path != tt.wantCred) {
 				t.Fatalf("sent credentials %+v, want the path %q", req.Add.Credentials, tt.wantCred)
 			}
-			if tt.cred != "" && spec.Credentials[0].Path != tt.cred {
+			if tt.cred != "" && (len(req.Add.EnvFiles) != 1 || req.Add.EnvFiles[0] != tt.wantCred) {
+				t.Fatalf("sent env files %q, want %q", req.Add.EnvFiles, tt.wantCred)
+			}
+			if tt.cred != "" && (spec.Credentials[0].Path != tt.cred || spec.EnvFiles[0] != tt.cred) {
 				t.Fatalf("the caller's spec was changed: %+v", spec.Credentials)
 			}
 		})
