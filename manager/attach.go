@@ -16,9 +16,6 @@ import (
 	"github.com/socketley/socketley/units"
 )
 
-// attachTypes are the runtime types an attach may report.
-var attachTypes = []string{"server", "client", "proxy", "cache"}
-
 // attach records what a process reports about itself.
 //
 // Managed (--managed): the runtime must exist and be managed, and both the
@@ -32,17 +29,8 @@ var attachTypes = []string{"server", "client", "proxy", "cache"}
 // from a script sends); root may name any process. signalAttached checks the
 // binding again before every signal.
 func (m *Manager) attach(ctx context.Context, caller Caller, a wire.AttachSpec) (*wire.Result, error) {
-	if !slices.Contains(attachTypes, a.Type) {
-		return nil, errorf(ErrInvalid, "attach: unknown type %q (server, client, proxy or cache)", a.Type)
-	}
-	if err := wire.CheckName(a.Name); err != nil {
+	if err := a.Check(); err != nil {
 		return nil, err
-	}
-	if a.Port < 1 || a.Port > 65535 {
-		return nil, errorf(ErrInvalid, "attach: port %d out of range 1-65535", a.Port)
-	}
-	if a.PID <= 0 {
-		return nil, errorf(ErrInvalid, "attach: pid %d is not a process id", a.PID)
 	}
 	unlock := m.locks.lock(a.Name)
 	defer unlock()

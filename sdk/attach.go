@@ -10,6 +10,7 @@ import (
 
 	"github.com/socketley/socketley/internal/control"
 	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/wire"
 )
 
 // Environment variables the daemon sets in every managed unit.
@@ -30,13 +31,13 @@ const (
 // ls); the daemon accepts these four, as from the C++ SDK.
 const (
 	// TypeServer is a process that serves on its port.
-	TypeServer = "server"
+	TypeServer = wire.AttachServer
 	// TypeClient is a client process.
-	TypeClient = "client"
+	TypeClient = wire.AttachClient
 	// TypeProxy is a proxy.
-	TypeProxy = "proxy"
+	TypeProxy = wire.AttachProxy
 	// TypeCache is a cache.
-	TypeCache = "cache"
+	TypeCache = wire.AttachCache
 )
 
 // DefaultAttachWait is how long Attach keeps retrying a daemon that is
@@ -66,9 +67,11 @@ var current attachState
 // is sent as a managed re-attach of that unit's entry, which the daemon
 // accepts only from a process inside socketley-NAME.service; otherwise the
 // daemon adds an entry of mode attach for this pid. The daemon is found at
-// $SOCKETLEY_SOCKET, else as the package documentation describes. Errors
-// wrap ErrUnreachable or ErrRefused (a *ReplyError) and say why; a program
-// may serve on without being attached.
+// $SOCKETLEY_SOCKET, else as the package documentation describes. A bad
+// name, type or port is refused before connecting, with an error that
+// matches ErrInvalid (the daemon's own rules). Other errors wrap
+// ErrUnreachable or ErrRefused (a *ReplyError) and say why; a program may
+// serve on without being attached.
 //
 // A daemon that is not there yet (its socket is missing or refuses the
 // connection: the daemon is starting, restarting or being upgraded) is
@@ -88,11 +91,10 @@ func Attach(ctx context.Context, name, typ string, port int) error {
 	if env := os.Getenv(EnvName); env != "" {
 		name = env
 	}
-	if name == "" {
-		return fmt.Errorf("attach: empty name: %w", ErrRefused)
-	}
-	if strings.ContainsAny(name, " \t\r\n") || strings.ContainsAny(typ, " \t\r\n") {
-		return fmt.Errorf("attach %q: name and type may not contain spaces: %w", name, ErrRefused)
+	// The daemon's own rules (type, name, port), checked before connecting;
+	// the error is of class invalid (errors.Is(err, ErrInvalid)).
+	if err := (&wire.AttachSpec{Type: typ, Name: name, Port: port, PID: os.Getpid()}).Check(); err != nil {
+		return err
 	}
 	managed := Managed()
 	line := fmt.Sprintf("attach %s %s %d --pid %d", typ, name, port, os.Getpid())

@@ -112,11 +112,27 @@ func TestAttachErrors(t *testing.T) {
 			t.Fatalf("got %v, want ErrRefused with the daemon's words", err)
 		}
 	})
-	t.Run("spaces", func(t *testing.T) {
-		if err := Attach(t.Context(), "a b", TypeServer, 1); !errors.Is(err, ErrRefused) {
-			t.Fatalf("got %v", err)
-		}
-	})
+	// The daemon's rules are checked before connecting (wire.AttachSpec.Check):
+	// class invalid, and no request is sent (the socket does not exist).
+	t.Setenv(EnvSocket, filepath.Join(t.TempDir(), "none.sock"))
+	for _, tt := range []struct {
+		name, runtime, typ string
+		port               int
+		msg                string
+	}{
+		{"spaces", "a b", TypeServer, 1, "invalid runtime name"},
+		{"empty name", "", TypeServer, 1, "empty runtime name"},
+		{"unknown type", "x", "database", 1, `unknown type "database"`},
+		{"port 0", "x", TypeServer, 0, "port 0 out of range"},
+		{"port too big", "x", TypeCache, 70000, "port 70000 out of range"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Attach(t.Context(), tt.runtime, tt.typ, tt.port)
+			if !errors.Is(err, ErrInvalid) || errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("got %v, want ErrInvalid mentioning %q", err, tt.msg)
+			}
+		})
+	}
 }
 
 // TestClient: the typed methods send the JSON form; a refusal is a

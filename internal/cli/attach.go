@@ -35,17 +35,17 @@ when that is set.`,
 				name = env
 			}
 			port, err := strconv.Atoi(args[2])
-			if err != nil || port < 1 || port > 65535 {
+			if err != nil {
 				return usageErr("attach: PORT %q is not a port: give a number from 1 to 65535\n%s", args[2], usageLine(cmd))
-			}
-			if err := wire.CheckName(name); err != nil {
-				return usageErr("attach: NAME: %v\n%s", err, usageLine(cmd))
 			}
 			if pid == 0 {
 				pid = os.Getppid()
 			}
-			res, err := a.client().Do(cmd.Context(), wire.Request{Cmd: wire.CmdAttach,
-				Attach: &wire.AttachSpec{Type: typ, Name: name, Port: port, PID: pid, Managed: managed}})
+			spec := &wire.AttachSpec{Type: typ, Name: name, Port: port, PID: pid, Managed: managed}
+			if err := spec.Check(); err != nil {
+				return usageErr("%v\n%s", err, usageLine(cmd))
+			}
+			res, err := a.client().Do(cmd.Context(), wire.Request{Cmd: wire.CmdAttach, Attach: spec})
 			if err != nil {
 				return err
 			}

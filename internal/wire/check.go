@@ -265,3 +265,34 @@ func (s *AddSpec) Check() error {
 	s.Limits = limits
 	return nil
 }
+
+// Types a process attaches as (attach TYPE, the TYPE column of ls): the
+// four the C++ SDK knows.
+const (
+	AttachServer = "server"
+	AttachClient = "client"
+	AttachProxy  = "proxy"
+	AttachCache  = "cache"
+)
+
+// AttachTypes lists the types an attach may report.
+func AttachTypes() []string { return []string{AttachServer, AttachClient, AttachProxy, AttachCache} }
+
+// Check validates an attach request: a known type, a valid name, a port
+// 1–65535 and a pid. It is the one place these rules are written: the CLI,
+// the SDK and the daemon call it. Errors are of class invalid.
+func (a *AttachSpec) Check() error {
+	if !oneOf(AttachTypes(), a.Type) {
+		return Errorf(ErrInvalid, "attach: unknown type %q (server, client, proxy or cache)", a.Type)
+	}
+	if err := CheckName(a.Name); err != nil {
+		return err
+	}
+	if a.Port < 1 || a.Port > 65535 {
+		return Errorf(ErrInvalid, "attach: port %d out of range 1-65535", a.Port)
+	}
+	if a.PID <= 0 {
+		return Errorf(ErrInvalid, "attach: pid %d is not a process id", a.PID)
+	}
+	return nil
+}
