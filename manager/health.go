@@ -25,7 +25,7 @@ const (
 	// before start --wait calls it running.
 	settleTime = time.Second
 	// DefaultWaitTimeout bounds --wait when no timeout is given.
-	DefaultWaitTimeout = 10 * time.Second
+	DefaultWaitTimeout = wire.DefaultWaitTimeout
 	// resyncTimeout bounds the one ListUnits round trip of a tick.
 	resyncTimeout = time.Second
 	// staleGrace is how long waitRunning distrusts a failure it sees before

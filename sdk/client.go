@@ -18,7 +18,7 @@ const (
 	// except the requests that stop runtimes or wait for them (see
 	// DefaultStopTimeout). It matches the 5 s receive timeout of the C++
 	// clients.
-	DefaultTimeout = 5 * time.Second
+	DefaultTimeout = control.DefaultTimeout
 	// DefaultStopTimeout bounds Stop, Restart and Remove when the context
 	// has no deadline; Add, Start and Restart with StartOptions.Wait get
 	// StartOptions.Timeout on top. A stop waits for the runtime's own stop
@@ -26,7 +26,7 @@ const (
 	// SIGTERM, then SIGKILLs it, and the daemon bounds the whole stop by
 	// twice that plus 10 s: with this deadline the client never gives up
 	// on a stop the daemon is still carrying out, as a 5 s one would.
-	DefaultStopTimeout = 15 * time.Minute
+	DefaultStopTimeout = control.DefaultStopTimeout
 )
 
 // Client drives one socketley daemon: the requests of the CLI's commands,

@@ -20,13 +20,13 @@ type waitFlags struct {
 
 func (w *waitFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&w.wait, "wait", false, "return only once the runtime is running (attached, or active for about 1 s); fail with the reason otherwise")
-	cmd.Flags().DurationVar(&w.timeout, "timeout", 10*time.Second, "how long --wait waits")
+	cmd.Flags().DurationVar(&w.timeout, "timeout", wire.DefaultWaitTimeout, "how long --wait waits")
 }
 
 // requestTimeout bounds a lifecycle request: a stop can take twice a
 // runtime's stop timeout (at most 5m: SIGTERM, then SIGKILL) plus a margin,
 // and the daemon bounds each stop by that itself.
-const requestTimeout = 15 * time.Minute
+const requestTimeout = control.DefaultStopTimeout
 
 // ctx returns the request context: long enough for the runtimes' stop
 // timeouts and SIGKILL escalation, plus the --wait timeout.

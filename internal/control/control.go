@@ -140,11 +140,11 @@ func requestTimeout(req wire.Request) time.Duration {
 		d = DefaultStopTimeout
 	case wire.CmdUpgrade:
 		// A restart, the wait, and maybe a switch back: a restart and a wait again.
-		return 2*DefaultStopTimeout + 2*max(time.Duration(req.Timeout), 10*time.Second)
+		return 2*DefaultStopTimeout + 2*max(time.Duration(req.Timeout), wire.DefaultWaitTimeout)
 	}
 	if req.Wait {
-		// The daemon waits up to 10 s when no timeout is given.
-		d += max(time.Duration(req.Timeout), 10*time.Second)
+		// The daemon waits up to wire.DefaultWaitTimeout when no timeout is given.
+		d += max(time.Duration(req.Timeout), wire.DefaultWaitTimeout)
 	}
 	return d
 }

@@ -30,6 +30,9 @@ const (
 	DefaultAttachTimeout = 10 * time.Second
 	// DefaultHealthFails is the number of unhealthy ticks before a restart.
 	DefaultHealthFails = 3
+	// DefaultWaitTimeout is how long --wait (Request.Wait) waits when the
+	// request gives no Timeout.
+	DefaultWaitTimeout = 10 * time.Second
 )
 
 // Size limits of one runtime. They keep one user of the control socket from
