@@ -168,6 +168,19 @@ func (m *Manager) validateAdd(caller Caller, s *wire.AddSpec) error {
 	return nil
 }
 
+// readableBy reports whether path is a regular file caller may read, looked
+// up with caller's rights (statAs): the one check of the files systemd
+// reads for a unit at every start (--credential, --env-file). Absent and
+// not permitted are alike, so that add is no file-existence oracle.
+func readableBy(caller Caller, path string) bool {
+	fi, err := statAs(caller, path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	uid, gid := ownerGroup(fi)
+	return mayAccess(caller, fi.Mode(), uid, gid, permRead)
+}
+
 // checkCredentials checks add's --credential entries. systemd reads each
 // file at every start of the unit, with its manager's rights: the system
 // daemon's systemd as root, so it takes credentials from root only. A
@@ -185,11 +198,8 @@ func (m *Manager) checkCredentials(caller Caller, creds []wire.Credential) error
 			"(systemd reads the file as root at every start); ask root to add the runtime, or use --env for what is not secret")
 	}
 	for _, c := range creds {
-		fi, err := statAs(caller, c.Path)
-		if err == nil && fi.Mode().IsRegular() {
-			if uid, gid := ownerGroup(fi); mayAccess(caller, fi.Mode(), uid, gid, permRead) {
-				continue
-			}
+		if readableBy(caller, c.Path) {
+			continue
 		}
 		return errorf(ErrInvalid, "--credential %s: %s does not exist, is not a regular file or uid %d may not read it "+
 			"(give a file you can read, and search (x) permission on every directory on the way)", c.ID, c.Path, caller.UID)
@@ -212,11 +222,8 @@ func (m *Manager) checkEnvFiles(caller Caller, files []string) error {
 			"(systemd reads the file as root at every start); ask root to add the runtime, or use --env")
 	}
 	for _, p := range files {
-		fi, err := statAs(caller, p)
-		if err == nil && fi.Mode().IsRegular() {
-			if uid, gid := ownerGroup(fi); mayAccess(caller, fi.Mode(), uid, gid, permRead) {
-				continue
-			}
+		if readableBy(caller, p) {
+			continue
 		}
 		return errorf(ErrInvalid, "--env-file %s does not exist, is not a regular file or uid %d may not read it "+
 			"(give a file you can read, and search (x) permission on every directory on the way)", p, caller.UID)
