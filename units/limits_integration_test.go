@@ -5,11 +5,11 @@ package units_test
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
@@ -32,22 +32,6 @@ func showProps(t *testing.T, name string, props ...string) map[string]string {
 		m[k] = v
 	}
 	return m
-}
-
-// openFilesLimit returns the "Max open files" line of /proc/PID/limits.
-func openFilesLimit(t *testing.T, pid int) string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if strings.HasPrefix(line, "Max open files") {
-			return strings.Join(strings.Fields(line)[3:5], " ")
-		}
-	}
-	t.Fatalf("no Max open files in /proc/%d/limits", pid)
-	return ""
 }
 
 // TestLimits: a unit created with limits has them (systemd's own view, and
@@ -85,7 +69,7 @@ func TestLimits(t *testing.T) {
 	if err != nil || fmt.Sprint(st.MainPID) != pid {
 		t.Fatalf("Status: %+v, %v; MainPID %s", st, err, pid)
 	}
-	if l := openFilesLimit(t, st.MainPID); l != "2048 2048" {
+	if l := testenv.OpenFiles(t, st.MainPID); l != "2048 2048" {
 		t.Errorf("open files of pid %d: %s, want 2048 2048", st.MainPID, l)
 	}
 

@@ -4,31 +4,14 @@ package main_test
 
 import (
 	"bytes"
-	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 )
-
-// openFiles returns the soft and hard "Max open files" of pid.
-func openFiles(t *testing.T, pid int) string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if strings.HasPrefix(line, "Max open files") {
-			return strings.Join(strings.Fields(line)[3:5], " ")
-		}
-	}
-	t.Fatalf("no Max open files in /proc/%d/limits", pid)
-	return ""
-}
 
 // livePID reads the unit's MainPID from systemd and fails without one.
 func livePID(t *testing.T, name string) int {
@@ -59,7 +42,7 @@ func TestLimits(t *testing.T) {
 		}
 	}
 	pid := livePID(t, "lim")
-	if got := openFiles(t, pid); got != "2048 2048" {
+	if got := testenv.OpenFiles(t, pid); got != "2048 2048" {
 		t.Errorf("open files of the program: %s, want 2048 2048", got)
 	}
 	if got := e.show("lim").Limits; got != (wire.LimitArgs{MemoryMax: "64M", CPUQuota: "50%", NOFILE: "2048"}) {
@@ -102,7 +85,7 @@ func TestLimits(t *testing.T) {
 	if pid2 == pid {
 		t.Fatal("set --restart did not restart the program")
 	}
-	if got := openFiles(t, pid2); got != "1024 1024" {
+	if got := testenv.OpenFiles(t, pid2); got != "1024 1024" {
 		t.Errorf("open files after set --restart: %s, want 1024 1024", got)
 	}
 	// The new unit has every limit from the registry.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -70,4 +71,22 @@ func Skip(t testing.TB, reason string) {
 func Skipf(t testing.TB, format string, args ...any) {
 	t.Helper()
 	Skip(t, fmt.Sprintf(format, args...))
+}
+
+// OpenFiles returns the soft and hard "Max open files" of pid, as
+// /proc/PID/limits shows them ("1024 524288"): what a unit's LimitNOFILE=
+// gave its process.
+func OpenFiles(t testing.TB, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(line, "Max open files") {
+			return strings.Join(strings.Fields(line)[3:5], " ")
+		}
+	}
+	t.Fatalf("no Max open files in /proc/%d/limits", pid)
+	return ""
 }
