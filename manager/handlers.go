@@ -958,7 +958,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 		Name: e.Name, Managed: e.Managed, Mode: wire.ModeOf(e.Managed, false), Status: status, Reason: reason, Desired: e.Desired,
 		Type: e.Type, Port: e.Port, Path: e.Path, Args: e.Args, Env: e.Env, WorkDir: e.WorkDir, Credentials: e.Credentials, EnvFiles: e.EnvFiles, Harden: e.Harden,
 		Restart: e.Restart, RestartSec: e.RestartSec, User: e.User, OwnerUID: e.OwnerUID,
-		Created: e.Created, Restarts: e.Restarts, LastExit: e.LastExit,
+		Created: e.Created, Restarts: e.Restarts, HealthRestarts: e.HealthRestarts, LastExit: e.LastExit,
 		RestartMaxDelay: e.RestartMaxDelay, RestartReset: e.RestartReset, MaxRestarts: e.MaxRestarts,
 	}
 	backoffView(&r, e)

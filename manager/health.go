@@ -358,6 +358,7 @@ func (m *Manager) heal(ctx context.Context, name string, pid int) {
 			return nil
 		}
 		cur.Restarts++
+		cur.HealthRestarts++
 		cur.LastExit = "stopped by the health check (unhealthy)"
 		if carried > 0 {
 			if cur.Backoff == nil {

@@ -193,8 +193,8 @@ func TestTickRestartsUnhealthy(t *testing.T) {
 	m.tick(ctx)
 	m.heals.Wait()
 	v := m.view("bad")
-	if v.PID == pid || v.PID == 0 || v.Restarts != 1 {
-		t.Fatalf("after %d unhealthy ticks: pid %d (was %d), restarts %d; want a restart", 2, v.PID, pid, v.Restarts)
+	if v.PID == pid || v.PID == 0 || v.Restarts != 1 || v.HealthRestarts != 1 {
+		t.Fatalf("after %d unhealthy ticks: pid %d (was %d), restarts %d (health %d); want one health restart", 2, v.PID, pid, v.Restarts, v.HealthRestarts)
 	}
 	if v.Status != wire.StatusStarting {
 		t.Fatalf("restarted runtime: %s, want starting until it re-attaches", v.Status)
@@ -207,7 +207,7 @@ func TestTickRestartsUnhealthy(t *testing.T) {
 		m.tick(ctx)
 	}
 	m.heals.Wait()
-	if v := m.view("never"); v.Status != wire.StatusUnhealthy || v.Restarts != 0 {
+	if v := m.view("never"); v.Status != wire.StatusUnhealthy || v.Restarts != 0 || v.HealthRestarts != 0 {
 		t.Fatalf("health-fails 0: %s restarts %d, want unhealthy and never restarted", v.Status, v.Restarts)
 	}
 }

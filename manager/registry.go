@@ -135,6 +135,9 @@ type Entry struct {
 	// daemon restarts.
 	Restarts int    `json:"restarts,omitempty"`
 	LastExit string `json:"last_exit,omitempty"`
+	// HealthRestarts counts the health check's restarts (heal), which
+	// Restarts includes too.
+	HealthRestarts int `json:"health_restarts,omitempty"`
 	// Backoff is the crash backoff state (nil = none): see restart.go.
 	Backoff *Backoff `json:"backoff,omitempty"`
 

@@ -2,6 +2,8 @@ package wire
 
 import (
 	"encoding/json"
+	"fmt"
+	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -186,6 +188,7 @@ func (r *Runtime) AppendJSON(b []byte) ([]byte, error) {
 	o.strs("listen", r.Listen)
 	o.integer("pid", r.PID, true)
 	o.integer("restarts", r.Restarts, false)
+	o.integer("health_restarts", r.HealthRestarts, true)
 	o.integer("failures", r.Failures, true)
 	o.time("next_restart", r.NextRestart)
 	o.time("since", r.Since)
@@ -236,6 +239,28 @@ func (r *Runtime) AppendJSON(b []byte) ([]byte, error) {
 		lo.str("tasks_max", l.TasksMax, true)
 		lo.str("nofile", l.NOFILE, true)
 		o.b = append(lo.b, '}')
+	}
+	if u := r.Usage; u != nil {
+		o.key("usage")
+		o.b = append(o.b, '{')
+		uo := obj{b: o.b}
+		uo.float("cpu_percent", u.CPUPercent)
+		uo.key("cpu_usec")
+		uo.b = strconv.AppendUint(uo.b, u.CPUUsec, 10)
+		uo.key("memory_bytes")
+		uo.b = strconv.AppendUint(uo.b, u.MemoryBytes, 10)
+		uo.integer("tasks", u.Tasks, false)
+		uo.str("source", u.Source, false)
+		uo.key("at")
+		at, err := u.At.MarshalJSON()
+		if err != nil && uo.err == nil {
+			uo.err = err
+		}
+		uo.b = append(uo.b, at...)
+		o.b = append(uo.b, '}')
+		if uo.err != nil && o.err == nil {
+			o.err = uo.err
+		}
 	}
 	if o.err != nil {
 		return nil, o.err
@@ -298,6 +323,33 @@ func (o *obj) strs(k string, v []string) {
 		o.b = appendString(o.b, s)
 	}
 	o.b = append(o.b, ']')
+}
+
+// float writes a float64 as encoding/json does (shortest form, 'e'
+// notation below 1e-6 and from 1e21 on); NaN and ±Inf, which JSON cannot
+// hold, are an error as with json.Marshal.
+func (o *obj) float(k string, f float64) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		if o.err == nil {
+			o.err = fmt.Errorf("json: unsupported value: %s", strconv.FormatFloat(f, 'g', -1, 64))
+		}
+		return
+	}
+	o.key(k)
+	abs := math.Abs(f)
+	fmtc := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		fmtc = 'e'
+	}
+	n := len(o.b)
+	o.b = strconv.AppendFloat(o.b, f, fmtc, -1, 64)
+	if fmtc == 'e' {
+		// clean up e-09 to e-9, as encoding/json does
+		if m := len(o.b) - n; m >= 4 && o.b[len(o.b)-4] == 'e' && o.b[len(o.b)-3] == '-' && o.b[len(o.b)-2] == '0' {
+			o.b[len(o.b)-2] = o.b[len(o.b)-1]
+			o.b = o.b[:len(o.b)-1]
+		}
+	}
 }
 
 // duration writes a Duration (omitempty: zero is left out) as its text.

@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"testing"
@@ -150,6 +151,21 @@ func FuzzResultAppendJSON(f *testing.F) {
 	})
 }
 
+// TestAppendJSONFloat holds the usage figures' float encoding to
+// encoding/json's, at the edges of its two notations and for NaN.
+func TestAppendJSONFloat(t *testing.T) {
+	for _, f := range []float64{0, 1, -1, 0.1, 12.345678901234567, 1e-6, 9.99e-7, 1e-9, 1.5e-10, 1e20, 1e21, 123456789e20, -2.5e-8, math.NaN(), math.Inf(1)} {
+		t.Run(strconv.FormatFloat(f, 'g', -1, 64), func(t *testing.T) {
+			r := Runtime{Name: "x", Usage: &Usage{CPUPercent: f, Source: UsageProc, At: time.Unix(1, 0).UTC()}}
+			want, werr := json.Marshal(&r)
+			got, err := r.AppendJSON(nil)
+			if (werr == nil) != (err == nil) || werr == nil && string(got) != string(want) {
+				t.Fatalf("AppendJSON = %s, %v\nwant          %s, %v", got, err, want, werr)
+			}
+		})
+	}
+}
+
 // BenchmarkEncodeList1000 compares the two encodings of an ls reply of
 // 1,000 runtimes.
 func BenchmarkEncodeList1000(b *testing.B) {
@@ -231,6 +247,10 @@ func fill(t *testing.T, v reflect.Value) {
 			f.SetBool(true)
 		case reflect.Int, reflect.Int64:
 			f.SetInt(int64(i + 1))
+		case reflect.Uint64:
+			f.SetUint(uint64(i+1) << 33)
+		case reflect.Float64:
+			f.SetFloat(float64(i) + 0.125)
 		case reflect.Slice:
 			s := reflect.MakeSlice(f.Type(), 1, 1)
 			if e := s.Index(0); e.Kind() == reflect.Struct {

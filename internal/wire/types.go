@@ -200,6 +200,10 @@ type Runtime struct {
 
 	PID      int `json:"pid,omitempty"`
 	Restarts int `json:"restarts"`
+	// HealthRestarts counts the restarts the daemon's health check made
+	// (attach overdue, port refused); they are included in Restarts too.
+	// It survives daemon restarts.
+	HealthRestarts int `json:"health_restarts,omitempty"`
 	// Failures is the number of consecutive failed runs the crash backoff
 	// counts (0 when the runtime has been up for its reset period), and
 	// NextRestart when the backoff starts it again (zero when not waiting).
@@ -242,6 +246,41 @@ type Runtime struct {
 	// syntax (omitted when none is set). They are those of its next
 	// start; the live ones were applied to the running unit too (set).
 	Limits LimitArgs `json:"limits,omitzero"`
+	// Usage is what the runtime's processes use, sampled by the daemon
+	// once per health tick (nil when nothing runs or nothing was sampled
+	// yet).
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Usage sources: where the figures of a Usage come from.
+const (
+	// UsageCgroup: the unit's cgroup accounting (memory.current,
+	// cpu.stat, pids.current), what systemctl status shows.
+	UsageCgroup = "cgroup"
+	// UsageProc: summed over /proc/PID of every process in the unit's
+	// cgroup.procs, where the cgroup controllers are not available.
+	UsageProc = "proc"
+)
+
+// Usage is a sample of what a runtime's processes use.
+type Usage struct {
+	// CPUPercent is the CPU time used per wall-clock time since the
+	// previous sample, in percent of one CPU (200 = two whole CPUs);
+	// 0 on the first sample of a process.
+	CPUPercent float64 `json:"cpu_percent"`
+	// CPUUsec is the CPU time (user + system) the runtime's processes
+	// have used, in microseconds: with UsageCgroup since the unit
+	// started, with UsageProc of the processes alive now.
+	CPUUsec uint64 `json:"cpu_usec"`
+	// MemoryBytes is the memory in use: the cgroup's memory.current
+	// (page cache included) or the sum of the processes' resident sets.
+	MemoryBytes uint64 `json:"memory_bytes"`
+	// Tasks is the number of processes and threads.
+	Tasks int `json:"tasks"`
+	// Source is UsageCgroup or UsageProc.
+	Source string `json:"source"`
+	// At is when the sample was taken.
+	At time.Time `json:"at"`
 }
 
 // Result is the JSON reply payload for mutating commands and errors.
