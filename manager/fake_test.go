@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -256,10 +257,14 @@ func (f *fakeSystemd) ManagerVersion() (int, error) { return 252, nil }
 
 // SetLimits is units.Conn.SetLimits: the cgroup limits of a loaded unit
 // change (kept in live), NOFILE is refused; setErr, when set, fails it.
-func (f *fakeSystemd) SetLimits(_ context.Context, name string, l wire.Limits) error {
+func (f *fakeSystemd) SetLimits(_ context.Context, name string, l wire.Limits, props []string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.record("set-limits " + name + " " + l.String())
+	if live := liveOnly(props); len(live) > 0 {
+		f.record("set-limits " + name + " " + l.String() + " " + strings.Join(live, " "))
+	} else {
+		f.record("set-limits " + name + " " + l.String())
+	}
 	if l.NOFILE != 0 {
 		return fmt.Errorf("set limits of %s: %w: LimitNOFILE", units.Name(name), units.ErrInvalid)
 	}
@@ -271,6 +276,7 @@ func (f *fakeSystemd) SetLimits(_ context.Context, name string, l wire.Limits) e
 	}
 	spec := f.specs[name]
 	spec.Limits = spec.Limits.With(l)
+	spec.Properties = wire.MergeProperties(spec.Properties, liveOnly(props))
 	f.specs[name] = spec
 	return nil
 }
@@ -340,4 +346,16 @@ func loadForTest(t testing.TB, s *Store) *Registry {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return reg
+}
+
+// liveOnly keeps the settings systemd changes on a loaded unit.
+func liveOnly(props []string) []string {
+	var live []string
+	for _, kv := range props {
+		k, _, _ := strings.Cut(kv, "=")
+		if r, ok := wire.PropertyRuleOf(k); ok && r.Live {
+			live = append(live, kv)
+		}
+	}
+	return live
 }

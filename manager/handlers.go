@@ -267,6 +267,9 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 	if err := m.checkLimits(caller, limits); err != nil {
 		return nil, err
 	}
+	if err := m.checkProperties(caller, s.Properties); err != nil {
+		return nil, err
+	}
 	unlock := m.locks.lock(s.Name)
 	locked := true
 	defer func() {
@@ -288,7 +291,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		RestartMaxDelay: s.RestartMaxDelay, RestartReset: s.RestartReset, MaxRestarts: s.MaxRestarts,
 		StopTimeout: s.StopTimeout, Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
 		ExpectAttach: s.ExpectAttach, AttachTimeout: s.AttachTimeout, HealthFails: s.HealthFails,
-		Listen: s.Listen, Limits: limits,
+		Listen: s.Listen, Limits: limits, Properties: s.Properties,
 	}
 	if e.StopTimeout == 0 {
 		e.StopTimeout = wire.Duration(DefaultStopTimeout) // persisted: see stopUnit
@@ -415,6 +418,7 @@ func (m *Manager) spec(e *Entry) units.Spec {
 		StartLimitInterval: restartReset(e),
 		StopTimeout:        stopTimeout(e),
 		Limits:             e.Limits,
+		Properties:         e.Properties,
 	}
 	// Not restarts(e): start and restart build the spec from the entry as it
 	// was before they set Desired to running.
@@ -970,6 +974,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 		r.Unit = units.Name(e.Name)
 		r.StopTimeout = wire.Duration(stopTimeout(e))
 		r.Limits = e.Limits.Args()
+		r.Properties = e.Properties
 	}
 	if e.AttachPID > 0 {
 		r.AttachPID, r.AttachedAt = e.AttachPID, e.AttachedAt

@@ -88,7 +88,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 		loaded := ok && st.LoadState != "not-found"
 		if e.Desired == DesiredRunning && loaded && (isUp(st) || st.Restarting || st.ActiveState == "failed") {
 			adopted++
-			if !e.Limits.Live().IsZero() {
+			if hasLive(e) {
 				// Adopted by reconcileOne, which applies its limits again.
 				jobs <- e
 				continue
@@ -221,7 +221,7 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 // the two, or systemd refused it then) is carried out now. A unit that is
 // started gets them at its creation; nofile waits for that.
 func (m *Manager) reapplyLimits(ctx context.Context, e *Entry) {
-	if e.Limits.Live().IsZero() {
+	if !hasLive(e) {
 		return
 	}
 	if _, err := m.applyLive(ctx, e); err != nil {

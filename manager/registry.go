@@ -101,6 +101,9 @@ type Entry struct {
 	// given to every unit made for the entry: at start, after a reboot and
 	// at reconcile. Entries written before limits existed have none.
 	Limits wire.Limits `json:"limits,omitzero"`
+	// Properties are the -p/--property settings (canonical KEY=VALUE of
+	// wire.PropertyRules, sorted), given to every unit made for the entry.
+	Properties []string `json:"properties,omitempty"`
 	// Started is set once the runtime has been started, so that a never-started
 	// entry shows "created" rather than "stopped".
 	Started bool      `json:"started,omitempty"`
@@ -158,6 +161,7 @@ func (e *Entry) clone() *Entry {
 	c.Env = slices.Clone(e.Env)
 	c.Credentials = slices.Clone(e.Credentials)
 	c.EnvFiles = slices.Clone(e.EnvFiles)
+	c.Properties = slices.Clone(e.Properties)
 	c.Listen = slices.Clone(e.Listen)
 	c.UIDs = slices.Clone(e.UIDs)
 	if e.HealthFails != nil {

@@ -50,6 +50,22 @@ func (m *Manager) checkLimits(caller Caller, l wire.Limits) error {
 	return nil
 }
 
+// checkProperties refuses the -p settings that would give a non-root
+// caller of the system daemon more than systemd gives any service
+// (wire.PropertyPrivileged: a negative Nice or OOMScoreAdjust, an
+// IOWeight above the default), for the reason checkLimits gives.
+func (m *Manager) checkProperties(caller Caller, props []string) error {
+	if m.cfg.Mode != paths.System || caller.root() {
+		return nil
+	}
+	for _, kv := range props {
+		if why := wire.PropertyPrivileged(kv); why != "" {
+			return errorf(ErrDenied, "-p %s: only root may set this with the system daemon: %s", kv, why)
+		}
+	}
+	return nil
+}
+
 // set changes the limits of one managed runtime (socketley set NAME):
 // saved first (the registry is what every later unit of the runtime is
 // made from), then the cgroup limits (memory, CPU, tasks) applied to its
@@ -79,6 +95,10 @@ func (m *Manager) set(ctx context.Context, caller Caller, s wire.SetSpec) (*wire
 	if err := m.checkLimits(caller, lim); err != nil {
 		return nil, err
 	}
+	if err := m.checkProperties(caller, s.Properties); err != nil {
+		return nil, err
+	}
+	change := describeSet(lim, s)
 	unlock := m.locks.lock(name)
 	locked := true
 	defer func() {
@@ -99,6 +119,10 @@ func (m *Manager) set(ctx context.Context, caller Caller, s wire.SetSpec) (*wire
 			return errorf(ErrNotFound, "runtime %s was removed meanwhile", name)
 		}
 		cur.Limits = cur.Limits.With(lim)
+		cur.Properties = wire.MergeProperties(cur.Properties, s.Properties)
+		if s.Harden != nil {
+			cur.Harden = *s.Harden
+		}
 		if s.Restart && cur.Desired == DesiredRunning {
 			cur.Backoff = nil // an operator's restart retries at once
 		}
@@ -109,7 +133,7 @@ func (m *Manager) set(ctx context.Context, caller Caller, s wire.SetSpec) (*wire
 	}
 	e, _ = m.entry(name)
 	log := m.log.With("name", name, "unit", units.Name(name))
-	log.Info("limits set", "limits", lim.String(), "now", e.Limits.String())
+	log.Info("set", "change", change.all(), "limits", e.Limits.String(), "properties", strings.Join(e.Properties, " "), "harden", e.Harden)
 
 	var notes []string
 	if s.Restart && e.Desired == DesiredRunning {
@@ -118,46 +142,97 @@ func (m *Manager) set(ctx context.Context, caller Caller, s wire.SetSpec) (*wire
 			unlock() // first: supervise skips a locked runtime
 			locked = false
 			m.poke() // a failed start is the backoff's now
-			return res, &msgError{err: err, msg: fmt.Sprintf("set %s: %s saved; the restart failed: %v", name, lim, err)}
+			return res, &msgError{err: err, msg: fmt.Sprintf("set %s: %s saved; the restart failed: %v", name, change.all(), err)}
 		}
 		v := m.view(name)
-		notes = append(notes, fmt.Sprintf("%s: %s saved and in effect: restarted (pid %d)", name, lim, v.PID))
+		notes = append(notes, fmt.Sprintf("%s: %s saved and in effect: restarted (pid %d)", name, change.all(), v.PID))
 		if len(e.Listen) > 0 {
 			notes = append(notes, fmt.Sprintf("%s: its socket was closed and opened again with it (the limits of a --listen runtime's service change only then)", name))
 		}
 		return &wire.Result{Runtimes: []wire.Runtime{v}, Message: strings.Join(notes, "\n")}, nil
 	}
 
-	live := lim.Live()
-	if !live.IsZero() {
+	if change.live != "" {
 		applied, err := m.applyLive(ctx, e)
 		switch {
 		case err != nil:
 			return &wire.Result{Runtimes: []wire.Runtime{m.view(name)}},
-				&msgError{err: err, msg: fmt.Sprintf("set %s: %s saved, but systemd did not apply it to the unit now: %v; it applies at the next start", name, live, err)}
+				&msgError{err: err, msg: fmt.Sprintf("set %s: %s saved, but systemd did not apply it to the unit now: %v; it applies at the next start", name, change.live, err)}
 		case applied:
-			notes = append(notes, fmt.Sprintf("%s: %s applied now (no restart)", name, live))
+			notes = append(notes, fmt.Sprintf("%s: %s applied now (no restart)", name, change.live))
 		default:
-			notes = append(notes, fmt.Sprintf("%s: %s saved; it applies when %s starts (it has no unit now)", name, live, name))
+			notes = append(notes, fmt.Sprintf("%s: %s saved; it applies when %s starts (it has no unit now)", name, change.live, name))
 		}
 	}
-	if lim.NOFILE != 0 {
+	if change.later != "" {
 		st, loaded := m.snapshot()[name]
-		nofile := wire.Limits{NOFILE: lim.NOFILE}
 		switch {
 		case !loaded || st.LoadState == units.LoadNotFound:
-			notes = append(notes, fmt.Sprintf("%s: %s saved; it applies when %s starts", name, nofile, name))
+			notes = append(notes, fmt.Sprintf("%s: %s saved; it applies when %s starts", name, change.later, name))
 		case len(e.Listen) > 0:
 			notes = append(notes, fmt.Sprintf("%s: %s saved; it takes effect once its socket is closed and opened again: socketley stop %s, then socketley start %s (or set --restart)",
-				name, nofile, name, name))
+				name, change.later, name, name))
 		default:
-			notes = append(notes, fmt.Sprintf("%s: %s saved; it takes effect at the next restart (socketley restart %s, or set --restart)", name, nofile, name))
+			notes = append(notes, fmt.Sprintf("%s: %s saved; it takes effect at the next restart (socketley restart %s, or set --restart)", name, change.later, name))
 		}
 	}
 	if s.Restart {
 		notes = append(notes, fmt.Sprintf("%s: not restarted: it is %s (socketley start %s starts it with these limits)", name, e.Desired, name))
 	}
 	return &wire.Result{Runtimes: []wire.Runtime{m.view(name)}, Message: strings.Join(notes, "\n")}, nil
+}
+
+// setChange words a set request: live is what systemd changes on the
+// running unit (cgroup limits, live -p settings), later what waits for a
+// new unit (--nofile, the other -p settings, removed settings, --harden).
+type setChange struct{ live, later string }
+
+func (c setChange) all() string {
+	if c.live != "" && c.later != "" {
+		return c.live + ", " + c.later
+	}
+	return c.live + c.later
+}
+
+func describeSet(lim wire.Limits, s wire.SetSpec) setChange {
+	var live, later []string
+	if w := lim.Live().String(); w != "" {
+		live = append(live, w)
+	}
+	if lim.NOFILE != 0 {
+		later = append(later, wire.Limits{NOFILE: lim.NOFILE}.String())
+	}
+	for _, kv := range s.Properties {
+		k, v, _ := strings.Cut(kv, "=")
+		r, _ := wire.PropertyRuleOf(k)
+		switch {
+		case v == "":
+			later = append(later, k+" back to systemd's default")
+		case r.Live:
+			live = append(live, kv)
+		default:
+			later = append(later, kv)
+		}
+	}
+	if s.Harden != nil {
+		later = append(later, map[bool]string{true: "the --harden preset", false: "no --harden preset"}[*s.Harden])
+	}
+	return setChange{live: strings.Join(live, ", "), later: strings.Join(later, ", ")}
+}
+
+// hasLive reports whether e has settings applyLive sets on a loaded unit:
+// cgroup limits or live -p settings (IOWeight, MemorySwapMax).
+func hasLive(e *Entry) bool {
+	if !e.Limits.Live().IsZero() {
+		return true
+	}
+	for _, kv := range e.Properties {
+		k, _, _ := strings.Cut(kv, "=")
+		if r, ok := wire.PropertyRuleOf(k); ok && r.Live {
+			return true
+		}
+	}
+	return false
 }
 
 // applyLive sets the cgroup limits of e on its loaded unit; applied is
@@ -167,7 +242,7 @@ func (m *Manager) applyLive(ctx context.Context, e *Entry) (applied bool, err er
 	if err != nil {
 		return false, err
 	}
-	err = sd.SetLimits(ctx, e.Name, e.Limits.Live())
+	err = sd.SetLimits(ctx, e.Name, e.Limits.Live(), e.Properties)
 	if errors.Is(err, units.ErrNoSuchUnit) {
 		return false, nil
 	}

@@ -285,3 +285,111 @@ func TestLimitsOfNonRootSystemCallers(t *testing.T) {
 		t.Fatalf("user daemon: %v", err)
 	}
 }
+
+// TestProperties: add's -p settings reach the unit after the --harden
+// preset (which they override key by key), are shown, survive a daemon
+// restart; set applies the live ones (IOWeight) to the running unit, saves
+// the others for the next restart and says which is which; "KEY=" removes
+// one; --harden=false turns the preset off for the next unit.
+func TestProperties(t *testing.T) {
+	m, f := newTestManager(t)
+	bin := exe(t, t.TempDir(), "svc")
+	spec := wire.AddSpec{Name: "web", Path: bin, Start: true, Harden: true,
+		Properties: []string{"Nice=5", "MemoryDenyWriteExecute=no", "TimeoutStartSec=1min 30s"}}
+	if err := spec.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.add(t.Context(), me(), spec, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"MemoryDenyWriteExecute=no", "Nice=5", "TimeoutStartSec=90s"}
+	if got := f.specs["web"].Properties; !slices.Equal(got, want) || !f.specs["web"].Harden {
+		t.Fatalf("unit properties %q (harden %v), want %q with the preset", got, f.specs["web"].Harden, want)
+	}
+	if got := m.view("web").Properties; !slices.Equal(got, want) {
+		t.Fatalf("shown %q, want %q", got, want)
+	}
+	pid := m.view("web").PID
+	f.calls = nil
+
+	set := wire.SetSpec{Name: "web", Properties: []string{"IOWeight=50", "Nice=", "UMask=27"}, Harden: new(bool)}
+	if err := set.Check(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.set(t.Context(), me(), set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := []string{"IOWeight=50", "MemoryDenyWriteExecute=no", "TimeoutStartSec=90s", "UMask=0027"}
+	if e, _ := m.entry("web"); !slices.Equal(e.Properties, saved) || e.Harden {
+		t.Fatalf("saved %q (harden %v), want %q without the preset", e.Properties, e.Harden, saved)
+	}
+	if !slices.Equal(f.calls, []string{"set-limits web  IOWeight=50"}) || m.view("web").PID != pid {
+		t.Fatalf("systemd calls %q, pid %d (was %d): want IOWeight set live, no restart", f.calls, m.view("web").PID, pid)
+	}
+	for _, line := range []string{"web: IOWeight=50 applied now (no restart)",
+		"web: Nice back to systemd's default, UMask=0027, no --harden preset saved; it takes effect at the next restart"} {
+		if !strings.Contains(res.Message, line) {
+			t.Fatalf("message %q lacks %q", res.Message, line)
+		}
+	}
+	m2 := restartDaemon(t, m, f)
+	if _, err := m2.restart(t.Context(), me(), []string{"web"}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.specs["web"].Properties; !slices.Equal(got, saved) || f.specs["web"].Harden {
+		t.Fatalf("after a daemon restart and a restart: unit %q (harden %v), want %q", got, f.specs["web"].Harden, saved)
+	}
+}
+
+// TestPropertiesOfNonRootSystemCallers: a non-root caller of the system
+// daemon may not raise its priority (Nice, OOMScoreAdjust below 0) or I/O
+// weight above the default; root may, and so may anyone with the user
+// daemon.
+func TestPropertiesOfNonRootSystemCallers(t *testing.T) {
+	user := Caller{UID: 4242, GID: 4242, PID: os.Getpid()}
+	root := Caller{PID: os.Getpid()}
+	for _, tt := range []struct {
+		name   string
+		caller Caller
+		props  []string
+		msg    string // "" = accepted
+	}{
+		{"restricting", user, []string{"Nice=19", "OOMScoreAdjust=500", "IOWeight=100", "ProtectHome=yes"}, ""},
+		{"negative nice", user, []string{"Nice=-5"}, "-p Nice=-5: only root may set this with the system daemon: a negative value raises the priority"},
+		{"negative oom score", user, []string{"OOMScoreAdjust=-1"}, "-p OOMScoreAdjust=-1: only root"},
+		{"io weight", user, []string{"IOWeight=101"}, "-p IOWeight=101: only root"},
+		{"root", root, []string{"Nice=-20", "OOMScoreAdjust=-1000", "IOWeight=10000"}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, _ := newTestManager(t)
+			m.cfg.Mode = paths.System
+			err := m.checkProperties(tt.caller, tt.props)
+			if tt.msg == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("got %v, want denied %q", err, tt.msg)
+			}
+			if err := m.update(func(r *Registry) error {
+				r.put(&Entry{Name: "svc", Managed: true, Path: "/bin/sleep", OwnerUID: tt.caller.UID, Desired: DesiredStopped})
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.set(context.Background(), tt.caller, wire.SetSpec{Name: "svc", Properties: tt.props}); !errors.Is(err, ErrDenied) {
+				t.Fatalf("set: %v, want denied", err)
+			}
+			if e, _ := m.entry("svc"); len(e.Properties) != 0 {
+				t.Fatalf("a refused set saved %q", e.Properties)
+			}
+		})
+	}
+	m, _ := newTestManager(t)
+	if err := m.checkProperties(user, []string{"Nice=-20"}); err != nil {
+		t.Fatalf("user daemon: %v", err)
+	}
+}

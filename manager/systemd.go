@@ -36,10 +36,11 @@ type Systemd interface {
 	SocketActive(ctx context.Context, name string) (bool, error)
 	// ManagerVersion returns the manager's major version (252, 254, …).
 	ManagerVersion() (int, error)
-	// SetLimits changes the cgroup limits (wire.Limits.Live) of the
+	// SetLimits changes the cgroup limits (wire.Limits.Live) and the live
+	// -p settings among properties (wire.PropertyRule.Live) of the
 	// runtime's loaded unit at once; units.ErrNoSuchUnit when none is
 	// loaded.
-	SetLimits(ctx context.Context, name string, l wire.Limits) error
+	SetLimits(ctx context.Context, name string, l wire.Limits, properties []string) error
 	// DefaultLimits returns the manager's DefaultTasksMax and
 	// DefaultLimitNOFILE (hard) as TasksMax and NOFILE.
 	DefaultLimits() (wire.Limits, error)

@@ -40,6 +40,20 @@ type Credential = wire.Credential
 // "infinity"); "" leaves systemd's default. docs/cli.md has the rules.
 type LimitArgs = wire.LimitArgs
 
+// Usage is what a runtime's processes use (Runtime.Usage), sampled by the
+// daemon once per health tick: CPUPercent since the previous sample,
+// CPUUsec, MemoryBytes, Tasks, and Source (UsageCgroup or UsageProc).
+type Usage = wire.Usage
+
+// Where the figures of a Usage come from (Usage.Source).
+const (
+	// UsageCgroup: the unit's cgroup accounting.
+	UsageCgroup = wire.UsageCgroup
+	// UsageProc: summed over /proc of the unit's processes, where the
+	// cgroup controllers are not available.
+	UsageProc = wire.UsageProc
+)
+
 // VersionInfo describes a build of socketley: Version, Commit, Date
 // (Client.DaemonVersion).
 type VersionInfo = wire.VersionInfo

@@ -412,8 +412,10 @@ func ping(ctx context.Context, sd *sdbus.Conn) error {
 // refused (ErrInvalid): systemd cannot change LimitNOFILE= on a loaded
 // unit ("Cannot set property LimitNOFILE"); it takes effect when a unit is
 // created with it (Start). Results: nil; ErrNoSuchUnit when no unit is
-// loaded; systemd's error otherwise. Nothing to set is nil, without a call.
-func (c *Conn) SetLimits(ctx context.Context, name string, l wire.Limits) error {
+// loaded; systemd's error otherwise. Nothing to set is nil, without a call. properties are
+// -p settings (canonical KEY=VALUE); only the live ones (wire.PropertyRule.Live:
+// IOWeight, MemorySwapMax) are sent.
+func (c *Conn) SetLimits(ctx context.Context, name string, l wire.Limits, properties []string) error {
 	unit, err := unitOf("set limits of", name)
 	if err != nil {
 		return err
@@ -422,6 +424,11 @@ func (c *Conn) SetLimits(ctx context.Context, name string, l wire.Limits) error 
 		return fmt.Errorf("set limits of %s: %w: LimitNOFILE cannot change on a loaded unit", unit, ErrInvalid)
 	}
 	props := limitProperties(l)
+	live, err := liveProperties(properties)
+	if err != nil {
+		return fmt.Errorf("set limits of %s: %w", unit, err)
+	}
+	props = append(props, live...)
 	if len(props) == 0 {
 		return nil
 	}

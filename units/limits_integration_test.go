@@ -46,6 +46,8 @@ func TestLimits(t *testing.T) {
 	ctx := testCtx(t)
 	spec := sleeper(name)
 	spec.Limits = wire.Limits{MemoryMax: 64 << 20, MemoryHigh: 48 << 20, CPUQuota: 50, CPUWeight: 200, TasksMax: 50, NOFILE: 2048}
+	spec.Properties = []string{"Description=limits test", "IOWeight=20", "KillSignal=SIGINT", "LimitCORE=0", "Nice=5",
+		"OOMScoreAdjust=100", "PrivateTmp=yes", "ProtectHome=read-only", "RuntimeMaxSec=1h", "TimeoutStartSec=90s", "UMask=0027"}
 	if err := c.Start(ctx, spec); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -53,6 +55,10 @@ func TestLimits(t *testing.T) {
 		"MemoryMax": "67108864", "MemoryHigh": "50331648", "CPUQuotaPerSecUSec": "500ms", "CPUWeight": "200",
 		"TasksMax": "50", "LimitNOFILE": "2048", "LimitNOFILESoft": "2048",
 		"MemoryAccounting": "yes", "CPUAccounting": "yes", "TasksAccounting": "yes",
+		// -p settings, as systemd shows them back
+		"Description": "limits test", "IOWeight": "20", "KillSignal": "2", "LimitCORE": "0", "LimitCORESoft": "0",
+		"Nice": "5", "OOMScoreAdjust": "100", "PrivateTmp": "yes", "ProtectHome": "read-only",
+		"RuntimeMaxUSec": "1h", "TimeoutStartUSec": "1min 30s", "UMask": "0027",
 	}
 	keys := []string{"MainPID"}
 	for k := range want {
@@ -73,23 +79,24 @@ func TestLimits(t *testing.T) {
 		t.Errorf("open files of pid %d: %s, want 2048 2048", st.MainPID, l)
 	}
 
-	if err := c.SetLimits(ctx, name, wire.Limits{MemoryMax: 32 << 20, CPUQuota: 150, TasksMax: wire.Infinity}); err != nil {
+	if err := c.SetLimits(ctx, name, wire.Limits{MemoryMax: 32 << 20, CPUQuota: 150, TasksMax: wire.Infinity}, []string{"IOWeight=50", "Nice=5"}); err != nil {
 		t.Fatalf("SetLimits: %v", err)
 	}
-	got = showProps(t, name, "MainPID", "MemoryMax", "MemoryHigh", "CPUQuotaPerSecUSec", "TasksMax", "CPUWeight")
+	got = showProps(t, name, "MainPID", "MemoryMax", "MemoryHigh", "CPUQuotaPerSecUSec", "TasksMax", "CPUWeight", "IOWeight", "Nice")
+	// IOWeight is live; Nice is not (a process's, set at exec): left as it was.
 	for k, v := range map[string]string{"MainPID": pid, "MemoryMax": "33554432", "MemoryHigh": "50331648",
-		"CPUQuotaPerSecUSec": "1.500000s", "TasksMax": "infinity", "CPUWeight": "200"} {
+		"CPUQuotaPerSecUSec": "1.500000s", "TasksMax": "infinity", "CPUWeight": "200", "IOWeight": "50", "Nice": "5"} {
 		if got[k] != v {
 			t.Errorf("after SetLimits: %s = %q, want %q", k, got[k], v)
 		}
 	}
-	if err := c.SetLimits(ctx, name, wire.Limits{NOFILE: 1024}); !errors.Is(err, units.ErrInvalid) {
+	if err := c.SetLimits(ctx, name, wire.Limits{NOFILE: 1024}, nil); !errors.Is(err, units.ErrInvalid) {
 		t.Errorf("SetLimits(NOFILE): %v, want ErrInvalid", err)
 	}
 	if err := c.Stop(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetLimits(ctx, name, wire.Limits{MemoryMax: 1 << 30}); !errors.Is(err, units.ErrNoSuchUnit) {
+	if err := c.SetLimits(ctx, name, wire.Limits{MemoryMax: 1 << 30}, nil); !errors.Is(err, units.ErrNoSuchUnit) {
 		t.Errorf("SetLimits of a unit that is not loaded: %v, want ErrNoSuchUnit", err)
 	}
 }

@@ -2,6 +2,7 @@ package units
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,6 +87,10 @@ type Spec struct {
 	// defaults): MemoryMax=, MemoryHigh=, CPUQuota=, CPUWeight=, TasksMax=
 	// and LimitNOFILE= (soft and hard). See limitProperties.
 	Limits wire.Limits
+	// Properties are the -p/--property settings (canonical KEY=VALUE of
+	// wire.PropertyRules). They come after the preset of Harden, which they
+	// override key by key (--harden -p MemoryDenyWriteExecute=no).
+	Properties []string
 }
 
 // Credential is one LoadCredential= entry, D-Bus signature (ss): the
@@ -150,7 +155,16 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 		}
 	}
 
+	extra, err := extraProperties(spec.Properties)
+	if err != nil {
+		return nil, err
+	}
 	desc := spec.Description
+	for _, p := range extra {
+		if p.Name == "Description" {
+			desc = p.Value.Value().(string)
+		}
+	}
 	if desc == "" {
 		desc = "socketley runtime " + spec.Name
 	}
@@ -213,7 +227,16 @@ func properties(spec Spec, scope Scope) ([]sdbus.Property, error) {
 		props = append(props, prop("LoadCredential", append([]Credential(nil), spec.Credentials...)))
 	}
 	if spec.Harden {
-		props = append(props, hardenProperties(spec.WorkingDirectory, scope)...)
+		for _, p := range hardenProperties(spec.WorkingDirectory, scope) {
+			if !slices.ContainsFunc(extra, func(x sdbus.Property) bool { return x.Name == p.Name }) {
+				props = append(props, p)
+			}
+		}
+	}
+	for _, p := range extra {
+		if p.Name != "Description" {
+			props = append(props, p)
+		}
 	}
 	props = append(props, limitProperties(spec.Limits)...)
 	if spec.Limits.NOFILE != 0 {

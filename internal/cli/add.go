@@ -32,6 +32,7 @@ type addFlags struct {
 	runAs         string
 	listen        []string
 	limits        wire.LimitArgs
+	properties    []string
 	wait          waitFlags
 }
 
@@ -104,7 +105,8 @@ them later.`,
 		Example: `  socketley add ./mybin --name myapp -s -- --port 7070 --verbose
   socketley add /usr/local/bin/echo-service -s --env GREETING="hello world" --restart always
   socketley add ./echo-service -s --listen 7070 -- -port 7070
-  socketley add ./api -s --memory-max 512M --cpu-quota 50% --nofile 65536`,
+  socketley add ./api -s --memory-max 512M --cpu-quota 50% --nofile 65536
+  socketley add ./api -s --harden -p MemoryDenyWriteExecute=no -p Nice=5`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
 			switch {
@@ -165,6 +167,7 @@ them later.`,
 	fl.IntVar(&f.healthFails, "health-fails", wire.DefaultHealthFails, "consecutive unhealthy health checks (every 2 s) before a restart; 0 disables")
 	fl.StringVar(&f.runAs, "run-as", "", "system daemon, root only: run the unit as this user (default: the caller)")
 	limitFlags(fl, &f.limits)
+	propertyFlag(fl, &f.properties)
 	fl.StringArrayVar(&f.listen, "listen", nil, "[ADDR:]PORT that systemd listens on and passes to the program (socket activation, LISTEN_FDS; repeatable): connections wait while it restarts")
 	f.wait.register(cmd)
 	return cmd
@@ -211,7 +214,7 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 		RestartSec: wire.Duration(f.restartSec), Start: f.start, RunAs: f.runAs,
 		RestartMaxDelay: wire.Duration(f.maxDelay), RestartReset: wire.Duration(f.restartReset), MaxRestarts: f.maxRestarts,
 		ExpectAttach: f.attach, AttachTimeout: wire.Duration(f.attachTimeout), StopTimeout: wire.Duration(f.stopTimeout),
-		Listen: f.listen, Limits: f.limits,
+		Listen: f.listen, Limits: f.limits, Properties: f.properties,
 	}
 	if healthSet {
 		n := f.healthFails

@@ -154,6 +154,9 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 			kv("Stop timeout", time.Duration(r.StopTimeout).String()+", then SIGKILL")
 		}
 		kv("Limits", r.Limits.String())
+		if len(r.Properties) > 0 {
+			kv("Properties", strings.Join(r.Properties, " "))
+		}
 		kv("User", r.User)
 		if r.Managed || r.Orphan || r.OwnerUID != 0 {
 			kv("Owner uid", strconv.Itoa(r.OwnerUID))

@@ -223,6 +223,11 @@ func (s *AddSpec) Check() error {
 		}
 	}
 	s.EnvFiles = envFiles
+	props, err := CheckProperties(s.Properties)
+	if err != nil {
+		return err
+	}
+	s.Properties = props
 	if s.WorkDir != "" && !filepath.IsAbs(s.WorkDir) {
 		return Errorf(ErrInvalid, "--workdir %q is not absolute", s.WorkDir)
 	}

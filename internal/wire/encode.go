@@ -240,6 +240,7 @@ func (r *Runtime) AppendJSON(b []byte) ([]byte, error) {
 		lo.str("nofile", l.NOFILE, true)
 		o.b = append(lo.b, '}')
 	}
+	o.strs("properties", r.Properties)
 	if u := r.Usage; u != nil {
 		o.key("usage")
 		o.b = append(o.b, '{')

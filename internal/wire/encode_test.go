@@ -261,9 +261,12 @@ func fill(t *testing.T, v reflect.Value) {
 			f.Set(s)
 		case reflect.Pointer:
 			p := reflect.New(f.Type().Elem())
-			if p.Elem().Kind() == reflect.Struct {
+			switch p.Elem().Kind() {
+			case reflect.Struct:
 				fill(t, p.Elem())
-			} else {
+			case reflect.Bool:
+				p.Elem().SetBool(true)
+			default:
 				p.Elem().SetInt(int64(i))
 			}
 			f.Set(p)

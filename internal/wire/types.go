@@ -1,6 +1,10 @@
 package wire
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // NameRule describes valid runtime names.
 const NameRule = "names are 1-64 characters of letters, digits, '.', '_' and '-', starting with a letter or digit"
@@ -131,6 +135,10 @@ type AddSpec struct {
 	// …), in systemd's syntax; Check puts them in canonical form and
 	// ParseLimits gives their values.
 	Limits LimitArgs `json:"limits,omitzero"`
+	// Properties are other unit settings (add -p/--property), KEY=VALUE
+	// from the allow-list of PropertyRules; Check puts them in canonical
+	// form, sorted by key.
+	Properties []string `json:"properties,omitempty"`
 }
 
 // SetSpec is a change of a registered managed runtime (socketley set).
@@ -140,8 +148,16 @@ type SetSpec struct {
 	// Limits are the limits to change, in systemd's syntax; those not
 	// given stay as they are.
 	Limits LimitArgs `json:"limits,omitzero"`
+	// Properties are unit settings to change (set -p KEY=VALUE), from the
+	// allow-list of PropertyRules; "KEY=" removes KEY (back to systemd's
+	// default). The others stay as they are.
+	Properties []string `json:"properties,omitempty"`
+	// Harden, when not nil, turns the sandboxing preset on or off (set
+	// --harden, --harden=false); it takes effect at the next start.
+	Harden *bool `json:"harden,omitempty"`
 	// Restart restarts the runtime after the change, so that what cannot
-	// change on a running process (--nofile) takes effect now.
+	// change on a running process (--nofile, most properties, --harden)
+	// takes effect now.
 	Restart bool `json:"restart,omitempty"`
 }
 
@@ -151,14 +167,39 @@ func (s *SetSpec) Check() error {
 	if err := CheckName(s.Name); err != nil {
 		return err
 	}
-	if s.Limits.IsZero() {
-		return Errorf(ErrInvalid, "nothing to change: give at least one of --memory-max, --memory-high, --cpu-quota, --cpu-weight, --tasks-max, --nofile")
+	if s.Limits.IsZero() && len(s.Properties) == 0 && s.Harden == nil {
+		return Errorf(ErrInvalid, "nothing to change: give at least one of --memory-max, --memory-high, --cpu-quota, --cpu-weight, --tasks-max, --nofile, --harden, -p KEY=VALUE")
 	}
 	_, args, err := ParseLimits(s.Limits)
 	if err != nil {
 		return err
 	}
 	s.Limits = args
+	// "KEY=" removes a setting: the key must still be one of the list.
+	var set, removed []string
+	for _, kv := range s.Properties {
+		if k, v, ok := strings.Cut(kv, "="); ok && v == "" {
+			if _, allowed := PropertyRuleOf(k); !allowed {
+				if _, err := CheckProperty(k + "=x"); err != nil {
+					return err
+				}
+			}
+			removed = append(removed, k+"=")
+			continue
+		}
+		set = append(set, kv)
+	}
+	set, err = CheckProperties(set)
+	if err != nil {
+		return err
+	}
+	s.Properties = MergeProperties(nil, set)
+	for _, r := range removed {
+		if !slices.ContainsFunc(s.Properties, func(kv string) bool { return strings.HasPrefix(kv, r) }) {
+			s.Properties = append(s.Properties, r)
+		}
+	}
+	slices.Sort(s.Properties)
 	return nil
 }
 
@@ -246,6 +287,9 @@ type Runtime struct {
 	// syntax (omitted when none is set). They are those of its next
 	// start; the live ones were applied to the running unit too (set).
 	Limits LimitArgs `json:"limits,omitzero"`
+	// Properties are the other unit settings of a managed runtime (add
+	// -p/--property), canonical KEY=VALUE sorted by key.
+	Properties []string `json:"properties,omitempty"`
 	// Usage is what the runtime's processes use, sampled by the daemon
 	// once per health tick (nil when nothing runs or nothing was sampled
 	// yet).
