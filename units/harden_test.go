@@ -120,3 +120,33 @@ func TestPropertiesHarden(t *testing.T) {
 		}
 	}
 }
+
+// TestHardenOverriddenByProperties: a -p setting replaces the preset's
+// value of the same property (sent once, with the setting's value and
+// D-Bus type), and the other properties of the preset stay.
+func TestHardenOverriddenByProperties(t *testing.T) {
+	spec := Spec{Name: "web", Path: "/usr/bin/node", Harden: true,
+		Properties: []string{"MemoryDenyWriteExecute=no", "UMask=0022", "Nice=5", "TimeoutStartSec=infinity", "LimitCORE=1M", "KillSignal=SIGINT"}}
+	props, err := properties(spec, System)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"MemoryDenyWriteExecute": false, "UMask": uint32(0o022), "Nice": int32(5),
+		"TimeoutStartUSec": uint64(1<<64 - 1), "LimitCORE": uint64(1 << 20), "LimitCORESoft": uint64(1 << 20),
+		"KillSignal": int32(2), "NoNewPrivileges": true}
+	seen := map[string]int{}
+	for _, p := range props {
+		seen[p.Name]++
+		if w, ok := want[p.Name]; ok && !reflect.DeepEqual(p.Value.Value(), w) {
+			t.Errorf("%s = %#v, want %#v", p.Name, p.Value.Value(), w)
+		}
+	}
+	for name := range want {
+		if seen[name] != 1 {
+			t.Errorf("%s sent %d times, want once", name, seen[name])
+		}
+	}
+	if _, err := properties(Spec{Name: "web", Path: "/x", Properties: []string{"ExecStartPre=/bin/sh"}}, System); err == nil {
+		t.Error("a key outside the allow-list reached the unit")
+	}
+}
