@@ -979,6 +979,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 			r.PID = e.PID
 			r.Since = r.AttachedAt
 		}
+		r.Usage = usageView(o.usage, r.PID)
 		return r
 	}
 	if st != nil {
@@ -995,6 +996,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 			}
 		}
 	}
+	r.Usage = usageView(o.usage, r.PID)
 	return r
 }
 
