@@ -120,7 +120,16 @@ type usageSample struct {
 	cgroup string
 	// procs is, for wire.UsageProc, each process's CPU time, by pid.
 	procs []procCPU
+	// probed is, for wire.UsageProc, when the cgroup's controller files
+	// were last found missing: the next samples of the same process do
+	// not look for them again until usageReprobe later.
+	probed time.Time
 }
+
+// usageReprobe is how long a runtime whose cgroup has no controller files
+// is sampled from /proc before they are looked for again (they appear
+// when someone delegates the controllers).
+const usageReprobe = time.Minute
 
 // procCPU is one process's CPU time in a sample.
 type procCPU struct {
@@ -155,9 +164,13 @@ func (r *usageReader) sample(t usageTarget, now time.Time) *usageSample {
 			}
 			s.cgroup = cg
 		}
-		if r.cgroup != "" && r.readCgroup(s) {
+		if p := t.prev; p != nil && p.pid == t.pid && !p.probed.IsZero() && now.Sub(p.probed) < usageReprobe {
+			s.probed = p.probed
+		} else if r.cgroup != "" && r.readCgroup(s) {
 			s.view.CPUPercent = cpuPercent(t.prev, s)
 			return s
+		} else {
+			s.probed = now
 		}
 	}
 	var pids []int
@@ -310,10 +323,13 @@ func (r *usageReader) readUint(path string) (uint64, error) {
 	return strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64)
 }
 
-// read returns the contents of a small file (up to the buffer's size,
-// grown up to 1 MiB), in the reader's buffer: valid until the next read.
-// It goes straight to the system calls (open, read, close): os.Open would
-// also try to add each file to the poller.
+// read returns the contents of a small file (up to 1 MiB), in the
+// reader's buffer: valid until the next read. It goes straight to the
+// system calls, as few as it can (open, read, close): os.Open would also
+// try to add each file to the poller, and a read that does not fill the
+// buffer is taken for the whole file (proc, cgroup and regular files
+// return all they have up to the size asked for), so no read for the end
+// of the file follows.
 func (r *usageReader) read(path string) ([]byte, error) {
 	if r.buf == nil {
 		r.buf = make([]byte, 4096)
@@ -339,16 +355,14 @@ func (r *usageReader) read(path string) ([]byte, error) {
 		if err != nil {
 			return nil, &os.PathError{Op: "read", Path: path, Err: err}
 		}
-		if m == 0 {
+		n += m
+		if m == 0 || n < len(r.buf) {
 			return r.buf[:n], nil
 		}
-		n += m
-		if n == len(r.buf) {
-			if len(r.buf) >= 1<<20 {
-				return nil, fmt.Errorf("read %s: larger than 1 MiB", path)
-			}
-			r.buf = append(r.buf, make([]byte, len(r.buf))...)
+		if len(r.buf) >= 1<<20 {
+			return nil, fmt.Errorf("read %s: larger than 1 MiB", path)
 		}
+		r.buf = append(r.buf, make([]byte, len(r.buf))...)
 	}
 }
 
