@@ -49,6 +49,10 @@ func runtimeRows(rts []wire.Runtime, now time.Time, withMode bool) [][]string {
 	return rows
 }
 
+// Columns writes rows (the first is the header) as ls does: left-aligned
+// columns separated by two spaces, control characters escaped.
+func Columns(w io.Writer, rows [][]string) error { return columns(w, rows) }
+
 // columns writes rows as left-aligned columns separated by two spaces, with
 // no trailing blanks; control characters in the cells are escaped (see
 // Escape). (text/tabwriter does the same, several times slower, which shows
