@@ -984,6 +984,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 			r.PID = e.PID
 			r.Since = r.AttachedAt
 		}
+		r.Usage = usageView(o.usage, r.PID)
 		return r
 	}
 	if st != nil {
@@ -1000,6 +1001,7 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 			}
 		}
 	}
+	r.Usage = usageView(o.usage, r.PID)
 	return r
 }
 

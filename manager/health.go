@@ -199,6 +199,7 @@ func (m *Manager) tick(ctx context.Context) {
 	m.mu.RLock()
 	entries := m.reg.sorted()
 	m.mu.RUnlock()
+	m.sampleUsage(entries, snap)
 
 	// Attached processes that exited are forgotten before anything is
 	// probed (their decision needs no probe).

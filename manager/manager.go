@@ -112,6 +112,10 @@ type Manager struct {
 
 	// credOf reads a connection's caller (nil: peerCred); tests replace it.
 	credOf func(*net.UnixConn) (Caller, error)
+
+	// usage reads what the runtimes use (nil: not sampled); the tick takes
+	// a copy for each pass, so it is never changed after New.
+	usage *usageReader
 }
 
 // observed holds what the daemon saw of an entry; it is not persisted.
@@ -127,6 +131,9 @@ type observed struct {
 	// exited is set by the caller of classify, for an attached (unmanaged)
 	// entry, when its process is gone; it is never stored.
 	exited bool
+	// usage is the last sample of what the runtime's processes use (nil:
+	// none), replaced whole at each tick, never modified (views share it).
+	usage *usageSample
 }
 
 // New validates cfg and prepares a daemon; nothing is touched until Run.
@@ -163,6 +170,7 @@ func New(cfg Config) (*Manager, error) {
 		starting:  map[string]bool{},
 		upgrading: map[string]bool{},
 		wake:      make(chan struct{}, 1),
+		usage:     newUsageReader(),
 	}, nil
 }
 

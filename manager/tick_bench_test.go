@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -23,14 +24,70 @@ import (
 // the budget is 50 ms.
 //
 // Sub-benchmarks: "mixed" as above; "healthy" with the 100 refusing ports
-// listening too (the usual case: no probe connects at all).
+// listening too (the usual case: no probe connects at all). Both sample
+// the usage of what runs with the daemon's reader, but the managed main
+// pids do not exist (each costs one failed open). The "usage" ones are
+// "healthy" with the usage sampling: "off" without it, "proc" and "cgroup"
+// with every managed main pid found in its own unit cgroup (a fake tree:
+// /proc/PID/cgroup and the cgroup files are regular files, each
+// /proc/PID/stat is this process's real one through a symlink), the
+// controller files absent ("proc": cgroup.procs plus one /proc/PID/stat
+// per runtime) or present ("cgroup": memory.current, pids.current,
+// cpu.stat).
 func BenchmarkTick(b *testing.B) {
-	b.Run("mixed", func(b *testing.B) { benchTick(b, 100) })
-	b.Run("healthy", func(b *testing.B) { benchTick(b, 0) })
+	b.Run("mixed", func(b *testing.B) { benchTick(b, 100, "") })
+	b.Run("healthy", func(b *testing.B) { benchTick(b, 0, "") })
+	for _, u := range []string{"off", "proc", "cgroup"} {
+		b.Run("usage-"+u, func(b *testing.B) { benchTick(b, 0, u) })
+	}
 }
 
-func benchTick(b *testing.B, refusing int) {
+// benchUsageTree makes the fake tree of BenchmarkTick's "usage" runs for
+// the managed main pids 100000+i, i < n (see there); cgroup: with the
+// controller files.
+func benchUsageTree(b *testing.B, n int, cgroup bool) *usageReader {
+	dir := b.TempDir()
+	r := &usageReader{proc: filepath.Join(dir, "proc"), cgroup: filepath.Join(dir, "cg"), pageSize: 4096}
+	self := strconv.Itoa(os.Getpid())
+	write := func(p, s string) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(r.proc, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Symlink("/proc/"+self, filepath.Join(r.proc, self)); err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		pid := strconv.Itoa(100000 + i)
+		cg := "/app.slice/" + units.Name(fmt.Sprintf("rt-%04d", i))
+		write(filepath.Join(r.proc, pid, "cgroup"), "0::"+cg+"\n")
+		if err := os.Symlink("/proc/"+self+"/stat", filepath.Join(r.proc, pid, "stat")); err != nil {
+			b.Fatal(err)
+		}
+		write(r.cgroup+cg+"/cgroup.procs", pid+"\n")
+		write(r.cgroup+cg+"/cpu.stat", "usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\nnr_periods 0\n")
+		if cgroup {
+			write(r.cgroup+cg+"/memory.current", "12345678\n")
+			write(r.cgroup+cg+"/pids.current", "3\n")
+		}
+	}
+	return r
+}
+
+func benchTick(b *testing.B, refusing int, usage string) {
 	m, f := newBenchManager(b)
+	switch usage {
+	case "off":
+		m.usage = nil
+	case "proc", "cgroup":
+		m.usage = benchUsageTree(b, 800, usage == "cgroup")
+	}
 	zero := 0
 	now := time.Now()
 	self, err := procStartTime(os.Getpid())
@@ -89,6 +146,9 @@ func benchTick(b *testing.B, refusing int) {
 	}
 	if v := m.view("rt-0010"); v.Status != wire.StatusRunning {
 		b.Fatalf("listening port: %s (%s)", v.Status, v.Reason)
+	}
+	if v := m.view("rt-0010"); (v.Usage != nil) != (usage == "proc" || usage == "cgroup") {
+		b.Fatalf("rt-0010: usage %+v with %q", v.Usage, usage)
 	}
 }
 

@@ -40,17 +40,20 @@ type Credential = wire.Credential
 // "infinity"); "" leaves systemd's default. docs/cli.md has the rules.
 type LimitArgs = wire.LimitArgs
 
-// Usage is what a runtime's processes use (Runtime.Usage), sampled by the
-// daemon once per health tick: CPUPercent since the previous sample,
-// CPUUsec, MemoryBytes, Tasks, and Source (UsageCgroup or UsageProc).
+// Usage is what a runtime's processes use (Runtime.Usage, nil when nothing
+// runs): CPUPercent (of one CPU since the daemon's previous sample),
+// CPUUsec, MemoryBytes, Tasks, Source (UsageCgroup or UsageProc) and At,
+// sampled by the daemon once per health tick.
 type Usage = wire.Usage
 
-// Where the figures of a Usage come from (Usage.Source).
+// Usage sources (Usage.Source).
 const (
-	// UsageCgroup: the unit's cgroup accounting.
+	// UsageCgroup: the unit's cgroup accounting (memory.current, cpu.stat,
+	// pids.current).
 	UsageCgroup = wire.UsageCgroup
-	// UsageProc: summed over /proc of the unit's processes, where the
-	// cgroup controllers are not available.
+	// UsageProc: summed over /proc/PID of the runtime's processes, where
+	// the cgroup controllers are not available (and for attached
+	// processes).
 	UsageProc = wire.UsageProc
 )
 

@@ -67,8 +67,8 @@ var (
 	failRE = regexp.MustCompile(`^(socketley: add \S+:) .*?(exit code|exited with status) ([0-9]+)[^;]*;`)
 )
 
-// normalize makes output comparable across runs: pids, ports and uptimes
-// in tables and replies are placeholders, table columns single-spaced, a
+// normalize makes output comparable across runs: pids, ports, uptimes
+// and usage figures in tables and replies are placeholders, table columns single-spaced, a
 // line repeated at once is kept once (a failing program runs once or
 // more before the reply, printing the same line each time), and
 // the first line of a failure keeps the verb, the name and the exit status
@@ -83,7 +83,8 @@ func normalize(lines []string, sock string) string {
 		case len(f) > 0 && f[0] == "NAME" && f[len(f)-1] == "PID":
 			cols = map[int]bool{}
 			for i, h := range f {
-				if h == "PORT" || h == "UPTIME" || h == "PID" {
+				switch h {
+				case "PORT", "UPTIME", "CPU", "MEM", "TASKS", "PID":
 					cols[i] = true
 				}
 			}

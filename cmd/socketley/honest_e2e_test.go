@@ -121,7 +121,7 @@ func TestPSDuringRestartGap(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("ps during the restart gap:\n%s\nwant the header and gap", out)
 	}
-	if f := strings.Fields(lines[1]); len(f) != 7 || f[0] != "gap" || f[3] != string(wire.StatusRestarting) || f[6] != "-" {
+	if f := strings.Fields(lines[1]); len(f) != 10 || f[0] != "gap" || f[3] != string(wire.StatusRestarting) || f[9] != "-" {
 		t.Fatalf("ps row %q, want gap restarting with PID -", lines[1])
 	}
 	var rts []wire.Runtime

@@ -167,7 +167,7 @@ else the system socket /run/socketley/socketley.sock when it is usable,
 otherwise the user socket $XDG_RUNTIME_DIR/socketley/socketley.sock.
 
 Exit codes: 0 success, 1 bad input or not found, 2 fatal (daemon unreachable,
-systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f: 0).`,
+systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f, top: 0).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version.Version(),
@@ -190,7 +190,7 @@ systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f: 0).`,
 	builders := []builder{
 		{"add", nil, a.addCmd}, {"set", nil, a.setCmd}, {"upgrade", nil, a.upgradeCmd}, {"start", nil, a.startCmd}, {"stop", nil, a.stopCmd},
 		{"restart", nil, a.restartCmd}, {"remove", []string{"rm"}, a.removeCmd}, {"ls", []string{"list"}, a.lsCmd},
-		{"ps", nil, a.psCmd}, {"show", nil, a.showCmd}, {"logs", nil, a.logsCmd}, {"attach", nil, a.attachCmd},
+		{"ps", nil, a.psCmd}, {"show", nil, a.showCmd}, {"top", nil, a.topCmd}, {"logs", nil, a.logsCmd}, {"attach", nil, a.attachCmd},
 		{"env", nil, a.envCmd}, {"version", nil, a.versionCmd},
 	}
 	for _, x := range extra {

@@ -48,9 +48,11 @@ func (a *app) lsCmd() *cobra.Command {
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List every runtime (managed, attached and orphan units)",
-		Long: `List every runtime, sorted by name: NAME MODE TYPE PORT STATUS RESTARTS UPTIME PID.
-MODE is unit (managed by socketley), attach (a process that attached itself) or
-orphan (a socketley-* unit with no registry entry, left alone).
+		Long: `List every runtime, sorted by name: NAME MODE TYPE PORT STATUS RESTARTS UPTIME
+CPU MEM TASKS PID. MODE is unit (managed by socketley), attach (a process that
+attached itself) or orphan (a socketley-* unit with no registry entry, left
+alone). CPU, MEM and TASKS are what its processes use, sampled by the daemon
+every health tick (- until the first sample; socketley top shows them live).
 STATUS is one of created, running, starting, unhealthy, restarting, failed,
 crash-loop, stopping, stopped, orphan. -o json prints the fields documented in
 docs/cli.md.`,
@@ -78,7 +80,8 @@ func (a *app) psCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ps",
 		Short: "List what runs or should (PID last, - between a crash and its restart)",
-		Long: `List the runtimes that run or should: NAME TYPE PORT STATUS RESTARTS UPTIME PID.
+		Long: `List the runtimes that run or should: NAME TYPE PORT STATUS RESTARTS UPTIME CPU
+MEM TASKS PID.
 That is every runtime with a live process, and every managed runtime wanted
 running that is between a crash and its restart (restarting or crash-loop, PID
 -). ls lists everything, also what is created, stopped or failed. PID is the
@@ -107,7 +110,7 @@ func (a *app) showCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show NAME|PATTERN...",
 		Short: "Show everything known about runtimes",
-		Long:  "Show unit name, state, pid, restarts, last exit, path, arguments, environment and attach details.",
+		Long:  "Show unit name, state, pid, restarts, usage (cpu, memory, tasks and where they come from), last exit, path, arguments, environment and attach details.",
 		Args:  namesArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(cmd, out); err != nil {

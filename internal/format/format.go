@@ -32,7 +32,7 @@ func PS(w io.Writer, rts []wire.Runtime, now time.Time) error {
 // or ps.
 func runtimeRows(rts []wire.Runtime, now time.Time, withMode bool) [][]string {
 	rows := make([][]string, 0, len(rts)+1)
-	header := []string{"NAME", "MODE", "TYPE", "PORT", "STATUS", "RESTARTS", "UPTIME", "PID"}
+	header := []string{"NAME", "MODE", "TYPE", "PORT", "STATUS", "RESTARTS", "UPTIME", "CPU", "MEM", "TASKS", "PID"}
 	if !withMode {
 		header = slices.Delete(header, 1, 2)
 	}
@@ -44,10 +44,14 @@ func runtimeRows(rts []wire.Runtime, now time.Time, withMode bool) [][]string {
 			row = append(row, mode(r))
 		}
 		rows = append(rows, append(row, dash(r.Type), portCell(r), Status(r, now),
-			strconv.Itoa(r.Restarts), Uptime(r, now), pid(r.PID)))
+			strconv.Itoa(r.Restarts), Uptime(r, now), CPU(r.Usage), Memory(r.Usage), Tasks(r.Usage), pid(r.PID)))
 	}
 	return rows
 }
+
+// Columns writes rows (the first is the header) as ls does: left-aligned
+// columns separated by two spaces, control characters escaped.
+func Columns(w io.Writer, rows [][]string) error { return columns(w, rows) }
 
 // columns writes rows as left-aligned columns separated by two spaces, with
 // no trailing blanks; control characters in the cells are escaped (see
@@ -109,6 +113,7 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		kv("PID", pidOrEmpty(r.PID))
 		kv("Uptime", strings.TrimPrefix(Uptime(r, now), "-"))
 		kv("Restarts", strconv.Itoa(r.Restarts))
+		kv("Usage", usageLine(r))
 		if r.Failures > 0 {
 			v := strconv.Itoa(r.Failures) + " in a row"
 			if !r.NextRestart.IsZero() {
@@ -169,6 +174,69 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// CPU is the CPU column: the usage's CPU percentage with one decimal
+// ("1.2%"), "-" without a sample.
+func CPU(u *wire.Usage) string {
+	if u == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(u.CPUPercent, 'f', 1, 64) + "%"
+}
+
+// Memory is the MEM column: the usage's memory in a human size ("12.3M"),
+// "-" without a sample.
+func Memory(u *wire.Usage) string {
+	if u == nil {
+		return "-"
+	}
+	return Size(u.MemoryBytes)
+}
+
+// Tasks is the TASKS column: processes and threads, "-" without a sample.
+func Tasks(u *wire.Usage) string {
+	if u == nil {
+		return "-"
+	}
+	return strconv.Itoa(u.Tasks)
+}
+
+// Size renders a byte count in powers of 1024 as systemd does, with one
+// decimal below 100 of a unit: 512B, 1.5K, 12.3M, 123M, 2.0G.
+func Size(b uint64) string {
+	if b < 1024 {
+		return strconv.FormatUint(b, 10) + "B"
+	}
+	v := float64(b)
+	unit := 0
+	const units = "KMGTPE"
+	for v /= 1024; v >= 1024 && unit < len(units)-1; v /= 1024 {
+		unit++
+	}
+	if v < 99.95 {
+		return strconv.FormatFloat(v, 'f', 1, 64) + units[unit:unit+1]
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64) + units[unit:unit+1]
+}
+
+// usageLine is show's Usage: the figures and where they come from ("" when
+// there is no sample).
+func usageLine(r wire.Runtime) string {
+	u := r.Usage
+	if u == nil {
+		return ""
+	}
+	from := "from the unit's cgroup"
+	switch {
+	case u.Source == wire.UsageProc && r.Managed:
+		from = "from /proc: the cgroup controllers are not available"
+	case u.Source == wire.UsageProc:
+		from = "from /proc"
+	case u.Source != wire.UsageCgroup:
+		from = "from " + u.Source
+	}
+	return fmt.Sprintf("cpu %s, memory %s, tasks %d (%s)", CPU(u), Size(u.MemoryBytes), u.Tasks, from)
 }
 
 // restartPolicy words a runtime's restart settings, defaults filled in.

@@ -12,7 +12,8 @@ import (
 func TestTables(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	rts := []wire.Runtime{
-		{Name: "a", Managed: true, Status: "running", PID: 42, Since: now.Add(-90 * time.Second), Type: "server", Port: 7070, Restarts: 1},
+		{Name: "a", Managed: true, Status: "running", PID: 42, Since: now.Add(-90 * time.Second), Type: "server", Port: 7070, Restarts: 1,
+			Usage: &wire.Usage{CPUPercent: 12.46, MemoryBytes: 12_900_000, Tasks: 3, Source: wire.UsageCgroup, At: now}},
 		{Name: "long-name", Status: "stopped"},
 		{Name: "o", Orphan: true, Status: "orphan", PID: 7, Since: now},
 	}
@@ -21,10 +22,10 @@ func TestTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"NAME       MODE    TYPE    PORT  STATUS   RESTARTS  UPTIME  PID\n" +
-		"a          unit    server  7070  running  1         1m30s   42\n" +
-		"long-name  attach  -       -     stopped  0         -       -\n" +
-		"o          orphan  -       -     orphan   0         0s      7\n"
+		"NAME       MODE    TYPE    PORT  STATUS   RESTARTS  UPTIME  CPU    MEM    TASKS  PID\n" +
+		"a          unit    server  7070  running  1         1m30s   12.5%  12.3M  3      42\n" +
+		"long-name  attach  -       -     stopped  0         -       -      -      -      -\n" +
+		"o          orphan  -       -     orphan   0         0s      -      -      -      7\n"
 	if b.String() != want {
 		t.Fatalf("ls table:\n%s\nwant:\n%s", b.String(), want)
 	}
@@ -70,9 +71,9 @@ func TestListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"NAME  MODE  TYPE    PORT                        STATUS   RESTARTS  UPTIME  PID\n" +
-		"c     unit  -       127.0.0.1:7070,[::1]:7070*  running  0         0s      9\n" +
-		"go    unit  server  7071                        running  0         0s      8\n"
+		"NAME  MODE  TYPE    PORT                        STATUS   RESTARTS  UPTIME  CPU  MEM  TASKS  PID\n" +
+		"c     unit  -       127.0.0.1:7070,[::1]:7070*  running  0         0s      -    -    -      9\n" +
+		"go    unit  server  7071                        running  0         0s      -    -    -      8\n"
 	if b.String() != want {
 		t.Fatalf("ls table:\n%s\nwant:\n%s", b.String(), want)
 	}
@@ -86,5 +87,62 @@ func TestListen(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "Listen:    127.0.0.1:7070 [::1]:7070 (held by systemd: socketley-c.socket)\n") {
 		t.Fatalf("show:\n%s", b.String())
+	}
+}
+
+func TestSize(t *testing.T) {
+	tests := []struct {
+		b    uint64
+		want string
+	}{
+		{0, "0B"}, {1023, "1023B"}, {1024, "1.0K"}, {1536, "1.5K"}, {12_900_000, "12.3M"},
+		{99 << 20, "99.0M"}, {100 << 20, "100M"}, {1023 << 20, "1023M"}, {2 << 30, "2.0G"}, {5 << 40, "5.0T"},
+		{1<<64 - 1, "16.0E"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := Size(tt.b); got != tt.want {
+				t.Fatalf("Size(%d) = %q, want %q", tt.b, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestShowUsage: show's Usage line names where the figures come from, and
+// is left out without a sample.
+func TestShowUsage(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	u := func(src string) *wire.Usage {
+		return &wire.Usage{CPUPercent: 1.23, MemoryBytes: 12_900_000, Tasks: 3, Source: src, At: now}
+	}
+	tests := []struct {
+		name string
+		r    wire.Runtime
+		want string // "" = no Usage line
+	}{
+		{"cgroup", wire.Runtime{Name: "a", Managed: true, PID: 1, Usage: u(wire.UsageCgroup)},
+			"Usage: cpu 1.2%, memory 12.3M, tasks 3 (from the unit's cgroup)\n"},
+		{"managed, proc", wire.Runtime{Name: "a", Managed: true, PID: 1, Usage: u(wire.UsageProc)},
+			"Usage: cpu 1.2%, memory 12.3M, tasks 3 (from /proc: the cgroup controllers are not available)\n"},
+		{"attached", wire.Runtime{Name: "a", PID: 1, Usage: u(wire.UsageProc)},
+			"Usage: cpu 1.2%, memory 12.3M, tasks 3 (from /proc)\n"},
+		{"no sample", wire.Runtime{Name: "a", Managed: true}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := Show(&b, []wire.Runtime{tt.r}, now); err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			for _, l := range strings.SplitAfter(b.String(), "\n") {
+				if v, ok := strings.CutPrefix(l, "Usage:"); ok {
+					got = "Usage: " + strings.TrimLeft(v, " ")
+				}
+			}
+			if got != tt.want {
+				t.Fatalf("got %q, want %q in\n%s", got, tt.want, b.String())
+			}
+		})
 	}
 }

@@ -23,7 +23,19 @@ type Stat struct {
 	// (field 22). With the pid it names one process: a reused pid has
 	// another start time.
 	StartTime uint64
+	// UTime and STime are the CPU time spent in user and kernel mode, in
+	// clock ticks (fields 14 and 15; see ClockTicks).
+	UTime, STime uint64
+	// Threads is the number of threads (field 20).
+	Threads int
+	// RSS is the resident set size in pages (field 24; 0 when the line
+	// ends before it).
+	RSS uint64
 }
+
+// ClockTicks is the kernel's USER_HZ, the unit of the times in
+// /proc/PID/stat (sysconf(_SC_CLK_TCK)): 100 on every Linux architecture.
+const ClockTicks = 100
 
 // Alive reports whether the process runs: not a zombie (exited, not yet
 // reaped) and not dead.
@@ -63,7 +75,29 @@ func ParseStat(b []byte) (Stat, error) {
 	if err != nil {
 		return Stat{}, fmt.Errorf("start time %q: %w", f[19], err)
 	}
-	return Stat{State: f[0][0], PPID: ppid, StartTime: start}, nil
+	s := Stat{State: f[0][0], PPID: ppid, StartTime: start}
+	// f[11] is field 14 (utime), f[12] field 15 (stime), f[17] field 20
+	// (num_threads), f[21] field 24 (rss).
+	nums := []struct {
+		i   int
+		dst *uint64
+	}{{11, &s.UTime}, {12, &s.STime}, {21, &s.RSS}}
+	for _, n := range nums {
+		if n.i >= len(f) {
+			continue
+		}
+		v, err := strconv.ParseUint(string(f[n.i]), 10, 64)
+		if err != nil {
+			return Stat{}, fmt.Errorf("field %d %q: %w", n.i+3, f[n.i], err)
+		}
+		*n.dst = v
+	}
+	th, err := strconv.Atoi(string(f[17]))
+	if err != nil {
+		return Stat{}, fmt.Errorf("threads %q: %w", f[17], err)
+	}
+	s.Threads = th
+	return s, nil
 }
 
 // UIDs returns the real, effective, saved and filesystem uids of pid (the

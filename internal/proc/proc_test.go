@@ -18,8 +18,10 @@ func TestParseStat(t *testing.T) {
 		want     Stat
 		err      bool
 	}{
-		{"plain", "42 (sleep) S 7" + tail, Stat{State: 'S', PPID: 7, StartTime: 987654}, false},
-		{"spaces and parens", "42 (my (odd) prog) Z 1" + tail, Stat{State: 'Z', PPID: 1, StartTime: 987654}, false},
+		{"plain", "42 (sleep) S 7" + tail, Stat{State: 'S', PPID: 7, StartTime: 987654, UTime: 5, STime: 3, Threads: 1, RSS: 200}, false},
+		{"spaces and parens", "42 (my (odd) prog) Z 1" + tail, Stat{State: 'Z', PPID: 1, StartTime: 987654, UTime: 5, STime: 3, Threads: 1, RSS: 200}, false},
+		{"no rss", "42 (x) S 7" + strings.TrimSuffix(tail, " 1000 200"), Stat{State: 'S', PPID: 7, StartTime: 987654, UTime: 5, STime: 3, Threads: 1}, false},
+		{"bad utime", "42 (x) S 7" + strings.Replace(tail, " 5 3 ", " x 3 ", 1), Stat{}, true},
 		{"no name", "42 sleep S 7" + tail, Stat{}, true},
 		{"short", "42 (x) S 7 1 2", Stat{}, true},
 		{"bad state", "42 (x) SS 7" + tail, Stat{}, true},
@@ -41,7 +43,7 @@ func TestParseStat(t *testing.T) {
 // TestReadStatSelf: this process's own stat names its parent and is alive.
 func TestReadStatSelf(t *testing.T) {
 	s, err := ReadStat(os.Getpid())
-	if err != nil || s.PPID != os.Getppid() || !s.Alive() || s.StartTime == 0 {
+	if err != nil || s.PPID != os.Getppid() || !s.Alive() || s.StartTime == 0 || s.Threads < 1 || s.RSS == 0 {
 		t.Fatalf("ReadStat(self) = %+v, %v (ppid %d)", s, err, os.Getppid())
 	}
 	if _, err := ReadStat(-1); err == nil {

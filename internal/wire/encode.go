@@ -253,11 +253,13 @@ func (r *Runtime) AppendJSON(b []byte) ([]byte, error) {
 		uo.integer("tasks", u.Tasks, false)
 		uo.str("source", u.Source, false)
 		uo.key("at")
-		at, err := u.At.MarshalJSON()
-		if err != nil && uo.err == nil {
+		// As At.MarshalJSON, without its allocation (ls has one per runtime).
+		uo.b = append(uo.b, '"')
+		var err error
+		if uo.b, err = u.At.AppendText(uo.b); err != nil && uo.err == nil {
 			uo.err = err
 		}
-		uo.b = append(uo.b, at...)
+		uo.b = append(uo.b, '"')
 		o.b = append(uo.b, '}')
 		if uo.err != nil && o.err == nil {
 			o.err = uo.err
