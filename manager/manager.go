@@ -58,6 +58,10 @@ type Config struct {
 	MaxRuntimesPerUser int
 	// Version is reported to clients.
 	Version wire.VersionInfo
+	// OnRequest, when set, is called after each control request is
+	// answered with its command (as sent), the class of its error ("" on
+	// success) and the time from its line to its reply (the metrics).
+	OnRequest func(cmd string, class wire.ErrorClass, d time.Duration)
 	// Logger receives the daemon's log; nil discards it.
 	Logger *slog.Logger
 }
@@ -215,7 +219,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 	defer m.store.Close()
+	m.mu.Lock() // Runtimes may read it from another goroutine (metrics)
 	m.reg = reg
+	m.mu.Unlock()
 
 	sock, err := m.listen()
 	if err != nil {
