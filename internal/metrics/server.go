@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -103,6 +104,14 @@ func serveConn(c net.Conn, s *Source) {
 	switch {
 	case !ok:
 		reply(c, "400 Bad Request", "text/plain; charset=utf-8", nil, []byte("bad request\n"))
+		// Closing with the client's bytes unread would reset the
+		// connection before it reads the reply: read what it still
+		// sends, briefly.
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+		}
 	case path != "/metrics":
 		reply(c, "404 Not Found", "text/plain; charset=utf-8", nil, []byte("not found: the metrics are at /metrics\n"))
 	case method != "GET" && method != "HEAD":
