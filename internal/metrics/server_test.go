@@ -109,3 +109,30 @@ func TestServe(t *testing.T) {
 		t.Error("the listener still accepts after Serve returned")
 	}
 }
+
+// addrListener is a net.Listener that only has an address.
+type addrListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l addrListener) Addr() net.Addr { return l.addr }
+
+// TestLoopback: only loopback addresses pass for loopback; the daemon
+// warns about every other (the metrics name every user's runtimes).
+func TestLoopback(t *testing.T) {
+	for _, tt := range []struct {
+		ip   string
+		want bool
+	}{
+		{"127.0.0.1", true}, {"127.8.9.10", true}, {"::1", true},
+		{"0.0.0.0", false}, {"::", false}, {"192.0.2.7", false}, {"2001:db8::1", false},
+	} {
+		t.Run(tt.ip, func(t *testing.T) {
+			ln := addrListener{addr: &net.TCPAddr{IP: net.ParseIP(tt.ip), Port: 9559}}
+			if got := Loopback(ln); got != tt.want {
+				t.Errorf("Loopback(%s) = %v, want %v", tt.ip, got, tt.want)
+			}
+		})
+	}
+}
