@@ -58,9 +58,10 @@ type Config struct {
 	MaxRuntimesPerUser int
 	// Version is reported to clients.
 	Version wire.VersionInfo
-	// OnRequest, when set, is called after each control request is
-	// answered with its command (as sent), the class of its error ("" on
-	// success) and the time from its line to its reply (the metrics).
+	// OnRequest, when set, is called once each control request's reply is
+	// built, with its command (as parsed; "" when the line did not parse),
+	// the class of its error ("" on success) and the time from its line to
+	// its reply (the metrics).
 	OnRequest func(cmd string, class wire.ErrorClass, d time.Duration)
 	// Logger receives the daemon's log; nil discards it.
 	Logger *slog.Logger
