@@ -58,6 +58,11 @@ type Config struct {
 	MaxRuntimesPerUser int
 	// Version is reported to clients.
 	Version wire.VersionInfo
+	// OnRequest, when set, is called once each control request's reply is
+	// built, with its command (as parsed; "" when the line did not parse),
+	// the class of its error ("" on success) and the time from its line to
+	// its reply (the metrics).
+	OnRequest func(cmd string, class wire.ErrorClass, d time.Duration)
 	// Logger receives the daemon's log; nil discards it.
 	Logger *slog.Logger
 }
@@ -223,7 +228,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 	defer m.store.Close()
+	m.mu.Lock() // Runtimes may read it from another goroutine (metrics)
 	m.reg = reg
+	m.mu.Unlock()
 
 	sock, err := m.listen()
 	if err != nil {

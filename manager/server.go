@@ -466,6 +466,11 @@ func (m *Manager) dispatch(ctx context.Context, caller Caller, line string) (byt
 // dispatchIf is dispatch with allow, when not nil, deciding on the parsed
 // request before it runs (an error is the reply).
 func (m *Manager) dispatchIf(ctx context.Context, caller Caller, line string, allow func(wire.Request) error) (byte, []byte) {
+	var req wire.Request
+	var err error
+	if m.cfg.OnRequest != nil {
+		defer func(start time.Time) { m.cfg.OnRequest(req.Cmd, wire.ClassOf(err), time.Since(start)) }(time.Now())
+	}
 	req, form, err := wire.ParseRequest(line)
 	reply := textReply
 	if form == wire.FormJSON {
@@ -475,7 +480,7 @@ func (m *Manager) dispatchIf(ctx context.Context, caller Caller, line string, al
 		return reply(req, nil, err)
 	}
 	if allow != nil {
-		if err := allow(req); err != nil {
+		if err = allow(req); err != nil {
 			return reply(req, nil, err)
 		}
 	}

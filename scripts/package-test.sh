@@ -187,6 +187,19 @@ inside() {
 	out=$("${sk[@]}" ls 2>&1) || bad "socketley ls after restart: $out"
 	check "restart: the daemon re-adopted $PT_NAME (socketley ls)" grep -q "$PT_NAME" <<<"$out"
 
+	section "metrics: SOCKETLEY_METRICS_LISTEN in /etc/default/socketley (EnvironmentFile=)"
+	cp /etc/default/socketley "$PT_DIR/default.orig"
+	echo 'SOCKETLEY_METRICS_LISTEN=127.0.0.1:9559' >>/etc/default/socketley
+	systemctl restart socketley.service || bad "systemctl restart socketley (metrics)"
+	scrape() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:9559/metrics", timeout=5).read().decode())'; }
+	wait_until 15 scrape || true
+	out=$(scrape 2>&1) || out="scrape failed: $out"
+	check "metrics: the daemon serves /metrics on 127.0.0.1:9559 and lists $PT_NAME as up" \
+		grep -q "^socketley_runtime_up{name=\"$PT_NAME\",mode=\"unit\"} 1" <<<"$out"
+	cp "$PT_DIR/default.orig" /etc/default/socketley
+	systemctl restart socketley.service || bad "systemctl restart socketley (metrics off)"
+	check "metrics: off again once the line is gone" sh -c '! python3 -c "import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:9559/metrics\", timeout=5)" 2>/dev/null'
+
 	section "upgrade: dpkg -i of the higher version while systemd runs"
 	dpid=$(unit_pid socketley.service)
 	local sockt
@@ -402,14 +415,15 @@ section "inspect $(basename "$DEB") and $(basename "$RPM")"
 files=(/usr/bin/socketley /usr/lib/systemd/user/socketley.service /usr/lib/systemd/user/socketley.socket /usr/lib/sysusers.d/socketley.conf
 	/usr/share/man/man1/socketley.1.gz /usr/share/man/man1/socketley-daemon.1.gz /usr/share/man/man1/socketley-add.1.gz
 	/usr/share/bash-completion/completions/socketley /usr/share/fish/vendor_completions.d/socketley.fish
-	/usr/share/doc/socketley/README.md)
+	/usr/share/doc/socketley/README.md /etc/default/socketley /usr/share/socketley/prometheus/socketley-rules.yml)
 dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|; s|/$||' >"$T/deb.list"
-check "deb: file list has binary, units, sysusers, man pages, completions, README, copyright" \
+check "deb: file list has binary, units, sysusers, man pages, completions, README, copyright, environment file, alert rules" \
 	has_all "$T/deb.list" "${files[@]}" /lib/systemd/system/socketley.service "$SOCKET_SRC" \
 	/usr/share/zsh/vendor-completions/_socketley /usr/share/doc/socketley/copyright
 check "deb: metadata (Package socketley, Architecture $(dpkg --print-architecture), Version $OLD_VERSION)" \
 	test "$(dpkg-deb -f "$DEB" Package Architecture | tr '\n' ' ')" = "Package: socketley Architecture: $(dpkg --print-architecture) "
 dpkg-deb -e "$DEB" "$T/control"
+check "deb: /etc/default/socketley is a conffile" grep -qx /etc/default/socketley "$T/control/conffiles"
 check "deb: postinst, prerm and postrm present and valid sh" \
 	sh -c 'for s in postinst prerm postrm; do test -x "$1/$s" && sh -n "$1/$s" || exit 1; done' _ "$T/control"
 check "deb: maintainer scripts never pkill/killall" sh -c '! grep -Eq "pkill|killall" "$1"/postinst "$1"/prerm "$1"/postrm' _ "$T/control"

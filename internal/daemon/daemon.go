@@ -5,8 +5,10 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/socketley/socketley/internal/cli"
+	"github.com/socketley/socketley/internal/metrics"
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/version"
 	"github.com/socketley/socketley/manager"
@@ -30,6 +33,7 @@ func Command(g cli.Globals) *cobra.Command {
 	var backoff string
 	var recoverState bool
 	var maxPerUser int
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the socketley daemon in the foreground",
@@ -40,7 +44,8 @@ default for everyone else) uses the user's systemd manager over the session
 bus ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus), the socket
 $XDG_RUNTIME_DIR/socketley/socketley.sock and the state in
 $XDG_STATE_HOME/socketley. SIGTERM or SIGINT stops the daemon without stopping
-any managed unit.`,
+any managed unit. --metrics-listen (or $SOCKETLEY_METRICS_LISTEN) serves
+Prometheus metrics at http://ADDR/metrics (docs/metrics.md).`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mode := g.Mode()
@@ -70,10 +75,27 @@ any managed unit.`,
 					stateDir = d
 				}
 			}
+			if !cmd.Flags().Changed("metrics-listen") {
+				metricsAddr = strings.TrimSpace(os.Getenv(MetricsEnv))
+			}
+			var metricsLn net.Listener
+			if metricsAddr != "" {
+				if err := metrics.ParseAddr(metricsAddr); err != nil {
+					return cli.UsageError("daemon: --metrics-listen: %v; use HOST:PORT, e.g. 127.0.0.1:9559", err)
+				}
+				ln, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					return cli.UsageError("daemon: --metrics-listen %s: %v", metricsAddr, err)
+				}
+				defer ln.Close()
+				metricsLn = ln
+			}
 			scope := units.System
 			if mode == paths.User {
 				scope = units.User
 			}
+			log := newLogger(g.Stderr(), level)
+			requests := &metrics.Requests{}
 			m, err := manager.New(manager.Config{
 				Mode:               mode,
 				Socket:             paths.DaemonSocket(g.Socket(), mode),
@@ -85,7 +107,8 @@ any managed unit.`,
 				Recover:            recoverState,
 				MaxRuntimesPerUser: maxPerUser,
 				Version:            version.Info(),
-				Logger:             newLogger(g.Stderr(), level),
+				Logger:             log,
+				OnRequest:          requests.Observe,
 			})
 			if err != nil {
 				return cli.UsageError("daemon: %v", err)
@@ -93,6 +116,10 @@ any managed unit.`,
 			// SIGTERM or SIGINT stop the daemon (never the units).
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if metricsLn != nil {
+				done := serveMetrics(ctx, metricsLn, m, requests, log)
+				defer done()
+			}
 			if err := m.Run(ctx); err != nil {
 				return cli.ExitError(2, fmt.Errorf("daemon: %w", err))
 			}
@@ -108,7 +135,35 @@ any managed unit.`,
 	fl.IntVar(&maxPerUser, "max-runtimes-per-user", manager.DefaultMaxRuntimesPerUser, "how many runtimes one non-root user may register (0 = no limit; root is not limited)")
 	fl.StringVar(&backoff, "restart-backoff", manager.BackoffAuto,
 		"who delays the restarts of a crash-looping runtime: auto (systemd's RestartSteps= on systemd 254 or later, else the daemon), systemd or daemon (docs/restart-policy.md)")
+	fl.StringVar(&metricsAddr, "metrics-listen", "", "serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9559 (default $"+MetricsEnv+", else off; docs/metrics.md)")
 	return cmd
+}
+
+// MetricsEnv is the environment variable read for --metrics-listen when the
+// flag is not given (the packaged service's environment file sets it).
+const MetricsEnv = "SOCKETLEY_METRICS_LISTEN"
+
+// serveMetrics serves m's metrics on ln until ctx ends; the returned func
+// stops the server and waits for the scrapes in flight. An address other
+// than loopback is logged as a warning: the metrics name every user's
+// runtimes.
+func serveMetrics(ctx context.Context, ln net.Listener, m *manager.Manager, requests *metrics.Requests, log *slog.Logger) func() {
+	if metrics.Loopback(ln) {
+		log.Info("serving metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
+	} else {
+		log.Warn("serving metrics on an address other machines can reach: the metrics name every user's runtimes; listen on 127.0.0.1 or firewall the port",
+			"addr", "http://"+ln.Addr().String()+"/metrics")
+	}
+	src := &metrics.Source{Runtimes: m.Runtimes, Version: version.Info(), Requests: requests, Started: time.Now()}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := metrics.Serve(ctx, ln, src, log); err != nil {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // newLogger logs text to w; under systemd (JOURNAL_STREAM set) the journal

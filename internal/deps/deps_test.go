@@ -51,7 +51,7 @@ func listAll(t *testing.T) []pkg {
 // daemon's packages never import the CLI or the SDK; the client CLI never
 // links the daemon's packages (cmd → cli → {sdk, control, wire}, sdk →
 // control → wire, daemon → manager → {units, wire}); nothing pays for
-// crypto/tls.
+// crypto/tls; no package links client_golang (tests may).
 func TestPackageGraph(t *testing.T) {
 	rules := []struct {
 		name    string
@@ -98,6 +98,11 @@ func TestPackageGraph(t *testing.T) {
 				return p != mod+"cmd/socketley" && p != mod+"internal/tools/gendocs" && p != mod+"internal/daemon"
 			}, false,
 			func(i string) bool { return i == mod+"internal/daemon" }},
+		{"nothing links client_golang (its package init, with protobuf and net/http, would cost every CLI start; internal/metrics writes the format, tests check it with client_golang)",
+			func(p string) bool { return strings.HasPrefix(p, mod) }, true,
+			func(i string) bool {
+				return strings.HasPrefix(i, "github.com/prometheus/") || strings.HasPrefix(i, "google.golang.org/protobuf") || i == "net/http"
+			}},
 		{"nothing links crypto/tls (go-systemd's activation package pulls it in: internal/activation replaces it)",
 			func(p string) bool { return strings.HasPrefix(p, mod+"cmd/") || strings.HasPrefix(p, mod+"sdk") }, true,
 			func(i string) bool { return i == "crypto/tls" }},
