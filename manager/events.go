@@ -259,7 +259,7 @@ type unitSeen struct {
 // unitEvents is what observeUnit decided for one runtime.
 type unitEvents struct {
 	events  []wire.Event
-	exit    *wire.Exit          // a new exit to keep in the entry
+	exit    *wire.Exit           // a new exit to keep in the entry
 	history []wire.RestartRecord // new restarts to keep in the entry
 }
 
