@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"strings"
 	"testing"
 
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 )
 
@@ -17,7 +19,8 @@ import (
 func TestWhyAndEventsNameTheExit(t *testing.T) {
 	e := newEnv(t)
 	bin := e.script("three", "exit 3")
-	e.ok("add", bin, "--name", "three", "--restart", "no", "-s")
+	// add may see the run end already (exit 1 then): either way it is registered.
+	_, _, _ = e.run("add", bin, "--name", "three", "--restart", "no", "-s")
 	eventually(t, "an exited event with code 3", func() bool {
 		return strings.Contains(e.ok("events", "three"), "exit code 3")
 	})
@@ -59,3 +62,25 @@ func TestWhyAndEventsNameTheExit(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// events --since lists events from before a daemon restart (read back from
+// the journal), and a crash loop ends in a start-limit-hit event.
+func TestEventsSinceSurvivesDaemonRestart(t *testing.T) {
+	if _, err := exec.LookPath("journalctl"); err != nil {
+		testenv.Skipf(t, "journalctl is not installed: events --since cannot read the journal")
+	}
+	e := newEnv(t)
+	bin := e.script("crash", "exit 5")
+	// add may see the first run end already (exit 1 then): either way it is registered.
+	_, _, _ = e.run("add", bin, "--name", "crashy", "-s")
+	eventually(t, "a start-limit-hit or gave-up event", func() bool {
+		out := e.ok("events", "crashy")
+		return strings.Contains(out, "start-limit-hit") || strings.Contains(out, "gave-up") || strings.Contains(out, "crash-loop")
+	})
+	e.stopDaemon(syscall.SIGTERM)
+	e.startDaemon()
+	eventually(t, "events --since 1h lists the exit from before the restart", func() bool {
+		out, _, code := e.run("events", "--since", "1h", "crashy")
+		return code == 0 && strings.Contains(out, "exit code 5") && strings.Contains(out, "added")
+	})
+}
