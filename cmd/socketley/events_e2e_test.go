@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"os/exec"
 	"strconv"
-	"syscall"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/socketley/socketley/internal/testenv"
