@@ -21,6 +21,7 @@ import (
 // the caller may not read (see redact).
 func (m *Manager) handle(ctx context.Context, caller Caller, req wire.Request) (*wire.Result, error) {
 	res, err := m.handleRequest(ctx, caller, req)
+	m.emitRequest(caller, req, res, err)
 	if res != nil {
 		redact(caller, res.Runtimes)
 	}
@@ -60,6 +61,10 @@ func (m *Manager) handleRequest(ctx context.Context, caller Caller, req wire.Req
 		return m.show(caller, req.Names)
 	case wire.CmdStats:
 		return m.stats(), nil
+	case wire.CmdEvents:
+		return m.listEvents(ctx, caller, req)
+	case wire.CmdWhy:
+		return m.why(caller, req.Names)
 	case wire.CmdVersion:
 		v := m.cfg.Version
 		return &wire.Result{Version: &v, Message: m.cfg.Mode.String()}, nil
@@ -762,6 +767,7 @@ func (m *Manager) remove(ctx context.Context, caller Caller, names []string) (*w
 			return "", err
 		}
 		m.log.Info(strings.Fields(msg)[0], "name", e.Name)
+		m.emitRemoved(caller, e, detach)
 		return msg, nil
 	})
 }

@@ -229,9 +229,11 @@ func (m *Manager) tick(ctx context.Context) {
 
 	now := time.Now()
 	type healJob struct {
-		name string
-		pid  int
+		name   string
+		pid    int
+		reason string
 	}
+	var unhealthy []wire.Event
 	var heal []healJob
 	var reset []string
 	nativeReset := map[string]int{}
@@ -262,6 +264,7 @@ func (m *Manager) tick(ctx context.Context) {
 		*o = d.Obs
 		if d.UnhealthyTicks == 1 {
 			m.log.Warn("unhealthy", "name", e.Name, "reason", d.Reason, "limit", healthFails(e))
+			unhealthy = append(unhealthy, wire.Event{Name: e.Name, Kind: wire.EventUnhealthy, Reason: d.Reason, PID: d.PID, OwnerUID: e.OwnerUID})
 		} else if d.UnhealthyTicks > 1 {
 			m.log.Debug("still unhealthy", "name", e.Name, "reason", d.Reason, "ticks", d.UnhealthyTicks, "limit", healthFails(e))
 		}
@@ -271,10 +274,13 @@ func (m *Manager) tick(ctx context.Context) {
 		case healthNativeReset:
 			nativeReset[e.Name] = d.PID
 		case healthRestart:
-			heal = append(heal, healJob{e.Name, d.PID})
+			heal = append(heal, healJob{e.Name, d.PID, d.Reason})
 		}
 	}
 	m.mu.Unlock()
+	for _, ev := range unhealthy {
+		m.emit(ev)
+	}
 	m.changed() // the probes and counters are part of the view
 	m.resetBackoffs(reset)
 	m.nativeResets(ctx, nativeReset)
@@ -282,7 +288,7 @@ func (m *Manager) tick(ctx context.Context) {
 		m.heals.Add(1)
 		go func() {
 			defer m.heals.Done()
-			m.heal(ctx, h.name, h.pid)
+			m.heal(ctx, h.name, h.pid, h.reason)
 		}()
 	}
 	m.log.Debug("tick", "entries", len(entries), "probed", len(probe), "took", time.Since(start))
@@ -308,6 +314,11 @@ func (m *Manager) forgetExited(gone []*Entry) {
 	}
 	for _, n := range dropped {
 		m.log.Info("attached process exited; forgotten", "name", n)
+		for _, g := range gone {
+			if g.Name == n {
+				m.emit(wire.Event{Name: n, Kind: wire.EventDetached, Reason: "the attached process exited; forgotten", PID: g.PID, OwnerUID: g.OwnerUID})
+			}
+		}
 	}
 }
 
@@ -316,8 +327,8 @@ func (m *Manager) forgetExited(gone []*Entry) {
 // that stays unhealthy is started after growing delays (or given up on with
 // --max-restarts). pid is the main process the decision was about: when the
 // unit has another main process by now (it restarted meanwhile), nothing is
-// done.
-func (m *Manager) heal(ctx context.Context, name string, pid int) {
+// done. reason is why it is unhealthy, in words.
+func (m *Manager) heal(ctx context.Context, name string, pid int, reason string) {
 	defer m.poke()
 	unlock := m.locks.lock(name)
 	defer unlock()
@@ -353,6 +364,7 @@ func (m *Manager) heal(ctx context.Context, name string, pid int) {
 	}
 	var d time.Duration
 	var gave bool
+	restarts := 0
 	if err := m.update(func(r *Registry) error {
 		cur, ok := r.edit(name)
 		if !ok {
@@ -361,6 +373,8 @@ func (m *Manager) heal(ctx context.Context, name string, pid int) {
 		cur.Restarts++
 		cur.HealthRestarts++
 		cur.LastExit = "stopped by the health check (unhealthy)"
+		cur.History = appendHistory(cur.History, wire.RestartRecord{Time: time.Now().UTC(), Kind: wire.EventHealthRestart, Cause: reason})
+		restarts = cur.Restarts
 		if carried > 0 {
 			if cur.Backoff == nil {
 				cur.Backoff = &Backoff{}
@@ -376,6 +390,10 @@ func (m *Manager) heal(ctx context.Context, name string, pid int) {
 	}); err != nil {
 		m.log.Error("health restart: persist", "name", name, "err", err)
 		return
+	}
+	m.emit(wire.Event{Name: name, Kind: wire.EventHealthRestart, Reason: reason, PID: pid, Restarts: restarts, OwnerUID: e.OwnerUID})
+	if gave || d > 0 {
+		m.emitBackoff(name, gave, 0, d)
 	}
 	switch {
 	case gave:

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,6 +66,10 @@ type Config struct {
 	OnRequest func(cmd string, class wire.ErrorClass, d time.Duration)
 	// Logger receives the daemon's log; nil discards it.
 	Logger *slog.Logger
+	// JournalSocket is where events are written to the journal (native
+	// protocol); "" means $SOCKETLEY_JOURNAL_SOCKET, else
+	// DefaultJournalSocket; "-" writes no events to the journal.
+	JournalSocket string
 }
 
 // Manager is a running daemon. Create it with New and run it with Run.
@@ -121,6 +126,11 @@ type Manager struct {
 	// usage reads what the runtimes use (nil: not sampled); the tick takes
 	// a copy for each pass, so it is never changed after New.
 	usage *usageReader
+	// events is the event log (events.go).
+	events *eventLog
+	// seen is what observeUnits last saw of each unit (nil until its
+	// first pass); only the loop goroutine uses it.
+	seen map[string]unitSeen
 }
 
 // observed holds what the daemon saw of an entry; it is not persisted.
@@ -166,7 +176,14 @@ func New(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	switch cfg.JournalSocket {
+	case "":
+		cfg.JournalSocket = cmp.Or(os.Getenv("SOCKETLEY_JOURNAL_SOCKET"), DefaultJournalSocket)
+	case "-":
+		cfg.JournalSocket = ""
+	}
 	return &Manager{
+		events:    newEventLog(&journalWriter{path: cfg.JournalSocket, log: log}, time.Now()),
 		cfg:       cfg,
 		log:       log,
 		store:     &Store{dir: cfg.StateDir},
@@ -446,6 +463,7 @@ func (m *Manager) loop(ctx context.Context) {
 		case <-due.C:
 		case <-m.wake:
 		}
+		m.observeUnits()
 		arm(m.supervise(ctx))
 	}
 }

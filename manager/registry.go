@@ -143,6 +143,11 @@ type Entry struct {
 	HealthRestarts int `json:"health_restarts,omitempty"`
 	// Backoff is the crash backoff state (nil = none): see restart.go.
 	Backoff *Backoff `json:"backoff,omitempty"`
+	// Exit is the last exit the daemon saw while the runtime should run
+	// (socketley why), and History its last automatic restarts (at most
+	// wire.MaxRestartHistory, oldest first); see events.go.
+	Exit    *wire.Exit           `json:"exit,omitempty"`
+	History []wire.RestartRecord `json:"history,omitempty"`
 
 	// Listen are the addresses of the runtime's socket unit (add --listen,
 	// see listen.go), in systemd's ListenStream= form.
@@ -172,6 +177,11 @@ func (e *Entry) clone() *Entry {
 		b := *e.Backoff
 		c.Backoff = &b
 	}
+	if e.Exit != nil {
+		x := *e.Exit
+		c.Exit = &x
+	}
+	c.History = slices.Clone(e.History)
 	return &c
 }
 

@@ -244,6 +244,7 @@ func (m *Manager) supervise(ctx context.Context) time.Time {
 			m.log.Error("crash backoff: persist", "err", err)
 		}
 		for _, d := range ds {
+			m.emitBackoff(d.name, d.gave, d.fails, d.delay)
 			if d.gave {
 				m.log.Warn("crash loop: giving up (max restarts reached); socketley start retries", "name", d.name, "failures", d.fails)
 				m.closeGivenUpAsync(ctx, d.name)
@@ -314,6 +315,7 @@ func (m *Manager) backoffStart(ctx context.Context, name string) {
 			cur.LastExit = le
 		}
 		cur.Backoff.NextAt = time.Time{}
+		cur.History = appendHistory(cur.History, backoffRecord(cur))
 		return nil
 	}); err != nil {
 		log.Error("crash backoff: persist", "err", err)
@@ -347,6 +349,9 @@ func (m *Manager) backoffStart(ctx context.Context, name string) {
 		}); uerr != nil {
 			log.Error("crash backoff: persist", "err", uerr)
 		}
+		if e, ok := m.entry(name); ok && e.Backoff != nil {
+			m.emitBackoff(name, gave, e.Backoff.Failures, d)
+		}
 		if gave {
 			log.Warn("crash loop: giving up (max restarts reached); socketley start retries")
 			m.closeGivenUp(ctx, name)
@@ -356,6 +361,46 @@ func (m *Manager) backoffStart(ctx context.Context, name string) {
 		return
 	}
 	log.Info("crash backoff: started", "failures", e.Backoff.Failures)
+	rec := backoffRecord(e)
+	pid := 0
+	if st, ok := m.snapshot()[name]; ok {
+		pid = st.MainPID
+	}
+	m.emit(wire.Event{Time: rec.Time, Name: name, Kind: wire.EventRestarted, Reason: rec.Cause, PID: pid, Restarts: e.Restarts, OwnerUID: e.OwnerUID})
+}
+
+// backoffRecord is the restart record of a start by the crash backoff.
+func backoffRecord(e *Entry) wire.RestartRecord {
+	cause := "restarted by the daemon's crash backoff"
+	if e.Backoff != nil {
+		cause += fmt.Sprintf(" (failed run %d in a row)", e.Backoff.Failures)
+	}
+	if e.LastExit != "" {
+		cause += " after " + e.LastExit
+	}
+	return wire.RestartRecord{Time: time.Now().UTC(), Kind: wire.EventRestarted, Cause: cause}
+}
+
+// emitBackoff records a decision of the crash backoff about name: a wait
+// before the next start (crash-loop), or giving up.
+func (m *Manager) emitBackoff(name string, gave bool, fails int, delay time.Duration) {
+	e, ok := m.entry(name)
+	if !ok {
+		return
+	}
+	if fails == 0 && e.Backoff != nil {
+		fails = e.Backoff.Failures
+	}
+	if gave {
+		m.emit(wire.Event{Name: name, Kind: wire.EventGaveUp, OwnerUID: e.OwnerUID,
+			Reason: fmt.Sprintf("gave up after %d failed runs in a row (--max-restarts %d)", fails, e.MaxRestarts)})
+		return
+	}
+	reason := fmt.Sprintf("failed run %d in a row; next start in %s", fails, delay.Round(time.Millisecond))
+	if e.LastExit != "" {
+		reason += "; last exit: " + e.LastExit
+	}
+	m.emit(wire.Event{Name: name, Kind: wire.EventCrashLoop, OwnerUID: e.OwnerUID, Reason: reason})
 }
 
 // refreshStatus asks systemd for name's unit through the watch (so the view

@@ -231,6 +231,8 @@ func (m *Manager) nativeGiveUp(ctx context.Context, name string) {
 	}
 	acted = true
 	m.log.Warn("crash loop: giving up (max restarts reached); socketley start retries", "name", name, "failures", fails)
+	m.emit(wire.Event{Name: name, Kind: wire.EventGaveUp, OwnerUID: e.OwnerUID,
+		Reason: fmt.Sprintf("gave up after %d failed runs in a row (--max-restarts %d)", fails, e.MaxRestarts)})
 }
 
 // nativeResets forgets the failed runs of runtimes under systemd's backoff

@@ -218,12 +218,12 @@ func TestHealthRestartSharesTheBackoff(t *testing.T) {
 	}
 	// Two health restarts: the first at once, the second after 100 ms.
 	pid := m.view("web").PID
-	m.heal(t.Context(), "web", pid)
+	m.heal(t.Context(), "web", pid, "port 7070 refused connections")
 	v := m.view("web")
 	if v.Status != wire.StatusRunning || v.PID == pid || v.Failures != 1 || v.Restarts != 1 {
 		t.Fatalf("after the first health restart: %+v", v)
 	}
-	m.heal(t.Context(), "web", v.PID)
+	m.heal(t.Context(), "web", v.PID, "port 7070 refused connections")
 	v = m.view("web")
 	if v.Status != wire.StatusCrashLoop || v.PID != 0 || v.Failures != 2 || v.NextRestart.IsZero() {
 		t.Fatalf("after the second health restart: %+v", v)

@@ -419,6 +419,10 @@ func (m *Manager) handleConn(ctx context.Context, c *net.UnixConn, caller Caller
 		if strings.TrimSpace(line) == "" {
 			continue // not a request: the idle limit runs on
 		}
+		if req, ok := followRequest(line); ok && allow == nil {
+			m.followEvents(ctx, c, r, caller, req) // events -f: the connection is the stream's
+			return
+		}
 		code, payload := m.dispatchIf(ctx, caller, line, allow)
 		_ = c.SetWriteDeadline(time.Now().Add(writeDeadline))
 		if err := wire.WriteReply(c, code, payload); err != nil {

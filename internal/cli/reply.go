@@ -236,13 +236,25 @@ func (j journal) unitArgs(name string, own bool) []string {
 // journalTail returns name's last n lines of output from the journal since
 // this invocation began.
 func (a *app) journalTail(ctx context.Context, c *control.Client, name string, n int) ([]string, error) {
+	return a.journalLines(ctx, c, name, n, a.began)
+}
+
+// journalLines returns name's last n lines of output from the journal,
+// since the given time when it is not zero (then an empty read is retried
+// for a moment: see journalRetries).
+func (a *app) journalLines(ctx context.Context, c *control.Client, name string, n int, since time.Time) ([]string, error) {
 	j, err := a.findJournal(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	// The unit's own output only, not systemd's lines about the unit.
-	args := append([]string{"--no-pager", "-q", "-o", "cat", "-n", strconv.Itoa(n),
-		fmt.Sprintf("--since=@%d.%06d", a.began.Unix(), a.began.Nanosecond()/1000)}, j.unitArgs(name, true)...)
+	args := []string{"--no-pager", "-q", "-o", "cat", "-n", strconv.Itoa(n)}
+	retries := 0
+	if !since.IsZero() {
+		args = append(args, fmt.Sprintf("--since=@%d.%06d", since.Unix(), since.Nanosecond()/1000))
+		retries = journalRetries
+	}
+	args = append(args, j.unitArgs(name, true)...)
 	if os.Geteuid() == 0 {
 		// Root may ask journald to write out what it has received.
 		_ = exec.CommandContext(ctx, j.path, "--sync").Run()
@@ -266,7 +278,7 @@ func (a *app) journalTail(ctx context.Context, c *control.Client, name string, n
 		for sc.Scan() {
 			lines = append(lines, sc.Text())
 		}
-		if len(lines) > 0 || i >= journalRetries || ctx.Err() != nil {
+		if len(lines) > 0 || i >= retries || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(journalRetryEvery)

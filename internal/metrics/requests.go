@@ -27,7 +27,7 @@ const (
 // as cmdOther, unless it succeeded (a command added later).
 var knownCommands = []string{wire.CmdAdd, wire.CmdUpgrade, wire.CmdSet, wire.CmdStart, wire.CmdStop,
 	wire.CmdRestart, wire.CmdRemove, wire.CmdList, wire.CmdPS, wire.CmdShow, wire.CmdAttach,
-	wire.CmdStats, wire.CmdVersion}
+	wire.CmdStats, wire.CmdVersion, wire.CmdEvents, wire.CmdWhy}
 
 // Requests counts the control requests the daemon answered, by command and
 // result, and their latency by command. The zero value is ready to use;

@@ -73,6 +73,17 @@ func (r *Request) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"path":`...)
 		b = appendString(b, r.Path)
 	}
+	if r.Follow {
+		b = append(b, `,"follow":true`...)
+	}
+	if !r.Since.IsZero() {
+		v, err := r.Since.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"since":`...)
+		b = append(b, v...)
+	}
 	return append(b, '}'), nil
 }
 
@@ -164,6 +175,23 @@ func (res *Result) AppendJSON(b []byte) ([]byte, error) {
 		vo.str("commit", v.Commit, false)
 		vo.str("date", v.Date, false)
 		o.b = append(vo.b, '}')
+	}
+	// Events and why are rare replies: encoding/json is fast enough.
+	if len(res.Events) > 0 {
+		v, err := json.Marshal(res.Events)
+		if err != nil {
+			return nil, err
+		}
+		o.key("events")
+		o.b = append(o.b, v...)
+	}
+	if res.Why != nil {
+		v, err := json.Marshal(res.Why)
+		if err != nil {
+			return nil, err
+		}
+		o.key("why")
+		o.b = append(o.b, v...)
 	}
 	return append(o.b, '}'), nil
 }

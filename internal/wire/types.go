@@ -77,6 +77,12 @@ type Request struct {
 	Version string `json:"version,omitempty"`
 	// Path is the new executable of CmdUpgrade (absolute).
 	Path string `json:"path,omitempty"`
+	// Follow keeps a CmdEvents connection open: after the reply, each new
+	// event comes as one more reply frame (docs/protocol.md).
+	Follow bool `json:"follow,omitempty"`
+	// Since makes CmdEvents list the events from this time on, read back
+	// from the journal when the daemon's memory does not reach that far.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Credential is one secret of a managed runtime (add --credential ID:PATH,
@@ -339,6 +345,10 @@ type Result struct {
 	Message string `json:"message,omitempty"`
 	// Version is the daemon's version (CmdVersion).
 	Version *VersionInfo `json:"version,omitempty"`
+	// Events are the events of CmdEvents, oldest first.
+	Events []Event `json:"events,omitempty"`
+	// Why is the reply of CmdWhy.
+	Why *Why `json:"why,omitempty"`
 }
 
 // VersionInfo describes a build.

@@ -1,0 +1,86 @@
+//go:build integration
+
+package main_test
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/socketley/socketley/internal/testenv"
+	"github.com/socketley/socketley/internal/wire"
+)
+
+// why and events name an exit code and a signal, and the journal has the
+// events under SOCKETLEY_NAME=.
+func TestWhyAndEventsNameTheExit(t *testing.T) {
+	e := newEnv(t)
+	bin := e.script("three", "exit 3")
+	// add may see the run end already (exit 1 then): either way it is registered.
+	_, _, _ = e.run("add", bin, "--name", "three", "--restart", "no", "-s")
+	eventually(t, "an exited event with code 3", func() bool {
+		return strings.Contains(e.ok("events", "three"), "exit code 3")
+	})
+	var w wire.Why
+	if err := json.Unmarshal([]byte(e.ok("why", "three", "-o", "json")), &w); err != nil {
+		t.Fatal(err)
+	}
+	if w.LastExit == nil || w.LastExit.ExitCode == nil || *w.LastExit.ExitCode != 3 {
+		t.Fatalf("why: last exit %+v", w.LastExit)
+	}
+	if out := e.ok("why", "three"); !strings.Contains(out, "last exit: exit code 3") {
+		t.Fatalf("why:\n%s", out)
+	}
+	sleeper := e.script("sleeper", "exec sleep 1000")
+	e.ok("add", sleeper, "--name", "killed", "--restart", "no", "-s")
+	pid := e.show("killed").PID
+	if pid <= 0 {
+		t.Fatalf("no pid")
+	}
+	if err := exec.Command("kill", "-9", itoa(pid)).Run(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "an exited event with signal KILL", func() bool {
+		out := e.ok("events", "-o", "json", "killed")
+		return strings.Contains(out, `"signal":"KILL"`)
+	})
+	if _, errs, code := e.run("events", "nope"); code != 1 || !strings.Contains(errs, "unknown runtime") {
+		t.Fatalf("events of an unknown runtime: exit %d %q", code, errs)
+	}
+	if _, errs, code := e.run("events", "--since", "yesterday"); code != 1 || !strings.Contains(errs, "--since") {
+		t.Fatalf("events --since yesterday: exit %d %q", code, errs)
+	}
+	if _, err := exec.LookPath("journalctl"); err == nil {
+		eventually(t, "journalctl SOCKETLEY_NAME=three lists the exit", func() bool {
+			out, _ := exec.Command("journalctl", "--no-pager", "-q", "SOCKETLEY_NAME=three", "SOCKETLEY_EVENT=exited", "-o", "cat").Output()
+			return strings.Contains(string(out), "exit code 3")
+		})
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// events --since lists events from before a daemon restart (read back from
+// the journal), and a crash loop ends in a start-limit-hit event.
+func TestEventsSinceSurvivesDaemonRestart(t *testing.T) {
+	if _, err := exec.LookPath("journalctl"); err != nil {
+		testenv.Skipf(t, "journalctl is not installed: events --since cannot read the journal")
+	}
+	e := newEnv(t)
+	bin := e.script("crash", "exit 5")
+	// add may see the first run end already (exit 1 then): either way it is registered.
+	_, _, _ = e.run("add", bin, "--name", "crashy", "-s")
+	eventually(t, "a start-limit-hit or gave-up event", func() bool {
+		out := e.ok("events", "crashy")
+		return strings.Contains(out, "start-limit-hit") || strings.Contains(out, "gave-up") || strings.Contains(out, "crash-loop")
+	})
+	e.stopDaemon(syscall.SIGTERM)
+	e.startDaemon()
+	eventually(t, "events --since 1h lists the exit from before the restart", func() bool {
+		out, _, code := e.run("events", "--since", "1h", "crashy")
+		return code == 0 && strings.Contains(out, "exit code 5") && strings.Contains(out, "added")
+	})
+}
