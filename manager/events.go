@@ -256,6 +256,15 @@ type unitSeen struct {
 	limitHit  bool   // failed with start-limit-hit
 }
 
+// exitKey identifies the exit st records: the run (its start time) and
+// how it ended. systemd's Result is left out, as it changes after the exit
+// (exit-code, then start-limit-hit when the restart is refused), except
+// for oom-kill, which may be set just after the exit and makes it another
+// kind of exit.
+func exitKey(st units.Status) string {
+	return fmt.Sprintf("%d/%d/%d/%t", st.ExecMainStart.UnixNano(), st.ExecMainCode, st.ExecMainStatus, st.Result == units.ResultOOMKill)
+}
+
 // unitEvents is what observeUnit decided for one runtime.
 type unitEvents struct {
 	events  []wire.Event
@@ -277,8 +286,7 @@ func observeUnit(prev unitSeen, st units.Status, e *Entry, now time.Time) (unitS
 	// A stop, a removal or a give-up ends the process on purpose.
 	running := e.Desired == DesiredRunning && (e.Backoff == nil || !e.Backoff.GaveUp)
 	if x, ok := exitOf(st); ok && st.MainPID == 0 {
-		key := fmt.Sprintf("%d/%d/%d/%s", st.ExecMainStart.UnixNano(), st.ExecMainCode, st.ExecMainStatus, st.Result)
-		if key != prev.exitKey {
+		if key := exitKey(st); key != prev.exitKey {
 			next.exitKey, next.exitWords = key, x.Words
 			if running {
 				x.Time = now
@@ -289,7 +297,14 @@ func observeUnit(prev unitSeen, st units.Status, e *Entry, now time.Time) (unitS
 			}
 		}
 	}
-	n := acceptedRestarts(st)
+	// A restart counts once systemd has carried it out: while the unit
+	// waits for it (Restarting), NRestarts already counts a restart the
+	// start limit may still refuse (it then fails with start-limit-hit,
+	// and acceptedRestarts leaves that one out).
+	n := prev.restarts
+	if !st.Restarting {
+		n = acceptedRestarts(st)
+	}
 	next.restarts = n
 	if n > prev.restarts && running {
 		cause := "automatic restart by systemd"

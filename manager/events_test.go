@@ -88,6 +88,12 @@ func TestObserveUnit(t *testing.T) {
 	limit := exit3
 	limit.Result, limit.NRestarts = units.ResultStartLimitHit, 5
 	up := units.Status{ActiveState: units.ActiveActive, MainPID: 42, NRestarts: 1, ExecMainStart: start.Add(time.Second)}
+	// What systemd shows after the restart of exit3 was refused: the same
+	// run, NRestarts counting the refused restart.
+	refused := exit3
+	refused.Result, refused.NRestarts = units.ResultStartLimitHit, 1
+	oomLater := exit3
+	oomLater.Result = units.ResultOOMKill
 	oom := units.Status{ActiveState: units.ActiveFailed, Result: units.ResultOOMKill, ExecMainCode: units.CodeKilled, ExecMainStatus: 9, ExecMainStart: start}
 	tests := []struct {
 		name    string
@@ -103,7 +109,9 @@ func TestObserveUnit(t *testing.T) {
 		{"the same exit again", unitSeen{exitKey: "x"}, exit3, running, []wire.EventKind{wire.EventExited}, wire.EventExited, 0},
 		{"an exit of a stopped runtime", unitSeen{}, exit3, stopped, nil, "", 0},
 		{"an exit after giving up", unitSeen{}, exit3, gaveUp, nil, "", 0},
-		{"waiting for systemd's restart", unitSeen{}, restarting, running, []wire.EventKind{wire.EventExited, wire.EventRestarted}, wire.EventExited, 1},
+		{"waiting for systemd's restart", unitSeen{}, restarting, running, []wire.EventKind{wire.EventExited}, wire.EventExited, 0},
+		{"the restart refused by the start limit", unitSeen{exitKey: exitKey(exit3), exitWords: "exit code 3"}, refused, running, []wire.EventKind{wire.EventStartLimitHit}, wire.EventStartLimitHit, 0},
+		{"the exit turns out an OOM kill", unitSeen{exitKey: exitKey(exit3)}, oomLater, running, []wire.EventKind{wire.EventOOMKilled}, wire.EventOOMKilled, 0},
 		{"restarted and up", unitSeen{exitWords: "exit code 3"}, up, running, []wire.EventKind{wire.EventRestarted}, "", 1},
 		{"start limit hit", unitSeen{restarts: 4}, limit, running, []wire.EventKind{wire.EventExited, wire.EventStartLimitHit}, wire.EventStartLimitHit, 0},
 		{"oom", unitSeen{}, oom, running, []wire.EventKind{wire.EventOOMKilled}, wire.EventOOMKilled, 0},
@@ -147,9 +155,13 @@ func TestObserveUnit(t *testing.T) {
 		if ev := out.events[0]; ev.ExitCode != nil || ev.Signal != "KILL" {
 			t.Fatalf("signal event %+v", ev)
 		}
-		_, out = observeUnit(unitSeen{}, restarting, running, start)
-		if ev := out.events[1]; ev.Restarts != 3 || !strings.Contains(ev.Reason, "after exit code 3") {
-			t.Fatalf("restart event %+v", ev)
+		seen, out := observeUnit(unitSeen{}, restarting, running, start)
+		if len(out.events) != 1 {
+			t.Fatalf("waiting for the restart: %+v, want the exit alone", out.events)
+		}
+		_, out = observeUnit(seen, up, running, start)
+		if len(out.events) != 1 || out.events[0].Restarts != 3 || out.events[0].PID != 42 || !strings.Contains(out.events[0].Reason, "after exit code 3") {
+			t.Fatalf("restart event %+v", out.events)
 		}
 	})
 }

@@ -295,6 +295,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, reconcileBudget)
 	m.reconcile(rctx)
 	cancel()
+	// The event observer's first pass takes note of the units as they are
+	// now, before any request may change them: an exit after this point is
+	// an event even if it comes before the loop's first wake.
+	m.observeUnits()
 	close(m.gate.reconciled)
 
 	m.log.Info("daemon ready", "socket", m.cfg.Socket, "mode", m.cfg.Mode.String(),

@@ -64,7 +64,8 @@ func TestWhyAndEventsNameTheExit(t *testing.T) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // events --since lists events from before a daemon restart (read back from
-// the journal), and a crash loop ends in a start-limit-hit event.
+// the journal), and a crash loop's rounds end in start-limit-hit events,
+// which events and why name.
 func TestEventsSinceSurvivesDaemonRestart(t *testing.T) {
 	if _, err := exec.LookPath("journalctl"); err != nil {
 		testenv.Skipf(t, "journalctl is not installed: events --since cannot read the journal")
@@ -73,10 +74,13 @@ func TestEventsSinceSurvivesDaemonRestart(t *testing.T) {
 	bin := e.script("crash", "exit 5")
 	// add may see the first run end already (exit 1 then): either way it is registered.
 	_, _, _ = e.run("add", bin, "--name", "crashy", "-s")
-	eventually(t, "a start-limit-hit or gave-up event", func() bool {
-		out := e.ok("events", "crashy")
-		return strings.Contains(out, "start-limit-hit") || strings.Contains(out, "gave-up") || strings.Contains(out, "crash-loop")
+	eventually(t, "a start-limit-hit event", func() bool {
+		return strings.Contains(e.ok("events", "crashy"), string(wire.EventStartLimitHit))
 	})
+	// Every round of the crash loop ends in one: why's recent events have it.
+	if out := e.ok("why", "crashy"); !strings.Contains(out, string(wire.EventStartLimitHit)) || !strings.Contains(out, "exit code 5") {
+		t.Fatalf("why names no start-limit-hit or exit code:\n%s", out)
+	}
 	e.stopDaemon(syscall.SIGTERM)
 	e.startDaemon()
 	eventually(t, "events --since 1h lists the exit from before the restart", func() bool {
