@@ -3,12 +3,14 @@
 package main_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
@@ -87,4 +89,75 @@ func TestEventsSinceSurvivesDaemonRestart(t *testing.T) {
 		out, _, code := e.run("events", "--since", "1h", "crashy")
 		return code == 0 && strings.Contains(out, "exit code 5") && strings.Contains(out, "added")
 	})
+}
+
+// events -f prints the events held so far, then each new one as it
+// happens, one JSON object per line with -o json, and only those of the
+// names given; it ends with exit 0 on SIGINT.
+func TestEventsFollow(t *testing.T) {
+	e := newEnv(t)
+	sleeper := e.script("sleeper", "exec sleep 1000")
+	e.ok("add", sleeper, "--name", "fol", "-s")
+	e.ok("add", sleeper, "--name", "other", "-s")
+	cmd := exec.Command(binPath, "--socket", e.sock, "events", "-f", "-o", "json", "fol")
+	cmd.Dir = e.dir
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	lines := make(chan wire.Event)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var ev wire.Event
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				t.Errorf("events -f -o json printed %q: %v", sc.Text(), err)
+				return
+			}
+			lines <- ev
+		}
+	}()
+	// next reads events until one of kind; every one must be fol's.
+	next := func(kind wire.EventKind) wire.Event {
+		t.Helper()
+		for {
+			select {
+			case ev, ok := <-lines:
+				if !ok {
+					t.Fatalf("events -f ended before a %s event; stderr: %s", kind, stderr.String())
+				}
+				if ev.Name != "fol" {
+					t.Fatalf("events -f fol printed an event of %s: %+v", ev.Name, ev)
+				}
+				if ev.Kind == kind {
+					return ev
+				}
+			case <-time.After(waitTimeout):
+				t.Fatalf("no %s event from events -f within %s", kind, waitTimeout)
+			}
+		}
+	}
+	next(wire.EventStarted) // held before the stream began
+	e.ok("stop", "other")   // not fol's: must not be printed
+	e.ok("stop", "fol")
+	if ev := next(wire.EventStopped); !strings.Contains(ev.Reason, "socketley stop") {
+		t.Fatalf("stopped event %+v", ev)
+	}
+	e.ok("remove", "fol")
+	next(wire.EventRemoved)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for range lines {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("events -f after SIGINT: %v; stderr: %s", err, stderr.String())
+	}
 }
