@@ -96,10 +96,9 @@ func TestMetrics(t *testing.T) {
 	e.startDaemon() // for the cleanup's remove
 }
 
-// TestMetricsBadAddress: a bad --metrics-listen (or
-// $SOCKETLEY_METRICS_LISTEN) stops the daemon at start with exit 1 and a
-// message naming the flag, before it touches its state directory; so does
-// an address that is taken.
+// TestMetricsBadAddress: a bad --metrics-listen stops the daemon at start
+// with exit 1 and a message naming the flag, before it touches its state
+// directory; so does an address that is taken.
 func TestMetricsBadAddress(t *testing.T) {
 	dir := t.TempDir()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
@@ -108,12 +107,11 @@ func TestMetricsBadAddress(t *testing.T) {
 	}
 	defer taken.Close()
 	for _, tt := range []struct {
-		name, flag, env, want string
+		name, flag, want string
 	}{
-		{"no port", "127.0.0.1", "", "--metrics-listen: \"127.0.0.1\" is not HOST:PORT"},
-		{"named port", "127.0.0.1:http", "", "is not a number from 0 to 65535"},
-		{"from the environment", "", "9559", "--metrics-listen: \"9559\" is not HOST:PORT"},
-		{"taken", taken.Addr().String(), "", "--metrics-listen " + taken.Addr().String() + ": listen tcp"},
+		{"no port", "127.0.0.1", "--metrics-listen: \"127.0.0.1\" is not HOST:PORT"},
+		{"named port", "127.0.0.1:http", "is not a number from 0 to 65535"},
+		{"taken", taken.Addr().String(), "--metrics-listen " + taken.Addr().String() + ": listen tcp"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			state := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-"))
@@ -122,7 +120,7 @@ func TestMetricsBadAddress(t *testing.T) {
 				args = append(args, "--metrics-listen", tt.flag)
 			}
 			cmd := exec.Command(binPath, args...)
-			cmd.Env = append(os.Environ(), "SOCKETLEY_METRICS_LISTEN="+tt.env)
+			cmd.Env = append(os.Environ(), "SOCKETLEY_METRICS_LISTEN=")
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
@@ -136,6 +134,29 @@ func TestMetricsBadAddress(t *testing.T) {
 			if _, err := os.Stat(state); err == nil {
 				t.Errorf("the refused daemon created its state directory %s", state)
 			}
+		})
+	}
+}
+
+// TestMetricsBadEnvironment: a bad or taken $SOCKETLEY_METRICS_LISTEN (the
+// packaged service's environment file) does not stop the daemon, which
+// would be restarted into the same error until systemd gives up on it and
+// its control socket: the daemon logs why metrics are off and runs.
+func TestMetricsBadEnvironment(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tt := range []struct{ name, env, want string }{
+		{"not HOST:PORT", "9559", `SOCKETLEY_METRICS_LISTEN: \"9559\" is not HOST:PORT`},
+		{"taken", taken.Addr().String(), "SOCKETLEY_METRICS_LISTEN " + taken.Addr().String() + ": listen tcp"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("SOCKETLEY_METRICS_LISTEN", tt.env)
+			e := newEnv(t)
+			e.waitLog(0, "why metrics are off", regexp.MustCompile(`level=ERROR msg="metrics are off: `+regexp.QuoteMeta(tt.want)))
+			e.ok("ls")
 		})
 	}
 }

@@ -75,26 +75,36 @@ Prometheus metrics at http://ADDR/metrics (docs/metrics.md).`,
 					stateDir = d
 				}
 			}
-			if !cmd.Flags().Changed("metrics-listen") {
+			fromEnv := !cmd.Flags().Changed("metrics-listen")
+			if fromEnv {
 				metricsAddr = strings.TrimSpace(os.Getenv(MetricsEnv))
 			}
+			log := newLogger(g.Stderr(), level)
 			var metricsLn net.Listener
 			if metricsAddr != "" {
-				if err := metrics.ParseAddr(metricsAddr); err != nil {
-					return cli.UsageError("daemon: --metrics-listen: %v; use HOST:PORT, e.g. 127.0.0.1:9559", err)
+				name := "--metrics-listen"
+				if fromEnv {
+					name = MetricsEnv
 				}
-				ln, err := net.Listen("tcp", metricsAddr)
-				if err != nil {
-					return cli.UsageError("daemon: --metrics-listen %s: %v", metricsAddr, err)
+				ln, err := listenMetrics(name, metricsAddr)
+				switch {
+				case err != nil && !fromEnv:
+					return cli.UsageError("daemon: %v", err)
+				case err != nil:
+					// The packaged service's environment file: the
+					// runtimes matter more than their metrics, and a
+					// daemon that exits here would be restarted into
+					// the same error until systemd gives up on it.
+					log.Error("metrics are off: "+err.Error(), "fix", "correct "+MetricsEnv+" in the daemon's environment file and restart the daemon")
+				default:
+					defer ln.Close()
+					metricsLn = ln
 				}
-				defer ln.Close()
-				metricsLn = ln
 			}
 			scope := units.System
 			if mode == paths.User {
 				scope = units.User
 			}
-			log := newLogger(g.Stderr(), level)
 			requests := &metrics.Requests{}
 			m, err := manager.New(manager.Config{
 				Mode:               mode,
@@ -137,6 +147,19 @@ Prometheus metrics at http://ADDR/metrics (docs/metrics.md).`,
 		"who delays the restarts of a crash-looping runtime: auto (systemd's RestartSteps= on systemd 254 or later, else the daemon), systemd or daemon (docs/restart-policy.md)")
 	fl.StringVar(&metricsAddr, "metrics-listen", "", "serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9559 (default $"+MetricsEnv+", else off; docs/metrics.md)")
 	return cmd
+}
+
+// listenMetrics checks the metrics address (given by name: the flag or the
+// variable) and listens on it; the error names it and what to do.
+func listenMetrics(name, addr string) (net.Listener, error) {
+	if err := metrics.ParseAddr(addr); err != nil {
+		return nil, fmt.Errorf("%s: %w; use HOST:PORT, e.g. 127.0.0.1:9559", name, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", name, addr, err)
+	}
+	return ln, nil
 }
 
 // MetricsEnv is the environment variable read for --metrics-listen when the
