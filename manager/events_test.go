@@ -339,6 +339,37 @@ func TestJournalWriter(t *testing.T) {
 	}
 }
 
+// TestJournalWriterNeverWaits: with journald not reading (its socket
+// buffer full), write drops the journal's copy at once and counts it
+// instead of blocking the daemon's loop.
+func TestJournalWriterNeverWaits(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "socket")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // never read
+	j := &journalWriter{path: p, log: discard()}
+	defer j.close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 5000 { // more than any socket queue holds (net.unix.max_dgram_qlen)
+			j.write(wire.Event{Name: "api", Kind: wire.EventExited, Reason: "exit code 1", Time: time.Now()})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("write waits for a journald that does not read")
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.dropped == 0 || j.conn == nil {
+		t.Fatalf("dropped %d, connection kept %v: want drops counted on the same connection", j.dropped, j.conn != nil)
+	}
+}
+
 // TestEventRing: the ring keeps the last eventRingSize events in order and
 // knows from when it holds them all.
 func TestEventRing(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/socketley/socketley/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultJournalSocket is journald's native protocol socket
@@ -133,9 +134,10 @@ type journalWriter struct {
 	path string
 	log  *slog.Logger
 
-	mu     sync.Mutex // guards conn and warned
-	conn   *net.UnixConn
-	warned bool
+	mu      sync.Mutex // guards conn, warned and dropped
+	conn    *net.UnixConn
+	warned  bool
+	dropped int // events journald had no room for
 }
 
 // write sends ev; failures are logged at debug level only.
@@ -157,8 +159,18 @@ func (j *journalWriter) write(ev wire.Event) {
 		}
 		j.conn = c
 	}
-	_ = j.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	if _, err := j.conn.Write(msg); err != nil {
+	// Never wait for journald: the caller may be the daemon's loop. A full
+	// socket buffer (journald busy, a crash loop flooding it) drops the
+	// journal's copy of the event; the daemon's ring still has it.
+	err := sendNoWait(j.conn, msg)
+	if errors.Is(err, unix.EAGAIN) {
+		j.dropped++
+		if j.dropped == 1 || j.dropped%100 == 0 {
+			j.log.Warn("journald is not keeping up: events not written to the journal (events still lists them until the daemon restarts)", "dropped", j.dropped)
+		}
+		return
+	}
+	if err != nil {
 		// journald restarted (a new socket) or is gone: dial again next time.
 		_ = j.conn.Close()
 		j.conn = nil
@@ -167,6 +179,23 @@ func (j *journalWriter) write(ev wire.Event) {
 			j.log.Debug("write event to the journal", "socket", j.path, "err", err)
 		}
 	}
+}
+
+// sendNoWait sends msg as one datagram on c, failing with EAGAIN instead
+// of waiting when the receiver's buffer is full.
+func sendNoWait(c *net.UnixConn, msg []byte) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Send(int(fd), msg, unix.MSG_DONTWAIT)
+		return true
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // close closes the connection to journald.
