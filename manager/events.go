@@ -464,11 +464,21 @@ func (m *Manager) listEvents(ctx context.Context, caller Caller, req wire.Reques
 	msg := ""
 	if !req.Since.IsZero() && !covers {
 		jctx, cancel := context.WithTimeout(ctx, journalReadTimeout)
-		old, err := readJournal(jctx, req.Since)
+		q := journalQuery{owner: -1}
+		if !caller.root() {
+			q.owner = caller.UID
+		}
+		if !slices.ContainsFunc(req.Names, isPattern) {
+			q.names = req.Names
+		}
+		old, full, err := readJournal(jctx, req.Since, q)
 		cancel()
-		if err != nil {
+		switch {
+		case err != nil:
 			msg = fmt.Sprintf("events before %s are not listed: reading the journal failed: %v", m.events.began.Format(time.RFC3339), err)
 			m.log.Warn("read events back from the journal", "err", err)
+		case full && len(old) > 0:
+			msg = fmt.Sprintf("only the last %d events from the journal are listed, from %s on: give a later --since or names for the earlier ones", maxJournalEvents, old[0].Time.Format(time.RFC3339))
 		}
 		evs = mergeEvents(old, evs)
 	}

@@ -426,3 +426,34 @@ func TestMergeEvents(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestJournalArgs: journalctl is asked only for what the caller may see
+// (its runtimes' events when it is not root, the names it gave) and for
+// at most maxJournalEvents.
+func TestJournalArgs(t *testing.T) {
+	since := time.Unix(1700000000, 250_000_000)
+	tests := []struct {
+		name      string
+		q         journalQuery
+		want, not []string
+	}{
+		{"root, all", journalQuery{owner: -1}, nil, []string{fieldOwner + "=", fieldName + "="}},
+		{"a user", journalQuery{owner: 1000}, []string{fieldOwner + "=1000"}, []string{fieldName + "="}},
+		{"a user's names", journalQuery{owner: 1000, names: []string{"api", "web"}}, []string{fieldOwner + "=1000", fieldName + "=api", fieldName + "=web"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := strings.Join(journalArgs(since, 0, tt.q), " ")
+			for _, w := range append(tt.want, "_UID=0", "--since=@1700000000.250000", "--lines=20000", "SYSLOG_IDENTIFIER=socketley") {
+				if !strings.Contains(args, w) {
+					t.Errorf("%q lacks %q", args, w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(args, n) {
+					t.Errorf("%q has %q", args, n)
+				}
+			}
+		})
+	}
+}

@@ -215,24 +215,56 @@ var errNoJournalctl = errors.New("journalctl is not installed")
 // since the given time, oldest first, through journalctl. Only entries whose
 // trusted _UID= is the daemon's are taken: anyone may write SOCKETLEY_
 // fields to the journal.
-func readJournal(ctx context.Context, since time.Time) ([]wire.Event, error) {
+//
+// The query is narrowed in journalctl itself, so that the daemon never
+// holds more than the caller may see: q.owner (>= 0) takes only the events
+// of that owner's runtimes, q.names (plain names) only those runtimes'.
+// At most maxJournalEvents are read, the newest; full reports that the
+// journal may hold more.
+func readJournal(ctx context.Context, since time.Time, q journalQuery) (evs []wire.Event, full bool, err error) {
 	path, err := exec.LookPath("journalctl")
 	if err != nil {
-		return nil, errNoJournalctl
+		return nil, false, errNoJournalctl
 	}
-	args := []string{"--no-pager", "-q", "-o", "json",
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, path, journalArgs(since, os.Getuid(), q)...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, false, fmt.Errorf("journalctl: %s: %w", strings.TrimSpace(errb.String()), err)
+	}
+	full = bytes.Count(out.Bytes(), []byte("\n")) >= maxJournalEvents
+	evs, err = parseJournal(&out, since)
+	return evs, full, err
+}
+
+// journalArgs are journalctl's arguments for readJournal: the events
+// written by uid since, narrowed by q. journalctl ANDs matches of
+// different fields and ORs those of one field.
+func journalArgs(since time.Time, uid int, q journalQuery) []string {
+	args := []string{"--no-pager", "-q", "-o", "json", "--lines=" + strconv.Itoa(maxJournalEvents),
 		fmt.Sprintf("--since=@%d.%06d", since.Unix(), since.Nanosecond()/1000),
-		"_UID=" + strconv.Itoa(os.Getuid()), "SYSLOG_IDENTIFIER=" + journalIdentifier}
+		"_UID=" + strconv.Itoa(uid), "SYSLOG_IDENTIFIER=" + journalIdentifier}
+	if q.owner >= 0 {
+		args = append(args, fieldOwner+"="+strconv.Itoa(q.owner))
+	}
+	for _, n := range q.names {
+		args = append(args, fieldName+"="+n)
+	}
 	for _, k := range wire.EventKinds {
 		args = append(args, "MESSAGE_ID="+k.MessageID())
 	}
-	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("journalctl: %s: %w", strings.TrimSpace(errb.String()), err)
-	}
-	return parseJournal(&out, since)
+	return args
+}
+
+// maxJournalEvents bounds the events one events --since reads back from
+// the journal (the newest ones are kept).
+const maxJournalEvents = 20000
+
+// journalQuery narrows readJournal: owner is the uid whose runtimes'
+// events are read (-1: everyone's), names the runtimes (none: all).
+type journalQuery struct {
+	owner int
+	names []string
 }
 
 // parseJournal decodes journalctl -o json lines into events, skipping
