@@ -652,6 +652,15 @@ func (m *Manager) why(caller Caller, names []string) (*wire.Result, error) {
 	if w.LastExit == nil && e.LastExit != "" {
 		w.LastExit = &wire.Exit{Kind: wire.EventExited, Words: e.LastExit}
 	}
-	w.Events, _ = m.events.recent(time.Time{}, func(ev wire.Event) bool { return ev.Name == name })
+	// This registration's events only: those after the last removal of
+	// the name (a runtime removed before may have been another user's).
+	evs, _ := m.events.recent(time.Time{}, func(ev wire.Event) bool { return ev.Name == name })
+	for i, ev := range slices.Backward(evs) {
+		if ev.Kind == wire.EventRemoved {
+			evs = evs[i+1:]
+			break
+		}
+	}
+	w.Events = slices.DeleteFunc(evs, func(ev wire.Event) bool { return ev.OwnerUID != e.OwnerUID || !mayReadEvent(caller, ev) })
 	return &wire.Result{Why: w}, nil
 }

@@ -457,3 +457,34 @@ func TestJournalArgs(t *testing.T) {
 		})
 	}
 }
+
+// TestWhyListsThisRegistrationOnly: why's events are those of the runtime
+// registered now: not those of an earlier one of the same name (removed,
+// maybe another user's), nor any other owner's.
+func TestWhyListsThisRegistrationOnly(t *testing.T) {
+	m, _ := newTestManager(t)
+	bin := exe(t, t.TempDir(), "svc")
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "api", Path: bin}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := m.entry("api")
+	other := e.OwnerUID + 1
+	now := time.Now().UTC()
+	for i, ev := range []wire.Event{
+		{Kind: wire.EventAdded, OwnerUID: other},   // the earlier runtime api
+		{Kind: wire.EventStopped, OwnerUID: other}, //
+		{Kind: wire.EventRemoved, OwnerUID: other}, // its end
+		{Kind: wire.EventAdded, OwnerUID: e.OwnerUID, Reason: "this one"},
+		{Kind: wire.EventStopped, OwnerUID: other}, // not this runtime's owner
+	} {
+		ev.Name, ev.Time = "api", now.Add(time.Duration(i)*time.Millisecond)
+		m.events.emit(ev)
+	}
+	res, err := m.why(me(), []string{"api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs := res.Why.Events; len(evs) != 1 || evs[0].Reason != "this one" {
+		t.Fatalf("why lists %+v; want this registration's added alone", evs)
+	}
+}
