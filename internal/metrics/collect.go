@@ -94,12 +94,22 @@ func appendRuntimes(b []byte, rts []wire.Runtime, ok bool) []byte {
 		func(r *wire.Runtime) (float64, bool) { return unixSeconds(r.Since), r.PID > 0 && !r.Since.IsZero() })
 	b = family(b, rts, "socketley_runtime_attach_latency_seconds", "For a managed runtime whose current process attached: the time from its start to its attach.", gauge,
 		func(r *wire.Runtime) (float64, bool) { d, ok := attachLatency(r); return d.Seconds(), ok })
-	b = family(b, rts, "socketley_runtime_cpu_seconds_total", "CPU time (user and system) used by the runtime's processes, as sampled at the last health tick.", counter,
+	// A counter only from the cgroup's cpu.stat, which never goes down
+	// while the unit lives: summed over /proc, the figure drops when a
+	// process exits, which rate() would take for a reset.
+	b = family(b, rts, "socketley_runtime_cpu_seconds_total", "CPU time (user and system) used by the runtime's unit, from its cgroup's cpu.stat at the last health tick; absent where the cgroup controllers are not available.", counter,
+		func(r *wire.Runtime) (float64, bool) {
+			if r.Usage == nil || r.Usage.Source != wire.UsageCgroup {
+				return 0, false
+			}
+			return float64(r.Usage.CPUUsec) / 1e6, true
+		})
+	b = family(b, rts, "socketley_runtime_cpu_cores", "CPU in use by the runtime's processes, in cores (1 is one CPU busy), over the health interval before the last tick.", gauge,
 		func(r *wire.Runtime) (float64, bool) {
 			if r.Usage == nil {
 				return 0, false
 			}
-			return float64(r.Usage.CPUUsec) / 1e6, true
+			return r.Usage.CPUPercent / 100, true
 		})
 	b = family(b, rts, "socketley_runtime_memory_bytes", "Memory in use by the runtime's processes (the cgroup's memory.current, or the sum of their resident sets), as sampled at the last health tick.", gauge,
 		func(r *wire.Runtime) (float64, bool) {

@@ -24,7 +24,7 @@ func fixedView() []wire.Runtime {
 		// usage sample.
 		{Name: "api", Mode: wire.ModeUnit, Managed: true, Status: wire.StatusRunning, PID: 100, Restarts: 3, HealthRestarts: 1,
 			Since: t0, AttachPID: 100, AttachedAt: t0.Add(1500 * time.Millisecond),
-			Usage: &wire.Usage{CPUUsec: 2_500_000, MemoryBytes: 12 << 20, Tasks: 7, Source: wire.UsageCgroup, At: t0}},
+			Usage: &wire.Usage{CPUUsec: 2_500_000, CPUPercent: 12.5, MemoryBytes: 12 << 20, Tasks: 7, Source: wire.UsageCgroup, At: t0}},
 		// Crash-looping: no process; its last attach was of an older process.
 		{Name: "crashy", Mode: wire.ModeUnit, Managed: true, Status: wire.StatusCrashLoop, Restarts: 12,
 			AttachPID: 90, AttachedAt: t0.Add(-time.Hour)},
@@ -90,9 +90,12 @@ socketley_runtime_start_time_seconds{name="old",mode="orphan"} 1796558400
 # HELP socketley_runtime_attach_latency_seconds For a managed runtime whose current process attached: the time from its start to its attach.
 # TYPE socketley_runtime_attach_latency_seconds gauge
 socketley_runtime_attach_latency_seconds{name="api",mode="unit"} 1.5
-# HELP socketley_runtime_cpu_seconds_total CPU time (user and system) used by the runtime's processes, as sampled at the last health tick.
+# HELP socketley_runtime_cpu_seconds_total CPU time (user and system) used by the runtime's unit, from its cgroup's cpu.stat at the last health tick; absent where the cgroup controllers are not available.
 # TYPE socketley_runtime_cpu_seconds_total counter
 socketley_runtime_cpu_seconds_total{name="api",mode="unit"} 2.5
+# HELP socketley_runtime_cpu_cores CPU in use by the runtime's processes, in cores (1 is one CPU busy), over the health interval before the last tick.
+# TYPE socketley_runtime_cpu_cores gauge
+socketley_runtime_cpu_cores{name="api",mode="unit"} 0.125
 # HELP socketley_runtime_memory_bytes Memory in use by the runtime's processes (the cgroup's memory.current, or the sum of their resident sets), as sampled at the last health tick.
 # TYPE socketley_runtime_memory_bytes gauge
 socketley_runtime_memory_bytes{name="api",mode="unit"} 12582912
@@ -155,7 +158,7 @@ func TestScrapeParsesAndLints(t *testing.T) {
 		"socketley_runtimes": dto.MetricType_GAUGE, "socketley_runtime_up": dto.MetricType_GAUGE,
 		"socketley_runtime_status": dto.MetricType_GAUGE, "socketley_runtime_restarts_total": dto.MetricType_COUNTER,
 		"socketley_runtime_health_restarts_total": dto.MetricType_COUNTER, "socketley_runtime_start_time_seconds": dto.MetricType_GAUGE,
-		"socketley_runtime_attach_latency_seconds": dto.MetricType_GAUGE, "socketley_runtime_cpu_seconds_total": dto.MetricType_COUNTER,
+		"socketley_runtime_attach_latency_seconds": dto.MetricType_GAUGE, "socketley_runtime_cpu_seconds_total": dto.MetricType_COUNTER, "socketley_runtime_cpu_cores": dto.MetricType_GAUGE,
 		"socketley_runtime_memory_bytes": dto.MetricType_GAUGE, "socketley_runtime_tasks": dto.MetricType_GAUGE,
 		"socketley_control_requests_total": dto.MetricType_COUNTER, "socketley_control_request_duration_seconds": dto.MetricType_HISTOGRAM,
 		"process_cpu_seconds_total": dto.MetricType_COUNTER, "process_resident_memory_bytes": dto.MetricType_GAUGE,
