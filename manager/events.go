@@ -545,7 +545,14 @@ func followRequest(line string) (wire.Request, bool) {
 // shuts down, or the client falls followBuffer events behind (then a last
 // frame with code 2 says so). Nothing the client sends is read as a request.
 func (m *Manager) followEvents(ctx context.Context, c *net.UnixConn, r *bufio.Reader, caller Caller, req wire.Request) {
-	if err := m.gate.await(ctx, req); err != nil {
+	err := m.gate.await(ctx, req)
+	if err == nil {
+		var release func()
+		if release, err = m.streams.take(caller); err == nil {
+			defer release()
+		}
+	}
+	if err != nil {
 		_ = c.SetWriteDeadline(time.Now().Add(writeDeadline))
 		code, payload := jsonReply(nil, err)
 		_ = wire.WriteReply(c, code, payload)
@@ -619,6 +626,51 @@ func (m *Manager) followEvents(ctx context.Context, c *net.UnixConn, r *bufio.Re
 			return
 		}
 	}
+}
+
+// Limits of the events -f streams of non-root callers, which hold their
+// connection for as long as they like (no idle limit): they may not take
+// the whole shared pool of connections.
+const (
+	maxStreamsPerUID = 4
+	maxStreams       = 32
+)
+
+// streamSlots counts the events -f streams of non-root callers. The zero
+// value is ready; safe for concurrent use.
+type streamSlots struct {
+	mu     sync.Mutex
+	total  int
+	perUID map[int]int
+}
+
+// take counts one more stream of caller (root is not counted) and returns
+// the func that gives it back, or an error of class limit.
+func (s *streamSlots) take(caller Caller) (func(), error) {
+	if caller.root() {
+		return func() {}, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.perUID[caller.UID] >= maxStreamsPerUID:
+		return nil, errorf(ErrLimit, "events -f: uid %d already follows %d event streams (the per-user limit); end one and try again", caller.UID, maxStreamsPerUID)
+	case s.total >= maxStreams:
+		return nil, errorf(ErrLimit, "events -f: %d event streams are open (the limit for non-root users); try again later", maxStreams)
+	}
+	if s.perUID == nil {
+		s.perUID = map[int]int{}
+	}
+	s.total++
+	s.perUID[caller.UID]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.total--
+		if s.perUID[caller.UID]--; s.perUID[caller.UID] <= 0 {
+			delete(s.perUID, caller.UID)
+		}
+	}, nil
 }
 
 // why answers why NAME: the runtime's last exit, restarts and events.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -486,5 +487,43 @@ func TestWhyListsThisRegistrationOnly(t *testing.T) {
 	}
 	if evs := res.Why.Events; len(evs) != 1 || evs[0].Reason != "this one" {
 		t.Fatalf("why lists %+v; want this registration's added alone", evs)
+	}
+}
+
+// TestStreamSlots: a non-root uid may hold maxStreamsPerUID event streams,
+// all non-root uids together maxStreams; root is not counted; a stream
+// given back frees its slot.
+func TestStreamSlots(t *testing.T) {
+	var s streamSlots
+	var release []func()
+	take := func(uid int) error {
+		r, err := s.take(Caller{UID: uid})
+		if err == nil {
+			release = append(release, r)
+		}
+		return err
+	}
+	for range maxStreamsPerUID {
+		if err := take(1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := take(1000); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "uid 1000") {
+		t.Fatalf("stream %d of one uid: %v, want the per-user limit", maxStreamsPerUID+1, err)
+	}
+	for uid := 1001; len(release) < maxStreams; uid++ {
+		if err := take(uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := take(5000); !errors.Is(err, ErrLimit) {
+		t.Fatalf("stream %d in all: %v, want the limit", maxStreams+1, err)
+	}
+	if err := take(0); err != nil {
+		t.Fatalf("root: %v", err)
+	}
+	release[0]()
+	if err := take(1000); err != nil {
+		t.Fatalf("after one stream of uid 1000 ended: %v", err)
 	}
 }

@@ -128,6 +128,8 @@ type Manager struct {
 	usage *usageReader
 	// events is the event log (events.go).
 	events *eventLog
+	// streams counts the events -f streams of non-root callers.
+	streams streamSlots
 	// seen is what observeUnits last saw of each unit (nil until its
 	// first pass); only the loop goroutine uses it.
 	seen map[string]unitSeen
