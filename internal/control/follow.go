@@ -69,6 +69,10 @@ func (c *Client) Follow(ctx context.Context, req wire.Request, first func(*wire.
 		return err
 	}
 	_ = conn.SetDeadline(time.Time{})
+	if ctx.Err() != nil {
+		// Canceled while first ran: the cancel's deadline was just cleared.
+		return nil
+	}
 	for {
 		code, payload, err := wire.ReadReply(r)
 		switch {
