@@ -53,9 +53,19 @@ func (m *Manager) checkLimits(caller Caller, l wire.Limits) error {
 // checkProperties refuses the -p settings that would give a non-root
 // caller of the system daemon more than systemd gives any service
 // (wire.PropertyPrivileged: a negative Nice or OOMScoreAdjust, an
-// IOWeight above the default), for the reason checkLimits gives.
+// IOWeight above the default), for the reason checkLimits gives, and, with
+// a user daemon, those its systemd may fail every start with
+// (wire.PropertyUserRefused).
 func (m *Manager) checkProperties(caller Caller, props []string) error {
-	if m.cfg.Mode != paths.System || caller.root() {
+	if m.cfg.Mode != paths.System {
+		for _, kv := range props {
+			if why := wire.PropertyUserRefused(kv); why != "" {
+				return errorf(ErrInvalid, "-p %s: for the system daemon only: %s", kv, why)
+			}
+		}
+		return nil
+	}
+	if caller.root() {
 		return nil
 	}
 	for _, kv := range props {

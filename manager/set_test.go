@@ -345,7 +345,7 @@ func TestProperties(t *testing.T) {
 // TestPropertiesOfNonRootSystemCallers: a non-root caller of the system
 // daemon may not raise its priority (Nice, OOMScoreAdjust below 0) or I/O
 // weight above the default; root may, and so may anyone with the user
-// daemon.
+// daemon, which refuses ProtectKernelTunables and ProtectKernelLogs instead.
 func TestPropertiesOfNonRootSystemCallers(t *testing.T) {
 	user := Caller{UID: 4242, GID: 4242, PID: os.Getpid()}
 	root := Caller{PID: os.Getpid()}
@@ -389,7 +389,18 @@ func TestPropertiesOfNonRootSystemCallers(t *testing.T) {
 		})
 	}
 	m, _ := newTestManager(t)
-	if err := m.checkProperties(user, []string{"Nice=-20"}); err != nil {
+	if err := m.checkProperties(user, []string{"Nice=-20", "ProtectKernelTunables=no"}); err != nil {
 		t.Fatalf("user daemon: %v", err)
+	}
+	// What a user manager fails every start with where it cannot make a
+	// user namespace is the system daemon's only.
+	for _, kv := range []string{"ProtectKernelTunables=yes", "ProtectKernelLogs=yes"} {
+		if err := m.checkProperties(root, []string{kv}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "system daemon only") {
+			t.Errorf("user daemon, -p %s: %v, want invalid: system daemon only", kv, err)
+		}
+	}
+	m.cfg.Mode = paths.System
+	if err := m.checkProperties(user, []string{"ProtectKernelTunables=yes", "ProtectKernelLogs=yes"}); err != nil {
+		t.Fatalf("system daemon: %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxProperties bounds the -p/--property settings of one runtime.
@@ -56,6 +58,10 @@ type PropertyRule struct {
 	Privileged func(value string) string
 	// Doc says what the setting does, in a few words.
 	Doc string
+	// SystemOnly, when set, says why the setting (=yes) is refused with a
+	// user daemon: its systemd cannot apply it everywhere and fails the
+	// start where it cannot.
+	SystemOnly string
 }
 
 // Syntax words the values the rule accepts, as the errors say it.
@@ -76,7 +82,7 @@ func (r PropertyRule) Syntax() string {
 	case PropEnum:
 		return "one of " + strings.Join(r.Words, ", ")
 	case PropText:
-		return "one line of text, at most 256 bytes"
+		return "one line of UTF-8 text without control characters, at most 256 bytes"
 	}
 	return "?"
 }
@@ -124,9 +130,11 @@ func PropertyRules() []PropertyRule {
 		b("ProtectControlGroups", "the cgroup file system read-only"),
 		{Key: "ProtectHome", Kind: PropEnum, Words: []string{"no", "yes", "read-only", "tmpfs"}, Doc: "hide or protect /home, /root and /run/user"},
 		b("ProtectHostname", "no changes to the host name"),
-		b("ProtectKernelLogs", "no access to the kernel log"),
+		{Key: "ProtectKernelLogs", Kind: PropBool, Doc: "no access to the kernel log (system daemon only)",
+			SystemOnly: fmt.Sprintf(userNamespaceOnly, "read the kernel log")},
 		b("ProtectKernelModules", "no loading of kernel modules"),
-		b("ProtectKernelTunables", "/proc/sys, /sys and similar read-only"),
+		{Key: "ProtectKernelTunables", Kind: PropBool, Doc: "/proc/sys, /sys and similar read-only (system daemon only)",
+			SystemOnly: fmt.Sprintf(userNamespaceOnly, "write /proc/sys")},
 		{Key: "ProtectSystem", Kind: PropEnum, Words: []string{"no", "yes", "full", "strict"}, Doc: "the OS file system read-only (strict: all of it)"},
 		b("RestrictRealtime", "no realtime scheduling"),
 		b("RestrictSUIDSGID", "no setuid or setgid files created"),
@@ -134,6 +142,19 @@ func PropertyRules() []PropertyRule {
 		{Key: "TimeoutStartSec", Kind: PropTimespan, Doc: "how long a start may take"},
 		{Key: "UMask", Kind: PropOctal, Doc: "file mode creation mask (default 0022)"},
 	}
+}
+
+// userNamespaceOnly is why a setting is the system daemon's only.
+const userNamespaceOnly = "a user manager applies it only inside a user namespace and fails the start (226/NAMESPACE) where it cannot make one; a user's program cannot %s anyway"
+
+// PropertyUserRefused returns why the canonical KEY=VALUE kv is refused
+// with a user daemon ("" when it is not).
+func PropertyUserRefused(kv string) string {
+	k, v, _ := strings.Cut(kv, "=")
+	if r, ok := PropertyRuleOf(k); ok && r.SystemOnly != "" && v == "yes" {
+		return r.SystemOnly
+	}
+	return ""
 }
 
 // PropertyRuleOf returns the allow-list entry of key (case as in a unit
@@ -326,7 +347,10 @@ func canonicalValue(r PropertyRule, v string) (string, error) {
 			return v, nil
 		}
 	case PropText:
-		if v != "" && len(v) <= 256 && !strings.ContainsAny(v, "\n\r\x00") {
+		// UTF-8 (D-Bus refuses anything else, so every start would fail)
+		// without control characters (no escape sequences in systemctl
+		// status).
+		if v != "" && len(v) <= 256 && utf8.ValidString(v) && !strings.ContainsFunc(v, unicode.IsControl) {
 			return v, nil
 		}
 	}

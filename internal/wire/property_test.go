@@ -43,6 +43,9 @@ func TestCheckProperty(t *testing.T) {
 		{"MemorySwapMax=1MB", "", "bytes"},
 		{"Description=the api", "Description=the api", ""},
 		{"Description=a\nb", "", "one line"},
+		{"Description=\x1b[2Jcleared", "", "without control characters"},
+		{"Description=caf\xe9", "", "UTF-8"},
+		{"Description=café ☕", "Description=café ☕", ""},
 		{"Nice", "", "give KEY=VALUE"},
 		{"=5", "", "give KEY=VALUE"},
 		{"Nice=", "", "a whole number"},
@@ -100,6 +103,19 @@ func TestSetSpecProperties(t *testing.T) {
 	}
 	if want := []string{"IOWeight=7", "Nice=", "UMask=0007"}; !slices.Equal(s.Properties, want) {
 		t.Fatalf("checked %q, want %q", s.Properties, want)
+	}
+	for _, tt := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"Nice=", "Nice=5"}, "Nice=5"},
+		{[]string{"Nice=5", "Nice="}, "Nice="},
+		{[]string{"Nice=5", "Nice=7"}, "Nice=7"},
+	} {
+		s := SetSpec{Name: "web", Properties: tt.in}
+		if err := s.Check(); err != nil || !slices.Equal(s.Properties, []string{tt.want}) {
+			t.Errorf("set -p %q: %q (%v), want the last, %q", tt.in, s.Properties, err, tt.want)
+		}
 	}
 	for _, bad := range []string{"Bogus=", "User=", "Nice=x"} {
 		s := SetSpec{Name: "web", Properties: []string{bad}}

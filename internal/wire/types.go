@@ -181,29 +181,33 @@ func (s *SetSpec) Check() error {
 		return err
 	}
 	s.Limits = args
-	// "KEY=" removes a setting: the key must still be one of the list.
-	var set, removed []string
+	// "KEY=" removes a setting: the key must still be one of the list. A
+	// key given twice keeps its last value, a removal included.
+	last := map[string]string{}
 	for _, kv := range s.Properties {
-		if k, v, ok := strings.Cut(kv, "="); ok && v == "" {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && v == "" {
 			if _, allowed := PropertyRuleOf(k); !allowed {
 				if _, err := CheckProperty(k + "=x"); err != nil {
 					return err
 				}
 			}
-			removed = append(removed, k+"=")
+			last[k] = k + "="
 			continue
 		}
-		set = append(set, kv)
-	}
-	set, err = CheckProperties(set)
-	if err != nil {
-		return err
-	}
-	s.Properties = MergeProperties(nil, set)
-	for _, r := range removed {
-		if !slices.ContainsFunc(s.Properties, func(kv string) bool { return strings.HasPrefix(kv, r) }) {
-			s.Properties = append(s.Properties, r)
+		c, err := CheckProperty(kv)
+		if err != nil {
+			return err
 		}
+		k, _, _ = strings.Cut(c, "=")
+		last[k] = c
+	}
+	if len(last) > MaxProperties {
+		return Errorf(ErrInvalid, "-p/--property: %d settings; at most %d", len(last), MaxProperties)
+	}
+	s.Properties = nil
+	for _, kv := range last {
+		s.Properties = append(s.Properties, kv)
 	}
 	slices.Sort(s.Properties)
 	return nil
