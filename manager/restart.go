@@ -315,7 +315,6 @@ func (m *Manager) backoffStart(ctx context.Context, name string) {
 			cur.LastExit = le
 		}
 		cur.Backoff.NextAt = time.Time{}
-		cur.History = appendHistory(cur.History, backoffRecord(cur))
 		return nil
 	}); err != nil {
 		log.Error("crash backoff: persist", "err", err)
@@ -361,7 +360,17 @@ func (m *Manager) backoffStart(ctx context.Context, name string) {
 		return
 	}
 	log.Info("crash backoff: started", "failures", e.Backoff.Failures)
+	// The history has the restarts that happened: written once the start
+	// succeeded, with the event's time.
 	rec := backoffRecord(e)
+	if err := m.update(func(r *Registry) error {
+		if cur, ok := r.edit(name); ok {
+			cur.History = appendHistory(cur.History, rec)
+		}
+		return nil
+	}); err != nil {
+		log.Error("crash backoff: persist the restart history", "err", err)
+	}
 	pid := 0
 	if st, ok := m.snapshot()[name]; ok {
 		pid = st.MainPID

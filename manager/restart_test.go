@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -301,5 +302,37 @@ func TestReconcileKeepsTheBackoffSchedule(t *testing.T) {
 	}
 	if got := supervised(m); !got.Equal(next) {
 		t.Fatalf("supervise: next %v, want the persisted %v", got, next)
+	}
+}
+
+// TestBackoffHistoryHasOnlyStartsThatHappened: a backoff start that fails
+// is not in the restart history; one that succeeds is, once, with the
+// time of its restarted event.
+func TestBackoffHistoryHasOnlyStartsThatHappened(t *testing.T) {
+	m, f := newTestManager(t)
+	bin := exe(t, t.TempDir(), "svc")
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Start: true}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	failUnit(t, f, "web", units.CodeExited, 3)
+	f.mu.Lock()
+	f.startErr = errors.New("cannot execute")
+	f.mu.Unlock()
+	supervised(m)
+	if e, _ := m.entry("web"); len(e.History) != 0 {
+		t.Fatalf("a failed backoff start is in the history: %+v", e.History)
+	}
+	f.mu.Lock()
+	f.startErr = nil
+	f.mu.Unlock()
+	makeDue(t, m, "web")
+	supervised(m)
+	e, _ := m.entry("web")
+	if len(e.History) != 1 || e.History[0].Kind != wire.EventRestarted || !strings.Contains(e.History[0].Cause, "crash backoff") {
+		t.Fatalf("history after the backoff start: %+v, want one restart", e.History)
+	}
+	evs, _ := m.events.recent(time.Time{}, func(ev wire.Event) bool { return ev.Kind == wire.EventRestarted })
+	if len(evs) != 1 || !evs[0].Time.Equal(e.History[0].Time) {
+		t.Fatalf("restarted events %+v; want one at the history's time %v", evs, e.History[0].Time)
 	}
 }
