@@ -159,11 +159,13 @@ func (m *Manager) emitRequest(caller Caller, req wire.Request, res *wire.Result,
 				m.emitFor(r, wire.EventStarted, "socketley add --start "+by)
 			}
 		case wire.CmdStart:
-			if err == nil || len(res.Runtimes) > 1 {
+			// A failed --wait of one runtime: started if its process ran
+			// (as for add --start).
+			if err == nil || len(res.Runtimes) > 1 || r.PID > 0 {
 				m.emitFor(r, wire.EventStarted, "socketley start "+by)
 			}
 		case wire.CmdRestart:
-			if err == nil || len(res.Runtimes) > 1 {
+			if err == nil || len(res.Runtimes) > 1 || r.PID > 0 {
 				m.emitFor(r, wire.EventStarted, "socketley restart "+by)
 			}
 		case wire.CmdUpgrade:

@@ -527,3 +527,33 @@ func TestStreamSlots(t *testing.T) {
 		t.Fatalf("after one stream of uid 1000 ended: %v", err)
 	}
 }
+
+// TestEmitRequestStarted: start and restart record started for what they
+// started: every runtime when the request succeeded, and, when a --wait
+// failed, a runtime whose process runs (as add --start does).
+func TestEmitRequestStarted(t *testing.T) {
+	failed := wire.Error(ErrFailed, "a did not come up")
+	for _, tt := range []struct {
+		name string
+		cmd  string
+		rts  []wire.Runtime
+		err  error
+		want int
+	}{
+		{"start", wire.CmdStart, []wire.Runtime{{Name: "a", PID: 42}}, nil, 1},
+		{"start, wait failed, process runs", wire.CmdStart, []wire.Runtime{{Name: "a", PID: 42}}, failed, 1},
+		{"start, wait failed, process gone", wire.CmdStart, []wire.Runtime{{Name: "a"}}, failed, 0},
+		{"restart, wait failed, process runs", wire.CmdRestart, []wire.Runtime{{Name: "a", PID: 42}}, failed, 1},
+		{"start of two, one failed", wire.CmdStart, []wire.Runtime{{Name: "a", PID: 42}, {Name: "b", Failed: "no"}}, failed, 1},
+		{"unchanged", wire.CmdStart, []wire.Runtime{{Name: "a", PID: 42, Unchanged: true}}, nil, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, _ := newTestManager(t)
+			m.emitRequest(me(), wire.Request{Cmd: tt.cmd}, &wire.Result{Runtimes: tt.rts}, tt.err)
+			evs, _ := m.events.recent(time.Time{}, func(ev wire.Event) bool { return ev.Kind == wire.EventStarted })
+			if len(evs) != tt.want {
+				t.Fatalf("started events %+v, want %d", evs, tt.want)
+			}
+		})
+	}
+}
