@@ -186,8 +186,13 @@ func (m *Manager) emitRequest(caller Caller, req wire.Request, res *wire.Result,
 	}
 }
 
-// emitRemoved records the removal (or the detach) of e by caller.
+// emitRemoved records the removal (or the detach) of e by caller, and
+// drops what the observer saw of its unit: a runtime added again under the
+// name before the observer's next pass starts from nothing.
 func (m *Manager) emitRemoved(caller Caller, e *Entry, detach bool) {
+	m.mu.Lock()
+	delete(m.seen, e.Name)
+	m.mu.Unlock()
 	if detach {
 		m.emit(wire.Event{Name: e.Name, Kind: wire.EventDetached, Reason: "the attached process detached", PID: e.PID, OwnerUID: e.OwnerUID})
 		return
@@ -339,7 +344,9 @@ func observeUnit(prev unitSeen, st units.Status, e *Entry, now time.Time) (unitS
 	return next, out
 }
 
-// observeUnits runs on the daemon's loop after each wake: it compares every
+// observeUnits runs on the daemon's loop after each wake (m.seen is
+// written by it under the read lock, as no other goroutine runs it, and
+// by emitRemoved under the write lock): it compares every
 // managed runtime's unit with what it saw last, emits the events, and keeps
 // the new exits and restarts in the entries (one write). The first pass
 // after the daemon starts only takes note: what happened before was
