@@ -178,7 +178,7 @@ func kindStrings(ks []wire.EventKind) []string {
 // TestMessageIDs: every kind has its own 128-bit id in 32 lowercase hex digits.
 func TestMessageIDs(t *testing.T) {
 	seen := map[string]wire.EventKind{}
-	for _, k := range wire.EventKinds {
+	for _, k := range wire.EventKinds() {
 		id := k.MessageID()
 		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
 			t.Errorf("%s: MESSAGE_ID %q is not 32 lowercase hex digits", k, id)

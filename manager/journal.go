@@ -250,7 +250,7 @@ func journalArgs(since time.Time, uid int, q journalQuery) []string {
 	for _, n := range q.names {
 		args = append(args, fieldName+"="+n)
 	}
-	for _, k := range wire.EventKinds {
+	for _, k := range wire.EventKinds() {
 		args = append(args, "MESSAGE_ID="+k.MessageID())
 	}
 	return args

@@ -24,7 +24,7 @@ func extraProperties(kvs []string) ([]sdbus.Property, error) {
 			return nil, fmt.Errorf("%w: property %s is not in socketley's allow-list", ErrInvalid, k)
 		}
 		if _, err := wire.CheckProperty(kv); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		switch r.Kind {
 		case wire.PropBool:

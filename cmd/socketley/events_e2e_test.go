@@ -155,7 +155,10 @@ func TestEventsFollow(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	for range lines {
+	for ev := range lines {
+		if ev.Name != "fol" {
+			t.Errorf("events -f fol printed an event of %s: %+v", ev.Name, ev)
+		}
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("events -f after SIGINT: %v; stderr: %s", err, stderr.String())

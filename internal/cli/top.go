@@ -177,7 +177,7 @@ func (a *app) runTop(ctx context.Context, f topFlags) error {
 }
 
 // writeTop writes one refresh: the table (on a screen, after clearing it)
-// or one JSON array (indented with --once, else on one line).
+// or one JSON array on one line.
 func writeTop(w io.Writer, out string, rts []wire.Runtime, sortBy string, now time.Time, screen bool) error {
 	if rts == nil {
 		rts = []wire.Runtime{}

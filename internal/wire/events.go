@@ -55,11 +55,13 @@ const (
 	EventRemoved EventKind = "removed"
 )
 
-// EventKinds are all the kinds, in the order of docs/events.md.
-var EventKinds = []EventKind{
-	EventAdded, EventStarted, EventAttached, EventDetached, EventUnhealthy, EventHealthRestart,
-	EventExited, EventOOMKilled, EventRestarted, EventCrashLoop, EventStartLimitHit, EventGaveUp,
-	EventStopped, EventRemoved,
+// EventKinds returns all the kinds, in the order of docs/events.md.
+func EventKinds() []EventKind {
+	return []EventKind{
+		EventAdded, EventStarted, EventAttached, EventDetached, EventUnhealthy, EventHealthRestart,
+		EventExited, EventOOMKilled, EventRestarted, EventCrashLoop, EventStartLimitHit, EventGaveUp,
+		EventStopped, EventRemoved,
+	}
 }
 
 // MessageID returns the journal's MESSAGE_ID of k: 32 lowercase hex
