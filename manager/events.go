@@ -192,6 +192,7 @@ func (m *Manager) emitRequest(caller Caller, req wire.Request, res *wire.Result,
 func (m *Manager) emitRemoved(caller Caller, e *Entry, detach bool) {
 	m.mu.Lock()
 	delete(m.seen, e.Name)
+	delete(m.exitQueue, e.Name)
 	m.mu.Unlock()
 	if detach {
 		m.emit(wire.Event{Name: e.Name, Kind: wire.EventDetached, Reason: "the attached process detached", PID: e.PID, OwnerUID: e.OwnerUID})
@@ -261,6 +262,20 @@ type unitSeen struct {
 	exitWords string // that exit, in words
 	restarts  int    // acceptedRestarts of the unit
 	limitHit  bool   // failed with start-limit-hit
+}
+
+// maxQueuedExits bounds the exits kept per runtime until it is looked at.
+const maxQueuedExits = 16
+
+// merge returns u with the decisions of a later look, o, added: the
+// events of both, o's exit when it has one, the history of both.
+func (u unitEvents) merge(o unitEvents) unitEvents {
+	u.events = append(u.events, o.events...)
+	if o.exit != nil {
+		u.exit = o.exit
+	}
+	u.history = append(u.history, o.history...)
+	return u
 }
 
 // exitKey identifies the exit st records: the run (its start time) and
@@ -344,9 +359,9 @@ func observeUnit(prev unitSeen, st units.Status, e *Entry, now time.Time) (unitS
 	return next, out
 }
 
-// observeUnits runs on the daemon's loop after each wake (m.seen is
-// written by it under the read lock, as no other goroutine runs it, and
-// by emitRemoved under the write lock): it compares every
+// observeUnits runs on the daemon's loop after each wake (m.seen and
+// m.exitQueue are written by it, under the read lock as no other goroutine
+// runs it, and by emitRemoved under the write lock): it compares every
 // managed runtime's unit with what it saw last, emits the events, and keeps
 // the new exits and restarts in the entries (one write). The first pass
 // after the daemon starts only takes note: what happened before was
@@ -356,6 +371,25 @@ func (m *Manager) observeUnits() {
 	snap := m.snapshot()
 	if snap == nil {
 		return
+	}
+	m.mu.RLock()
+	w := m.watch
+	m.mu.RUnlock()
+	if w != nil {
+		// Exits the snapshot may never show (a crash restarted at once),
+		// kept until the runtime is looked at.
+		m.mu.Lock()
+		for name, sts := range w.Exits() {
+			if m.exitQueue == nil {
+				m.exitQueue = map[string][]units.Status{}
+			}
+			q := append(m.exitQueue[name], sts...)
+			if len(q) > maxQueuedExits {
+				q = q[len(q)-maxQueuedExits:]
+			}
+			m.exitQueue[name] = q
+		}
+		m.mu.Unlock()
 	}
 	now := time.Now().UTC()
 	type change struct {
@@ -376,8 +410,16 @@ func (m *Manager) observeUnits() {
 		if !ok || m.locks.busy(e.Name) {
 			continue
 		}
-		next, out := observeUnit(m.seen[e.Name], st, e, now)
-		m.seen[e.Name] = next
+		// The exits seen on the way, then the unit as it is now.
+		seen := m.seen[e.Name]
+		var out unitEvents
+		for _, x := range append(m.exitQueue[e.Name], st) {
+			var o unitEvents
+			seen, o = observeUnit(seen, x, e, now)
+			out = out.merge(o)
+		}
+		delete(m.exitQueue, e.Name)
+		m.seen[e.Name] = seen
 		if !seeding && len(out.events) > 0 {
 			changes = append(changes, change{e.Name, out})
 		}
@@ -385,6 +427,11 @@ func (m *Manager) observeUnits() {
 	for name := range m.seen {
 		if _, ok := m.reg.get(name); !ok {
 			delete(m.seen, name)
+		}
+	}
+	for name := range m.exitQueue {
+		if _, ok := m.reg.get(name); !ok {
+			delete(m.exitQueue, name)
 		}
 	}
 	m.mu.RUnlock()

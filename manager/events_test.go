@@ -557,3 +557,42 @@ func TestEmitRequestStarted(t *testing.T) {
 		})
 	}
 }
+
+// TestObserveUnitsExitsTheCacheNeverShowed: an exit the watch reports but
+// the cache never showed (systemd restarted the unit at once) is an exited
+// event, then the restart is a restarted event naming it; an exit of a
+// runtime busy with a command waits for the next pass.
+func TestObserveUnitsExitsTheCacheNeverShowed(t *testing.T) {
+	m, f := newTestManager(t)
+	bin := exe(t, t.TempDir(), "svc")
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Start: true}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	m.observeUnits() // the first pass takes note
+	up := f.Snapshot()["web"]
+	killed := up
+	killed.ActiveState, killed.SubState, killed.MainPID = units.ActiveFailed, units.SubFailed, 0
+	killed.Result, killed.ExecMainCode, killed.ExecMainStatus = units.ResultSignal, units.CodeKilled, 9
+	f.queueExit("web", killed)
+	again := up
+	again.MainPID, again.NRestarts, again.ExecMainStart = up.MainPID+1, 1, up.ExecMainStart.Add(time.Second)
+	f.set(again)
+
+	unlock := m.locks.lock("web") // busy with a command: not looked at
+	m.observeUnits()
+	unlock()
+	if evs, _ := m.events.recent(time.Time{}, func(ev wire.Event) bool { return ev.Kind == wire.EventExited }); len(evs) != 0 {
+		t.Fatalf("a busy runtime's exit was observed: %+v", evs)
+	}
+	m.observeUnits()
+	evs, _ := m.events.recent(time.Time{}, func(ev wire.Event) bool {
+		return ev.Kind == wire.EventExited || ev.Kind == wire.EventRestarted
+	})
+	if len(evs) != 2 || evs[0].Kind != wire.EventExited || evs[0].Signal != "KILL" ||
+		evs[1].Kind != wire.EventRestarted || !strings.Contains(evs[1].Reason, "after signal KILL") {
+		t.Fatalf("events %+v, want exited (KILL) then restarted after it", evs)
+	}
+	if e, _ := m.entry("web"); e.Exit == nil || e.Exit.Signal != "KILL" || len(e.History) != 1 {
+		t.Fatalf("entry: exit %+v, history %+v", e.Exit, e.History)
+	}
+}

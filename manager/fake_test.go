@@ -44,6 +44,28 @@ type fakeSystemd struct {
 	socketErr error
 	// setErr, when set, fails SetLimits (systemd refused the change).
 	setErr error
+	// exits are what Exits returns next (see queueExit).
+	exits map[string][]units.Status
+}
+
+// Exits returns and forgets the exits queued with queueExit.
+func (f *fakeSystemd) Exits() map[string][]units.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.exits
+	f.exits = nil
+	return out
+}
+
+// queueExit makes the next Exits report st for name: an exit the cache
+// never showed.
+func (f *fakeSystemd) queueExit(name string, st units.Status) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.exits == nil {
+		f.exits = map[string][]units.Status{}
+	}
+	f.exits[name] = append(f.exits[name], st)
 }
 
 func newFake() *fakeSystemd {

@@ -133,6 +133,9 @@ type Manager struct {
 	// seen is what observeUnits last saw of each unit (nil until its
 	// first pass); only the loop goroutine uses it.
 	seen map[string]unitSeen
+	// exitQueue holds the exits the watch reported for runtimes busy with
+	// a command, until observeUnits looks at them (loop goroutine only).
+	exitQueue map[string][]units.Status
 }
 
 // observed holds what the daemon saw of an entry; it is not persisted.

@@ -61,6 +61,10 @@ type Watcher interface {
 	Changed() <-chan struct{}
 	// Done is closed when the connection to the bus is lost.
 	Done() <-chan struct{}
+	// Exits returns and forgets the states in which a unit's main process
+	// was seen ended since the last call, by runtime name, oldest first:
+	// also those the cache never showed (a crash restarted at once).
+	Exits() map[string][]units.Status
 	// Resync compares the cache with one ListUnits round trip and fixes it.
 	Resync(ctx context.Context) error
 	// Close stops the watch.

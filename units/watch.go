@@ -90,9 +90,16 @@ type Watch struct {
 	changed chan struct{} // buffered 1, coalesced notifications
 	closing sync.Once
 
-	mu   sync.Mutex        // guards snap and err
+	mu   sync.Mutex        // guards snap, err and exits
 	snap map[string]Status // published; replaced, never modified
 	err  error             // why the watch ended
+	// exits holds, per runtime name, the states in which a main process
+	// was seen ended, oldest first, until Exits takes them (at most
+	// maxExits each).
+	exits map[string][]Status
+	// exitSeen is the key of the last exit recorded per runtime name
+	// (owned by the run goroutine).
+	exitSeen map[string]string
 
 	// Owned by the run goroutine (by subscribe until run starts).
 	// owner is the unique name of org.freedesktop.systemd1: the only sender
@@ -193,6 +200,8 @@ func newWatch(life context.Context, end context.CancelFunc) *Watch {
 		done:     make(chan struct{}),
 		changed:  make(chan struct{}, 1),
 		snap:     map[string]Status{},
+		exits:    map[string][]Status{},
+		exitSeen: map[string]string{},
 		state:    map[string]Status{},
 		touched:  map[string]struct{}{},
 		read:     map[string]godbus.Sequence{},
@@ -1027,6 +1036,51 @@ func (w *Watch) set(name string, st Status) {
 	}
 	w.state[name] = st
 	w.touched[name] = struct{}{}
+	w.noteExit(name, st)
+}
+
+// maxExits bounds the exits Watch keeps per unit until Exits takes them.
+const maxExits = 16
+
+// noteExit records st when it shows a main process that ended and was not
+// recorded yet. The published state may never show it: the failure
+// between a crash and its automatic restart is settled away (see settle),
+// and a busy reader of Snapshot may miss a short state anyway.
+func (w *Watch) noteExit(name string, st Status) {
+	if st.MainPID != 0 || st.ExecMainCode == 0 || st.ExecMainStart.IsZero() {
+		return
+	}
+	key := fmt.Sprintf("%d/%d/%d", st.ExecMainStart.UnixNano(), st.ExecMainCode, st.ExecMainStatus)
+	if w.exitSeen[name] == key {
+		return
+	}
+	w.exitSeen[name] = key
+	// Not derive: its start-limit guess (failed, a restart policy, a
+	// restart before) is wrong for the failure a restart follows.
+	st.Restarting = st.ActiveState == ActiveActivating && (st.SubState == SubAutoRestart || st.SubState == SubAutoRestartQueued)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := append(w.exits[name], st)
+	if len(q) > maxExits {
+		q = q[len(q)-maxExits:]
+	}
+	w.exits[name] = q
+}
+
+// Exits returns, and forgets, the states in which the main process of a
+// unit was seen ended since the last call, keyed by runtime name, oldest
+// first: every exit the Watch saw, also those the published state never
+// showed (a crash followed at once by its automatic restart). At most the
+// last 16 per unit are kept between calls.
+func (w *Watch) Exits() map[string][]Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.exits) == 0 {
+		return nil
+	}
+	out := w.exits
+	w.exits = map[string][]Status{}
+	return out
 }
 
 // unsettle ends the settling of name; its state is published again.
@@ -1053,6 +1107,7 @@ func sameStatus(a, b Status) bool {
 func (w *Watch) drop(name string) {
 	if _, ok := w.state[name]; ok {
 		delete(w.state, name)
+		delete(w.exitSeen, name)
 		w.touched[name] = struct{}{}
 	}
 	delete(w.settling, name)

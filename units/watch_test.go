@@ -603,3 +603,45 @@ func TestWatchFollowsOwnerChange(t *testing.T) {
 		t.Errorf("Err() = %v", err)
 	}
 }
+
+// TestWatchRecordsExits: Exits reports every exit once, in order, also
+// the crash whose failure the published state never shows (settled over
+// by the automatic restart), and then forgets them.
+func TestWatchRecordsExits(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	web := running("web", 100)
+	web.ExecMainStart = t0
+	w := offlineWatch(t, web)
+	unit := "socketley-web.service"
+	crash := func(seq godbus.Sequence, status int32) {
+		feed(t, w, seq,
+			changedSignal(unit, unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"}),
+			changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(0), "Result": "signal",
+				"ExecMainCode": int32(CodeKilled), "ExecMainStatus": status}))
+		feed(t, w, seq+2, changedSignal(unit, unitIface, map[string]any{"ActiveState": "activating", "SubState": "auto-restart"}))
+		w.publish()
+	}
+	if got := w.Exits(); got != nil {
+		t.Fatalf("exits of a running unit: %+v", got)
+	}
+	crash(1, 9)
+	if st := w.Snapshot()["web"]; st.ActiveState == ActiveFailed {
+		t.Fatal("the settled failure was published")
+	}
+	feed(t, w, 4, changedSignal(unit, unitIface, map[string]any{"ActiveState": "failed", "SubState": "failed"})) // the same exit again
+	got := w.Exits()
+	if len(got["web"]) != 1 || got["web"][0].LastExit() != "signal KILL" || got["web"][0].MainPID != 0 {
+		t.Fatalf("exits %+v, want the one kill -9", got)
+	}
+	if again := w.Exits(); again != nil {
+		t.Fatalf("exits taken twice: %+v", again)
+	}
+	// The restart, then another crash: a new exit.
+	feed(t, w, 5, changedSignal(unit, serviceIface, map[string]any{"MainPID": uint32(101), "ExecMainStartTimestamp": uint64(t0.Add(time.Second).UnixMicro()),
+		"ExecMainCode": int32(0), "ExecMainStatus": int32(0)}))
+	crash(6, 11)
+	got = w.Exits()
+	if len(got["web"]) != 1 || got["web"][0].LastExit() != "signal SEGV" {
+		t.Fatalf("exits %+v, want the SEGV", got)
+	}
+}

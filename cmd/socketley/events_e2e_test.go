@@ -164,3 +164,46 @@ func TestEventsFollow(t *testing.T) {
 		t.Fatalf("events -f after SIGINT: %v; stderr: %s", err, stderr.String())
 	}
 }
+
+// A kill -9 of a runtime that systemd restarts at once (Restart=on-failure,
+// RestartSec=0, past its reset period) is an exited event naming the
+// signal, then a restarted event after it, whatever the daemon was busy
+// with when the unit went through its short restart states.
+func TestEventsKillThenSystemdRestart(t *testing.T) {
+	e := newEnv(t)
+	sleeper := e.script("sleeper", "exec sleep 1000")
+	e.ok("add", sleeper, "--name", "kr", "--restart-reset", "1s", "-s", "--wait")
+	pid := e.show("kr").PID
+	// systemd restarts it itself only after a run as long as the reset
+	// period (1s); before that, the start limit hands it to the backoff.
+	eventually(t, "kr has run for its reset period", func() bool {
+		s := e.show("kr")
+		return s.PID == pid && time.Since(s.Since) > 1500*time.Millisecond
+	})
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var evs []wire.Event
+	eventually(t, "a restarted event for kr", func() bool {
+		evs = nil
+		for _, l := range strings.Split(strings.TrimSpace(e.ok("events", "-o", "json", "kr")), "\n") {
+			var ev wire.Event
+			if err := json.Unmarshal([]byte(l), &ev); err != nil {
+				t.Fatalf("events -o json: %q: %v", l, err)
+			}
+			evs = append(evs, ev)
+		}
+		return evs[len(evs)-1].Kind == wire.EventRestarted
+	})
+	var kinds []string
+	for _, ev := range evs {
+		kinds = append(kinds, string(ev.Kind)+"/"+ev.Signal)
+	}
+	want := []string{"added/", "started/", "exited/KILL", "restarted/"}
+	if strings.Join(kinds, " ") != strings.Join(want, " ") {
+		t.Fatalf("events %v, want %v", kinds, want)
+	}
+	if r := evs[3].Reason; !strings.Contains(r, "after signal KILL") {
+		t.Fatalf("restarted event: %q, want the exit it followed", r)
+	}
+}
