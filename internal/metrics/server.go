@@ -16,12 +16,15 @@ import (
 
 // Limits of the HTTP endpoint: each connection gets one request, read
 // within readTimeout (a head of at most maxHead bytes) and answered within
-// writeTimeout; at most maxScrapes are served at once, more connections
-// are closed unanswered.
+// writeTimeout; at most maxConns are open at once (more are closed
+// unanswered), and at most maxScrapes of them build a scrape at once (the
+// others wait for their turn): idle connections hold no scrape slot, so a
+// few of them cannot lock Prometheus out.
 const (
 	readTimeout  = 5 * time.Second
 	writeTimeout = 10 * time.Second
 	maxHead      = 8 << 10
+	maxConns     = 64
 	maxScrapes   = 4
 	// ContentType is the text exposition format's media type.
 	ContentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -59,7 +62,8 @@ func Serve(ctx context.Context, ln net.Listener, s *Source, log *slog.Logger) er
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
-	slots := make(chan struct{}, maxScrapes)
+	slots := make(chan struct{}, maxConns)
+	scrapes := make(chan struct{}, maxScrapes)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -90,13 +94,14 @@ func Serve(ctx context.Context, ln net.Listener, s *Source, log *slog.Logger) er
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			serveConn(c, s)
+			serveConn(c, s, scrapes)
 		}()
 	}
 }
 
-// serveConn answers one request on c and closes it.
-func serveConn(c net.Conn, s *Source) {
+// serveConn answers one request on c and closes it; a scrape takes one of
+// scrapes for as long as it is built.
+func serveConn(c net.Conn, s *Source, scrapes chan struct{}) {
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(readTimeout))
 	method, path, ok := readHead(bufio.NewReaderSize(&limited{c: c, n: maxHead}, 1024))
@@ -117,7 +122,9 @@ func serveConn(c net.Conn, s *Source) {
 	case method != "GET" && method != "HEAD":
 		reply(c, "405 Method Not Allowed", "text/plain; charset=utf-8", []string{"Allow: GET, HEAD"}, []byte("use GET\n"))
 	default:
+		scrapes <- struct{}{}
 		body := s.Scrape()
+		<-scrapes
 		if method == "HEAD" {
 			replyHead(c, "200 OK", ContentType, nil, len(body))
 			return

@@ -96,6 +96,18 @@ func TestServe(t *testing.T) {
 			}
 		})
 	}
+	t.Run("idle connections do not block a scrape", func(t *testing.T) {
+		for range maxScrapes + 2 { // accepted before the scrape: the backlog is FIFO
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+		}
+		if status, _, _ := roundTrip(t, addr, "GET /metrics HTTP/1.0\r\n\r\n"); status != "200 OK" {
+			t.Fatalf("scrape with %d idle connections open: %q", maxScrapes+2, status)
+		}
+	})
 	cancel()
 	select {
 	case err := <-done:
