@@ -112,7 +112,11 @@ func Show(w io.Writer, rts []wire.Runtime, now time.Time) error {
 		}
 		kv("PID", pidOrEmpty(r.PID))
 		kv("Uptime", strings.TrimPrefix(Uptime(r, now), "-"))
-		kv("Restarts", strconv.Itoa(r.Restarts))
+		restarts := strconv.Itoa(r.Restarts)
+		if r.HealthRestarts > 0 {
+			restarts += " (" + strconv.Itoa(r.HealthRestarts) + " by the health check; socketley why " + r.Name + " says why)"
+		}
+		kv("Restarts", restarts)
 		kv("Usage", usageLine(r))
 		if r.Failures > 0 {
 			v := strconv.Itoa(r.Failures) + " in a row"

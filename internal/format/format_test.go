@@ -146,3 +146,33 @@ func TestShowUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestShowRestarts: show's Restarts line says how many of the restarts the
+// health check made, when it made any.
+func TestShowRestarts(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		r    wire.Runtime
+		want string
+	}{
+		{"none by health", wire.Runtime{Name: "a", Managed: true, Restarts: 3}, "Restarts: 3\n"},
+		{"some by health", wire.Runtime{Name: "a", Managed: true, Restarts: 4, HealthRestarts: 1},
+			"Restarts: 4 (1 by the health check; socketley why a says why)\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := Show(&b, []wire.Runtime{tt.r}, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range strings.SplitAfter(b.String(), "\n") {
+				if v, ok := strings.CutPrefix(l, "Restarts:"); ok {
+					if got := "Restarts: " + strings.TrimLeft(v, " "); got != tt.want {
+						t.Fatalf("got %q, want %q", got, tt.want)
+					}
+					return
+				}
+			}
+			t.Fatalf("no Restarts line:\n%s", b.String())
+		})
+	}
+}
