@@ -6,22 +6,12 @@ import (
 	"time"
 
 	"github.com/socketley/socketley/internal/wire"
-	"github.com/socketley/socketley/units"
 )
 
 // BenchmarkList1000 measures ls at 1,000 running runtimes: the daemon's
 // side of `socketley ls` (view building and JSON encoding).
 func BenchmarkList1000(b *testing.B) {
-	m, f := newTestManager(b)
-	now := time.Now()
-	for i := range 1000 {
-		name := fmt.Sprintf("r%04d", i)
-		m.reg.put(&Entry{Name: name, Managed: true, Path: "/usr/bin/x", Args: []string{"-p", "1"},
-			Restart: "on-failure", Desired: DesiredRunning, Started: true, Created: now})
-		f.set(units.Status{Unit: units.Name(name), Name: name, LoadState: "loaded", ActiveState: "active",
-			SubState: "running", MainPID: 1000 + i, ActiveEnter: now, ExecMainStart: now})
-	}
-	m.reg.commit()
+	m := managerWith1000(b)
 	b.Run("json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -43,6 +33,7 @@ func BenchmarkList1000(b *testing.B) {
 	// The same with a usage sample for every runtime, as after a health
 	// tick: the view shares the sample; the reply grows by the usage
 	// object (JSON) and three columns (table).
+	now := time.Now()
 	m.mu.Lock()
 	for i := range 1000 {
 		m.obsOf(fmt.Sprintf("r%04d", i)).usage = &usageSample{pid: 1000 + i, view: wire.Usage{

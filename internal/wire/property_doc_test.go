@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,19 +11,7 @@ import (
 // whether some value is root-only,
 // and no row for a key that is not allowed.
 func TestPropertyDocsTable(t *testing.T) {
-	b, err := os.ReadFile("../../docs/cli.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
-	start := strings.Index(doc, "### `-p`, `--property`")
-	if start < 0 {
-		t.Fatal("docs/cli.md has no -p/--property section")
-	}
-	sec := doc[start:]
-	if end := strings.Index(sec[1:], "\n### "); end >= 0 {
-		sec = sec[:end+1]
-	}
+	sec := cliDocSection(t, "### `-p`, `--property`")
 	rowRE := regexp.MustCompile("(?m)^\\| `([A-Za-z]+)` \\| ([^|]+) \\| [^|]+ \\| ([^|]+) \\| ([^|]+) \\|$")
 	rows := map[string][3]string{}
 	for _, m := range rowRE.FindAllStringSubmatch(sec, -1) {
