@@ -17,6 +17,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +51,7 @@ func main() {
 	check(err)
 	defer os.RemoveAll(b.dir)
 	b.sock = filepath.Join(b.dir, "s.sock")
+	b.metrics = freeAddr()
 	b.payload = filepath.Join(b.dir, "payload")
 	check(os.WriteFile(b.payload, []byte("#!/bin/sh\nexec sleep 100000\n"), 0o755))
 	b.startDaemon()
@@ -60,10 +64,12 @@ func main() {
 	fmt.Printf("%-44s %10.2fx %10.2fx %12s\n", "  ratio socketley / systemd-run", ratio(add, raw, 50), ratio(add, raw, 90), "<= 1.3x")
 	kill := b.killRestart(*reps)
 	row("kill -9 → new process running", kill, "RestartSec+50ms = 150ms")
-	ls, start, rss := b.lsAt(*n)
+	ls, start, scrape, rss := b.lsAt(*n)
 	row(fmt.Sprintf("socketley ls, %d runtimes", *n), ls, "<= 5ms")
 	row("  of which the CLI's start (socketley --version)", start, "")
 	fmt.Printf("%-44s %10s\n", "  the rest (daemon, socket, table)", ms(pct(ls, 50)-pct(start, 50)))
+	row(fmt.Sprintf("GET /metrics, %d runtimes", *n), scrape, "<= 20ms")
+	fmt.Printf("%-44s %10.2fx %10.2fx\n", "  ratio to the CLI's start", ratio(scrape, start, 50), ratio(scrape, start, 90))
 	fmt.Printf("%-44s %10.1f MB %21s\n", fmt.Sprintf("daemon RSS, %d runtimes", *n), rss, "<= 20 MB")
 	restart := b.daemonRestart(*n, 5)
 	row(fmt.Sprintf("daemon restart, %d active units adopted", *n), restart, "<= 1s")
@@ -71,12 +77,14 @@ func main() {
 
 type bench struct {
 	bin, dir, sock, payload string
+	metrics                 string // the daemon's --metrics-listen address
 	daemon                  *exec.Cmd
 	log                     bytes.Buffer
 }
 
 func (b *bench) startDaemon() {
-	b.daemon = exec.Command(b.bin, "daemon", "--user", "--socket", b.sock, "--state-dir", filepath.Join(b.dir, "state"))
+	b.daemon = exec.Command(b.bin, "daemon", "--user", "--socket", b.sock, "--state-dir", filepath.Join(b.dir, "state"),
+		"--metrics-listen", b.metrics)
 	b.daemon.Stderr = &b.log
 	check(b.daemon.Start())
 	deadline := time.Now().Add(60 * time.Second)
@@ -187,24 +195,42 @@ func cgroupPIDs(path string) []int {
 }
 
 // lsAt registers and starts n runtimes, then times ls, and in turn with it
-// the CLI's own start (socketley --version, which asks the daemon nothing),
-// and reads the daemon's RSS.
-func (b *bench) lsAt(n int) ([]time.Duration, []time.Duration, float64) {
+// the CLI's own start (socketley --version, which asks the daemon nothing)
+// and a metrics scrape (GET /metrics, the body read), and reads the
+// daemon's RSS.
+func (b *bench) lsAt(n int) (ls, start, scrape []time.Duration, rss float64) {
 	t0 := time.Now()
 	for i := range n {
 		b.cli("add", b.payload, "--name", fmt.Sprintf("r%04d", i), "-s")
 	}
 	fmt.Fprintf(os.Stderr, "(added and started %d runtimes in %s)\n", n, time.Since(t0).Round(time.Millisecond))
-	var out, start []time.Duration
 	for range 30 {
 		t0 := time.Now()
 		b.cli("ls")
-		out = append(out, time.Since(t0))
+		ls = append(ls, time.Since(t0))
 		t0 = time.Now()
 		check(exec.Command(b.bin, "--version").Run())
 		start = append(start, time.Since(t0))
+		t0 = time.Now()
+		resp, err := http.Get("http://" + b.metrics + "/metrics")
+		check(err)
+		body, err := io.ReadAll(resp.Body)
+		check(err)
+		_ = resp.Body.Close()
+		scrape = append(scrape, time.Since(t0))
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("socketley_runtime_up{")) {
+			fail(fmt.Sprintf("GET /metrics: %s\n%.300s", resp.Status, body))
+		}
 	}
-	return out, start, rssMB(b.daemon.Process.Pid)
+	return ls, start, scrape, rssMB(b.daemon.Process.Pid)
+}
+
+// freeAddr returns a loopback address with a port free now.
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func rssMB(pid int) float64 {
