@@ -34,6 +34,17 @@ type addFlags struct {
 	limits        wire.LimitArgs
 	properties    []string
 	wait          waitFlags
+	// abs resolves a path argument or flag (what names it); nil:
+	// filepath.Abs (with -H: app.remotePath).
+	abs func(what, p string) (string, error)
+}
+
+// absPath resolves p with f.abs, or against the current directory.
+func (f *addFlags) absPath(what, p string) (string, error) {
+	if f.abs == nil {
+		return filepath.Abs(p)
+	}
+	return f.abs(what, p)
 }
 
 func (a *app) addCmd() *cobra.Command {
@@ -126,6 +137,7 @@ them later.`,
 			if dash > 0 {
 				progArgs = args[dash:]
 			}
+			f.abs = a.remotePath
 			spec, err := f.spec(args[0], progArgs, cmd.Flags().Changed("health-fails"))
 			if err != nil {
 				return withUsage(cmd, err)
@@ -179,7 +191,7 @@ them later.`,
 // may be run is the daemon's to check, with the caller's rights, on the
 // machine that runs them.
 func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpec, error) {
-	abs, err := filepath.Abs(path)
+	abs, err := f.absPath("PATH", path)
 	if err != nil {
 		return wire.AddSpec{}, usageErr("add: %v", err)
 	}
@@ -191,21 +203,24 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 			return wire.AddSpec{}, usageErr("add: %v (choose one with --name)", err)
 		}
 	}
-	creds, err := credentials(f.credentials)
+	creds, err := credentialsWith(f.credentials, f.absPath)
 	if err != nil {
 		return wire.AddSpec{}, err
 	}
 	var envFiles []string // nil when none
 	for _, p := range f.envFiles {
-		abs, err := filepath.Abs(p)
-		if err != nil || p == "" {
+		if p == "" {
 			return wire.AddSpec{}, usageErr("add: --env-file %q: give the path of a file of KEY=VALUE lines", p)
+		}
+		abs, err := f.absPath("--env-file", p)
+		if err != nil {
+			return wire.AddSpec{}, usageErr("add: %v", err)
 		}
 		envFiles = append(envFiles, abs)
 	}
 	wd := f.workdir
 	if wd != "" {
-		if wd, err = filepath.Abs(wd); err != nil {
+		if wd, err = f.absPath("--workdir", wd); err != nil {
 			return wire.AddSpec{}, usageErr("add: --workdir: %v", err)
 		}
 	}
@@ -236,17 +251,22 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 // so PATH may contain colons) and resolves each PATH against the current
 // directory. The daemon checks the ID, duplicates and the file.
 func credentials(vals []string) ([]wire.Credential, error) {
+	return credentialsWith(vals, func(_, p string) (string, error) { return filepath.Abs(p) })
+}
+
+// credentialsWith is credentials with abs resolving each PATH.
+func credentialsWith(vals []string, abs func(what, p string) (string, error)) ([]wire.Credential, error) {
 	var out []wire.Credential // nil when none
 	for _, v := range vals {
 		id, p, ok := strings.Cut(v, ":")
 		if !ok || id == "" || p == "" {
 			return nil, usageErr("add: --credential %q is not ID:PATH (e.g. --credential token:/etc/app/token)", v)
 		}
-		abs, err := filepath.Abs(p)
+		path, err := abs("--credential", p)
 		if err != nil {
 			return nil, usageErr("add: --credential %q: %v", v, err)
 		}
-		out = append(out, wire.Credential{ID: id, Path: abs})
+		out = append(out, wire.Credential{ID: id, Path: path})
 	}
 	return out, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/socketley/socketley/internal/control"
 	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/remote"
 	"github.com/socketley/socketley/internal/version"
 	"github.com/socketley/socketley/internal/wire"
 )
@@ -38,6 +39,10 @@ type app struct {
 	socket string
 	user   bool
 	system bool
+	// hostFlag is -H as given; host is the daemon's host once parsed from
+	// it or $SOCKETLEY_HOST (nil: this machine).
+	hostFlag string
+	host     *remote.Host
 	// began is when this invocation started: a failed start shows the
 	// program's output since then, not an earlier run's.
 	began time.Time
@@ -111,7 +116,15 @@ func Main(ctx context.Context, args []string, stdio Stdio, extra ...Extra) int {
 		return 0
 	}
 	err = rewordCobra(root, err)
+	var se *remote.SSHError
+	if errors.As(err, &se) {
+		// ssh's words, without the control layer's wrapping around them.
+		err = &exitError{code: 2, err: se}
+	}
 	code := exitCode(err)
+	if errors.Is(err, errQuiet) {
+		return code
+	}
 	// The error may carry the daemon's text (names, messages): escaped.
 	fmt.Fprintln(stdio.Err, "socketley: "+format.EscapeLines(strings.TrimRight(err.Error(), "\n"))+hint(err))
 	return code
@@ -140,6 +153,10 @@ func exitCode(err error) int {
 
 // hint adds what to do for errors the user can fix.
 func hint(err error) string {
+	var se *remote.SSHError
+	if errors.As(err, &se) {
+		return sshHint(se)
+	}
 	var ue *control.UnreachableError
 	if errors.As(err, &ue) {
 		if ue.Socket == paths.SystemSocket {
@@ -180,11 +197,12 @@ systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f, top: 0).`,
 	pf.StringVar(&a.socket, "socket", "", "control socket path (default: $SOCKETLEY_SOCKET, else by mode)")
 	pf.BoolVar(&a.user, "user", false, "use the per-user daemon and the user's systemd manager")
 	pf.BoolVar(&a.system, "system", false, "use the system daemon (/run/socketley/socketley.sock)")
+	pf.StringVarP(&a.hostFlag, "host", "H", "", "the daemon of another machine, ssh://[user@]host[:port], reached with ssh (default: $SOCKETLEY_HOST)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if a.user && a.system {
 			return usageErr("--user and --system exclude each other: give one of them, or neither (the daemon is then found as described in socketley --help)\n%s", usageLine(cmd))
 		}
-		return nil
+		return a.resolveHost(cmd)
 	}
 	root.SetFlagErrorFunc(flagUsageErr)
 	builders := []builder{
@@ -192,6 +210,7 @@ systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f, top: 0).`,
 		{"restart", nil, a.restartCmd}, {"remove", []string{"rm"}, a.removeCmd}, {"ls", []string{"list"}, a.lsCmd},
 		{"ps", nil, a.psCmd}, {"show", nil, a.showCmd}, {"top", nil, a.topCmd}, {"logs", nil, a.logsCmd}, {"attach", nil, a.attachCmd},
 		{"env", nil, a.envCmd}, {"events", nil, a.eventsCmd}, {"why", nil, a.whyCmd}, {"version", nil, a.versionCmd},
+		{"dial-stdio", nil, a.dialStdioCmd},
 	}
 	for _, x := range extra {
 		builders = append(builders, builder{x.Name, x.Aliases, func() *cobra.Command { return x.New(Globals{a}) }})
@@ -211,16 +230,17 @@ systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f, top: 0).`,
 }
 
 // commandNamed returns the builder of the command args run: the first word
-// that is not a global flag (--user, --system, --socket[=]VALUE), by name
+// that is not a global flag (--user, --system, --socket[=]VALUE,
+// -H/--host[=]VALUE), by name
 // or alias; nil when that word names none (help, completion, a typo) or a
 // flag before it is another one (-h, --help, --version, a bad flag: cobra
 // answers those from the whole tree).
 func commandNamed(builders []builder, args []string) *builder {
 	for i := 0; i < len(args); i++ {
 		switch w := args[i]; {
-		case w == "--socket":
+		case w == "--socket" || w == "--host" || w == "-H":
 			i++
-		case w == "--user" || w == "--system" || strings.HasPrefix(w, "--socket="):
+		case w == "--user" || w == "--system" || strings.HasPrefix(w, "--socket=") || strings.HasPrefix(w, "--host=") || strings.HasPrefix(w, "-H"):
 		case strings.HasPrefix(w, "-"):
 			return nil
 		default:
@@ -246,8 +266,12 @@ func (a *app) mode() paths.Mode {
 	return paths.Auto
 }
 
-// client returns a daemon client for the chosen socket.
+// client returns a daemon client for the chosen socket, on the -H host
+// when one is given.
 func (a *app) client() *control.Client {
+	if a.host != nil {
+		return a.remoteClient()
+	}
 	return &control.Client{Socket: paths.Socket(a.socket, a.mode()), Version: version.Version()}
 }
 

@@ -30,7 +30,9 @@ journal, through journalctl, with systemd's lines about the unit: the user
 journal (--user; root reads all) for the user daemon, the system journal for the
 system daemon. Lines are found by unit and by their identifier socketley-NAME,
 so the last words of a program that exits at once are there too. Needs
-systemd-journald; without it the output is not stored and the command says so.`,
+systemd-journald; without it the output is not stored and the command says so.
+With -H the command runs on that host (ssh HOST socketley logs ...), whose
+journal holds the output.`,
 		Args: exactArgs(1, "one runtime name, such as myapp"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -39,6 +41,16 @@ systemd-journald; without it the output is not stored and the command says so.`,
 			}
 			if lines < 0 {
 				return usageErr("logs: -n/--lines %d is negative: give 0 or more lines, such as 50\n%s", lines, usageLine(cmd))
+			}
+			if a.host != nil {
+				// The journal is on that host: its socketley logs reads it.
+				words := a.remoteWords("logs", name, "-n", strconv.Itoa(lines))
+				if follow {
+					words = append(words, "-f")
+				}
+				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				return a.runRemote(ctx, words)
 			}
 			c := a.client()
 			res, err := c.Do(cmd.Context(), wire.Request{Cmd: wire.CmdShow, Names: []string{name}})

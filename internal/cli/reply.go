@@ -194,6 +194,9 @@ type journal struct {
 // findJournal finds journalctl and the journal of c's daemon; the error
 // says why the output cannot be read.
 func (a *app) findJournal(ctx context.Context, c *control.Client) (journal, error) {
+	if a.host != nil {
+		return journal{}, fmt.Errorf("%w: socketley -H %s logs NAME shows it", errRemoteJournal, a.host)
+	}
 	j := journal{system: c.Socket == paths.SystemSocket}
 	if v, err := c.Do(ctx, wire.Request{Cmd: wire.CmdVersion}); err == nil {
 		j.system = v.Message == paths.System.String()

@@ -38,7 +38,13 @@ back to the old executable at its next start.`,
 		Args: exactArgs(2, "the runtime NAME and the NEWPATH of its new executable"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, path := args[0], args[1]
-			abs, err := upgradeArgs(name, path, timeout)
+			var abs string
+			var err error
+			if a.host != nil {
+				abs, err = remoteUpgradeArgs(name, path, timeout, a.remotePath)
+			} else {
+				abs, err = upgradeArgs(name, path, timeout)
+			}
 			if err != nil {
 				return withUsage(cmd, err)
 			}
@@ -62,6 +68,22 @@ back to the old executable at its next start.`,
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long the new executable has to be running (attached, when it attaches) before upgrade switches back")
 	return cmd
+}
+
+// remoteUpgradeArgs checks upgrade's arguments for a daemon on another
+// host: NEWPATH must be absolute (abs says so) and is that host's to check.
+func remoteUpgradeArgs(name, path string, timeout time.Duration, abs func(what, p string) (string, error)) (string, error) {
+	if err := wire.CheckName(name); err != nil {
+		return "", usageErr("upgrade: %v", err)
+	}
+	if timeout <= 0 {
+		return "", usageErr("upgrade: --timeout %s: give a positive duration such as 10s", timeout)
+	}
+	p, err := abs("NEWPATH", path)
+	if err != nil {
+		return "", usageErr("upgrade: %v", err)
+	}
+	return p, nil
 }
 
 // upgradeArgs checks upgrade's arguments and resolves NEWPATH against the

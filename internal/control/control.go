@@ -51,6 +51,27 @@ type Client struct {
 	// Version, when set, is sent with each JSON request so that the daemon
 	// can log a client of another version.
 	Version string
+	// Dial, when set, opens each connection instead of dialing Socket,
+	// which then only names the daemon in errors (the CLI's -H dials
+	// through ssh). An error of Dial is returned as an *UnreachableError.
+	Dial func(ctx context.Context) (net.Conn, error)
+}
+
+// dial opens one connection to the daemon.
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	if c.Dial != nil {
+		conn, err := c.Dial(ctx)
+		if err != nil {
+			return nil, &UnreachableError{Socket: c.Socket, Err: err}
+		}
+		return conn, nil
+	}
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, "unix", c.Socket)
+	if err != nil {
+		return nil, &UnreachableError{Socket: c.Socket, Err: err}
+	}
+	return conn, nil
 }
 
 // Line sends one request line in the C++ SDK's format and returns the
@@ -106,10 +127,9 @@ func (c *Client) roundTrip(ctx context.Context, d time.Duration, req []byte) (in
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	var dialer net.Dialer
-	conn, err := dialer.DialContext(ctx, "unix", c.Socket)
+	conn, err := c.dial(ctx)
 	if err != nil {
-		return 0, nil, &UnreachableError{Socket: c.Socket, Err: err}
+		return 0, nil, err
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {

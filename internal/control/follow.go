@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"time"
 
@@ -35,10 +34,9 @@ func (c *Client) Follow(ctx context.Context, req wire.Request, first func(*wire.
 	}
 	dctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
 	defer cancel()
-	var dialer net.Dialer
-	conn, err := dialer.DialContext(dctx, "unix", c.Socket)
+	conn, err := c.dial(dctx)
 	if err != nil {
-		return &UnreachableError{Socket: c.Socket, Err: err}
+		return err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })

@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/socketley/socketley/internal/control"
+	"github.com/socketley/socketley/internal/paths"
+	"github.com/socketley/socketley/internal/remote"
+	"github.com/socketley/socketley/internal/version"
+)
+
+// localOnly are the commands that -H refuses, and why: they act on this
+// machine, not through the daemon's socket.
+var localOnly = map[string]string{
+	"daemon":     "the daemon runs where it is started: run socketley daemon on that host",
+	"env":        "it prints a local socket path for programs started from this shell",
+	"attach":     "it reports a local process, which a remote daemon cannot manage",
+	"dial-stdio": "it is what -H runs on the remote host",
+}
+
+// resolveHost sets a.host from -H or $SOCKETLEY_HOST and refuses -H for
+// the commands that cannot work remotely.
+func (a *app) resolveHost(cmd *cobra.Command) error {
+	raw, from := a.hostFlag, "-H/--host"
+	if !cmd.Flags().Changed("host") {
+		raw, from = os.Getenv(remote.EnvHost), "$"+remote.EnvHost
+		if raw == "" || cmd.Name() == "dial-stdio" {
+			// dial-stdio is the remote end: a $SOCKETLEY_HOST there
+			// would loop.
+			return nil
+		}
+	}
+	h, err := remote.Parse(raw)
+	if err != nil {
+		return usageErr("%s: %v\n%s", from, err, usageLine(cmd))
+	}
+	if why, ok := localOnly[cmd.Name()]; ok {
+		return usageErr("%s: %s does not work with %s %s: %s", cmd.Name(), cmd.Name(), from, h, why)
+	}
+	a.host = &h
+	return nil
+}
+
+// remoteWords returns the command line that runs verb with args on the
+// remote host: socketley, the global flags that choose the daemon there
+// (--socket, --user, --system as given; $SOCKETLEY_SOCKET of this shell is
+// not passed on), verb and args.
+func (a *app) remoteWords(verb string, args ...string) []string {
+	w := []string{"socketley"}
+	switch {
+	case a.socket != "":
+		w = append(w, "--socket", a.socket)
+	case a.user:
+		w = append(w, "--user")
+	case a.system:
+		w = append(w, "--system")
+	}
+	return append(append(w, verb), args...)
+}
+
+// remoteClient returns the client of the daemon on a.host: each request
+// runs ssh HOST -- socketley dial-stdio.
+func (a *app) remoteClient() *control.Client {
+	h := *a.host
+	words := a.remoteWords("dial-stdio")
+	return &control.Client{
+		Socket:  h.String(),
+		Version: version.Version(),
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			return remote.Dial(ctx, "", h, words)
+		},
+	}
+}
+
+// remotePath requires an absolute path for a flag or argument (what) that
+// names a file of the remote host with -H; locally it resolves p against
+// the current directory.
+func (a *app) remotePath(what, p string) (string, error) {
+	if a.host == nil {
+		return filepath.Abs(p)
+	}
+	if !filepath.IsAbs(p) {
+		return "", fmt.Errorf("%s %q is relative: with -H it is a path on %s, give it absolute (such as /usr/local/bin/app)", what, p, a.host)
+	}
+	return filepath.Clean(p), nil
+}
+
+// errRemoteJournal is the output of a runtime on another host.
+var errRemoteJournal = errors.New("the output is in the journal of the remote host")
+
+// runRemote runs socketley words on a.host with the CLI's stdio (for logs,
+// whose journal is on that host), and returns its exit: the remote
+// command's status, or 2 when ssh itself failed.
+func (a *app) runRemote(ctx context.Context, words []string) error {
+	prog := os.Getenv(remote.EnvSSH)
+	if prog == "" {
+		prog = "ssh"
+	}
+	path, err := exec.LookPath(prog)
+	if err != nil {
+		return &exitError{code: 2, err: &remote.SSHError{Host: *a.host, Status: -1, Err: err}}
+	}
+	cmd := exec.CommandContext(ctx, path, a.host.SSHArgs(words)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, a.stdio.Out, a.stdio.Err
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return nil // interrupted logs -f
+	case errors.As(err, &ee) && ee.ExitCode() == 255:
+		return &exitError{code: 2, err: &remote.SSHError{Host: *a.host, Status: 255}}
+	case errors.As(err, &ee) && ee.ExitCode() > 0:
+		// The remote socketley has said why on stderr.
+		return &exitError{code: ee.ExitCode(), err: errQuiet}
+	}
+	return &exitError{code: 2, err: &remote.SSHError{Host: *a.host, Status: -1, Err: err}}
+}
+
+// errQuiet ends the CLI with its exit code and no message (the message has
+// been written already).
+var errQuiet = errors.New("")
+
+// dialStdioCmd is the hidden command that -H runs on the remote host.
+func (a *app) dialStdioCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "dial-stdio",
+		Short:  "Connect stdin and stdout to the daemon's control socket (what -H runs over ssh)",
+		Hidden: true,
+		Args:   noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return dialStdio(cmd.Context(), paths.Socket(a.socket, a.mode()), a.stdio.In, a.stdio.Out)
+		},
+	}
+}
+
+// dialStdio copies in to the control socket sock and the socket to out
+// until the daemon closes the connection; at the end of in it half-closes
+// the connection (the daemon then ends it once its replies are written).
+func dialStdio(ctx context.Context, sock string, in io.Reader, out io.Writer) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", sock)
+	if err != nil {
+		return &control.UnreachableError{Socket: sock, Err: err}
+	}
+	conn := c.(*net.UnixConn)
+	defer conn.Close()
+	go func() {
+		_, _ = io.Copy(conn, in)
+		_ = conn.CloseWrite()
+	}()
+	if _, err := io.Copy(out, conn); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("dial-stdio: %w", err)
+	}
+	return nil
+}
+
+// sshHint says what to check when ssh failed.
+func sshHint(se *remote.SSHError) string {
+	switch se.Status {
+	case 255, -1:
+		return fmt.Sprintf("\nhint: check that this works without a prompt (a key or an agent, a known host key): %s %s",
+			"ssh", strings.Join(se.Host.SSHArgs([]string{"socketley", "version"}), " "))
+	case 127:
+		return "\nhint: install socketley on that host, in /usr/local/bin or /usr/bin"
+	}
+	return ""
+}
