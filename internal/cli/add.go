@@ -42,7 +42,11 @@ type addFlags struct {
 // absPath resolves p with f.abs, or against the current directory.
 func (f *addFlags) absPath(what, p string) (string, error) {
 	if f.abs == nil {
-		return filepath.Abs(p)
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return "", fmt.Errorf("%s %q: %w", what, p, err)
+		}
+		return abs, nil
 	}
 	return f.abs(what, p)
 }
@@ -221,7 +225,7 @@ func (f *addFlags) spec(path string, args []string, healthSet bool) (wire.AddSpe
 	wd := f.workdir
 	if wd != "" {
 		if wd, err = f.absPath("--workdir", wd); err != nil {
-			return wire.AddSpec{}, usageErr("add: --workdir: %v", err)
+			return wire.AddSpec{}, usageErr("add: %v", err)
 		}
 	}
 	spec := wire.AddSpec{

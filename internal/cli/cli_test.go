@@ -140,6 +140,16 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"upgrade", "bad name", prog}, 1, "socketley: upgrade: invalid runtime name \"bad name\"", true},
 		{[]string{"add", prog, "--listen", "localhost:80"}, 1, "socketley: add: --listen \"localhost:80\": the host must be an IP address, not a name (use PORT, IPv4:PORT or [IPv6]:PORT)\nusage: socketley add PATH [flags] [-- ARGS...]\n", false},
 		{[]string{"add", prog, "--listen", "0"}, 1, "the port must be 1–65535", true},
+		{[]string{"-H", "web1", "ls"}, 1, "socketley: -H/--host: \"web1\" has no scheme: give ssh://[user@]host[:port], such as ssh://admin@web1.example.com or ssh://10.0.0.5:2222\nusage: socketley ls [flags]\n", false},
+		{[]string{"--host=ssh://h:99999", "ps"}, 1, "socketley: -H/--host: \"ssh://h:99999\": port \"99999\" is not a port: give a number from 1 to 65535\nusage: socketley ps [flags]\n", false},
+		{[]string{"-H", "ssh://h", "env"}, 1, "socketley: env: env does not work with -H/--host ssh://h: it prints a local socket path for programs started from this shell\n", false},
+		{[]string{"-H", "ssh://h", "daemon"}, 1, "socketley: daemon: daemon does not work with -H/--host ssh://h: the daemon runs where it is started", true},
+		{[]string{"-H", "ssh://h", "attach", "server", "x", "80"}, 1, "attach does not work with -H/--host ssh://h", true},
+		{[]string{"-H", "ssh://h", "add", "./prog"}, 1, "socketley: add: PATH \"./prog\" is relative: with -H it is a path on ssh://h, give it absolute (such as /usr/local/bin/app)\nusage: socketley add PATH [flags] [-- ARGS...]\n", false},
+		{[]string{"-H", "ssh://h", "add", "/opt/prog", "--env-file", "app.env"}, 1, "socketley: add: --env-file \"app.env\" is relative: with -H it is a path on ssh://h", true},
+		{[]string{"-H", "ssh://h", "add", "/opt/prog", "--workdir", "."}, 1, "socketley: add: --workdir \".\" is relative", true},
+		{[]string{"-H", "ssh://h", "add", "/opt/prog", "--credential", "tok:tok.txt"}, 1, "--credential \"tok:tok.txt\": --credential \"tok.txt\" is relative", true},
+		{[]string{"-H", "ssh://h", "upgrade", "x", "v2"}, 1, "socketley: upgrade: NEWPATH \"v2\" is relative: with -H it is a path on ssh://h", true},
 		{[]string{"env", "x"}, 1, "socketley: env: unexpected argument \"x\": env takes no arguments, only flags\nusage: socketley env [flags]\n", false},
 	}
 	for _, tt := range tests {

@@ -87,7 +87,11 @@ func (a *app) remoteClient() *control.Client {
 // the current directory.
 func (a *app) remotePath(what, p string) (string, error) {
 	if a.host == nil {
-		return filepath.Abs(p)
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return "", fmt.Errorf("%s %q: %w", what, p, err)
+		}
+		return abs, nil
 	}
 	if !filepath.IsAbs(p) {
 		return "", fmt.Errorf("%s %q is relative: with -H it is a path on %s, give it absolute (such as /usr/local/bin/app)", what, p, a.host)
