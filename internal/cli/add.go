@@ -58,7 +58,8 @@ func (a *app) addCmd() *cobra.Command {
 		Short: "Register a binary as a managed runtime (and start it with -s)",
 		Long: `Register the executable PATH as the runtime NAME, run as the transient systemd
 unit socketley-NAME.service. PATH is resolved against the current directory and
-stored absolute; it must be a regular executable file. Arguments after -- are
+stored absolute; it must be a regular executable file. With -H it is a path on
+that host and must be absolute, as must --workdir, --env-file and --credential. Arguments after -- are
 passed to the program and may contain spaces.
 
 The unit gets SOCKETLEY_MANAGED=1, SOCKETLEY_NAME=NAME and SOCKETLEY_SOCKET=<the

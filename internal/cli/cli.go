@@ -182,6 +182,8 @@ type and port.
 The daemon is found at --socket or $SOCKETLEY_SOCKET; else --user/--system;
 else the system socket /run/socketley/socketley.sock when it is usable,
 otherwise the user socket $XDG_RUNTIME_DIR/socketley/socketley.sock.
+-H ssh://[user@]host[:port] (or $SOCKETLEY_HOST) uses the daemon of that host
+instead, through ssh running socketley dial-stdio there (docs/cli.md).
 
 Exit codes: 0 success, 1 bad input or not found, 2 fatal (daemon unreachable,
 systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f, top: 0).`,
