@@ -363,12 +363,37 @@ LogLevel VERBOSE
 			t.Fatalf("the daemon of %s says %s is %s", h.addr, mine, r.Status)
 		}
 	}
+	// ls and ps with several -H: a HOST column, each runtime on its host;
+	// a host that cannot be reached is reported and the others listed
+	// (exit 2).
+	ha, hb := "ssh://root@"+hosts[0].addr, "ssh://root@"+hosts[1].addr
+	for _, verb := range []string{"ls", "ps"} {
+		out := okWith(t, environ, "-H", ha, "-H", hb, verb)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if f := strings.Fields(lines[0]); len(f) < 2 || f[0] != "HOST" || f[1] != "NAME" {
+			t.Fatalf("%s with two -H: header %q", verb, lines[0])
+		}
+		rows := map[string]bool{}
+		for _, l := range lines[1:] {
+			f := strings.Fields(l)
+			rows[f[0]+" "+f[1]] = true
+		}
+		if !rows[ha+" web-a"] || !rows[hb+" web-b"] {
+			t.Fatalf("%s with two -H:\n%s", verb, out)
+		}
+	}
+	bad := "ssh://no-such-user@" + hosts[1].addr
+	out, errs, code := runWith(t, environ, "-H", ha, "-H", bad, "ls")
+	if code != 2 || !strings.Contains(errs, "cannot reach the socketley daemon on "+bad) || !strings.Contains(errs, "Permission denied") ||
+		!strings.Contains(out, ha) || !strings.Contains(out, "web-a") || strings.Contains(out, bad) {
+		t.Fatalf("ls with an unreachable host: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
 	// SOCKETLEY_HOST is -H's default.
 	if out := okWith(t, append(environ, "SOCKETLEY_HOST=ssh://root@"+hosts[1].addr), "ps"); !strings.Contains(out, "web-b") {
 		t.Fatalf("ps with SOCKETLEY_HOST:\n%s", out)
 	}
 	// A login that ssh refuses: exit 2, ssh's words, and nothing left.
-	_, errs, code := runWith(t, environ, "-H", "ssh://no-such-user@"+hosts[0].addr, "ls")
+	_, errs, code = runWith(t, environ, "-H", "ssh://no-such-user@"+hosts[0].addr, "ls")
 	if code != 2 || !strings.Contains(errs, "Permission denied") || !strings.Contains(errs, "cannot reach the socketley daemon on ssh://no-such-user@"+hosts[0].addr) {
 		t.Fatalf("refused login: exit %d\n%s", code, errs)
 	}

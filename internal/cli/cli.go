@@ -41,8 +41,10 @@ type app struct {
 	system bool
 	// hostFlag is -H as given; host is the daemon's host once parsed from
 	// it or $SOCKETLEY_HOST (nil: this machine).
-	hostFlag string
-	host     *remote.Host
+	hostFlags []string
+	host      *remote.Host
+	// hosts are the hosts of several -H (ls and ps only).
+	hosts []remote.Host
 	// began is when this invocation started: a failed start shows the
 	// program's output since then, not an earlier run's.
 	began time.Time
@@ -199,7 +201,7 @@ systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f, top: 0).`,
 	pf.StringVar(&a.socket, "socket", "", "control socket path (default: $SOCKETLEY_SOCKET, else by mode)")
 	pf.BoolVar(&a.user, "user", false, "use the per-user daemon and the user's systemd manager")
 	pf.BoolVar(&a.system, "system", false, "use the system daemon (/run/socketley/socketley.sock)")
-	pf.StringVarP(&a.hostFlag, "host", "H", "", "the daemon of another machine, ssh://[user@]host[:port], reached with ssh (default: $SOCKETLEY_HOST)")
+	pf.StringArrayVarP(&a.hostFlags, "host", "H", nil, "the daemon of another machine, ssh://[user@]host[:port], reached with ssh (default: $SOCKETLEY_HOST; ls and ps take several)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if a.user && a.system {
 			return usageErr("--user and --system exclude each other: give one of them, or neither (the daemon is then found as described in socketley --help)\n%s", usageLine(cmd))

@@ -150,6 +150,9 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"-H", "ssh://h", "add", "/opt/prog", "--workdir", "."}, 1, "socketley: add: --workdir \".\" is relative", true},
 		{[]string{"-H", "ssh://h", "add", "/opt/prog", "--credential", "tok:tok.txt"}, 1, "--credential \"tok:tok.txt\": --credential \"tok.txt\" is relative", true},
 		{[]string{"-H", "ssh://h", "upgrade", "x", "v2"}, 1, "socketley: upgrade: NEWPATH \"v2\" is relative: with -H it is a path on ssh://h", true},
+		{[]string{"-H", "ssh://a", "-H", "ssh://b", "show", "x"}, 1, "socketley: show: several -H are for ls and ps only: give show one -H\nusage: socketley show NAME|PATTERN... [flags]\n", false},
+		{[]string{"-H", "ssh://a", "-H", "ssh://b", "ls", "-o", "json"}, 1, "socketley: ls: with several -H the output is a table (one -H at a time gives -o json)\nusage: socketley ls [flags]\n", false},
+		{[]string{"-H", "ssh://a", "-H", "b", "ps"}, 1, "socketley: -H/--host: \"b\" has no scheme", true},
 		{[]string{"env", "x"}, 1, "socketley: env: unexpected argument \"x\": env takes no arguments, only flags\nusage: socketley env [flags]\n", false},
 	}
 	for _, tt := range tests {

@@ -10,13 +10,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/socketley/socketley/internal/control"
+	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/remote"
 	"github.com/socketley/socketley/internal/version"
+	"github.com/socketley/socketley/internal/wire"
 )
 
 // localOnly are the commands that -H refuses, and why: they act on this
@@ -31,23 +35,89 @@ var localOnly = map[string]string{
 // resolveHost sets a.host from -H or $SOCKETLEY_HOST and refuses -H for
 // the commands that cannot work remotely.
 func (a *app) resolveHost(cmd *cobra.Command) error {
-	raw, from := a.hostFlag, "-H/--host"
+	raws, from := a.hostFlags, "-H/--host"
 	if !cmd.Flags().Changed("host") {
-		raw, from = os.Getenv(remote.EnvHost), "$"+remote.EnvHost
+		raw := os.Getenv(remote.EnvHost)
 		if raw == "" || cmd.Name() == "dial-stdio" {
 			// dial-stdio is the remote end: a $SOCKETLEY_HOST there
 			// would loop.
 			return nil
 		}
+		raws, from = []string{raw}, "$"+remote.EnvHost
 	}
-	h, err := remote.Parse(raw)
-	if err != nil {
-		return usageErr("%s: %v\n%s", from, err, usageLine(cmd))
+	hosts := make([]remote.Host, 0, len(raws))
+	for _, raw := range raws {
+		h, err := remote.Parse(raw)
+		if err != nil {
+			return usageErr("%s: %v\n%s", from, err, usageLine(cmd))
+		}
+		hosts = append(hosts, h)
 	}
 	if why, ok := localOnly[cmd.Name()]; ok {
-		return usageErr("%s: %s does not work with %s %s: %s", cmd.Name(), cmd.Name(), from, h, why)
+		return usageErr("%s: %s does not work with %s %s: %s", cmd.Name(), cmd.Name(), from, hosts[0], why)
 	}
-	a.host = &h
+	if len(hosts) > 1 {
+		if cmd.Name() != "ls" && cmd.Name() != "ps" {
+			return usageErr("%s: several -H are for ls and ps only: give %s one -H\n%s", cmd.Name(), cmd.Name(), usageLine(cmd))
+		}
+		a.hosts = hosts
+		return nil
+	}
+	a.host = &hosts[0]
+	return nil
+}
+
+// listHosts prints the ls (withMode) or ps table of every host of a.hosts,
+// with a HOST column first, the hosts in the order given. A host that
+// cannot be reached is reported on stderr and the others are listed; the
+// command then exits 2.
+func (a *app) listHosts(ctx context.Context, cmd string, withMode bool) error {
+	type answer struct {
+		rts []wire.Runtime
+		err error
+	}
+	answers := make([]answer, len(a.hosts))
+	var wg sync.WaitGroup
+	for i, h := range a.hosts {
+		wg.Go(func() {
+			one := &app{stdio: a.stdio, socket: a.socket, user: a.user, system: a.system, host: &h}
+			rts, err := runtimes(ctx, one.remoteClient(), wire.Request{Cmd: cmd})
+			answers[i] = answer{rts, err}
+		})
+	}
+	wg.Wait()
+	now := time.Now()
+	var rows [][]string
+	failed := 0
+	for i, h := range a.hosts {
+		if err := answers[i].err; err != nil {
+			failed++
+			msg := err.Error()
+			var se *remote.SSHError
+			if !errors.As(err, &se) {
+				msg = h.String() + ": " + msg
+			}
+			fmt.Fprintln(a.stdio.Err, "socketley: "+format.EscapeLines(strings.TrimRight(msg, "\n")))
+			continue
+		}
+		for j, row := range format.Rows(answers[i].rts, now, withMode) {
+			if j == 0 {
+				if rows == nil {
+					rows = append(rows, append([]string{"HOST"}, row...))
+				}
+				continue
+			}
+			rows = append(rows, append([]string{h.String()}, row...))
+		}
+	}
+	if rows != nil {
+		if err := format.Columns(a.stdio.Out, rows); err != nil {
+			return err
+		}
+	}
+	if failed > 0 {
+		return &exitError{code: 2, err: errQuiet}
+	}
 	return nil
 }
 

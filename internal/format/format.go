@@ -28,6 +28,12 @@ func PS(w io.Writer, rts []wire.Runtime, now time.Time) error {
 	return columns(w, runtimeRows(rts, now, false))
 }
 
+// Rows returns the header and one row per runtime of the ls table (withMode)
+// or of the ps table, not yet escaped (Columns escapes them).
+func Rows(rts []wire.Runtime, now time.Time, withMode bool) [][]string {
+	return runtimeRows(rts, now, withMode)
+}
+
 // runtimeRows returns the header and one row per runtime of ls (withMode)
 // or ps.
 func runtimeRows(rts []wire.Runtime, now time.Time, withMode bool) [][]string {
