@@ -99,8 +99,7 @@ type Conn struct {
 	w      *os.File // ssh's stdin
 	r      *os.File // ssh's stdout
 	stderr *tail
-	done   chan struct{} // closed once ssh has been waited for
-	err    error         // Wait's error, set before done is closed
+	done   chan struct{} // closed once ssh has been waited for (ProcessState set)
 
 	closeOnce sync.Once
 	wclosed   sync.Once
@@ -147,7 +146,7 @@ func Dial(ctx context.Context, sshProg string, h Host, words []string) (*Conn, e
 		return nil, &SSHError{Host: h, Status: -1, Err: err}
 	}
 	go func() {
-		c.err = c.cmd.Wait()
+		_ = c.cmd.Wait() // its status is read from ProcessState
 		close(c.done)
 	}()
 	return c, nil
