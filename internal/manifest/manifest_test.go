@@ -184,6 +184,7 @@ func TestPlan(t *testing.T) {
 		{Name: "stopme", Managed: true, Desired: "running", Path: "/bin/s"},
 		{Name: "args", Managed: true, Desired: "running", Path: "/bin/a", Args: []string{"-v"}},
 		{Name: "extra", Managed: true, Desired: "running", Path: "/bin/e"},
+		{Name: "unlimit", Managed: true, Desired: "running", Path: "/bin/u", Limits: wire.LimitArgs{CPUQuota: "50%"}},
 		{Name: "attached", Desired: "running", PID: 5},
 	}
 	want := m(`  - {name: same, path: /bin/same}
@@ -191,6 +192,7 @@ func TestPlan(t *testing.T) {
   - {name: stopme, path: /bin/s, state: stopped}
   - {name: args, path: /bin/a, args: [-q]}
   - {name: new, path: /bin/n}
+  - {name: unlimit, path: /bin/u}
 `)
 	for _, prune := range []bool{false, true} {
 		var got []string
@@ -198,7 +200,8 @@ func TestPlan(t *testing.T) {
 			got = append(got, s.String())
 		}
 		exp := []string{"unchanged same", "change    limits: limits, properties", "change    stopme: state",
-			"replace   args: args (removed and added again: it restarts)", "create    new"}
+			"replace   args: args (removed and added again: it restarts)", "create    new",
+			"replace   unlimit: limits (removed and added again: it restarts)"}
 		if prune {
 			exp = append(exp, "remove    extra")
 		}

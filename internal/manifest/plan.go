@@ -183,6 +183,9 @@ func Plan(want []Desired, have []wire.Runtime, prune bool) []Step {
 		action := Unchanged
 		for _, f := range fields {
 			switch {
+			case f == "limits" && limitRemoved(cur.Limits, d.Spec.Limits):
+				// set cannot take a limit away (infinity is a value).
+				action = Replace
 			case slices.Contains(settable, f) || f == "state":
 				if action == Unchanged {
 					action = Change
@@ -232,4 +235,16 @@ func fieldOrder() []string {
 	return []string{"name", "path", "args", "state", "env", "env_files", "credentials", "workdir", "restart",
 		"restart_sec", "restart_max_delay", "restart_reset", "max_restarts", "stop_timeout", "attach",
 		"attach_timeout", "health_fails", "run_as", "listen", "limits", "harden", "properties"}
+}
+
+// limitRemoved reports whether want lacks a limit that have sets.
+func limitRemoved(have, want wire.LimitArgs) bool {
+	h := FromSpec(wire.AddSpec{Limits: have}, "").Limits
+	w := FromSpec(wire.AddSpec{Limits: want}, "").Limits
+	for k := range h {
+		if _, ok := w[k]; !ok {
+			return true
+		}
+	}
+	return false
 }
