@@ -191,7 +191,7 @@ systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f, top: 0).`,
 		{"add", nil, a.addCmd}, {"apply", nil, a.applyCmd}, {"set", nil, a.setCmd}, {"upgrade", nil, a.upgradeCmd}, {"start", nil, a.startCmd}, {"stop", nil, a.stopCmd},
 		{"restart", nil, a.restartCmd}, {"remove", []string{"rm"}, a.removeCmd}, {"ls", []string{"list"}, a.lsCmd},
 		{"ps", nil, a.psCmd}, {"show", nil, a.showCmd}, {"top", nil, a.topCmd}, {"logs", nil, a.logsCmd}, {"attach", nil, a.attachCmd},
-		{"env", nil, a.envCmd}, {"events", nil, a.eventsCmd}, {"why", nil, a.whyCmd}, {"version", nil, a.versionCmd},
+		{"env", nil, a.envCmd}, {"events", nil, a.eventsCmd}, {"export", nil, a.exportCmd}, {"why", nil, a.whyCmd}, {"version", nil, a.versionCmd},
 	}
 	for _, x := range extra {
 		builders = append(builders, builder{x.Name, x.Aliases, func() *cobra.Command { return x.New(Globals{a}) }})
