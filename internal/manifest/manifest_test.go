@@ -52,9 +52,9 @@ func TestParseFull(t *testing.T) {
 		Restart: wire.RestartAlways, RestartSec: wire.Duration(100 * time.Millisecond), RestartMaxDelay: wire.Duration(time.Minute),
 		RestartReset: wire.Duration(5 * time.Second), MaxRestarts: 4, StopTimeout: wire.Duration(20 * time.Second),
 		ExpectAttach: true, AttachTimeout: wire.Duration(3 * time.Second), HealthFails: &zero,
-		Listen:  []string{"7070", "127.0.0.1:8080"},
-		Limits:  wire.LimitArgs{MemoryMax: "512M", MemoryHigh: "256M", CPUQuota: "50%", CPUWeight: "200", TasksMax: "64", NOFILE: "4096"},
-		Harden:  true, Properties: []string{"Nice=5", "TimeoutStartSec=120s"}}
+		Listen: []string{"7070", "127.0.0.1:8080"},
+		Limits: wire.LimitArgs{MemoryMax: "512M", MemoryHigh: "256M", CPUQuota: "50%", CPUWeight: "200", TasksMax: "64", NOFILE: "4096"},
+		Harden: true, Properties: []string{"Nice=5", "TimeoutStartSec=120s"}}
 	if len(got) != 2 || got[0].State != StateStopped || got[1].State != StateRunning || got[0].Line != 3 {
 		t.Fatalf("runtimes %+v", got)
 	}
