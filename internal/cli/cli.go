@@ -80,6 +80,22 @@ func (g Globals) Mode() paths.Mode { return g.a.mode() }
 // Stderr is where the invocation writes diagnostics.
 func (g Globals) Stderr() io.Writer { return g.a.stdio.Err }
 
+// Show returns the daemon's view of the runtimes names (names or glob
+// patterns) as show -o json prints it: the request of socketley show.
+func (g Globals) Show(ctx context.Context, names []string) ([]wire.Runtime, error) {
+	return runtimes(ctx, g.a.client(), wire.Request{Cmd: wire.CmdShow, Names: names})
+}
+
+// DaemonMode returns the mode of the daemon the invocation reaches
+// ("user" or "system", from its version reply).
+func (g Globals) DaemonMode(ctx context.Context) (string, error) {
+	res, err := g.a.client().Do(ctx, wire.Request{Cmd: wire.CmdVersion})
+	if err != nil {
+		return "", err
+	}
+	return res.Message, nil
+}
+
 // Extra is a command defined outside this package (the daemon's): its name
 // and aliases, and how to build it.
 type Extra struct {

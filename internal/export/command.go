@@ -1,0 +1,204 @@
+package export
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/socketley/socketley/internal/cli"
+	"github.com/socketley/socketley/internal/version"
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/units"
+)
+
+// Extra is the export command as cli.Main takes it (the command renders
+// units, so it lives outside the client CLI, which never links units).
+func Extra() cli.Extra { return cli.Extra{Name: "export", New: Command} }
+
+// Command returns socketley export.
+func Command(g cli.Globals) *cobra.Command {
+	var (
+		formatName string
+		dir        string
+		force      bool
+		scopeName  string
+	)
+	cmd := &cobra.Command{
+		Use:   "export --format systemd [--dir D] [--force] [--scope user|system] [NAME|PATTERN...]",
+		Short: "Write the units of managed runtimes for plain systemd, without socketley",
+		Long: `Write unit files that run the managed runtimes NAME (names or glob patterns;
+none: every runtime) under plain systemd, without socketley: for each,
+socketley-NAME.service, and socketley-NAME.socket for a runtime with --listen.
+They have the same command (arguments passed literally), environment,
+environment files, credentials, working directory, user, restart policy, stop
+timeout, limits, --harden preset and -p settings as socketley's unit;
+systemd-analyze verify is clean on them.
+
+Not carried over: the SOCKETLEY_* environment (an SDK program runs unmanaged),
+the health check and attach, and the daemon's growing crash delay (a comment in
+the unit says how systemd >= 254 gets it). docs/cli.md has the whole mapping.
+
+Without --dir the files go to stdout, each after a "# FILE" line; with --dir
+they are written into the directory D, which must exist; an existing file is
+refused unless --force, and then nothing is written. Attached processes and
+orphan units cannot be exported: named, they are an error; matched by a pattern,
+they are skipped with a note on stderr.`,
+		Example: `  socketley export --format systemd web
+  socketley export --format systemd --dir ~/.config/systemd/user 'web-*'
+  systemctl --user daemon-reload && systemctl --user enable --now socketley-web.socket socketley-web.service`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if formatName != "systemd" {
+				return cli.UsageError("export: --format %q is not a format: use --format systemd\nusage: %s", formatName, cmd.UseLine())
+			}
+			for _, n := range args {
+				if strings.ContainsAny(n, "*?[") {
+					continue
+				}
+				if err := wire.CheckName(n); err != nil {
+					return cli.UsageError("export: %v\nusage: %s", err, cmd.UseLine())
+				}
+			}
+			var scope units.Scope
+			switch scopeName {
+			case "user":
+				scope = units.User
+			case "system":
+				scope = units.System
+			case "":
+			default:
+				return cli.UsageError("export: --scope %q: use user or system (the service manager that will run the units)\nusage: %s", scopeName, cmd.UseLine())
+			}
+			if dir != "" {
+				if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+					return cli.UsageError("export: --dir %s is not a directory: create it first", dir)
+				}
+			}
+			ctx := cmd.Context()
+			if scopeName == "" {
+				mode, err := g.DaemonMode(ctx)
+				if err != nil {
+					return err
+				}
+				scope = units.User
+				if mode == "system" {
+					scope = units.System
+				}
+			}
+			names := args
+			if len(names) == 0 {
+				names = []string{"*"}
+			}
+			rts, err := g.Show(ctx, names)
+			if err != nil {
+				return err
+			}
+			files, err := render(rts, args, scope, g.Stderr())
+			if err != nil {
+				return err
+			}
+			if len(files) == 0 {
+				return cli.UsageError("export: no managed runtime to export")
+			}
+			if dir == "" {
+				return writeStdout(cmd.OutOrStdout(), files)
+			}
+			return writeDir(cmd.OutOrStdout(), dir, files, force)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&formatName, "format", "", "what to write: systemd (unit files)")
+	fl.StringVar(&dir, "dir", "", "write the files into this existing directory instead of stdout")
+	fl.BoolVar(&force, "force", false, "with --dir: overwrite existing files")
+	fl.StringVar(&scopeName, "scope", "", "the service manager that will run the units: user or system (default: the daemon's)")
+	return cmd
+}
+
+// render returns the files of rts. A runtime that cannot be exported is an
+// error when named plainly in args, else skipped with a note on stderr.
+func render(rts []wire.Runtime, args []string, scope units.Scope, stderr io.Writer) ([]File, error) {
+	named := map[string]bool{}
+	for _, a := range args {
+		if !strings.ContainsAny(a, "*?[") {
+			named[a] = true
+		}
+	}
+	var files []File
+	for _, rt := range rts {
+		fs, err := Systemd(rt, scope, version.Version())
+		if errors.Is(err, ErrNotExportable) && !named[rt.Name] {
+			fmt.Fprintf(stderr, "socketley: export: skipped %v\n", err)
+			continue
+		}
+		if err != nil {
+			return nil, cli.UsageError("export: %v", err)
+		}
+		files = append(files, fs...)
+	}
+	return files, nil
+}
+
+// writeStdout writes files to w, each after a "# NAME" line.
+func writeStdout(w io.Writer, files []File) error {
+	for i, f := range files {
+		sep := ""
+		if i > 0 {
+			sep = "\n"
+		}
+		if _, err := fmt.Fprintf(w, "%s# %s\n%s", sep, f.Name, f.Text); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeDir writes files into dir and prints their paths. Without force an
+// existing file is refused before anything is written.
+func writeDir(w io.Writer, dir string, files []File, force bool) error {
+	if !force {
+		var exist []string
+		for _, f := range files {
+			p := filepath.Join(dir, f.Name)
+			if _, err := os.Lstat(p); err == nil {
+				exist = append(exist, p)
+			}
+		}
+		if len(exist) > 0 {
+			return cli.UsageError("export: %s already exist(s): nothing written; give --force to overwrite", strings.Join(exist, ", "))
+		}
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.Name)
+		if err := writeFile(p, f.Text); err != nil {
+			return cli.ExitError(2, fmt.Errorf("export: %w", err))
+		}
+		fmt.Fprintln(w, p)
+	}
+	return nil
+}
+
+// writeFile writes text to path through a temporary file in the same
+// directory, so that a reader never sees half a unit.
+func writeFile(path, text string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(text); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
