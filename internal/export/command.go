@@ -29,7 +29,7 @@ func Command(g cli.Globals) *cobra.Command {
 		scopeName  string
 	)
 	cmd := &cobra.Command{
-		Use:   "export --format systemd [--dir D] [--force] [--scope user|system] [NAME|PATTERN...]",
+		Use:   "export --format systemd [flags] [NAME|PATTERN...]",
 		Short: "Write the units of managed runtimes for plain systemd, without socketley",
 		Long: `Write unit files that run the managed runtimes NAME (names or glob patterns;
 none: every runtime) under plain systemd, without socketley: for each,
@@ -52,6 +52,9 @@ they are skipped with a note on stderr.`,
   socketley export --format systemd --dir ~/.config/systemd/user 'web-*'
   systemctl --user daemon-reload && systemctl --user enable --now socketley-web.socket socketley-web.service`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if formatName == "" {
+				return cli.UsageError("export: give --format systemd (the only format so far)\nusage: %s", cmd.UseLine())
+			}
 			if formatName != "systemd" {
 				return cli.UsageError("export: --format %q is not a format: use --format systemd\nusage: %s", formatName, cmd.UseLine())
 			}
