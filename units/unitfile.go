@@ -82,13 +82,17 @@ func SocketFile(name string, listen []string) (UnitFile, error) {
 	return f, nil
 }
 
-// unitSection are the [Unit] settings among the properties; the socket's
-// are listed in socketSection; every other one is a [Service] setting.
-var unitSection = map[string]bool{
-	"Description": true, "CollectMode": true, "StartLimitBurst": true, "StartLimitIntervalSec": true,
+// section returns the section of the setting k: [Unit] for the unit's
+// own settings, [Socket] for the socket's, [Service] for every other one.
+func section(k string) string {
+	switch k {
+	case "Description", "CollectMode", "StartLimitBurst", "StartLimitIntervalSec":
+		return "Unit"
+	case "ListenStream", "TriggerLimitIntervalSec":
+		return "Socket"
+	}
+	return "Service"
 }
-
-var socketSection = map[string]bool{"ListenStream": true, "TriggerLimitIntervalSec": true}
 
 // renderProps appends the unit-file lines of props to f.
 func renderProps(f *UnitFile, props []sdbus.Property) error {
@@ -116,10 +120,10 @@ func renderProps(f *UnitFile, props []sdbus.Property) error {
 		}
 		for _, l := range lines {
 			k, _, _ := strings.Cut(l, "=")
-			switch {
-			case unitSection[k]:
+			switch section(k) {
+			case "Unit":
 				f.Unit = append(f.Unit, l)
-			case socketSection[k]:
+			case "Socket":
 				f.Socket = append(f.Socket, l)
 			default:
 				f.Service = append(f.Service, l)
