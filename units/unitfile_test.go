@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 )
 
@@ -214,10 +215,7 @@ func TestSocketFile(t *testing.T) {
 // TestUnitFileVerify runs systemd-analyze verify on the files of a spec
 // with every setting: systemd reads every line without a complaint.
 func TestUnitFileVerify(t *testing.T) {
-	sa, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skip("systemd-analyze not installed")
-	}
+	sa := testenv.RequireTool(t, "systemd-analyze", "systemd")
 	for _, scope := range []Scope{System, User} {
 		t.Run(map[Scope]string{System: "system", User: "user"}[scope], func(t *testing.T) {
 			dir := t.TempDir()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socketley/socketley/internal/testenv"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
@@ -174,10 +175,7 @@ func TestWriteDir(t *testing.T) {
 // TestSystemdVerify: systemd-analyze verify is clean on the exported files
 // of a runtime with every setting, for both managers.
 func TestSystemdVerify(t *testing.T) {
-	sa, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skip("systemd-analyze not installed")
-	}
+	sa := testenv.RequireTool(t, "systemd-analyze", "systemd")
 	for _, scope := range []units.Scope{units.System, units.User} {
 		t.Run(map[units.Scope]string{units.System: "system", units.User: "user"}[scope], func(t *testing.T) {
 			dir := t.TempDir()
