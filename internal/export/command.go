@@ -27,10 +27,11 @@ func Command(g cli.Globals) *cobra.Command {
 		dir        string
 		force      bool
 		scopeName  string
+		jobID      string
 	)
 	cmd := &cobra.Command{
-		Use:   "export --format systemd [flags] [NAME|PATTERN...]",
-		Short: "Write the units of managed runtimes for plain systemd, without socketley",
+		Use:   "export --format systemd|nomad [flags] [NAME|PATTERN...]",
+		Short: "Write managed runtimes as units for plain systemd, or as a Nomad job",
 		Long: `Write unit files that run the managed runtimes NAME (names or glob patterns;
 none: every runtime) under plain systemd, without socketley: for each,
 socketley-NAME.service, and socketley-NAME.socket for a runtime with --listen.
@@ -43,20 +44,35 @@ Not carried over: the SOCKETLEY_* environment (an SDK program runs unmanaged),
 the health check and attach, and the daemon's growing crash delay (a comment in
 the unit says how systemd >= 254 gets it). docs/cli.md has the whole mapping.
 
+--format nomad writes one Nomad job (JSON, as nomad job run -json takes it) with a
+task group per runtime: raw_exec driver, command, arguments and environment,
+restart and reschedule policy, memory, kill timeout and signal, the attach and
+--listen ports with a TCP check. What has no Nomad equivalent is named on stderr.
+
 Without --dir the files go to stdout, each after a "# FILE" line; with --dir
 they are written into the directory D, which must exist; an existing file is
 refused unless --force, and then nothing is written. Attached processes and
 orphan units cannot be exported: named, they are an error; matched by a pattern,
 they are skipped with a note on stderr.`,
 		Example: `  socketley export --format systemd web
+  socketley export --format nomad --job web web > web.nomad.json && nomad job run -json web.nomad.json
   socketley export --format systemd --dir ~/.config/systemd/user 'web-*'
   systemctl --user daemon-reload && systemctl --user enable --now socketley-web.socket socketley-web.service`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if formatName == "" {
 				return cli.UsageError("export: give --format systemd (the only format so far)\nusage: %s", cmd.UseLine())
 			}
-			if formatName != "systemd" {
-				return cli.UsageError("export: --format %q is not a format: use --format systemd\nusage: %s", formatName, cmd.UseLine())
+			if formatName != "systemd" && formatName != "nomad" {
+				return cli.UsageError("export: --format %q is not a format: use --format systemd or --format nomad\nusage: %s", formatName, cmd.UseLine())
+			}
+			if formatName == "nomad" && cmd.Flags().Changed("scope") {
+				return cli.UsageError("export: --scope is for --format systemd (a Nomad job has no service manager scope)\nusage: %s", cmd.UseLine())
+			}
+			if formatName == "systemd" && cmd.Flags().Changed("job") {
+				return cli.UsageError("export: --job is for --format nomad\nusage: %s", cmd.UseLine())
+			}
+			if err := checkJobID(jobID); err != nil {
+				return cli.UsageError("export: --job %q: %v\nusage: %s", jobID, err, cmd.UseLine())
 			}
 			for _, n := range args {
 				if strings.ContainsAny(n, "*?[") {
@@ -82,7 +98,7 @@ they are skipped with a note on stderr.`,
 				}
 			}
 			ctx := cmd.Context()
-			if scopeName == "" {
+			if scopeName == "" && formatName == "systemd" {
 				mode, err := g.DaemonMode(ctx)
 				if err != nil {
 					return err
@@ -100,12 +116,21 @@ they are skipped with a note on stderr.`,
 			if err != nil {
 				return err
 			}
-			files, err := render(rts, args, scope, g.Stderr())
+			var files []File
+			if formatName == "nomad" {
+				files, err = renderNomad(jobID, rts, args, g.Stderr())
+			} else {
+				files, err = render(rts, args, scope, g.Stderr())
+			}
 			if err != nil {
 				return err
 			}
 			if len(files) == 0 {
 				return cli.UsageError("export: no managed runtime to export")
+			}
+			if dir == "" && formatName == "nomad" {
+				_, err := io.WriteString(cmd.OutOrStdout(), files[0].Text)
+				return err
 			}
 			if dir == "" {
 				return writeStdout(cmd.OutOrStdout(), files)
@@ -114,10 +139,11 @@ they are skipped with a note on stderr.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&formatName, "format", "", "what to write: systemd (unit files)")
+	fl.StringVar(&formatName, "format", "", "what to write: systemd (unit files) or nomad (a Nomad job, JSON)")
 	fl.StringVar(&dir, "dir", "", "write the files into this existing directory instead of stdout")
 	fl.BoolVar(&force, "force", false, "with --dir: overwrite existing files")
-	fl.StringVar(&scopeName, "scope", "", "the service manager that will run the units: user or system (default: the daemon's)")
+	fl.StringVar(&scopeName, "scope", "", "systemd: the service manager that will run the units: user or system (default: the daemon's)")
+	fl.StringVar(&jobID, "job", "socketley", "nomad: the job's ID and name (the file is ID.nomad.json with --dir)")
 	return cmd
 }
 
@@ -143,6 +169,56 @@ func render(rts []wire.Runtime, args []string, scope units.Scope, stderr io.Writ
 		files = append(files, fs...)
 	}
 	return files, nil
+}
+
+// renderNomad returns the Nomad job file of the managed runtimes of rts
+// (none when there is none), skipping or refusing the others as render
+// does; what does not map goes to stderr, one line per runtime.
+func renderNomad(id string, rts []wire.Runtime, args []string, stderr io.Writer) ([]File, error) {
+	named := map[string]bool{}
+	for _, a := range args {
+		if !strings.ContainsAny(a, "*?[") {
+			named[a] = true
+		}
+	}
+	var keep []wire.Runtime
+	for _, rt := range rts {
+		_, err := Spec(rt)
+		if errors.Is(err, ErrNotExportable) && !named[rt.Name] {
+			fmt.Fprintf(stderr, "socketley: export: skipped %v\n", err)
+			continue
+		}
+		if err != nil {
+			return nil, cli.UsageError("export: %v", err)
+		}
+		keep = append(keep, rt)
+	}
+	if len(keep) == 0 {
+		return nil, nil
+	}
+	job, lost, err := Nomad(id, keep)
+	if err != nil {
+		return nil, cli.UsageError("export: %v", err)
+	}
+	for _, rt := range keep {
+		if l := lost[rt.Name]; len(l) > 0 {
+			fmt.Fprintf(stderr, "socketley: export: %s: not carried over to Nomad: %s\n", rt.Name, strings.Join(l, "; "))
+		}
+	}
+	b, err := NomadJSON(job)
+	if err != nil {
+		return nil, err
+	}
+	return []File{{Name: id + ".nomad.json", Text: string(b)}}, nil
+}
+
+// checkJobID checks a Nomad job ID: 1-128 characters, no space or
+// control character (Nomad's rule for IDs it takes from a file).
+func checkJobID(id string) error {
+	if id == "" || len(id) > 128 || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '/' }) {
+		return errors.New("use 1-128 characters without blanks, control characters or '/'")
+	}
+	return nil
 }
 
 // writeStdout writes files to w, each after a "# NAME" line.
