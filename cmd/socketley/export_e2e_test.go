@@ -98,6 +98,11 @@ exec `+bin+` "$1"`)
 	if _, errs, code := e.run("export", "--format", "nomadic", name); code != 1 || !strings.Contains(errs, `--format "nomadic"`) {
 		t.Fatalf("bad --format: exit %d, %s", code, errs)
 	}
+	nomadOut, nomadErr, code := e.run("export", "--format", "nomad", "--job", "apps", name)
+	if code != 0 || !strings.Contains(nomadOut, `"ID": "apps"`) || !strings.Contains(nomadOut, `"command": "`+svc+`"`) ||
+		!strings.Contains(nomadErr, "not carried over to Nomad") {
+		t.Fatalf("export --format nomad: exit %d\n%s\n%s", code, nomadOut, nomadErr)
+	}
 	e.ok("remove", name)
 
 	units := userUnitDir(t)
