@@ -49,7 +49,8 @@ task group per runtime: raw_exec driver, command, arguments and environment,
 restart and reschedule policy, memory, kill timeout and signal, the attach and
 --listen ports with a TCP check. What has no Nomad equivalent is named on stderr.
 
-Without --dir the files go to stdout, each after a "# FILE" line; with --dir
+Without --dir the files go to stdout, each unit file after a "# FILE" line (the
+Nomad job as it is); with --dir
 they are written into the directory D, which must exist; an existing file is
 refused unless --force, and then nothing is written. Attached processes and
 orphan units cannot be exported: named, they are an error; matched by a pattern,
