@@ -133,7 +133,7 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"--socket", "bad", "--user", "daemon"}, 1, "socketley: daemon: --socket bad: refused (mode user)\n", false},
 		{[]string{"daemon"}, 3, "socketley: daemon: stand-in\n", false},
 		{[]string{"daemon", "x"}, 1, "unexpected argument \"x\": daemon takes no arguments", true},
-		{[]string{"strat", "x"}, 1, "socketley: unknown command \"strat\": the commands are add, apply, attach, completion, daemon, env, events, export, logs, ls, ps, remove, restart, set, show, start, stop, top, upgrade, version, why (did you mean start?)\nusage: socketley COMMAND [ARGS...] [flags]; socketley --help describes each\n", false},
+		{[]string{"strat", "x"}, 1, "socketley: unknown command \"strat\": the commands are add, apply, attach, completion, daemon, env, events, logs, ls, ps, remove, restart, set, show, start, stop, top, upgrade, version, why (did you mean start?)\nusage: socketley COMMAND [ARGS...] [flags]; socketley --help describes each\n", false},
 		{[]string{"upgrade", "x"}, 1, "socketley: upgrade: missing arguments (1 of 2 given): give the runtime NAME and the NEWPATH of its new executable\nusage: socketley upgrade NAME NEWPATH [flags]\n", false},
 		{[]string{"upgrade", "x", "/nonexistent/v2"}, 1, "socketley: upgrade: no such file: /nonexistent/v2\nusage: socketley upgrade NAME NEWPATH [flags]\n", false},
 		{[]string{"upgrade", "x", prog, "--timeout", "0s"}, 1, "socketley: upgrade: --timeout 0s: give a positive duration such as 10s\nusage: socketley upgrade NAME NEWPATH [flags]\n", false},

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/socketley/socketley/internal/cli"
+	"github.com/socketley/socketley/internal/manifest"
 	"github.com/socketley/socketley/internal/version"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
@@ -18,22 +19,33 @@ import (
 
 // Extra is the export command as cli.Main takes it (the command renders
 // units, so it lives outside the client CLI, which never links units).
+// Its default format, yaml, is the manifest of apply (internal/manifest).
 func Extra() cli.Extra { return cli.Extra{Name: "export", New: Command} }
 
 // Command returns socketley export.
 func Command(g cli.Globals) *cobra.Command {
 	var (
 		formatName string
+		output     string
 		dir        string
 		force      bool
 		scopeName  string
 		jobID      string
 	)
 	cmd := &cobra.Command{
-		Use:   "export --format systemd|nomad [flags] [NAME|PATTERN...]",
-		Short: "Write managed runtimes as units for plain systemd, or as a Nomad job",
-		Long: `Write unit files that run the managed runtimes NAME (names or glob patterns;
-none: every runtime) under plain systemd, without socketley: for each,
+		Use:   "export [-o yaml | --format systemd|nomad] [flags] [NAME|PATTERN...]",
+		Short: "Write managed runtimes as a manifest for apply, units for plain systemd, or a Nomad job",
+		Long: `Write the managed runtimes NAME... (names or glob patterns; default: all of
+yours; root: all).
+
+-o yaml (the default; also --format yaml) writes them as a manifest
+(docs/apply.md) on standard output: every add setting, defaults left out, paths
+absolute. socketley export | socketley apply -f - changes nothing. A runtime that
+is not managed, or whose arguments and environment are withheld from you, is
+refused.
+
+--format systemd writes unit files that run them under plain systemd, without
+socketley: for each,
 socketley-NAME.service, and socketley-NAME.socket for a runtime with --listen.
 They have the same command (arguments passed literally), environment,
 environment files, credentials, working directory, user, restart policy, stop
@@ -55,16 +67,28 @@ they are written into the directory D, which must exist; an existing file is
 refused unless --force, and then nothing is written. Attached processes and
 orphan units cannot be exported: named, they are an error; matched by a pattern,
 they are skipped with a note on stderr.`,
-		Example: `  socketley export --format systemd web
+		Example: `  socketley export > socketley.yaml
+  socketley export api 'web-*' > web.yaml
+  socketley export --format systemd web
   socketley export --format nomad --job web web > web.nomad.json && nomad job run -json web.nomad.json
   socketley export --format systemd --dir ~/.config/systemd/user 'web-*'
   systemctl --user daemon-reload && systemctl --user enable --now socketley-web.socket socketley-web.service`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if formatName == "" {
-				return cli.UsageError("export: give --format systemd (the only format so far)\nusage: %s", cmd.UseLine())
+			switch {
+			case cmd.Flags().Changed("format") && cmd.Flags().Changed("output") && formatName != output:
+				return cli.UsageError("export: -o %s and --format %s disagree: give one of them\nusage: %s", output, formatName, cmd.UseLine())
+			case cmd.Flags().Changed("output"):
+				formatName = output
 			}
-			if formatName != "systemd" && formatName != "nomad" {
-				return cli.UsageError("export: --format %q is not a format: use --format systemd or --format nomad\nusage: %s", formatName, cmd.UseLine())
+			if formatName != "yaml" && formatName != "systemd" && formatName != "nomad" {
+				return cli.UsageError("export: --format %q is not a format: use yaml (the default), systemd or nomad\nusage: %s", formatName, cmd.UseLine())
+			}
+			if formatName == "yaml" {
+				for _, f := range []string{"dir", "force", "scope", "job"} {
+					if cmd.Flags().Changed(f) {
+						return cli.UsageError("export: --%s is for --format systemd or nomad; the manifest (yaml) goes to standard output\nusage: %s", f, cmd.UseLine())
+					}
+				}
 			}
 			if formatName == "nomad" && cmd.Flags().Changed("scope") {
 				return cli.UsageError("export: --scope is for --format systemd (a Nomad job has no service manager scope)\nusage: %s", cmd.UseLine())
@@ -99,6 +123,18 @@ they are skipped with a note on stderr.`,
 				}
 			}
 			ctx := cmd.Context()
+			if formatName == "yaml" {
+				rts, err := g.ExportRuntimes(ctx, args)
+				if err != nil {
+					return err
+				}
+				out, err := manifest.Render(rts)
+				if err != nil {
+					return cli.UsageError("export: %v", err)
+				}
+				_, err = cmd.OutOrStdout().Write(out)
+				return err
+			}
 			if scopeName == "" && formatName == "systemd" {
 				mode, err := g.DaemonMode(ctx)
 				if err != nil {
@@ -109,11 +145,7 @@ they are skipped with a note on stderr.`,
 					scope = units.System
 				}
 			}
-			names := args
-			if len(names) == 0 {
-				names = []string{"*"}
-			}
-			rts, err := g.Show(ctx, names)
+			rts, err := g.ExportRuntimes(ctx, args)
 			if err != nil {
 				return err
 			}
@@ -140,7 +172,8 @@ they are skipped with a note on stderr.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&formatName, "format", "", "what to write: systemd (unit files) or nomad (a Nomad job, JSON)")
+	fl.StringVar(&formatName, "format", "yaml", "what to write: yaml (a manifest for apply), systemd (unit files) or nomad (a Nomad job, JSON)")
+	fl.StringVarP(&output, "output", "o", "yaml", "the same as --format")
 	fl.StringVar(&dir, "dir", "", "write the files into this existing directory instead of stdout")
 	fl.BoolVar(&force, "force", false, "with --dir: overwrite existing files")
 	fl.StringVar(&scopeName, "scope", "", "systemd: the service manager that will run the units: user or system (default: the daemon's)")
