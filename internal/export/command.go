@@ -45,8 +45,8 @@ is not managed, or whose arguments and environment are withheld from you, is
 refused.
 
 --format systemd writes unit files that run them under plain systemd, without
-socketley: for each,
-socketley-NAME.service, and socketley-NAME.socket for a runtime with --listen.
+socketley: for each, socketley-NAME.service, and socketley-NAME.socket for a
+runtime with --listen.
 They have the same command (arguments passed literally), environment,
 environment files, credentials, working directory, user, restart policy, stop
 timeout, limits, --harden preset and -p settings as socketley's unit;
@@ -62,9 +62,9 @@ restart and reschedule policy, memory, kill timeout and signal, the attach and
 --listen ports with a TCP check. What has no Nomad equivalent is named on stderr.
 
 Without --dir the files go to stdout, each unit file after a "# FILE" line (the
-Nomad job as it is); with --dir
-they are written into the directory D, which must exist; an existing file is
-refused unless --force, and then nothing is written. Attached processes and
+Nomad job as it is); with --dir they are written into the directory D, which
+must exist; an existing file is refused unless --force, and then nothing is
+written. Attached processes and
 orphan units cannot be exported: named, they are an error; matched by a pattern,
 they are skipped with a note on stderr.`,
 		Example: `  socketley export > socketley.yaml
