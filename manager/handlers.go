@@ -981,6 +981,11 @@ func (m *Manager) viewLocked(e *Entry, st *units.Status, now time.Time) wire.Run
 		r.StopTimeout = wire.Duration(stopTimeout(e))
 		r.Limits = e.Limits.Args()
 		r.Properties = e.Properties
+		r.ExpectAttach, r.AttachTimeout = e.ExpectAttach, e.AttachTimeout
+		if e.HealthFails != nil {
+			n := *e.HealthFails
+			r.HealthFails = &n
+		}
 	}
 	if e.AttachPID > 0 {
 		r.AttachPID, r.AttachedAt = e.AttachPID, e.AttachedAt

@@ -13,8 +13,9 @@ import (
 
 	"github.com/socketley/socketley/internal/cli"
 	"github.com/socketley/socketley/internal/daemon"
+	"github.com/socketley/socketley/internal/export"
 )
 
 func main() {
-	os.Exit(cli.Main(context.Background(), os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, daemon.Extra()))
+	os.Exit(cli.Main(context.Background(), os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, daemon.Extra(), export.Extra()))
 }

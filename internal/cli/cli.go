@@ -87,6 +87,40 @@ func (g Globals) Mode() paths.Mode { return g.a.mode() }
 // Stderr is where the invocation writes diagnostics.
 func (g Globals) Stderr() io.Writer { return g.a.stdio.Err }
 
+// ExportRuntimes returns the daemon's view of the runtimes to export:
+// those names match (names or glob patterns, as show), or with no names
+// the caller's managed runtimes (root: every managed runtime).
+func (g Globals) ExportRuntimes(ctx context.Context, names []string) ([]wire.Runtime, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	c := g.a.client()
+	if len(names) > 0 {
+		return runtimes(ctx, c, wire.Request{Cmd: wire.CmdShow, Names: names})
+	}
+	rts, err := runtimes(ctx, c, wire.Request{Cmd: wire.CmdList})
+	if err != nil {
+		return nil, err
+	}
+	uid := os.Getuid()
+	var out []wire.Runtime
+	for _, r := range rts {
+		if r.Managed && !r.Orphan && (uid == 0 || r.OwnerUID == uid) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// DaemonMode returns the mode of the daemon the invocation reaches
+// ("user" or "system", from its version reply).
+func (g Globals) DaemonMode(ctx context.Context) (string, error) {
+	res, err := g.a.client().Do(ctx, wire.Request{Cmd: wire.CmdVersion})
+	if err != nil {
+		return "", err
+	}
+	return res.Message, nil
+}
+
 // Extra is a command defined outside this package (the daemon's): its name
 // and aliases, and how to build it.
 type Extra struct {
@@ -210,7 +244,7 @@ systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f, top: 0).`,
 	}
 	root.SetFlagErrorFunc(flagUsageErr)
 	builders := []builder{
-		{"add", nil, a.addCmd}, {"set", nil, a.setCmd}, {"upgrade", nil, a.upgradeCmd}, {"start", nil, a.startCmd}, {"stop", nil, a.stopCmd},
+		{"add", nil, a.addCmd}, {"apply", nil, a.applyCmd}, {"set", nil, a.setCmd}, {"upgrade", nil, a.upgradeCmd}, {"start", nil, a.startCmd}, {"stop", nil, a.stopCmd},
 		{"restart", nil, a.restartCmd}, {"remove", []string{"rm"}, a.removeCmd}, {"ls", []string{"list"}, a.lsCmd},
 		{"ps", nil, a.psCmd}, {"show", nil, a.showCmd}, {"top", nil, a.topCmd}, {"logs", nil, a.logsCmd}, {"attach", nil, a.attachCmd},
 		{"env", nil, a.envCmd}, {"events", nil, a.eventsCmd}, {"why", nil, a.whyCmd}, {"version", nil, a.versionCmd},

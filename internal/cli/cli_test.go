@@ -133,7 +133,7 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"--socket", "bad", "--user", "daemon"}, 1, "socketley: daemon: --socket bad: refused (mode user)\n", false},
 		{[]string{"daemon"}, 3, "socketley: daemon: stand-in\n", false},
 		{[]string{"daemon", "x"}, 1, "unexpected argument \"x\": daemon takes no arguments", true},
-		{[]string{"strat", "x"}, 1, "socketley: unknown command \"strat\": the commands are add, attach, completion, daemon, env, events, logs, ls, ps, remove, restart, set, show, start, stop, top, upgrade, version, why (did you mean start?)\nusage: socketley COMMAND [ARGS...] [flags]; socketley --help describes each\n", false},
+		{[]string{"strat", "x"}, 1, "socketley: unknown command \"strat\": the commands are add, apply, attach, completion, daemon, env, events, logs, ls, ps, remove, restart, set, show, start, stop, top, upgrade, version, why (did you mean start?)\nusage: socketley COMMAND [ARGS...] [flags]; socketley --help describes each\n", false},
 		{[]string{"upgrade", "x"}, 1, "socketley: upgrade: missing arguments (1 of 2 given): give the runtime NAME and the NEWPATH of its new executable\nusage: socketley upgrade NAME NEWPATH [flags]\n", false},
 		{[]string{"upgrade", "x", "/nonexistent/v2"}, 1, "socketley: upgrade: no such file: /nonexistent/v2\nusage: socketley upgrade NAME NEWPATH [flags]\n", false},
 		{[]string{"upgrade", "x", prog, "--timeout", "0s"}, 1, "socketley: upgrade: --timeout 0s: give a positive duration such as 10s\nusage: socketley upgrade NAME NEWPATH [flags]\n", false},
@@ -153,6 +153,7 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"-H", "ssh://a", "-H", "ssh://b", "show", "x"}, 1, "socketley: show: several -H are for ls and ps only: give show one -H\nusage: socketley show NAME|PATTERN... [flags]\n", false},
 		{[]string{"-H", "ssh://a", "-H", "ssh://b", "ls", "-o", "json"}, 1, "socketley: ls: with several -H the output is a table (one -H at a time gives -o json)\nusage: socketley ls [flags]\n", false},
 		{[]string{"-H", "ssh://a", "-H", "b", "ps"}, 1, "socketley: -H/--host: \"b\" has no scheme", true},
+		{[]string{"-H", "ssh://h", "apply", "-f", "x.yaml"}, 1, "socketley: apply: apply does not work with -H/--host ssh://h: it resolves the file's relative paths on this machine", true},
 		{[]string{"env", "x"}, 1, "socketley: env: unexpected argument \"x\": env takes no arguments, only flags\nusage: socketley env [flags]\n", false},
 	}
 	for _, tt := range tests {

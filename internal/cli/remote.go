@@ -24,12 +24,14 @@ import (
 )
 
 // localOnly are the commands that -H refuses, and why: they act on this
-// machine, not through the daemon's socket.
+// machine, not only through the daemon's socket.
 var localOnly = map[string]string{
 	"daemon":     "the daemon runs where it is started: run socketley daemon on that host",
 	"env":        "it prints a local socket path for programs started from this shell",
 	"attach":     "it reports a local process, which a remote daemon cannot manage",
 	"dial-stdio": "it is what -H runs on the remote host",
+	"apply":      "it resolves the file's relative paths on this machine; run it on that host (ssh HOST socketley apply -f - < FILE)",
+	"export":     "it picks your runtimes by your local uid; run it on that host (ssh HOST socketley export)",
 }
 
 // resolveHost sets a.host from -H or $SOCKETLEY_HOST and refuses -H for

@@ -269,6 +269,11 @@ func (r *Runtime) AppendJSON(b []byte) ([]byte, error) {
 		o.b = append(lo.b, '}')
 	}
 	o.strs("properties", r.Properties)
+	o.boolean("expect_attach", r.ExpectAttach, true)
+	o.duration("attach_timeout", r.AttachTimeout)
+	if r.HealthFails != nil {
+		o.integer("health_fails", *r.HealthFails, false)
+	}
 	if u := r.Usage; u != nil {
 		o.key("usage")
 		o.b = append(o.b, '{')

@@ -95,7 +95,23 @@ func fullRuntime(odd string) Runtime {
 		AttachedAt: now, ActiveState: odd, SubState: odd, Path: odd, Args: []string{odd, ""}, Env: []string{"A=" + odd},
 		WorkDir: odd, Restart: RestartAlways, RestartSec: Duration(time.Millisecond), RestartMaxDelay: Duration(-time.Hour),
 		RestartReset: Duration(10 * time.Second), MaxRestarts: 5, StopTimeout: Duration(time.Second), User: odd,
-		OwnerUID: 1000, Created: now, Redacted: true, Credentials: []Credential{{ID: odd, Path: odd}, {}}}
+		OwnerUID: 1000, Created: now, Redacted: true, Credentials: []Credential{{ID: odd, Path: odd}, {}},
+		HealthRestarts: 2, EnvFiles: []string{odd}, Harden: true, Properties: []string{"Nice=" + odd},
+		Limits:       LimitArgs{MemoryMax: odd, MemoryHigh: "1M", CPUQuota: "50%", CPUWeight: "7", TasksMax: "9", NOFILE: "10"},
+		Unchanged:    true,
+		ExpectAttach: true, AttachTimeout: Duration(3 * time.Second), HealthFails: new(int),
+		Usage: &Usage{CPUPercent: 1.5, CPUUsec: 7, MemoryBytes: 8, Tasks: 2, Source: odd, At: now}}
+}
+
+// TestFullRuntimeIsFull: fullRuntime sets every field of Runtime, so that
+// the encoding tests cover a field added later.
+func TestFullRuntimeIsFull(t *testing.T) {
+	v := reflect.ValueOf(fullRuntime("x"))
+	for i := range v.NumField() {
+		if v.Field(i).IsZero() {
+			t.Errorf("fullRuntime leaves %s zero: set it", v.Type().Field(i).Name)
+		}
+	}
 }
 
 // TestResultAppendJSON: the hand-written encoding of a Result is

@@ -300,6 +300,13 @@ type Runtime struct {
 	// Properties are the other unit settings of a managed runtime (add
 	// -p/--property), canonical KEY=VALUE sorted by key.
 	Properties []string `json:"properties,omitempty"`
+	// ExpectAttach, AttachTimeout and HealthFails are the attach and
+	// health settings of a managed runtime (add --attach,
+	// --attach-timeout, --health-fails; AttachTimeout 0 and HealthFails
+	// nil are the defaults, 10s and 3).
+	ExpectAttach  bool     `json:"expect_attach,omitempty"`
+	AttachTimeout Duration `json:"attach_timeout,omitempty"`
+	HealthFails   *int     `json:"health_fails,omitempty"`
 	// Usage is what the runtime's processes use, sampled by the daemon
 	// once per health tick (nil when nothing runs or nothing was sampled
 	// yet).

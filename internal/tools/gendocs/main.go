@@ -20,6 +20,7 @@ import (
 
 	"github.com/socketley/socketley/internal/cli"
 	"github.com/socketley/socketley/internal/daemon"
+	"github.com/socketley/socketley/internal/export"
 	"github.com/socketley/socketley/internal/version"
 )
 
@@ -37,7 +38,7 @@ func run(manDir, complDir string) error {
 	if manDir == "" && complDir == "" {
 		return fmt.Errorf("gendocs: give --man DIR and/or --completions DIR")
 	}
-	root := cli.Command(daemon.Extra())
+	root := cli.Command(daemon.Extra(), export.Extra())
 	// The completion command is only added when the tree executes; make
 	// sure it exists so that it is documented as well.
 	root.InitDefaultCompletionCmd()
