@@ -265,18 +265,7 @@ func TestLimitsOfNonRootSystemCallers(t *testing.T) {
 				t.Fatalf("got %v, want denied %q", err, tt.msg)
 			}
 			// set: refused before anything changes (the runtime is the caller's).
-			if err := m.update(func(r *Registry) error {
-				r.put(&Entry{Name: "svc", Managed: true, Path: "/bin/sleep", OwnerUID: tt.caller.UID, Desired: DesiredStopped})
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := m.set(context.Background(), tt.caller, wire.SetSpec{Name: "svc", Limits: tt.args}); !errors.Is(err, ErrDenied) {
-				t.Fatalf("set: %v, want denied", err)
-			}
-			if e, _ := m.entry("svc"); !e.Limits.IsZero() {
-				t.Fatalf("a refused set saved %+v", e.Limits)
-			}
+			setRefused(t, m, tt.caller, wire.SetSpec{Name: "svc", Limits: tt.args})
 		})
 	}
 	// The user daemon applies nothing of this: its systemd is the caller's.
@@ -374,18 +363,7 @@ func TestPropertiesOfNonRootSystemCallers(t *testing.T) {
 			if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("got %v, want denied %q", err, tt.msg)
 			}
-			if err := m.update(func(r *Registry) error {
-				r.put(&Entry{Name: "svc", Managed: true, Path: "/bin/sleep", OwnerUID: tt.caller.UID, Desired: DesiredStopped})
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := m.set(context.Background(), tt.caller, wire.SetSpec{Name: "svc", Properties: tt.props}); !errors.Is(err, ErrDenied) {
-				t.Fatalf("set: %v, want denied", err)
-			}
-			if e, _ := m.entry("svc"); len(e.Properties) != 0 {
-				t.Fatalf("a refused set saved %q", e.Properties)
-			}
+			setRefused(t, m, tt.caller, wire.SetSpec{Name: "svc", Properties: tt.props})
 		})
 	}
 	m, _ := newTestManager(t)
@@ -402,5 +380,23 @@ func TestPropertiesOfNonRootSystemCallers(t *testing.T) {
 	m.cfg.Mode = paths.System
 	if err := m.checkProperties(user, []string{"ProtectKernelTunables=yes", "ProtectKernelLogs=yes"}); err != nil {
 		t.Fatalf("system daemon: %v", err)
+	}
+}
+
+// setRefused registers the stopped runtime svc of caller and checks that
+// set refuses spec (denied) and saves none of it.
+func setRefused(t *testing.T, m *Manager, caller Caller, spec wire.SetSpec) {
+	t.Helper()
+	if err := m.update(func(r *Registry) error {
+		r.put(&Entry{Name: "svc", Managed: true, Path: "/bin/sleep", OwnerUID: caller.UID, Desired: DesiredStopped})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.set(context.Background(), caller, spec); !errors.Is(err, ErrDenied) {
+		t.Fatalf("set: %v, want denied", err)
+	}
+	if e, _ := m.entry("svc"); !e.Limits.IsZero() || len(e.Properties) != 0 {
+		t.Fatalf("a refused set saved limits %+v, properties %q", e.Limits, e.Properties)
 	}
 }
