@@ -54,7 +54,13 @@ func (m *Manager) handleRequest(ctx context.Context, caller Caller, req wire.Req
 	}
 	switch req.Cmd {
 	case wire.CmdList:
-		return &wire.Result{Runtimes: m.list(false)}, nil
+		rts := m.list(false)
+		if req.Mine {
+			rts = slices.DeleteFunc(rts, func(r wire.Runtime) bool {
+				return !r.Managed || r.Orphan || !caller.root() && r.OwnerUID != caller.UID
+			})
+		}
+		return &wire.Result{Runtimes: rts}, nil
 	case wire.CmdPS:
 		return &wire.Result{Runtimes: m.list(true)}, nil
 	case wire.CmdShow:

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -77,5 +78,68 @@ func TestRedactOthersEnvAndArgs(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestListMine: {"cmd":"ls","mine":true} lists the caller's own managed
+// runtimes (root: every managed runtime), never an attached process or an
+// orphan unit: what export and apply --prune work on, also over ssh where
+// the client cannot know the uid the daemon sees.
+func TestListMine(t *testing.T) {
+	m, f := newTestManager(t)
+	m.cfg.Mode = paths.System
+	alice := Caller{UID: 65534, GID: 65534, PID: os.Getpid()}
+	bob := Caller{UID: 4242, GID: 4242, PID: os.Getpid()}
+	root := Caller{PID: os.Getpid()}
+	bin := exe(t, t.TempDir(), "svc")
+	for _, n := range []string{"alice-web", "bob-web"} {
+		if _, err := m.add(t.Context(), root, wire.AddSpec{Name: n, Path: bin}, false, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.update(func(r *Registry) error {
+		r.mod("alice-web").OwnerUID = alice.UID
+		r.mod("bob-web").OwnerUID = bob.UID
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.attach(t.Context(), me(), attachSpec("attached", child(t).Process.Pid)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.update(func(r *Registry) error { r.mod("attached").OwnerUID = alice.UID; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	f.set(units.Status{Name: "stray", Unit: units.Name("stray"), LoadState: "loaded", ActiveState: "active", SubState: "running", MainPID: 99999})
+
+	tests := []struct {
+		name   string
+		caller Caller
+		line   string
+		want   string
+	}{
+		{"alice mine", alice, `{"cmd":"ls","mine":true}`, "alice-web"},
+		{"bob mine", bob, `{"cmd":"ls","mine":true}`, "bob-web"},
+		{"root mine", root, `{"cmd":"ls","mine":true}`, "alice-web bob-web"},
+		{"alice all", alice, `{"cmd":"ls"}`, "alice-web attached bob-web stray"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, payload := m.dispatch(t.Context(), tt.caller, tt.line)
+			if code != wire.CodeOK {
+				t.Fatalf("code %d: %s", code, payload)
+			}
+			var res wire.Result
+			if err := json.Unmarshal(payload, &res); err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, r := range res.Runtimes {
+				names = append(names, r.Name)
+			}
+			if got := strings.Join(names, " "); got != tt.want {
+				t.Fatalf("%s: %q, want %q", tt.line, got, tt.want)
+			}
+		})
 	}
 }

@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/socketley/socketley/internal/control"
+	"github.com/socketley/socketley/internal/format"
 	"github.com/socketley/socketley/internal/manifest"
 	"github.com/socketley/socketley/internal/wire"
 )
@@ -51,22 +53,16 @@ line, field). Applying the same file again changes nothing and says so.`,
 			if file == "" {
 				return withUsage(cmd, usageErr("apply: give the manifest with -f FILE (or -f - for standard input)"))
 			}
-			want, err := readManifest(file, a.stdio.In)
+			// A manifest for other hosts names their files: its paths
+			// must be absolute there.
+			want, err := readManifest(file, a.stdio.In, a.host != nil || len(a.hosts) > 0)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout*4)
-			defer cancel()
-			c := a.client()
-			have, err := runtimes(ctx, c, wire.Request{Cmd: wire.CmdList})
-			if err != nil {
-				return err
+			if len(a.hosts) > 1 {
+				return a.applyHosts(cmd.Context(), want, dryRun, prune)
 			}
-			if prune {
-				have = mine(have)
-			}
-			steps := manifest.Plan(want, have, prune)
-			return a.apply(ctx, c, steps, dryRun)
+			return a.applyTo(cmd.Context(), want, dryRun, prune)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "the manifest (YAML; - for standard input)")
@@ -75,8 +71,121 @@ line, field). Applying the same file again changes nothing and says so.`,
 	return cmd
 }
 
-// readManifest reads and checks the manifest file (- for in).
-func readManifest(file string, in io.Reader) ([]manifest.Desired, error) {
+// applyTo plans want against the daemon's runtimes and carries it out.
+func (a *app) applyTo(ctx context.Context, want []manifest.Desired, dryRun, prune bool) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout*4)
+	defer cancel()
+	c := a.client()
+	// Your own managed runtimes only, as the daemon sees you (over -H, the
+	// remote user): another user's runtime of the same name is not yours
+	// to change, and --prune never removes it.
+	have, err := runtimes(ctx, c, wire.Request{Cmd: wire.CmdList, Mine: true})
+	if err != nil {
+		return err
+	}
+	return a.apply(ctx, c, manifest.Plan(want, have, prune), dryRun)
+}
+
+// applyHosts applies want on every host of a.hosts at once. Each host's
+// plan, results and errors are printed in a section of its own ("== HOST
+// =="), in the order the hosts were given, each once it and the hosts
+// before it are done; then a line per host says how it went. A host that
+// fails (unreachable, a step failed) does not stop the others; the exit
+// code is the worst host's (2 when a host could not be reached).
+func (a *app) applyHosts(ctx context.Context, want []manifest.Desired, dryRun, prune bool) error {
+	type hostRun struct {
+		out  recorder
+		code int
+		done chan struct{}
+	}
+	runs := make([]*hostRun, len(a.hosts))
+	for i, h := range a.hosts {
+		r := &hostRun{done: make(chan struct{})}
+		runs[i] = r
+		go func() {
+			defer close(r.done)
+			one := a.onHost(h, Stdio{In: strings.NewReader(""), Out: r.out.stream(false), Err: r.out.stream(true)})
+			if err := one.applyTo(ctx, want, dryRun, prune); err != nil {
+				r.code = report(one.stdio.Err, err)
+			}
+		}()
+	}
+	worst, failed := 0, 0
+	for i, h := range a.hosts {
+		<-runs[i].done
+		fmt.Fprintf(a.stdio.Out, "== %s ==\n", h)
+		if err := runs[i].out.replay(a.stdio.Out, a.stdio.Err); err != nil {
+			return err
+		}
+		if c := runs[i].code; c != 0 {
+			worst, failed = max(worst, c), failed+1
+		}
+	}
+	rows := [][]string{{"HOST", "RESULT"}}
+	for i, h := range a.hosts {
+		res := "ok"
+		if c := runs[i].code; c != 0 {
+			res = fmt.Sprintf("failed (exit %d)", c)
+		}
+		rows = append(rows, []string{h.String(), res})
+	}
+	fmt.Fprintln(a.stdio.Out, "==")
+	if err := format.Columns(a.stdio.Out, rows); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return &exitError{code: worst, err: fmt.Errorf("apply: %d of %d hosts failed (see their sections above); the others were applied", failed, len(a.hosts))}
+	}
+	return nil
+}
+
+// recorder keeps what one host's apply writes to stdout and stderr, in
+// the order written, to be replayed in that host's section.
+type recorder struct {
+	mu     sync.Mutex
+	chunks []chunk
+}
+
+type chunk struct {
+	stderr bool
+	b      []byte
+}
+
+// stream returns the writer of stdout, or stderr.
+func (r *recorder) stream(stderr bool) io.Writer { return recorderStream{r, stderr} }
+
+// replay writes what was recorded to out and errw.
+func (r *recorder) replay(out, errw io.Writer) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.chunks {
+		w := out
+		if c.stderr {
+			w = errw
+		}
+		if _, err := w.Write(c.b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type recorderStream struct {
+	r      *recorder
+	stderr bool
+}
+
+func (s recorderStream) Write(p []byte) (int, error) {
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	s.r.chunks = append(s.r.chunks, chunk{s.stderr, slices.Clone(p)})
+	return len(p), nil
+}
+
+// readManifest reads and checks the manifest file (- for in). For another
+// host (remote), a relative path in it is a problem: nothing here can say
+// what it names there.
+func readManifest(file string, in io.Reader, remote bool) ([]manifest.Desired, error) {
 	var data []byte
 	var err error
 	dir := "."
@@ -92,7 +201,9 @@ func readManifest(file string, in io.Reader) ([]manifest.Desired, error) {
 	if len(data) > maxManifest {
 		return nil, usageErr("apply: %s is larger than %d bytes", file, maxManifest)
 	}
-	if dir, err = filepath.Abs(dir); err != nil {
+	if remote {
+		dir = ""
+	} else if dir, err = filepath.Abs(dir); err != nil {
 		return nil, usageErr("apply: %v", err)
 	}
 	want, err := manifest.Parse(file, dir, data)
@@ -104,16 +215,6 @@ func readManifest(file string, in io.Reader) ([]manifest.Desired, error) {
 
 // maxManifest bounds a manifest file.
 const maxManifest = 4 << 20
-
-// mine keeps the runtimes this user may remove with --prune: its own (root:
-// all).
-func mine(rts []wire.Runtime) []wire.Runtime {
-	uid := os.Getuid()
-	if uid == 0 {
-		return rts
-	}
-	return slices.DeleteFunc(rts, func(r wire.Runtime) bool { return r.OwnerUID != uid })
-}
 
 // apply prints the plan and carries it out, step by step; a step that
 // fails is reported and the others still run (exit 1 then).

@@ -39,11 +39,12 @@ type app struct {
 	socket string
 	user   bool
 	system bool
-	// hostFlag is -H as given; host is the daemon's host once parsed from
-	// it or $SOCKETLEY_HOST (nil: this machine).
+	// hostFlags is -H as given, hostsFile --hosts; host is the daemon's
+	// host once parsed from them or $SOCKETLEY_HOST (nil: this machine).
 	hostFlags []string
+	hostsFile string
 	host      *remote.Host
-	// hosts are the hosts of several -H (ls and ps only).
+	// hosts are the hosts when several are given (ls, ps and apply).
 	hosts []remote.Host
 	// began is when this invocation started: a failed start shows the
 	// program's output since then, not an earlier run's.
@@ -97,18 +98,9 @@ func (g Globals) ExportRuntimes(ctx context.Context, names []string) ([]wire.Run
 	if len(names) > 0 {
 		return runtimes(ctx, c, wire.Request{Cmd: wire.CmdShow, Names: names})
 	}
-	rts, err := runtimes(ctx, c, wire.Request{Cmd: wire.CmdList})
-	if err != nil {
-		return nil, err
-	}
-	uid := os.Getuid()
-	var out []wire.Runtime
-	for _, r := range rts {
-		if r.Managed && !r.Orphan && (uid == 0 || r.OwnerUID == uid) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	// The daemon picks them by the caller it sees (over -H, the remote
+	// user).
+	return runtimes(ctx, c, wire.Request{Cmd: wire.CmdList, Mine: true})
 }
 
 // DaemonMode returns the mode of the daemon the invocation reaches
@@ -151,7 +143,12 @@ func Main(ctx context.Context, args []string, stdio Stdio, extra ...Extra) int {
 	if err == nil {
 		return 0
 	}
-	err = rewordCobra(root, err)
+	return report(stdio.Err, rewordCobra(root, err))
+}
+
+// report writes err to w as the CLI ends with it (with a hint where the
+// user can fix it) and returns the exit code.
+func report(w io.Writer, err error) int {
 	var se *remote.SSHError
 	if errors.As(err, &se) {
 		// ssh's words, without the control layer's wrapping around them.
@@ -162,7 +159,7 @@ func Main(ctx context.Context, args []string, stdio Stdio, extra ...Extra) int {
 		return code
 	}
 	// The error may carry the daemon's text (names, messages): escaped.
-	fmt.Fprintln(stdio.Err, "socketley: "+format.EscapeLines(strings.TrimRight(err.Error(), "\n"))+hint(err))
+	fmt.Fprintln(w, "socketley: "+format.EscapeLines(strings.TrimRight(err.Error(), "\n"))+hint(err))
 	return code
 }
 
@@ -235,7 +232,8 @@ systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f, top: 0).`,
 	pf.StringVar(&a.socket, "socket", "", "control socket path (default: $SOCKETLEY_SOCKET, else by mode)")
 	pf.BoolVar(&a.user, "user", false, "use the per-user daemon and the user's systemd manager")
 	pf.BoolVar(&a.system, "system", false, "use the system daemon (/run/socketley/socketley.sock)")
-	pf.StringArrayVarP(&a.hostFlags, "host", "H", nil, "the daemon of another machine, ssh://[user@]host[:port], reached with ssh (default: $SOCKETLEY_HOST; ls and ps take several)")
+	pf.StringArrayVarP(&a.hostFlags, "host", "H", nil, "the daemon of another machine, ssh://[user@]host[:port], reached with ssh (default: $SOCKETLEY_HOST; ls, ps and apply take several)")
+	pf.StringVar(&a.hostsFile, "hosts", "", "a file of hosts, one ssh://[user@]host[:port] per line (# comments), as if each were given with -H")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if a.user && a.system {
 			return usageErr("--user and --system exclude each other: give one of them, or neither (the daemon is then found as described in socketley --help)\n%s", usageLine(cmd))
@@ -269,16 +267,17 @@ systemd or D-Bus error); Ctrl-C ends a command with 130 (logs -f, top: 0).`,
 
 // commandNamed returns the builder of the command args run: the first word
 // that is not a global flag (--user, --system, --socket[=]VALUE,
-// -H/--host[=]VALUE), by name
+// -H/--host[=]VALUE, --hosts[=]VALUE), by name
 // or alias; nil when that word names none (help, completion, a typo) or a
 // flag before it is another one (-h, --help, --version, a bad flag: cobra
 // answers those from the whole tree).
 func commandNamed(builders []builder, args []string) *builder {
 	for i := 0; i < len(args); i++ {
 		switch w := args[i]; {
-		case w == "--socket" || w == "--host" || w == "-H":
+		case w == "--socket" || w == "--host" || w == "-H" || w == "--hosts":
 			i++
-		case w == "--user" || w == "--system" || strings.HasPrefix(w, "--socket=") || strings.HasPrefix(w, "--host=") || strings.HasPrefix(w, "-H"):
+		case w == "--user" || w == "--system" || strings.HasPrefix(w, "--socket=") || strings.HasPrefix(w, "--host=") ||
+			strings.HasPrefix(w, "--hosts=") || strings.HasPrefix(w, "-H"):
 		case strings.HasPrefix(w, "-"):
 			return nil
 		default:

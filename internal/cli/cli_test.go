@@ -97,6 +97,19 @@ func TestMainUsageErrors(t *testing.T) {
 	if err := os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	write := func(name, body string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hostsBad := write("hosts-bad", "# fleet\nssh://a\n\nweb1  # no scheme\n")
+	hostsDup := write("hosts-dup", "ssh://b\nssh://a:22 # once more\nssh://a:22\n")
+	hostsTwo := write("hosts-two", "ssh://a\nssh://b\n")
+	hostsEmpty := write("hosts-empty", "# nothing yet\n\n")
+	relative := write("relative.yaml", "runtimes:\n  - name: web\n    path: bin/web\n")
 	tests := []struct {
 		args []string
 		code int
@@ -150,10 +163,15 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"-H", "ssh://h", "add", "/opt/prog", "--workdir", "."}, 1, "socketley: add: --workdir \".\" is relative", true},
 		{[]string{"-H", "ssh://h", "add", "/opt/prog", "--credential", "tok:tok.txt"}, 1, "--credential \"tok:tok.txt\": --credential \"tok.txt\" is relative", true},
 		{[]string{"-H", "ssh://h", "upgrade", "x", "v2"}, 1, "socketley: upgrade: NEWPATH \"v2\" is relative: with -H it is a path on ssh://h", true},
-		{[]string{"-H", "ssh://a", "-H", "ssh://b", "show", "x"}, 1, "socketley: show: several -H are for ls and ps only: give show one -H\nusage: socketley show NAME|PATTERN... [flags]\n", false},
-		{[]string{"-H", "ssh://a", "-H", "ssh://b", "ls", "-o", "json"}, 1, "socketley: ls: with several -H the output is a table (one -H at a time gives -o json)\nusage: socketley ls [flags]\n", false},
+		{[]string{"-H", "ssh://a", "-H", "ssh://b", "show", "x"}, 1, "socketley: show: several hosts (-H more than once, or --hosts) are for ls, ps and apply only: give show one -H\nusage: socketley show NAME|PATTERN... [flags]\n", false},
+		{[]string{"--hosts", hostsTwo, "events"}, 1, "socketley: events: several hosts (-H more than once, or --hosts) are for ls, ps and apply only", true},
 		{[]string{"-H", "ssh://a", "-H", "b", "ps"}, 1, "socketley: -H/--host: \"b\" has no scheme", true},
-		{[]string{"-H", "ssh://h", "apply", "-f", "x.yaml"}, 1, "socketley: apply: apply does not work with -H/--host ssh://h: it resolves the file's relative paths on this machine", true},
+		{[]string{"-H", "ssh://h", "apply", "-f", relative}, 1, "socketley: apply: " + relative + ": 1 problem(s):\n  " + relative + ":3: runtimes[0].path: \"bin/web\" is relative: applied to another host (-H), a path names a file of that host; give it absolute (such as /usr/local/bin/app)\nnothing was changed", true},
+		{[]string{"--hosts", hostsBad, "ls"}, 1, "socketley: " + hostsBad + ":4: \"web1\" has no scheme: give ssh://[user@]host[:port], such as ssh://admin@web1.example.com or ssh://10.0.0.5:2222\nusage: socketley ls [flags]\n", false},
+		{[]string{"--hosts", hostsDup, "ps"}, 1, "socketley: ps: ssh://a:22 is given twice (" + hostsDup + ":2 and " + hostsDup + ":3): give each host once\nusage: socketley ps [flags]\n", false},
+		{[]string{"-H", "ssh://b", "--hosts=" + hostsDup, "ls"}, 1, "socketley: ls: ssh://b is given twice (-H/--host and " + hostsDup + ":1)", true},
+		{[]string{"--hosts", hostsEmpty, "apply", "-f", relative}, 1, "socketley: apply: --hosts: " + hostsEmpty + " lists no host: give one ssh://[user@]host[:port] per line\nusage: socketley apply -f FILE [--dry-run] [--prune] [flags]\n", false},
+		{[]string{"--hosts", filepath.Join(dir, "none"), "ls"}, 1, "socketley: ls: --hosts: open " + filepath.Join(dir, "none") + ": no such file or directory", true},
 		{[]string{"env", "x"}, 1, "socketley: env: unexpected argument \"x\": env takes no arguments, only flags\nusage: socketley env [flags]\n", false},
 	}
 	for _, tt := range tests {

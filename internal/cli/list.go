@@ -55,18 +55,17 @@ alone). CPU, MEM and TASKS are what its processes use, sampled by the daemon
 every health tick (- until the first sample; socketley top shows them live).
 STATUS is one of created, running, starting, unhealthy, restarting, failed,
 crash-loop, stopping, stopped, orphan. -o json prints the fields documented in
-docs/cli.md. With several -H, one table of every host with a HOST column first;
-a host that cannot be reached is reported and the command exits 2.`,
+docs/cli.md. With several hosts (-H more than once, or --hosts), one table of
+every host with a HOST column first (-o json: one object per host with host and
+runtimes, or error); a host that cannot be reached is reported and the command
+exits 2.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(cmd, out); err != nil {
 				return err
 			}
 			if len(a.hosts) > 1 {
-				if out != "table" {
-					return usageErr("%s: with several -H the output is a table (one -H at a time gives -o json)\n%s", cmd.Name(), usageLine(cmd))
-				}
-				return a.listHosts(cmd.Context(), wire.CmdList, true)
+				return a.listHosts(cmd.Context(), wire.CmdList, true, out)
 			}
 			if out == "table" {
 				return a.lineTable(cmd.Context(), wire.CmdList)
@@ -93,18 +92,16 @@ That is every runtime with a live process, and every managed runtime wanted
 running that is between a crash and its restart (restarting or crash-loop, PID
 -). ls lists everything, also what is created, stopped or failed. PID is the
 last column, so scripts can use: socketley ps | grep NAME | awk '{print $NF}'.
-With several -H, one table of every host with a HOST column first; a host that
-cannot be reached is reported and the command exits 2.`,
+With several hosts (-H more than once, or --hosts), one table of every host with
+a HOST column first (-o json: one object per host with host and runtimes, or
+error); a host that cannot be reached is reported and the command exits 2.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(cmd, out); err != nil {
 				return err
 			}
 			if len(a.hosts) > 1 {
-				if out != "table" {
-					return usageErr("%s: with several -H the output is a table (one -H at a time gives -o json)\n%s", cmd.Name(), usageLine(cmd))
-				}
-				return a.listHosts(cmd.Context(), wire.CmdPS, false)
+				return a.listHosts(cmd.Context(), wire.CmdPS, false, out)
 			}
 			if out == "table" {
 				return a.lineTable(cmd.Context(), wire.CmdPS)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,37 +32,59 @@ var localOnly = map[string]string{
 	"env":        "it prints a local socket path for programs started from this shell",
 	"attach":     "it reports a local process, which a remote daemon cannot manage",
 	"dial-stdio": "it is what -H runs on the remote host",
-	"apply":      "it resolves the file's relative paths on this machine; run it on that host (ssh HOST socketley apply -f - < FILE)",
-	"export":     "it picks your runtimes by your local uid; run it on that host (ssh HOST socketley export)",
 }
 
-// resolveHost sets a.host from -H or $SOCKETLEY_HOST and refuses -H for
-// the commands that cannot work remotely.
+// multiHost are the commands that take several hosts (-H more than once,
+// or --hosts).
+var multiHost = []string{"ls", "ps", "apply"}
+
+// hostArg is one host as given, and where: -H/--host, $SOCKETLEY_HOST or
+// FILE:LINE of --hosts.
+type hostArg struct{ raw, from string }
+
+// resolveHost sets a.host (one host) or a.hosts (several) from -H,
+// --hosts or $SOCKETLEY_HOST, and refuses what the command cannot do with
+// them.
 func (a *app) resolveHost(cmd *cobra.Command) error {
-	raws, from := a.hostFlags, "-H/--host"
-	if !cmd.Flags().Changed("host") {
+	var args []hostArg
+	for _, raw := range a.hostFlags {
+		args = append(args, hostArg{raw, "-H/--host"})
+	}
+	if a.hostsFile != "" {
+		more, err := readHostsFile(a.hostsFile)
+		if err != nil {
+			return usageErr("%s: --hosts: %v\n%s", cmd.Name(), err, usageLine(cmd))
+		}
+		args = append(args, more...)
+	}
+	if len(args) == 0 {
 		raw := os.Getenv(remote.EnvHost)
 		if raw == "" || cmd.Name() == "dial-stdio" {
 			// dial-stdio is the remote end: a $SOCKETLEY_HOST there
 			// would loop.
 			return nil
 		}
-		raws, from = []string{raw}, "$"+remote.EnvHost
+		args = []hostArg{{raw, "$" + remote.EnvHost}}
 	}
-	hosts := make([]remote.Host, 0, len(raws))
-	for _, raw := range raws {
-		h, err := remote.Parse(raw)
+	hosts := make([]remote.Host, 0, len(args))
+	first := map[string]string{}
+	for _, ha := range args {
+		h, err := remote.Parse(ha.raw)
 		if err != nil {
-			return usageErr("%s: %v\n%s", from, err, usageLine(cmd))
+			return usageErr("%s: %v\n%s", ha.from, err, usageLine(cmd))
 		}
+		if at, dup := first[h.String()]; dup {
+			return usageErr("%s: %s is given twice (%s and %s): give each host once\n%s", cmd.Name(), h, at, ha.from, usageLine(cmd))
+		}
+		first[h.String()] = ha.from
 		hosts = append(hosts, h)
 	}
 	if why, ok := localOnly[cmd.Name()]; ok {
-		return usageErr("%s: %s does not work with %s %s: %s", cmd.Name(), cmd.Name(), from, hosts[0], why)
+		return usageErr("%s: %s does not work with %s %s: %s", cmd.Name(), cmd.Name(), args[0].from, hosts[0], why)
 	}
 	if len(hosts) > 1 {
-		if cmd.Name() != "ls" && cmd.Name() != "ps" {
-			return usageErr("%s: several -H are for ls and ps only: give %s one -H\n%s", cmd.Name(), cmd.Name(), usageLine(cmd))
+		if !slices.Contains(multiHost, cmd.Name()) {
+			return usageErr("%s: several hosts (-H more than once, or --hosts) are for ls, ps and apply only: give %s one -H\n%s", cmd.Name(), cmd.Name(), usageLine(cmd))
 		}
 		a.hosts = hosts
 		return nil
@@ -69,11 +93,56 @@ func (a *app) resolveHost(cmd *cobra.Command) error {
 	return nil
 }
 
-// listHosts prints the ls (withMode) or ps table of every host of a.hosts,
-// with a HOST column first, the hosts in the order given. A host that
-// cannot be reached is reported on stderr and the others are listed; the
-// command then exits 2.
-func (a *app) listHosts(ctx context.Context, cmd string, withMode bool) error {
+// maxHostsFile bounds a --hosts file.
+const maxHostsFile = 1 << 20
+
+// readHostsFile reads a --hosts file: one ssh://[user@]host[:port] per
+// line; blank lines and lines starting with # are skipped, as is what
+// follows " #" on a line.
+func readHostsFile(path string) ([]hostArg, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxHostsFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > maxHostsFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes: is it a hosts file?", path, maxHostsFile)
+	}
+	var out []hostArg
+	for i, line := range strings.Split(string(data), "\n") {
+		if j := strings.Index(line, " #"); j >= 0 {
+			line = line[:j]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		out = append(out, hostArg{line, fmt.Sprintf("%s:%d", path, i+1)})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s lists no host: give one ssh://[user@]host[:port] per line", path)
+	}
+	return out, nil
+}
+
+// hostList is one host's part of ls/ps -o json with several hosts: its
+// runtimes, or why it could not be listed.
+type hostList struct {
+	Host     string         `json:"host"`
+	Runtimes []wire.Runtime `json:"runtimes,omitzero"`
+	Error    string         `json:"error,omitempty"`
+}
+
+// listHosts prints the ls (withMode) or ps listing of every host of
+// a.hosts, the hosts in the order given: one table with a HOST column
+// first, or (out json) one hostList per host. A host that cannot be
+// reached is reported on stderr (and in its hostList) and the others are
+// listed; the command then exits 2.
+func (a *app) listHosts(ctx context.Context, cmd string, withMode bool, out string) error {
 	type answer struct {
 		rts []wire.Runtime
 		err error
@@ -82,16 +151,17 @@ func (a *app) listHosts(ctx context.Context, cmd string, withMode bool) error {
 	var wg sync.WaitGroup
 	for i, h := range a.hosts {
 		wg.Go(func() {
-			one := &app{stdio: a.stdio, socket: a.socket, user: a.user, system: a.system, host: &h}
-			rts, err := runtimes(ctx, one.remoteClient(), wire.Request{Cmd: cmd})
+			rts, err := runtimes(ctx, a.onHost(h, a.stdio).remoteClient(), wire.Request{Cmd: cmd})
 			answers[i] = answer{rts, err}
 		})
 	}
 	wg.Wait()
 	now := time.Now()
 	var rows [][]string
+	lists := make([]hostList, len(a.hosts))
 	failed := 0
 	for i, h := range a.hosts {
+		lists[i] = hostList{Host: h.String(), Runtimes: answers[i].rts}
 		if err := answers[i].err; err != nil {
 			failed++
 			msg := err.Error()
@@ -99,8 +169,13 @@ func (a *app) listHosts(ctx context.Context, cmd string, withMode bool) error {
 			if !errors.As(err, &se) {
 				msg = h.String() + ": " + msg
 			}
-			fmt.Fprintln(a.stdio.Err, "socketley: "+format.EscapeLines(strings.TrimRight(msg, "\n")))
+			msg = strings.TrimRight(msg, "\n")
+			lists[i] = hostList{Host: h.String(), Error: msg}
+			fmt.Fprintln(a.stdio.Err, "socketley: "+format.EscapeLines(msg))
 			continue
+		}
+		if lists[i].Runtimes == nil {
+			lists[i].Runtimes = []wire.Runtime{}
 		}
 		for j, row := range format.Rows(answers[i].rts, now, withMode) {
 			if j == 0 {
@@ -112,7 +187,14 @@ func (a *app) listHosts(ctx context.Context, cmd string, withMode bool) error {
 			rows = append(rows, append([]string{h.String()}, row...))
 		}
 	}
-	if rows != nil {
+	switch {
+	case out == "json":
+		enc := json.NewEncoder(a.stdio.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(lists); err != nil {
+			return err
+		}
+	case rows != nil:
 		if err := format.Columns(a.stdio.Out, rows); err != nil {
 			return err
 		}
@@ -121,6 +203,12 @@ func (a *app) listHosts(ctx context.Context, cmd string, withMode bool) error {
 		return &exitError{code: 2, err: errQuiet}
 	}
 	return nil
+}
+
+// onHost returns the invocation's settings aimed at host h, writing to
+// stdio.
+func (a *app) onHost(h remote.Host, stdio Stdio) *app {
+	return &app{stdio: stdio, socket: a.socket, user: a.user, system: a.system, host: &h, began: a.began}
 }
 
 // remoteWords returns the command line that runs verb with args on the

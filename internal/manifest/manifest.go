@@ -108,7 +108,9 @@ type Desired struct {
 }
 
 // Parse reads the manifest data of file (named for the problems; relative
-// paths in it are resolved against dir) and returns its runtimes as add
+// paths in it are resolved against dir, or are problems when dir is "":
+// a manifest applied to another host names that host's files, which only
+// an absolute path can) and returns its runtimes as add
 // requests, checked as add checks them. A bad manifest returns Problems
 // with every problem found: unknown fields, wrong types, bad values,
 // names given twice.
@@ -328,6 +330,10 @@ func (r Runtime) desired(dir string) (Desired, []Problem) {
 			return ""
 		}
 		if !filepath.IsAbs(path) {
+			if dir == "" {
+				bad(field, fmt.Sprintf("%q is relative: applied to another host (-H), a path names a file of that host; give it absolute (such as /usr/local/bin/app)", path))
+				return path
+			}
 			path = filepath.Join(dir, path)
 		}
 		return filepath.Clean(path)

@@ -122,6 +122,42 @@ func TestParseProblems(t *testing.T) {
 	}
 }
 
+// TestParseForAnotherHost: parsed for another host (no directory: apply
+// -H), every relative path is a problem with its line and field; the same
+// file resolves them locally.
+func TestParseForAnotherHost(t *testing.T) {
+	in := `runtimes:
+  - name: a
+    path: bin/a
+    workdir: /srv/a
+    env_files: [/etc/a.env, a.env]
+    credentials: {key: secrets/key}
+  - name: b
+    path: /usr/bin/b
+    workdir: .
+`
+	want := []string{
+		`f.yaml:3: runtimes[0].path: "bin/a" is relative: applied to another host (-H)`,
+		`f.yaml:5: runtimes[0].env_files: "a.env" is relative`,
+		`f.yaml:6: runtimes[0].credentials: "secrets/key" is relative`,
+		`f.yaml:9: runtimes[1].workdir: "." is relative`,
+	}
+	_, err := Parse("f.yaml", "", []byte(in))
+	var ps Problems
+	if !errors.As(err, &ps) || len(ps) != len(want) {
+		t.Fatalf("error %v, want %d problems", err, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(ps[i].String(), w) {
+			t.Errorf("problem %d: %q, want it to begin %q", i, ps[i], w)
+		}
+	}
+	got, err := Parse("f.yaml", "/home/me", []byte(in))
+	if err != nil || got[0].Spec.Path != "/home/me/bin/a" || got[1].Spec.WorkDir != "/home/me" {
+		t.Fatalf("parsed locally: %+v, %v", got, err)
+	}
+}
+
 // TestRenderParsesBack: export's manifest of a runtime, read back, is the
 // add request that registered it, for every setting; defaults are left
 // out of the file.

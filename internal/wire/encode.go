@@ -84,6 +84,9 @@ func (r *Request) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"since":`...)
 		b = append(b, v...)
 	}
+	if r.Mine {
+		b = append(b, `,"mine":true`...)
+	}
 	return append(b, '}'), nil
 }
 

@@ -83,6 +83,11 @@ type Request struct {
 	// Since makes CmdEvents list the events from this time on, read back
 	// from the journal when the daemon's memory does not reach that far.
 	Since time.Time `json:"since,omitzero"`
+	// Mine makes CmdList list only the caller's own managed runtimes (for
+	// root, every managed runtime): no attached processes, no orphan units.
+	// The daemon picks them by the peer credentials it sees, which a client
+	// reaching it over ssh (socketley -H) cannot know.
+	Mine bool `json:"mine,omitempty"`
 }
 
 // Credential is one secret of a managed runtime (add --credential ID:PATH,
