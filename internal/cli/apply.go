@@ -43,11 +43,17 @@ carry it out:
              list (never an attached process or an orphan unit)
 
 A bad file is refused before anything changes, with every problem found (file,
-line, field). Applying the same file again changes nothing and says so.`,
+line, field). Applying the same file again changes nothing and says so.
+
+With -H the file is applied to the daemon of that host: its paths name files
+there and must be absolute. With several hosts (-H more than once, or --hosts
+FILE) it is applied to each at once, with a section per host and a summary; a
+host that cannot be reached is reported and the others still complete (exit 2).`,
 		Example: `  socketley apply -f socketley.yaml
   socketley apply -f socketley.yaml --dry-run
   socketley export -o yaml > socketley.yaml   # the runtimes as they are
-  cat socketley.yaml | socketley apply -f - --prune`,
+  cat socketley.yaml | socketley apply -f - --prune
+  socketley --hosts fleet.txt apply -f socketley.yaml`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -134,7 +140,14 @@ func (a *app) applyHosts(ctx context.Context, want []manifest.Desired, dryRun, p
 		return err
 	}
 	if failed > 0 {
-		return &exitError{code: worst, err: fmt.Errorf("apply: %d of %d hosts failed (see their sections above); the others were applied", failed, len(a.hosts))}
+		rest := "; the others were applied"
+		switch {
+		case failed == len(a.hosts):
+			rest = ""
+		case dryRun:
+			rest = "; the others' plans are above"
+		}
+		return &exitError{code: worst, err: fmt.Errorf("apply: %d of %d hosts failed (see their sections above)%s", failed, len(a.hosts), rest)}
 	}
 	return nil
 }

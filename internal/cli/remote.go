@@ -164,10 +164,12 @@ func (a *app) listHosts(ctx context.Context, cmd string, withMode bool, out stri
 		lists[i] = hostList{Host: h.String(), Runtimes: answers[i].rts}
 		if err := answers[i].err; err != nil {
 			failed++
-			msg := err.Error()
+			// ssh's words, without the control layer's wrapping around
+			// them (they name the host).
+			msg := h.String() + ": " + err.Error()
 			var se *remote.SSHError
-			if !errors.As(err, &se) {
-				msg = h.String() + ": " + msg
+			if errors.As(err, &se) {
+				msg = se.Error()
 			}
 			msg = strings.TrimRight(msg, "\n")
 			lists[i] = hostList{Host: h.String(), Error: msg}

@@ -36,7 +36,8 @@ func Command(g cli.Globals) *cobra.Command {
 		Use:   "export [-o yaml | --format systemd|nomad] [flags] [NAME|PATTERN...]",
 		Short: "Write managed runtimes as a manifest for apply, units for plain systemd, or a Nomad job",
 		Long: `Write the managed runtimes NAME... (names or glob patterns; default: all of
-yours; root: all).
+yours; root: all). With -H, those of the daemon on that host, yours as the
+remote user; the files are written here.
 
 -o yaml (the default; also --format yaml) writes them as a manifest
 (docs/apply.md) on standard output: every add setting, defaults left out, paths
