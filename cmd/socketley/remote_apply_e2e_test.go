@@ -27,13 +27,17 @@ func TestRemoteApplyFakeSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The host is the last word before "--" (after -o, -p, -l and their
-	// values).
+	// values); a's command gets a's socket (so that its processes name
+	// it).
+	// Each login is logged, to count them.
+	logins := filepath.Join(e.dir, "logins")
 	writeExec(t, filepath.Join(bin, "ssh"), "#!/bin/sh\nhost=\n"+
 		"while [ $# -gt 0 ] && [ \"$1\" != -- ]; do host=$1; shift; done\nshift\n"+
+		"echo \"$host\" >> "+logins+"\n"+
 		"case $host in\n"+
-		"a) export SOCKETLEY_SOCKET="+e.sock+" ;;\n"+
+		"a) exec sh -c \"$* --socket "+e.sock+"\" ;;\n"+
 		"*) echo \"ssh: Could not resolve hostname $host: Name or service not known\" >&2; exit 255 ;;\n"+
-		"esac\nexec sh -c \"$*\"\n")
+		"esac\n")
 	environ := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "SOCKETLEY_SOCKET=/nonexistent/local.sock"}
 	svc := e.script("svc.sh", "exec sleep 1000")
 	write := func(name, body string) string {
@@ -58,11 +62,22 @@ func TestRemoteApplyFakeSSH(t *testing.T) {
 		t.Fatalf("after --dry-run: %v", rts)
 	}
 
-	// The apply: made on a, reported for gone, exit 2.
+	// The apply: made on a, reported for gone, exit 2. Its three
+	// requests to a (ls, add, add) go over one ssh login, which ends with
+	// the command.
+	if err := os.Remove(logins); err != nil {
+		t.Fatal(err)
+	}
 	out, errs, code = runWith(t, environ, "-H", "ssh://gone", "-H", "ssh://a", "apply", "-f", both)
 	if code != 2 || !regexp.MustCompile(`(?s)^== ssh://gone ==\n== ssh://a ==\nplan:\n.*rapply-web: created and started\nrapply-idle: created \(stopped, as its state says\)\n==\n`).MatchString(out) ||
 		!strings.Contains(errs, "Could not resolve hostname gone") {
 		t.Fatalf("apply on two hosts: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if b, err := os.ReadFile(logins); err != nil || strings.Count(string(b), "a\n") != 1 {
+		t.Fatalf("ssh logins of apply: %q, %v; want one to a", b, err)
+	}
+	if left := leftover("dial-stdio", e.sock); len(left) > 0 {
+		t.Fatalf("dial-stdio processes left after apply: %q", left)
 	}
 	rts := listed(t, environ, "-H", "ssh://a")
 	if r := rts["rapply-web"]; r.Status != wire.StatusRunning || strings.Join(r.Args, " ") != "--port 7070" {

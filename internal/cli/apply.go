@@ -111,6 +111,7 @@ func (a *app) applyHosts(ctx context.Context, want []manifest.Desired, dryRun, p
 		go func() {
 			defer close(r.done)
 			one := a.onHost(h, Stdio{In: strings.NewReader(""), Out: r.out.stream(false), Err: r.out.stream(true)})
+			defer one.closeRemote()
 			if err := one.applyTo(ctx, want, dryRun, prune); err != nil {
 				r.code = report(one.stdio.Err, err)
 			}

@@ -46,6 +46,8 @@ type app struct {
 	host      *remote.Host
 	// hosts are the hosts when several are given (ls, ps and apply).
 	hosts []remote.Host
+	// rc is host's client, once made (it keeps its ssh connection).
+	rc *control.Client
 	// began is when this invocation started: a failed start shows the
 	// program's output since then, not an earlier run's.
 	began time.Time
@@ -140,6 +142,7 @@ func Main(ctx context.Context, args []string, stdio Stdio, extra ...Extra) int {
 	root.SetOut(stdio.Out)
 	root.SetErr(stdio.Err)
 	err := root.ExecuteContext(ctx)
+	a.closeRemote()
 	if err == nil {
 		return 0
 	}

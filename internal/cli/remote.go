@@ -151,7 +151,9 @@ func (a *app) listHosts(ctx context.Context, cmd string, withMode bool, out stri
 	var wg sync.WaitGroup
 	for i, h := range a.hosts {
 		wg.Go(func() {
-			rts, err := runtimes(ctx, a.onHost(h, a.stdio).remoteClient(), wire.Request{Cmd: cmd})
+			one := a.onHost(h, a.stdio)
+			defer one.closeRemote()
+			rts, err := runtimes(ctx, one.remoteClient(), wire.Request{Cmd: cmd})
 			answers[i] = answer{rts, err}
 		})
 	}
@@ -230,17 +232,31 @@ func (a *app) remoteWords(verb string, args ...string) []string {
 	return append(append(w, verb), args...)
 }
 
-// remoteClient returns the client of the daemon on a.host: each request
-// runs ssh HOST -- socketley dial-stdio.
+// remoteClient returns the client of the daemon on a.host: a connection
+// runs ssh HOST -- socketley dial-stdio, and is kept for the invocation's
+// next request (control.Client.Reuse: apply sends one per step, top one
+// per refresh) until closeRemote.
 func (a *app) remoteClient() *control.Client {
+	if a.rc != nil {
+		return a.rc
+	}
 	h := *a.host
 	words := a.remoteWords("dial-stdio")
-	return &control.Client{
+	a.rc = &control.Client{
 		Socket:  h.String(),
 		Version: version.Version(),
 		Dial: func(ctx context.Context) (net.Conn, error) {
 			return remote.Dial(ctx, "", h, words)
 		},
+		Reuse: true,
+	}
+	return a.rc
+}
+
+// closeRemote ends the ssh connection remoteClient kept, if any.
+func (a *app) closeRemote() {
+	if a.rc != nil {
+		_ = a.rc.Close()
 	}
 }
 

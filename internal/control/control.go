@@ -1,5 +1,6 @@
 // Package control is the client side of the daemon's control socket: one
-// request and its reply over a fresh unix connection, in the framing of
+// request and its reply over a fresh connection (or, with Client.Reuse,
+// the previous request's), in the framing of
 // package wire, with the deadlines a request gets when its context has none
 // and the retry of a daemon that is not listening yet.
 //
@@ -19,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -44,7 +46,7 @@ const (
 
 // Client sends requests to the daemon listening on Socket. The zero value
 // with Socket set is ready to use, and a Client is safe for concurrent use:
-// each request has its own connection.
+// each request has its own connection, unless Reuse lends it an idle one.
 type Client struct {
 	// Socket is the path of the daemon's control socket, used as it is.
 	Socket string
@@ -55,6 +57,66 @@ type Client struct {
 	// which then only names the daemon in errors (the CLI's -H dials
 	// through ssh). An error of Dial is returned as an *UnreachableError.
 	Dial func(ctx context.Context) (net.Conn, error)
+	// Reuse keeps the connection of a request that succeeded open for the
+	// next one, which then skips the dial (the daemon serves further
+	// request lines on a connection): over ssh each dial is a login. One
+	// idle connection is kept, for at most ReuseIdle, and never one whose
+	// request failed or was cancelled. Close closes it.
+	Reuse bool
+
+	mu     sync.Mutex
+	idle   *kept
+	idleAt time.Time
+}
+
+// ReuseIdle is how long a Reuse client keeps an idle connection: well
+// within the 10 s the daemon waits for the next request on a connection
+// before it closes it, so that a reused connection is never one the
+// daemon is closing.
+const ReuseIdle = 4 * time.Second
+
+// kept is a connection with the reader of its replies.
+type kept struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// take returns the idle connection, if there is one young enough.
+func (c *Client) take() *kept {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := c.idle
+	c.idle = nil
+	if k != nil && time.Since(c.idleAt) >= ReuseIdle {
+		_ = k.conn.Close()
+		return nil
+	}
+	return k
+}
+
+// keep makes k the idle connection (closing k if one is idle already).
+func (c *Client) keep(k *kept) {
+	_ = k.conn.SetDeadline(time.Time{})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle != nil {
+		_ = k.conn.Close()
+		return
+	}
+	c.idle, c.idleAt = k, time.Now()
+}
+
+// Close closes the connection Reuse kept, if any (over ssh: ends the ssh
+// process). The Client stays usable.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	k := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	if k == nil {
+		return nil
+	}
+	return k.conn.Close()
 }
 
 // dial opens one connection to the daemon.
@@ -127,11 +189,26 @@ func (c *Client) roundTrip(ctx context.Context, d time.Duration, req []byte) (in
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	conn, err := c.dial(ctx)
-	if err != nil {
-		return 0, nil, err
+	var k *kept
+	if c.Reuse {
+		k = c.take()
 	}
-	defer conn.Close()
+	if k == nil {
+		conn, err := c.dial(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		k = &kept{conn: conn, r: bufio.NewReader(conn)}
+	}
+	conn := k.conn
+	done := false
+	defer func() {
+		if done && c.Reuse {
+			c.keep(k)
+			return
+		}
+		_ = conn.Close()
+	}()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
@@ -140,13 +217,15 @@ func (c *Client) roundTrip(ctx context.Context, d time.Duration, req []byte) (in
 	if _, err := conn.Write(req); err != nil {
 		return 0, nil, fmt.Errorf("send request to %s: %w", c.Socket, err)
 	}
-	code, payload, err := wire.ReadReply(bufio.NewReader(conn))
+	code, payload, err := wire.ReadReply(k.r)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, nil, fmt.Errorf("request to %s: %w", c.Socket, ctx.Err())
 		}
 		return 0, nil, fmt.Errorf("request to %s: %w", c.Socket, err)
 	}
+	// Kept only if the deadline cannot have fired (stop ran first).
+	done = stop() && ctx.Err() == nil
 	return int(code), payload, nil
 }
 
