@@ -78,6 +78,9 @@ func (m *Manager) handleRequest(ctx context.Context, caller Caller, req wire.Req
 		if req.Add == nil {
 			return nil, errorf(ErrInvalid, "add: missing runtime description")
 		}
+		if req.Check {
+			return m.checkAdd(caller, *req.Add)
+		}
 		return m.add(ctx, caller, *req.Add, req.Wait, time.Duration(req.Timeout))
 	case wire.CmdSet:
 		if req.Set == nil {
@@ -261,24 +264,8 @@ func (m *Manager) runUser(caller Caller, s wire.AddSpec) (string, error) {
 }
 
 func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait bool, timeout time.Duration) (*wire.Result, error) {
-	if err := m.validateAdd(caller, &s); err != nil {
-		return nil, err
-	}
-	if err := m.validateListen(caller, &s); err != nil {
-		return nil, err
-	}
-	runAs, err := m.runUser(caller, s)
+	runAs, limits, err := m.checkSpec(caller, &s)
 	if err != nil {
-		return nil, err
-	}
-	limits, _, err := wire.ParseLimits(s.Limits) // checked by validateAdd
-	if err != nil {
-		return nil, err
-	}
-	if err := m.checkLimits(caller, limits); err != nil {
-		return nil, err
-	}
-	if err := m.checkProperties(caller, s.Properties); err != nil {
 		return nil, err
 	}
 	unlock := m.locks.lock(s.Name)
@@ -362,6 +349,50 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		}
 	}
 	return &wire.Result{Runtimes: []wire.Runtime{m.view(s.Name)}, Message: "started " + s.Name}, nil
+}
+
+// checkSpec makes every check of add on s but the name's (held: listen
+// addresses not probed, see validateListen) and returns the user the unit
+// runs as and the parsed limits.
+func (m *Manager) checkSpec(caller Caller, s *wire.AddSpec, held ...string) (string, wire.Limits, error) {
+	if err := m.validateAdd(caller, s); err != nil {
+		return "", wire.Limits{}, err
+	}
+	if err := m.validateListen(caller, s, held...); err != nil {
+		return "", wire.Limits{}, err
+	}
+	runAs, err := m.runUser(caller, *s)
+	if err != nil {
+		return "", wire.Limits{}, err
+	}
+	limits, _, err := wire.ParseLimits(s.Limits) // checked by validateAdd
+	if err != nil {
+		return "", wire.Limits{}, err
+	}
+	if err := m.checkLimits(caller, limits); err != nil {
+		return "", wire.Limits{}, err
+	}
+	if err := m.checkProperties(caller, s.Properties); err != nil {
+		return "", wire.Limits{}, err
+	}
+	return runAs, limits, nil
+}
+
+// checkAdd answers add with Check: every check add makes on s, nothing
+// registered or started. The name may be taken (apply checks a replacement
+// before it removes the runtime it replaces): the listen addresses that
+// runtime holds are not probed, since its removal frees them.
+func (m *Manager) checkAdd(caller Caller, s wire.AddSpec) (*wire.Result, error) {
+	var held []string
+	m.mu.RLock()
+	if e, ok := m.reg.get(s.Name); ok {
+		held = slices.Clone(e.Listen)
+	}
+	m.mu.RUnlock()
+	if _, _, err := m.checkSpec(caller, &s, held...); err != nil {
+		return nil, fmt.Errorf("add %s: %w", s.Name, err)
+	}
+	return &wire.Result{Message: "add " + s.Name + ": every check passed; nothing was changed"}, nil
 }
 
 // explainStartErr words a failed start of e, which stays registered and

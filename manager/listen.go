@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"slices"
 	"context"
 	"errors"
 	"fmt"
@@ -50,7 +51,10 @@ func (e *socketError) Is(target error) bool { return target == ErrInvalid }
 // daemon (whose systemd binds as root), and checks that each address can be
 // bound now, so that a port in use or a bad address is refused before
 // anything is registered.
-func (m *Manager) validateListen(caller Caller, s *wire.AddSpec) error {
+//
+// held are addresses not probed: those the runtime being replaced holds
+// (add's Check), which its removal frees.
+func (m *Manager) validateListen(caller Caller, s *wire.AddSpec, held ...string) error {
 	if len(s.Listen) == 0 {
 		s.Listen = nil
 		return nil
@@ -66,6 +70,9 @@ func (m *Manager) validateListen(caller Caller, s *wire.AddSpec) error {
 		}
 	}
 	for _, n := range out {
+		if slices.Contains(held, n) {
+			continue
+		}
 		if err := probeListen(n); err != nil {
 			return errorf(ErrInvalid, "add: --listen %s: cannot listen there: %v", n, err)
 		}

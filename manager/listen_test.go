@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -472,5 +473,62 @@ func TestExeLinksOfSimilarNames(t *testing.T) {
 		if got, err := os.Readlink(m.exeLink(name)); err != nil || got != want {
 			t.Fatalf("exe link of %s: %q %v, want %q", name, got, err, want)
 		}
+	}
+}
+
+// TestCheckAdd: add with Check makes add's checks and changes nothing. A
+// taken name is no problem (apply checks a replacement before it removes
+// the runtime), and the addresses that runtime listens on are not probed,
+// since its removal frees them; any other address in use is refused.
+func TestCheckAdd(t *testing.T) {
+	m, f := newTestManager(t)
+	m.cfg.Mode = paths.System
+	bin := exe(t, t.TempDir(), "srv")
+	held := freeListen(t)
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Listen: []string{held}}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	// What the runtime's socket unit does: hold the address.
+	ln, err := net.Listen("tcp", held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	calls := len(f.callsSince(0))
+	tests := []struct {
+		name   string
+		caller Caller
+		spec   wire.AddSpec
+		want   string // "" = passes
+	}{
+		{"a new runtime", me(), wire.AddSpec{Name: "api", Path: bin, Args: []string{"-v"}}, ""},
+		{"a replacement on the address it holds", me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-v"}, Listen: []string{held}}, ""},
+		{"another runtime on that address", me(), wire.AddSpec{Name: "api", Path: bin, Listen: []string{held}}, "cannot listen there"},
+		{"no such file", me(), wire.AddSpec{Name: "web", Path: "/nonexistent/srv"}, "no such file: /nonexistent/srv"},
+		{"a bad limit", me(), wire.AddSpec{Name: "web", Path: bin, Limits: wire.LimitArgs{MemoryMax: "lots"}}, "--memory-max"},
+		{"an unknown --run-as user", me(), wire.AddSpec{Name: "web", Path: bin, RunAs: "no-such-user-here"}, "unknown user"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := json.Marshal(wire.Request{Cmd: wire.CmdAdd, Add: &tt.spec, Check: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, payload := m.dispatch(t.Context(), tt.caller, string(req))
+			if tt.want == "" && (code != wire.CodeOK || !strings.Contains(string(payload), "every check passed; nothing was changed")) ||
+				tt.want != "" && (code != wire.CodeInvalid && code != 1 || !strings.Contains(string(payload), tt.want)) {
+				t.Fatalf("code %d: %s; want %q", code, payload, tt.want)
+			}
+		})
+	}
+	if got := f.callsSince(calls); len(got) != 0 {
+		t.Fatalf("a check called systemd: %v", got)
+	}
+	var names []string
+	for _, r := range m.list(false) {
+		names = append(names, r.Name)
+	}
+	if !slices.Equal(names, []string{"web"}) {
+		t.Fatalf("registered after the checks: %v", names)
 	}
 }

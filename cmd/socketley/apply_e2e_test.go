@@ -119,3 +119,34 @@ func TestApplyPlan(t *testing.T) {
 		t.Fatal("a refused manifest removed later")
 	}
 }
+
+// TestApplyChecksFirst: a replacement the daemon would refuse (its file is
+// missing) leaves the runtime running as it was, same pid, and --dry-run
+// already says that it would fail (exit 1), for a create too.
+func TestApplyChecksFirst(t *testing.T) {
+	e := newEnv(t)
+	e.script("svc", "exec sleep 1000")
+	e.ok("add", filepath.Join(e.dir, "svc"), "--name", "steady", "-s", "--wait", "--", "-v")
+	pid := livePID(t, "steady")
+	file := filepath.Join(e.dir, "m.yaml")
+	if err := os.WriteFile(file, []byte("runtimes:\n  - {name: steady, path: svc-v2, args: [-v]}\n  - {name: fresh, path: missing}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(e.dir, "svc-v2")
+	out, errs, code := e.run("apply", "-f", file, "--dry-run")
+	if code != 1 || !strings.Contains(out, "replace   steady: path") || !strings.Contains(out, "dry run: 2 change(s) not made") ||
+		!strings.Contains(errs, "apply replace steady: would fail: add steady: no such file: "+missing) ||
+		!strings.Contains(errs, "apply create fresh: would fail") || !strings.Contains(errs, "2 of 2 change(s) would fail (steady, fresh)") {
+		t.Fatalf("dry run: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	_, errs, code = e.run("apply", "-f", file)
+	if code != 1 || !strings.Contains(errs, "apply replace steady: not replaced, steady is as it was: add steady: no such file: "+missing) {
+		t.Fatalf("apply: exit %d\n%s", code, errs)
+	}
+	if got := livePID(t, "steady"); got != pid {
+		t.Fatalf("steady: pid %d, was %d: the refused replacement touched it", got, pid)
+	}
+	if r := e.show("steady"); r.Status != "running" || r.Path != filepath.Join(e.dir, "svc") {
+		t.Fatalf("steady after the refused replacement: %+v", r)
+	}
+}

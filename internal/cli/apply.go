@@ -37,8 +37,9 @@ carry it out:
   change     limits, properties, harden or state differ: changed in place
              (socketley set; what systemd cannot change live restarts it)
   replace    anything else differs (path, args, env, restart policy, listen …):
-             removed and added again, so it restarts; if the new one cannot be
-             added, the old one is added back
+             checked by the daemon first (left as it is if it would be
+             refused), then removed and added again, so it restarts; if the
+             new one cannot be added, the old one is added back
   remove     with --prune: a managed runtime of yours the manifest does not
              list (never an attached process or an orphan unit)
 
@@ -72,7 +73,7 @@ host that cannot be reached is reported and the others still complete (exit 2).`
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "the manifest (YAML; - for standard input)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan only")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and have the daemon check what it would add; change nothing")
 	cmd.Flags().BoolVar(&prune, "prune", false, "remove your managed runtimes the manifest does not list")
 	return cmd
 }
@@ -249,7 +250,22 @@ func (a *app) apply(ctx context.Context, c *control.Client, steps []manifest.Ste
 		fmt.Fprintln(out, "  "+s.String())
 	}
 	if dryRun {
+		// The daemon checks what would be added (on its host: the files,
+		// the addresses, your rights), as add would.
+		var bad []string
+		for _, s := range steps {
+			if s.Action != manifest.Create && s.Action != manifest.Replace {
+				continue
+			}
+			if err := checkAdd(ctx, c, s.Desired.Spec); err != nil {
+				bad = append(bad, s.Name)
+				fmt.Fprintf(a.stdio.Err, "socketley: apply %s %s: would fail: %v\n", s.Action, s.Name, err)
+			}
+		}
 		fmt.Fprintf(out, "dry run: %d change(s) not made\n", changes)
+		if len(bad) > 0 {
+			return ExitError(1, fmt.Errorf("apply: dry run: %d of %d change(s) would fail (%s)", len(bad), changes, strings.Join(bad, ", ")))
+		}
 		return nil
 	}
 	var failed []string
@@ -373,11 +389,26 @@ func setSpec(want, cur wire.AddSpec) (wire.SetSpec, bool) {
 	return set, restart
 }
 
-// replace removes the runtime and adds it as the manifest says; if the add
-// fails, the old runtime is added back as it was.
+// checkAdd has the daemon check spec as add would, changing nothing.
+func checkAdd(ctx context.Context, c *control.Client, spec wire.AddSpec) error {
+	_, err := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &spec, Check: true})
+	var re *control.ReplyError
+	if errors.As(err, &re) {
+		return errors.New(re.Message)
+	}
+	return err
+}
+
+// replace removes the runtime and adds it as the manifest says. The daemon
+// checks the new one first, so that a replacement it would refuse leaves
+// the runtime as it is; if the add fails all the same (its start), the
+// old runtime is added back as it was.
 func (a *app) replace(ctx context.Context, c *control.Client, s manifest.Step) (string, error) {
 	old := manifest.SpecOf(*s.Current)
 	old.Start = s.Current.Desired != "stopped"
+	if err := checkAdd(ctx, c, s.Desired.Spec); err != nil {
+		return "", fmt.Errorf("not replaced, %s is as it was: %w", s.Name, err)
+	}
 	if _, err := c.Do(ctx, wire.Request{Cmd: wire.CmdRemove, Names: []string{s.Name}}); err != nil {
 		return "", fmt.Errorf("remove before adding it again: %w", err)
 	}

@@ -87,6 +87,9 @@ func (r *Request) AppendJSON(b []byte) ([]byte, error) {
 	if r.Mine {
 		b = append(b, `,"mine":true`...)
 	}
+	if r.Check {
+		b = append(b, `,"check":true`...)
+	}
 	return append(b, '}'), nil
 }
 

@@ -88,6 +88,12 @@ type Request struct {
 	// The daemon picks them by the peer credentials it sees, which a client
 	// reaching it over ssh (socketley -H) cannot know.
 	Mine bool `json:"mine,omitempty"`
+	// Check makes CmdAdd only check Add as add would (the file, the
+	// settings, the listen addresses, the caller's rights) and change
+	// nothing. The name may be taken: the addresses its runtime listens on
+	// are not probed (a replacement is checked before the runtime it
+	// replaces is removed).
+	Check bool `json:"check,omitempty"`
 }
 
 // Credential is one secret of a managed runtime (add --credential ID:PATH,
