@@ -1,13 +1,13 @@
 package manager
 
 import (
-	"slices"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
