@@ -20,6 +20,9 @@ type fakeSystemd struct {
 	specs    map[string]units.Spec
 	nextPID  int
 	startErr error
+	// startErrFor, when set, fails the starts of the specs it returns an
+	// error for (systemd refusing one unit).
+	startErrFor func(spec units.Spec) error
 	// stopErr, when set, fails Stop (a stop job that failed, or the
 	// daemon dying before it) and leaves the unit running.
 	stopErr error
@@ -101,6 +104,11 @@ func (f *fakeSystemd) start(spec units.Spec) (units.Status, error) {
 	f.record("start " + spec.Name)
 	if f.startErr != nil {
 		return units.Status{}, f.startErr
+	}
+	if f.startErrFor != nil {
+		if err := f.startErrFor(spec); err != nil {
+			return units.Status{}, err
+		}
 	}
 	// units.Conn.Start clears a failed or inactive leftover and retries.
 	if st, ok := f.units[spec.Name]; ok && st.ActiveState != "inactive" && st.ActiveState != "failed" {

@@ -81,6 +81,9 @@ func (m *Manager) handleRequest(ctx context.Context, caller Caller, req wire.Req
 		if req.Check {
 			return m.checkAdd(caller, *req.Add)
 		}
+		if req.Replace {
+			return m.replace(ctx, caller, *req.Add)
+		}
 		return m.add(ctx, caller, *req.Add, req.Wait, time.Duration(req.Timeout))
 	case wire.CmdSet:
 		if req.Set == nil {
@@ -283,17 +286,8 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 			return nil, errorf(ErrExists, "add: runtime already exists: %s is the name of an unregistered unit %s (an orphan in socketley ls); choose another --name, or stop that unit with systemctl", s.Name, units.Name(s.Name))
 		}
 	}
-	e := &Entry{
-		Name: s.Name, Managed: true, Path: s.Path, Args: s.Args, Env: s.Env, WorkDir: s.WorkDir, Credentials: s.Credentials, EnvFiles: s.EnvFiles, Harden: s.Harden,
-		Restart: s.Restart, RestartSec: s.RestartSec, User: runAs, OwnerUID: caller.UID,
-		RestartMaxDelay: s.RestartMaxDelay, RestartReset: s.RestartReset, MaxRestarts: s.MaxRestarts,
-		StopTimeout: s.StopTimeout, Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second),
-		ExpectAttach: s.ExpectAttach, AttachTimeout: s.AttachTimeout, HealthFails: s.HealthFails,
-		Listen: s.Listen, Limits: limits, Properties: s.Properties,
-	}
-	if e.StopTimeout == 0 {
-		e.StopTimeout = wire.Duration(DefaultStopTimeout) // persisted: see stopUnit
-	}
+	e := &Entry{Name: s.Name, Managed: true, OwnerUID: caller.UID, Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second)}
+	e.setSpec(s, runAs, limits)
 	if s.Start {
 		e.Desired, e.Started = DesiredRunning, true
 	}

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -71,7 +74,7 @@ func TestApplyPlan(t *testing.T) {
   - {name: new, path: svc}
   - {name: later, path: svc, state: stopped}
 `)
-	plan := "plan:\n  change    keep: limits\n  replace   args: args (removed and added again: it restarts)\n  create    new\n  create    later\n  remove    gone\n"
+	plan := "plan:\n  change    keep: limits\n  replace   args: args (it restarts with the new settings)\n  create    new\n  create    later\n  remove    gone\n"
 	out := e.ok("apply", "-f", file, "--prune", "--dry-run")
 	if out != plan+"dry run: 5 change(s) not made\n" {
 		t.Fatalf("dry run:\n%s", out)
@@ -120,10 +123,12 @@ func TestApplyPlan(t *testing.T) {
 	}
 }
 
-// TestApplyChecksFirst: a replacement the daemon would refuse (its file is
+// TestApplyReplace: a replacement the daemon would refuse (its file is
 // missing) leaves the runtime running as it was, same pid, and --dry-run
-// already says that it would fail (exit 1), for a create too.
-func TestApplyChecksFirst(t *testing.T) {
+// already says that it would fail (exit 1), for a create too. A good one
+// is made in place: a new process with the new settings, and the restart
+// count and creation time of the runtime stay.
+func TestApplyReplace(t *testing.T) {
 	e := newEnv(t)
 	e.script("svc", "exec sleep 1000")
 	e.ok("add", filepath.Join(e.dir, "svc"), "--name", "steady", "-s", "--wait", "--", "-v")
@@ -140,7 +145,7 @@ func TestApplyChecksFirst(t *testing.T) {
 		t.Fatalf("dry run: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	_, errs, code = e.run("apply", "-f", file)
-	if code != 1 || !strings.Contains(errs, "apply replace steady: not replaced, steady is as it was: add steady: no such file: "+missing) {
+	if code != 1 || !strings.Contains(errs, "apply replace steady: no such file: "+missing+"; steady is as it was") {
 		t.Fatalf("apply: exit %d\n%s", code, errs)
 	}
 	if got := livePID(t, "steady"); got != pid {
@@ -148,5 +153,35 @@ func TestApplyChecksFirst(t *testing.T) {
 	}
 	if r := e.show("steady"); r.Status != "running" || r.Path != filepath.Join(e.dir, "svc") {
 		t.Fatalf("steady after the refused replacement: %+v", r)
+	}
+
+	// One restart on its record, then a good replacement.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a new pid after kill -9", func() bool { p := e.psPID("steady"); return p != 0 && p != pid })
+	before := e.show("steady")
+	if before.Restarts != 1 {
+		t.Fatalf("after kill -9: %d restarts, want 1", before.Restarts)
+	}
+	e.script("svc-v2", "exec sleep 1001")
+	if err := os.WriteFile(file, []byte("runtimes:\n  - {name: steady, path: svc-v2, args: [-w]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.ok("apply", "-f", file); !strings.Contains(out, "steady: replaced (path, args)") {
+		t.Fatalf("apply of the good replacement:\n%s", out)
+	}
+	after := e.show("steady")
+	if after.Status != "running" || after.Path != missing || strings.Join(after.Args, " ") != "-w" || after.PID == before.PID ||
+		after.Restarts != 1 || !after.Created.Equal(before.Created) {
+		t.Fatalf("after the replacement: %+v\nbefore: %+v", after, before)
+	}
+	if out := e.ok("apply", "-f", file); !strings.HasPrefix(out, "nothing to change") {
+		t.Fatalf("apply again:\n%s", out)
+	}
+	// Its events say what happened: one add, then the replacement's start.
+	evs := e.ok("events", "steady")
+	if strings.Count(evs, " added ") != 1 || !regexp.MustCompile(`steady +started +socketley replace \(new settings\) by uid \d+; pid `+strconv.Itoa(after.PID)).MatchString(evs) {
+		t.Fatalf("events after the replacement:\n%s", evs)
 	}
 }

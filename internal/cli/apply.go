@@ -38,8 +38,9 @@ carry it out:
              (socketley set; what systemd cannot change live restarts it)
   replace    anything else differs (path, args, env, restart policy, listen …):
              checked by the daemon first (left as it is if it would be
-             refused), then removed and added again, so it restarts; if the
-             new one cannot be added, the old one is added back
+             refused), then stopped and started again with the new settings,
+             keeping its restart count and history; if systemd refuses the
+             new unit, the old settings come back
   remove     with --prune: a managed runtime of yours the manifest does not
              list (never an attached process or an orphan unit)
 
@@ -399,31 +400,26 @@ func checkAdd(ctx context.Context, c *control.Client, spec wire.AddSpec) error {
 	return err
 }
 
-// replace removes the runtime and adds it as the manifest says. The daemon
-// checks the new one first, so that a replacement it would refuse leaves
-// the runtime as it is; if the add fails all the same (its start), the
-// old runtime is added back as it was.
+// replace has the daemon change the runtime into what the manifest says,
+// in place (add with Replace): it checks the new settings first (a refusal
+// leaves the runtime as it was), then stops the old unit and starts the
+// new one, keeping the restart count and history; a new unit systemd
+// refuses brings the old settings back.
 func (a *app) replace(ctx context.Context, c *control.Client, s manifest.Step) (string, error) {
-	old := manifest.SpecOf(*s.Current)
-	old.Start = s.Current.Desired != "stopped"
-	if err := checkAdd(ctx, c, s.Desired.Spec); err != nil {
-		return "", fmt.Errorf("not replaced, %s is as it was: %w", s.Name, err)
-	}
-	if _, err := c.Do(ctx, wire.Request{Cmd: wire.CmdRemove, Names: []string{s.Name}}); err != nil {
-		return "", fmt.Errorf("remove before adding it again: %w", err)
-	}
 	spec := s.Desired.Spec
 	spec.Start = s.Desired.State == manifest.StateRunning
-	_, err := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &spec})
-	if err == nil {
-		return "replaced (" + strings.Join(s.Fields, ", ") + ")", nil
-	}
-	if _, back := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &old}); back != nil {
-		return "", fmt.Errorf("the new runtime could not be added (%w), nor the old one added back (%v): it is removed; add it again", err, back)
-	}
+	_, err := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &spec, Replace: true})
 	var re *control.ReplyError
-	if errors.As(err, &re) {
-		return "", fmt.Errorf("the new runtime could not be added (%s); the old one was added back as it was", re.Message)
+	switch {
+	case err == nil:
+		return "replaced (" + strings.Join(s.Fields, ", ") + ")", nil
+	case !errors.As(err, &re):
+		return "", err
 	}
-	return "", fmt.Errorf("the new runtime could not be added (%w); the old one was added back as it was", err)
+	msg := strings.TrimPrefix(re.Message, "replace "+s.Name+": ")
+	if re.Class != wire.ClassFailed && re.Code == 1 {
+		// Refused before anything was done (a check, your rights).
+		msg += "; " + s.Name + " is as it was"
+	}
+	return "", errors.New(msg)
 }

@@ -236,8 +236,8 @@ func TestPlan(t *testing.T) {
 			got = append(got, s.String())
 		}
 		exp := []string{"unchanged same", "change    limits: limits, properties", "change    stopme: state",
-			"replace   args: args (removed and added again: it restarts)", "create    new",
-			"replace   unlimit: limits (removed and added again: it restarts)"}
+			"replace   args: args (it restarts with the new settings)", "create    new",
+			"replace   unlimit: limits (it restarts with the new settings)"}
 		if prune {
 			exp = append(exp, "remove    extra")
 		}

@@ -148,7 +148,7 @@ func (s Step) String() string {
 	case Change, Replace:
 		what := strings.Join(s.Fields, ", ")
 		if s.Action == Replace {
-			what += " (removed and added again: it restarts)"
+			what += " (it restarts with the new settings)"
 		}
 		return fmt.Sprintf("%-9s %s: %s", s.Action, s.Name, what)
 	}

@@ -90,6 +90,9 @@ func (r *Request) AppendJSON(b []byte) ([]byte, error) {
 	if r.Check {
 		b = append(b, `,"check":true`...)
 	}
+	if r.Replace {
+		b = append(b, `,"replace":true`...)
+	}
 	return append(b, '}'), nil
 }
 

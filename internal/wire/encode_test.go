@@ -23,6 +23,7 @@ func TestAppendJSONMatchesMarshal(t *testing.T) {
 		{"ls", Request{Cmd: CmdList, Version: "dev"}},
 		{"ls mine", Request{Cmd: CmdList, Version: "dev", Mine: true}},
 		{"add check", Request{Cmd: CmdAdd, Add: &AddSpec{Name: "x", Path: "/bin/x"}, Check: true}},
+		{"add replace", Request{Cmd: CmdAdd, Add: &AddSpec{Name: "x", Path: "/bin/x", Start: true}, Replace: true}},
 		{"events follow since", Request{Cmd: CmdEvents, Follow: true, Since: time.Date(2026, 12, 6, 23, 0, 0, 5, time.UTC), Mine: true}},
 		{"names", Request{Cmd: CmdStart, Names: []string{"web", "api-*", odd}, Wait: true, Timeout: Duration(1500 * time.Millisecond)}},
 		{"empty names", Request{Cmd: CmdStop, Names: []string{}}},
@@ -56,7 +57,7 @@ func FuzzAppendJSON(f *testing.F) {
 	f.Add("", "", "", "", "", 0, 0, false, int64(0))
 	f.Fuzz(func(t *testing.T, cmd, name, version, path, typ string, port, pid int, flag bool, timeout int64) {
 		for _, req := range []Request{
-			{Cmd: cmd, Names: []string{name, path}, Wait: flag, Timeout: Duration(timeout), Version: version, Path: path, Mine: flag, Check: !flag},
+			{Cmd: cmd, Names: []string{name, path}, Wait: flag, Timeout: Duration(timeout), Version: version, Path: path, Mine: flag, Check: !flag, Replace: flag},
 			{Cmd: cmd, Attach: &AttachSpec{Type: typ, Name: name, Port: port, PID: pid, Managed: flag}},
 		} {
 			want, err := json.Marshal(&req)

@@ -94,6 +94,12 @@ type Request struct {
 	// are not probed (a replacement is checked before the runtime it
 	// replaces is removed).
 	Check bool `json:"check,omitempty"`
+	// Replace makes CmdAdd change the managed runtime of that name into
+	// Add in place, for its owner or root: its restart count, history and
+	// events stay (socketley apply's replace). It is stopped and started
+	// again under the new settings (stopped, without Add.Start); a new one
+	// systemd refuses to start gives the old one back.
+	Replace bool `json:"replace,omitempty"`
 }
 
 // Credential is one secret of a managed runtime (add --credential ID:PATH,

@@ -1,0 +1,131 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socketley/socketley/internal/wire"
+	"github.com/socketley/socketley/units"
+)
+
+// TestReplace: add with Replace changes a runtime in place: the old unit
+// is stopped and the new one started from the new settings, while the
+// restart count, history and creation time stay. A new unit systemd
+// refuses brings the old settings back, running as before; refused
+// replacements (not found, another user's, a bad file) call systemd for
+// nothing.
+func TestReplace(t *testing.T) {
+	m, f := newTestManager(t)
+	ctx := t.Context()
+	bin := exe(t, t.TempDir(), "svc")
+	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-a"}, Start: true}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	history := []wire.RestartRecord{{Time: created, Kind: wire.EventRestarted, Cause: "exited (KILL)"}}
+	if err := m.update(func(r *Registry) error {
+		e := r.mod("web")
+		e.Restarts, e.Created, e.History = 3, created, history
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	replace := func(s wire.AddSpec) (int, string) {
+		t.Helper()
+		s.Name = "web"
+		return dispatchJSON(t, m, me(), wire.Request{Cmd: wire.CmdAdd, Add: &s, Replace: true})
+	}
+	kept := func(what string) {
+		t.Helper()
+		e, _ := m.entry("web")
+		if e.Restarts != 3 || !e.Created.Equal(created) || !slices.Equal(e.History, history) {
+			t.Fatalf("%s: restarts %d, created %v, history %v: not kept", what, e.Restarts, e.Created, e.History)
+		}
+	}
+
+	calls := len(f.callsSince(0))
+	if code, out := replace(wire.AddSpec{Path: bin, Args: []string{"-b"}, Start: true, Env: []string{"A=1"}}); code != 0 || !strings.Contains(out, "replaced web") {
+		t.Fatalf("replace: code %d: %s", code, out)
+	}
+	if got := f.callsSince(calls); !slices.Equal(got, []string{"stop web", "start web"}) {
+		t.Fatalf("replace called %v, want the old unit stopped, the new one started", got)
+	}
+	if spec := f.specOf("web"); !slices.Equal(spec.Args, []string{"-b"}) || !slices.Contains(spec.Env, "A=1") {
+		t.Fatalf("the new unit: args %v env %v", spec.Args, spec.Env)
+	}
+	kept("replace")
+
+	// systemd refuses the new unit: the old settings come back, running.
+	f.startErrFor = func(s units.Spec) error {
+		if slices.Contains(s.Args, "-bad") {
+			return fmt.Errorf("start: %w", units.ErrInvalid)
+		}
+		return nil
+	}
+	calls = len(f.callsSince(0))
+	code, out := replace(wire.AddSpec{Path: bin, Args: []string{"-bad"}, Start: true})
+	if code != 1 || !strings.Contains(out, "systemd refused the new unit") || !strings.Contains(out, "the old settings are back, running again") {
+		t.Fatalf("a refused new unit: code %d: %s", code, out)
+	}
+	if got := f.callsSince(calls); !slices.Equal(got, []string{"stop web", "start web", "start web"}) {
+		t.Fatalf("a refused new unit called %v", got)
+	}
+	if e, _ := m.entry("web"); !slices.Equal(e.Args, []string{"-b"}) || e.Desired != DesiredRunning || !slices.Equal(f.specOf("web").Args, []string{"-b"}) {
+		t.Fatalf("after the refused replacement: args %v desired %s, unit args %v", e.Args, e.Desired, f.specOf("web").Args)
+	}
+	kept("a refused replacement")
+	f.startErrFor = nil
+
+	// Without start: replaced and stopped.
+	calls = len(f.callsSince(0))
+	if code, out := replace(wire.AddSpec{Path: bin, Args: []string{"-c"}}); code != 0 || !strings.Contains(out, "replaced web (stopped)") {
+		t.Fatalf("replace stopped: code %d: %s", code, out)
+	}
+	if got := f.callsSince(calls); !slices.Equal(got, []string{"stop web"}) {
+		t.Fatalf("replace stopped called %v", got)
+	}
+	if e, _ := m.entry("web"); e.Desired != DesiredStopped || !slices.Equal(e.Args, []string{"-c"}) {
+		t.Fatalf("replace stopped: desired %s args %v", e.Desired, e.Args)
+	}
+	kept("replace stopped")
+
+	calls = len(f.callsSince(0))
+	tests := []struct {
+		name   string
+		caller Caller
+		spec   wire.AddSpec
+		want   error
+	}{
+		{"not there", me(), wire.AddSpec{Name: "nosuch", Path: bin}, ErrNotFound},
+		{"another user's", nonRoot(), wire.AddSpec{Name: "web", Path: bin}, ErrDenied},
+		{"a missing file", me(), wire.AddSpec{Name: "web", Path: "/nonexistent/svc"}, ErrInvalid},
+		{"a bad name", me(), wire.AddSpec{Name: "we b", Path: bin}, ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := m.replace(ctx, tt.caller, tt.spec)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("replace: %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if got := f.callsSince(calls); len(got) != 0 {
+		t.Fatalf("refused replacements called systemd: %v", got)
+	}
+}
+
+// dispatchJSON sends req as the CLI does and returns the reply's code and
+// payload.
+func dispatchJSON(t *testing.T, m *Manager, caller Caller, req wire.Request) (int, string) {
+	t.Helper()
+	b, err := req.AppendJSON(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, payload := m.dispatch(t.Context(), caller, string(b))
+	return int(code), string(payload)
+}
