@@ -82,8 +82,8 @@ func leftover(words ...string) []string {
 	return found
 }
 
-// listed returns the runtimes of ls -o json.
-func listed(t *testing.T, environ []string, args ...string) map[string]wire.Runtime {
+// listedAll returns every runtime of ls -o json, orphans included.
+func listedAll(t *testing.T, environ []string, args ...string) map[string]wire.Runtime {
 	t.Helper()
 	var rts []wire.Runtime
 	out := okWith(t, environ, append(args, "ls", "-o", "json")...)
@@ -92,14 +92,22 @@ func listed(t *testing.T, environ []string, args ...string) map[string]wire.Runt
 	}
 	m := map[string]wire.Runtime{}
 	for _, r := range rts {
-		// The daemons share the sandbox's systemd manager with the other
-		// tests running meanwhile (other packages too): their units show
-		// as orphans here. The test's runtimes never are orphans on their
-		// own host.
-		if r.Orphan {
-			continue
-		}
 		m[r.Name] = r
+	}
+	return m
+}
+
+// listed returns the runtimes of ls -o json but the orphans: for a daemon
+// that shares the sandbox's systemd manager with the other tests running
+// meanwhile (other packages too), whose units show as orphans there. The
+// test's runtimes never are orphans on their own daemon.
+func listed(t *testing.T, environ []string, args ...string) map[string]wire.Runtime {
+	t.Helper()
+	m := listedAll(t, environ, args...)
+	for name, r := range m {
+		if r.Orphan {
+			delete(m, name)
+		}
 	}
 	return m
 }
@@ -196,15 +204,7 @@ func waitText(t *testing.T, b *testenv.LogBuffer, what string, re *regexp.Regexp
 	}
 }
 
-// sshHost is one "machine" of TestRemoteSSHD: a network namespace with an
-// sshd on its veth address, in front of its own socketley daemon.
-type sshHost struct {
-	ns   string
-	addr string
-	env  *env
-}
-
-// run runs a command that must succeed (the test's setup).
+// must runs a command that must succeed (the test's setup).
 func must(t *testing.T, name string, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
@@ -212,20 +212,55 @@ func must(t *testing.T, name string, args ...string) {
 	}
 }
 
-// TestRemoteSSHD is -H for real: two network namespaces, each with an
-// OpenSSH sshd on its own address and a socketley daemon behind it, a
-// throw-away key pair and known_hosts; runtimes are added, listed and
-// removed on both through -H, and a login that ssh refuses is reported.
-func TestRemoteSSHD(t *testing.T) {
+// userUnitState returns "LoadState ActiveState" of socketley-NAME.service
+// in the systemd user manager that environ points systemctl --user at (nil:
+// the test's own, the sandbox's): "loaded active", or "not-found inactive"
+// for a unit that manager does not have.
+func userUnitState(t *testing.T, environ []string, name string) string {
+	t.Helper()
+	cmd := exec.Command("systemctl", "--user", "show", "-p", "LoadState,ActiveState", "socketley-"+name+".service")
+	cmd.Env = append(os.Environ(), environ...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemctl --user show socketley-%s.service: %v\n%s", name, err, out)
+	}
+	p := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		p[k] = v
+	}
+	return p["LoadState"] + " " + p["ActiveState"]
+}
+
+// sshLab is what the hosts of TestRemoteSSHD share and the client side: the
+// socketley binary for the hosts' logins, sshd, a throw-away key pair
+// authorized on every host, and the user's ssh setup (environ runs ssh with
+// the key and a known_hosts that learns each host key on first use).
+type sshLab struct {
+	dir        string
+	bin        string // holds socketley, for the logins' PATH
+	sshd       string
+	sandbox    string // scripts/systemd-sandbox.sh
+	authorized string
+	sshConfig  string
+	environ    []string // for the CLI: SOCKETLEY_SSH = ssh with sshConfig
+	net        [2]int   // A, B: host i (< 4) gets the /30 10.A.(B+i).0
+	hosts      int      // hosts started so far
+}
+
+// newSSHLab skips the test unless it runs as root with sshd, ssh, ip and
+// network namespaces, and prepares the client side.
+func newSSHLab(t *testing.T) *sshLab {
+	t.Helper()
 	testenv.RequireSystemd(t)
 	testenv.RequireRoot(t)
-	sshd, err := exec.LookPath("sshd")
-	if err != nil {
-		sshd = "/usr/sbin/sshd"
+	l := &sshLab{dir: t.TempDir(), sshd: "/usr/sbin/sshd"}
+	if p, err := exec.LookPath("sshd"); err == nil {
+		l.sshd = p
 	}
-	for _, p := range []string{sshd, "ssh", "ssh-keygen", "ip"} {
+	for _, p := range []string{l.sshd, "ssh", "ssh-keygen", "ip", "nsenter"} {
 		if _, err := exec.LookPath(p); err != nil {
-			testenv.Skipf(t, "%s is not installed (apt-get install openssh-server openssh-client iproute2): %v", p, err)
+			testenv.Skipf(t, "%s is not installed (apt-get install openssh-server openssh-client iproute2 util-linux): %v", p, err)
 		}
 	}
 	probe := fmt.Sprintf("skprobe%d", os.Getpid())
@@ -233,34 +268,34 @@ func TestRemoteSSHD(t *testing.T) {
 		testenv.Skipf(t, "cannot create a network namespace: %v: %s", err, out)
 	}
 	_ = exec.Command("ip", "netns", "del", probe).Run()
+	var err error
+	if l.sandbox, err = filepath.Abs(filepath.Join("..", "..", "scripts", "systemd-sandbox.sh")); err != nil {
+		t.Fatal(err)
+	}
 	// sshd's privilege separation directory (the package's tmpfiles.d
 	// makes it at boot).
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatal(err)
 	}
-
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	if err := os.Mkdir(bin, 0o755); err != nil {
+	l.bin = filepath.Join(l.dir, "bin")
+	if err := os.Mkdir(l.bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(binPath, filepath.Join(bin, "socketley")); err != nil {
+	if err := os.Symlink(binPath, filepath.Join(l.bin, "socketley")); err != nil {
 		t.Fatal(err)
 	}
-	key := filepath.Join(dir, "id")
+	key := filepath.Join(l.dir, "id")
 	must(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "socketley-test", "-f", key)
 	pub, err := os.ReadFile(key + ".pub")
 	if err != nil {
 		t.Fatal(err)
 	}
-	authorized := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(authorized, pub, 0o600); err != nil {
+	l.authorized = filepath.Join(l.dir, "authorized_keys")
+	if err := os.WriteFile(l.authorized, pub, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The user's ssh setup: a config with the key and a known_hosts file
-	// that learns each host key on first use; SOCKETLEY_SSH runs ssh with it.
-	sshConfig := filepath.Join(dir, "ssh_config")
-	if err := os.WriteFile(sshConfig, []byte(fmt.Sprintf(`Host *
+	l.sshConfig = filepath.Join(l.dir, "ssh_config")
+	if err := os.WriteFile(l.sshConfig, []byte(fmt.Sprintf(`Host *
 	IdentityFile %s
 	IdentitiesOnly yes
 	IdentityAgent none
@@ -268,46 +303,84 @@ func TestRemoteSSHD(t *testing.T) {
 	GlobalKnownHostsFile /dev/null
 	StrictHostKeyChecking accept-new
 	ConnectTimeout 20
-`, key, filepath.Join(dir, "known_hosts"))), 0o600); err != nil {
+`, key, filepath.Join(l.dir, "known_hosts"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sshWrap := writeExec(t, filepath.Join(dir, "ssh"), "#!/bin/sh\nexec ssh -F "+sshConfig+" \"$@\"\n")
-	environ := []string{"SOCKETLEY_SSH=" + sshWrap}
-
-	// A /30 per host in 10.x.y.0, picked at random so that runs side by
+	sshWrap := writeExec(t, filepath.Join(l.dir, "ssh"), "#!/bin/sh\nexec ssh -F "+l.sshConfig+" \"$@\"\n")
+	l.environ = []string{"SOCKETLEY_SSH=" + sshWrap}
+	// A /30 per host in 10.A.B.0, picked at random so that runs side by
 	// side do not share routes.
-	a, b := 64+rand.IntN(128), rand.IntN(63)*4
-	var hosts []*sshHost
-	for i, tag := range []string{"a", "b"} {
-		h := &sshHost{ns: fmt.Sprintf("sk%d%s", os.Getpid(), tag)}
-		hostIf, nsIf := fmt.Sprintf("skh%d%s", os.Getpid()%100000, tag), fmt.Sprintf("skn%d%s", os.Getpid()%100000, tag)
-		hostAddr := fmt.Sprintf("10.%d.%d.1", a, b+i)
-		h.addr = fmt.Sprintf("10.%d.%d.2", a, b+i)
-		must(t, "ip", "netns", "add", h.ns)
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", h.ns).Run() })
-		must(t, "ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf, "netns", h.ns)
-		t.Cleanup(func() { _ = exec.Command("ip", "link", "del", hostIf).Run() })
-		must(t, "ip", "addr", "add", hostAddr+"/30", "dev", hostIf)
-		must(t, "ip", "link", "set", hostIf, "up")
-		must(t, "ip", "-n", h.ns, "addr", "add", h.addr+"/30", "dev", nsIf)
-		must(t, "ip", "-n", h.ns, "link", "set", nsIf, "up")
-		must(t, "ip", "-n", h.ns, "link", "set", "lo", "up")
+	l.net = [2]int{64 + rand.IntN(128), rand.IntN(63) * 4}
+	return l
+}
 
-		// The host's daemon; a session on the host finds it as a login
-		// there would: socketley in the PATH, its socket in
-		// SOCKETLEY_SOCKET (ForceCommand sets both, then runs the
-		// command ssh was given).
-		h.env = newEnv(t)
-		hdir := filepath.Join(dir, tag)
-		if err := os.Mkdir(hdir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		hostKey := filepath.Join(hdir, "host_key")
-		must(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey)
-		login := writeExec(t, filepath.Join(hdir, "login"), fmt.Sprintf(
-			"#!/bin/sh\nexport PATH=%s:$PATH SOCKETLEY_SOCKET=%s\nexec sh -c \"$SSH_ORIGINAL_COMMAND\"\n", bin, h.env.sock))
-		cfg := filepath.Join(hdir, "sshd_config")
-		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`ListenAddress %s:22
+// sshHost is one "machine" of TestRemoteSSHD: a network namespace with a
+// systemd sandbox of its own (scripts/systemd-sandbox.sh, nested in the
+// test's: a private systemd user manager, session bus and XDG_RUNTIME_DIR)
+// in which its socketley daemon and an OpenSSH sshd on the namespace's veth
+// address run. Its units are invisible to the other hosts and to the test's
+// own manager.
+type sshHost struct {
+	tag  string // "a", "b": in the names of its namespace, interfaces, files
+	ns   string // its network namespace
+	addr string // sshd listens on addr:22
+	url  string // ssh://root@addr, for -H
+	dir  string // its files: keys, configs, daemon state, service scripts
+	sock string // its daemon's socket (the logins' SOCKETLEY_SOCKET)
+	// systemdEnv points systemctl --user at the host's own manager:
+	// XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS of its sandbox, and
+	// SYSTEMCTL_FORCE_BUS=1: the manager's private socket
+	// ($XDG_RUNTIME_DIR/systemd/private, systemctl's first choice) drops
+	// clients from outside the sandbox's PID namespace, such as this test
+	// (systemd 252: "Transport endpoint is not connected"); the session bus
+	// takes them.
+	systemdEnv []string
+	log        *testenv.LogBuffer // the sandbox's, the daemon's and sshd's output
+	ended      chan struct{}      // closed when the sandbox has exited
+}
+
+// hostEnvRE matches the line a host's start script prints first: where its
+// sandbox lives (the manager's cgroup is SCOPE/user.slice/...).
+var hostEnvRE = regexp.MustCompile(`host env: SDH_WORKDIR=(\S+) SDH_CGROUP=(\S+) XDG_RUNTIME_DIR=(\S+) DBUS_SESSION_BUS_ADDRESS=(\S+)\n`)
+
+// startHost starts host tag: its network namespace with a veth pair to
+// this one, and in it its systemd sandbox running the daemon and sshd
+// (ForceCommand: a login script that puts socketley in the PATH and the
+// daemon's socket in SOCKETLEY_SOCKET, as a login on a real host would
+// find them, then runs the command ssh was given). It returns once the
+// daemon has logged "daemon ready" and sshd listens. On cleanup the
+// sandbox gets SIGTERM (it stops the manager and removes its cgroup and
+// work dir) and the test fails if anything of the host is left.
+func (l *sshLab) startHost(t *testing.T, tag string) *sshHost {
+	t.Helper()
+	i := l.hosts
+	l.hosts++
+	h := &sshHost{tag: tag, ns: fmt.Sprintf("sk%d%s", os.Getpid(), tag), dir: filepath.Join(l.dir, tag),
+		log: &testenv.LogBuffer{}, ended: make(chan struct{})}
+	hostIf, nsIf := fmt.Sprintf("skh%d%s", os.Getpid()%100000, tag), fmt.Sprintf("skn%d%s", os.Getpid()%100000, tag)
+	hostAddr := fmt.Sprintf("10.%d.%d.1", l.net[0], l.net[1]+i)
+	h.addr = fmt.Sprintf("10.%d.%d.2", l.net[0], l.net[1]+i)
+	h.url = "ssh://root@" + h.addr
+	must(t, "ip", "netns", "add", h.ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", h.ns).Run() })
+	must(t, "ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf, "netns", h.ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", hostIf).Run() })
+	must(t, "ip", "addr", "add", hostAddr+"/30", "dev", hostIf)
+	must(t, "ip", "link", "set", hostIf, "up")
+	must(t, "ip", "-n", h.ns, "addr", "add", h.addr+"/30", "dev", nsIf)
+	must(t, "ip", "-n", h.ns, "link", "set", nsIf, "up")
+	must(t, "ip", "-n", h.ns, "link", "set", "lo", "up")
+
+	if err := os.Mkdir(h.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.sock = filepath.Join(h.dir, "run", "socketley.sock")
+	hostKey := filepath.Join(h.dir, "host_key")
+	must(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey)
+	login := writeExec(t, filepath.Join(h.dir, "login"), fmt.Sprintf(
+		"#!/bin/sh\nexport PATH=%s:$PATH SOCKETLEY_SOCKET=%s\nexec sh -c \"$SSH_ORIGINAL_COMMAND\"\n", l.bin, h.sock))
+	cfg := filepath.Join(h.dir, "sshd_config")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`ListenAddress %s:22
 HostKey %s
 PidFile none
 AuthorizedKeysFile %s
@@ -318,63 +391,181 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 ForceCommand %s
 LogLevel VERBOSE
-`, h.addr, hostKey, authorized, login)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var log testenv.LogBuffer
-		srv := exec.Command("ip", "netns", "exec", h.ns, sshd, "-D", "-e", "-f", cfg)
-		srv.Stdout, srv.Stderr = &log, &log
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { _ = srv.Wait(); close(done) }()
-		t.Cleanup(func() {
-			_ = srv.Process.Kill()
-			<-done
-			if t.Failed() {
-				t.Logf("sshd %s log:\n%s", h.addr, log.String())
-			}
-		})
-		waitText(t, &log, "sshd listening on "+h.addr, regexp.MustCompile(`Server listening on `+regexp.QuoteMeta(h.addr)+` port 22`))
-		hosts = append(hosts, h)
+`, h.addr, hostKey, l.authorized, login)), 0o600); err != nil {
+		t.Fatal(err)
 	}
+	// The host's boot, the sandbox's COMMAND. The sandbox's teardown sends
+	// it SIGTERM: it passes that on and waits for both.
+	start := writeExec(t, filepath.Join(h.dir, "start"), fmt.Sprintf(`#!/bin/sh
+echo "host env: SDH_WORKDIR=$SDH_WORKDIR SDH_CGROUP=$SDH_CGROUP XDG_RUNTIME_DIR=$XDG_RUNTIME_DIR DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS"
+'%s' daemon --user --socket '%s' --state-dir '%s' --log-level debug &
+daemon=$!
+'%s' -D -e -f '%s' &
+sshd=$!
+trap 'kill -TERM $daemon $sshd 2>/dev/null' TERM INT
+wait
+wait
+`, binPath, h.sock, filepath.Join(h.dir, "state"), l.sshd, cfg))
+
+	// nsenter --net, not ip netns exec: that also mounts a fresh /sys,
+	// which hides the cgroup2 mount the sandbox needs.
+	sb := exec.Command("nsenter", "--net=/run/netns/"+h.ns, "--", l.sandbox, "--", start)
+	sb.Stdout, sb.Stderr = h.log, h.log
+	sb.WaitDelay = 10 * time.Second // a leftover holding the output pipe
+	if err := sb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var sbErr error
+	go func() { sbErr = sb.Wait(); close(h.ended) }()
+	var workdir, scope string
+	t.Cleanup(func() {
+		_ = sb.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-h.ended:
+		case <-time.After(2 * waitTimeout):
+			_ = sb.Process.Kill()
+			<-h.ended
+			t.Errorf("the sandbox of host %s did not end within %s of SIGTERM", tag, 2*waitTimeout)
+		}
+		// Nothing of the host is left: sshd, the daemon (their command
+		// lines name cfg and the socket), the sandbox's cgroup, its work
+		// dir.
+		for _, w := range []string{cfg, h.sock} {
+			if left := leftover(w); len(left) > 0 {
+				t.Errorf("host %s: processes left after its sandbox ended: %q", tag, left)
+			}
+		}
+		if workdir != "" {
+			if _, err := os.Stat(workdir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("host %s: sandbox work dir %s left (%v)", tag, workdir, err)
+			}
+		}
+		if scope != "" {
+			for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+				if _, err := os.Stat(root + scope); err == nil {
+					t.Errorf("host %s: sandbox cgroup %s%s left", tag, root, scope)
+				}
+			}
+		}
+		if t.Failed() {
+			t.Logf("host %s (%s): sandbox exit %v, log:\n%s", tag, h.addr, sbErr, h.log.String())
+		}
+	})
+	m := h.waitLog(t, "where its sandbox is", hostEnvRE)
+	workdir = m[1]
+	scope, _, _ = strings.Cut(m[2], "/user.slice/")
+	h.systemdEnv = []string{"XDG_RUNTIME_DIR=" + m[3], "DBUS_SESSION_BUS_ADDRESS=" + m[4], "SYSTEMCTL_FORCE_BUS=1"}
+	h.waitLog(t, "daemon ready", regexp.MustCompile(`msg="daemon ready" `))
+	h.waitLog(t, "sshd listening on "+h.addr, regexp.MustCompile(`Server listening on `+regexp.QuoteMeta(h.addr)+` port 22`))
+	return h
+}
+
+// waitLog waits, woken by each write, until re matches the host's log and
+// returns the submatches; it fails the test if the sandbox ends first or
+// after waitTimeout.
+func (h *sshHost) waitLog(t *testing.T, what string, re *regexp.Regexp) []string {
+	t.Helper()
+	expire := time.NewTimer(waitTimeout)
+	defer expire.Stop()
+	for {
+		s, changed := h.log.Next()
+		if m := re.FindStringSubmatch(s); m != nil {
+			return m
+		}
+		select {
+		case <-changed:
+		case <-h.ended:
+			t.Fatalf("host %s: the sandbox ended before %s:\n%s", h.tag, what, h.log.String())
+		case <-expire.C:
+			t.Fatalf("host %s: no %s within %s:\n%s", h.tag, what, waitTimeout, s)
+		}
+	}
+}
+
+// script writes an executable shell script into the host's directory.
+func (h *sshHost) script(t *testing.T, name, body string) string {
+	t.Helper()
+	return writeExec(t, filepath.Join(h.dir, name), "#!/bin/sh\n"+body+"\n")
+}
+
+// show returns the runtime as the host's daemon reports it (on its socket,
+// not through ssh).
+func (h *sshHost) show(t *testing.T, name string) wire.Runtime {
+	t.Helper()
+	var rts []wire.Runtime
+	if err := json.Unmarshal([]byte(okWith(t, nil, "--socket", h.sock, "show", name, "-o", "json")), &rts); err != nil || len(rts) != 1 {
+		t.Fatalf("host %s: show %s: %v (%d runtimes)", h.tag, name, err, len(rts))
+	}
+	return rts[0]
+}
+
+// systemctl runs systemctl --user ARGS against the host's own manager and
+// returns its output; it fails the test unless systemctl exits 0.
+func (h *sshHost) systemctl(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("systemctl", append([]string{"--user"}, args...)...)
+	cmd.Env = append(os.Environ(), h.systemdEnv...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("host %s: systemctl --user %s: %v\n%s", h.tag, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestRemoteSSHD is -H for real: two "hosts", each a network namespace with
+// a systemd sandbox of its own running an OpenSSH sshd on its own address
+// and a socketley daemon behind it; a throw-away key pair and known_hosts.
+// Runtimes are added, listed and removed on both through -H, each lands in
+// its host's systemd manager only, and a login that ssh refuses is
+// reported.
+func TestRemoteSSHD(t *testing.T) {
+	lab := newSSHLab(t)
+	hosts := []*sshHost{lab.startHost(t, "a"), lab.startHost(t, "b")}
+	environ := lab.environ
+	web := func(h *sshHost) string { return "web-" + h.tag }
 
 	// Add on both hosts through -H, each its own runtime.
 	for _, h := range hosts {
-		svc := h.env.script("svc.sh", "exec sleep 1000")
-		name := "web-" + h.ns[len(h.ns)-1:]
-		out := okWith(t, environ, "-H", "ssh://root@"+h.addr+":22", "add", svc, "--name", name, "-s", "--wait")
-		if !strings.Contains(out, name+": running") {
+		svc := h.script(t, "svc.sh", "exec sleep 1000")
+		out := okWith(t, environ, "-H", h.url+":22", "add", svc, "--name", web(h), "-s", "--wait")
+		if !strings.Contains(out, web(h)+": running") {
 			t.Fatalf("add on %s: %q", h.addr, out)
 		}
 	}
-	// Each host lists its own runtime only, and it runs there.
-	for _, h := range hosts {
-		mine, other := "web-"+h.ns[len(h.ns)-1:], ""
-		for _, o := range hosts {
-			if o != h {
-				other = "web-" + o.ns[len(o.ns)-1:]
+	// Each host lists its own runtime only, and it runs there: the other
+	// host's runtime is not even an orphan here, its unit is in the other
+	// host's manager. The unit is in the host's own manager, and neither in
+	// the other host's nor in the test's.
+	for i, h := range hosts {
+		other := hosts[1-i]
+		rts := listedAll(t, environ, "-H", h.url)
+		if r, ok := rts[web(h)]; !ok || r.Status != wire.StatusRunning || r.PID == 0 || r.Orphan {
+			t.Fatalf("ls on %s: %s is %+v (listed %t)", h.addr, web(h), r, ok)
+		}
+		if len(rts) != 1 {
+			t.Fatalf("ls on %s lists more than %s: %+v", h.addr, web(h), rts)
+		}
+		if r := h.show(t, web(h)); r.Status != wire.StatusRunning {
+			t.Fatalf("the daemon of %s says %s is %s", h.addr, web(h), r.Status)
+		}
+		for _, m := range []struct {
+			manager string
+			environ []string
+			want    string
+		}{
+			{"its host's", h.systemdEnv, "loaded active"},
+			{"the other host's", other.systemdEnv, "not-found inactive"},
+			{"the test's", nil, "not-found inactive"},
+		} {
+			if got := userUnitState(t, m.environ, web(h)); got != m.want {
+				t.Fatalf("the unit of %s in %s manager: %s, want %s", web(h), m.manager, got, m.want)
 			}
-		}
-		rts := listed(t, environ, "-H", "ssh://root@"+h.addr)
-		if r, ok := rts[mine]; !ok || r.Status != wire.StatusRunning || r.PID == 0 {
-			t.Fatalf("ls on %s: %s is %+v (listed %t)", h.addr, mine, r, ok)
-		}
-		// Both daemons share the sandbox's one systemd manager: the
-		// other host's unit shows here as an orphan (which listed
-		// leaves out), never as ours.
-		if r, ok := rts[other]; ok {
-			t.Fatalf("ls on %s lists %s of the other host as its own: %+v", h.addr, other, r)
-		}
-		if r := h.env.show(mine); r.Status != wire.StatusRunning {
-			t.Fatalf("the daemon of %s says %s is %s", h.addr, mine, r.Status)
 		}
 	}
 	// ls and ps with several -H: a HOST column, each runtime on its host;
 	// a host that cannot be reached is reported and the others listed
 	// (exit 2).
-	ha, hb := "ssh://root@"+hosts[0].addr, "ssh://root@"+hosts[1].addr
+	ha, hb := hosts[0].url, hosts[1].url
 	for _, verb := range []string{"ls", "ps"} {
 		out := okWith(t, environ, "-H", ha, "-H", hb, verb)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -386,7 +577,7 @@ LogLevel VERBOSE
 			f := strings.Fields(l)
 			rows[f[0]+" "+f[1]] = true
 		}
-		if !rows[ha+" web-a"] || !rows[hb+" web-b"] {
+		if !rows[ha+" web-a"] || !rows[hb+" web-b"] || len(rows) != 2 {
 			t.Fatalf("%s with two -H:\n%s", verb, out)
 		}
 	}
@@ -397,7 +588,7 @@ LogLevel VERBOSE
 		t.Fatalf("ls with an unreachable host: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	// SOCKETLEY_HOST is -H's default.
-	if out := okWith(t, append(environ, "SOCKETLEY_HOST=ssh://root@"+hosts[1].addr), "ps"); !strings.Contains(out, "web-b") {
+	if out := okWith(t, append(environ, "SOCKETLEY_HOST="+hosts[1].url), "ps"); !strings.Contains(out, "web-b") {
 		t.Fatalf("ps with SOCKETLEY_HOST:\n%s", out)
 	}
 	// A login that ssh refuses: exit 2, ssh's words, and nothing left.
@@ -405,20 +596,25 @@ LogLevel VERBOSE
 	if code != 2 || !strings.Contains(errs, "Permission denied") || !strings.Contains(errs, "cannot reach the socketley daemon on ssh://no-such-user@"+hosts[0].addr) {
 		t.Fatalf("refused login: exit %d\n%s", code, errs)
 	}
-	// Remove on both through -H.
+	// Remove on both through -H: nothing listed, and the unit has left the
+	// host's manager.
 	for _, h := range hosts {
-		okWith(t, environ, "-H", "ssh://root@"+h.addr, "remove", "web-"+h.ns[len(h.ns)-1:])
+		okWith(t, environ, "-H", h.url, "remove", web(h))
 	}
 	for _, h := range hosts {
-		if rts := listed(t, environ, "-H", "ssh://root@"+h.addr); len(rts) != 0 {
+		if rts := listedAll(t, environ, "-H", h.url); len(rts) != 0 {
 			t.Fatalf("ls on %s after remove: %v", h.addr, rts)
 		}
+		if units := h.systemctl(t, "list-units", "--all", "--plain", "--no-legend", "socketley-*"); units != "" {
+			t.Fatalf("units left in the manager of %s after remove:\n%s", h.addr, units)
+		}
 	}
-	if left := leftover("-F", sshConfig); len(left) > 0 {
+	if left := leftover("-F", lab.sshConfig); len(left) > 0 {
 		t.Fatalf("ssh processes left: %q", left)
 	}
 	if left := leftover("dial-stdio"); len(left) > 0 {
-		// Only this test's dial-stdio runs in this sandbox's PID namespace.
+		// The hosts' dial-stdio run in their sandboxes' PID namespaces,
+		// which this one's /proc shows too.
 		t.Logf("dial-stdio processes now: %q", left)
 		eventually(t, "no dial-stdio left", func() bool { return len(leftover("dial-stdio")) == 0 })
 	}
