@@ -515,9 +515,9 @@ func (h *sshHost) systemctl(t *testing.T, args ...string) string {
 // TestRemoteSSHD is -H for real: two "hosts", each a network namespace with
 // a systemd sandbox of its own running an OpenSSH sshd on its own address
 // and a socketley daemon behind it; a throw-away key pair and known_hosts.
-// Runtimes are added, listed and removed on both through -H, each lands in
-// its host's systemd manager only, and a login that ssh refuses is
-// reported.
+// Runtimes are added, listed, applied (one manifest on both, --hosts) and
+// removed on both through -H, each lands in its host's systemd manager
+// only, and a login that ssh refuses is reported.
 func TestRemoteSSHD(t *testing.T) {
 	lab := newSSHLab(t)
 	hosts := []*sshHost{lab.startHost(t, "a"), lab.startHost(t, "b")}
@@ -596,10 +596,62 @@ func TestRemoteSSHD(t *testing.T) {
 	if code != 2 || !strings.Contains(errs, "Permission denied") || !strings.Contains(errs, "cannot reach the socketley daemon on ssh://no-such-user@"+hosts[0].addr) {
 		t.Fatalf("refused login: exit %d\n%s", code, errs)
 	}
+	// apply on both hosts from one file (--hosts, with a host ssh refuses):
+	// the dry run shows each host's plan, the refused one is reported
+	// (exit 2); then the same runtime api runs on both, each in its own
+	// host's manager, and --prune has removed the web runtimes.
+	dir := t.TempDir()
+	api := writeExec(t, filepath.Join(dir, "api.sh"), "#!/bin/sh\nexec sleep 1002\n")
+	manifest := filepath.Join(dir, "socketley.yaml")
+	if err := os.WriteFile(manifest, []byte("runtimes:\n  - name: api\n    path: "+api+"\n    args: [--port, \"7070\"]\n    env: {MODE: fleet}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fleet := filepath.Join(dir, "fleet")
+	if err := os.WriteFile(fleet, []byte("# the fleet\n"+ha+"\n"+hb+"\n"+bad+"  # retired\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code = runWith(t, environ, "--hosts", fleet, "apply", "-f", manifest, "--prune", "--dry-run")
+	for _, h := range hosts {
+		section := "== " + h.url + " ==\nplan:\n  create    api\n  remove    " + web(h) + "\ndry run: 2 change(s) not made\n"
+		if !strings.Contains(out, section) {
+			t.Errorf("dry run on the fleet lacks %q", section)
+		}
+	}
+	if code != 2 || !strings.Contains(out, "== "+bad+" ==") || !strings.Contains(errs, "Permission denied") || t.Failed() {
+		t.Fatalf("dry run on the fleet: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	out = okWith(t, environ, "-H", ha, "-H", hb, "apply", "-f", manifest, "--prune")
+	if strings.Count(out, "api: created and started\n") != 2 || !strings.Contains(out, "web-a: removed") || !strings.Contains(out, "web-b: removed") ||
+		!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(ha)+` +ok$`).MatchString(out) || !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(hb)+` +ok$`).MatchString(out) {
+		t.Fatalf("apply on two hosts:\n%s", out)
+	}
+	for _, h := range hosts {
+		rts := listedAll(t, environ, "-H", h.url)
+		if r, ok := rts["api"]; len(rts) != 1 || !ok || r.Status != wire.StatusRunning || strings.Join(r.Args, " ") != "--port 7070" {
+			t.Fatalf("ls on %s after apply: %+v", h.addr, rts)
+		}
+		if got := userUnitState(t, h.systemdEnv, "api"); got != "loaded active" {
+			t.Fatalf("the unit of api in the manager of %s: %s", h.addr, got)
+		}
+	}
+	out = okWith(t, environ, "-H", ha, "-H", hb, "apply", "-f", manifest, "--prune")
+	if strings.Count(out, "nothing to change: 1 runtime(s) as the manifest says\n") != 2 {
+		t.Fatalf("the second apply on two hosts:\n%s", out)
+	}
+	// export from one host, applied to the other: the same runtime,
+	// nothing to change.
+	exported := filepath.Join(dir, "a.yaml")
+	if err := os.WriteFile(exported, []byte(okWith(t, environ, "-H", ha, "export")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := okWith(t, environ, "-H", hb, "apply", "-f", exported); !strings.HasPrefix(out, "nothing to change: 1 runtime(s)") {
+		t.Fatalf("export -H a | apply -H b:\n%s", out)
+	}
+
 	// Remove on both through -H: nothing listed, and the unit has left the
 	// host's manager.
 	for _, h := range hosts {
-		okWith(t, environ, "-H", h.url, "remove", web(h))
+		okWith(t, environ, "-H", h.url, "remove", "api")
 	}
 	for _, h := range hosts {
 		if rts := listedAll(t, environ, "-H", h.url); len(rts) != 0 {
