@@ -152,16 +152,8 @@ func (m *Manager) emitRequest(caller Caller, req wire.Request, res *wire.Result,
 		if r.Failed != "" || r.Unchanged {
 			continue
 		}
-		switch {
-		case req.Cmd == wire.CmdAdd && req.Replace:
-			// The runtime stays: no added; its unit was stopped and,
-			// unless it is to stay stopped, started with new settings.
-			if req.Add != nil && req.Add.Start && (err == nil || r.PID > 0) {
-				m.emitFor(r, wire.EventStarted, "socketley replace (new settings) "+by)
-			} else if err == nil {
-				m.emitFor(r, wire.EventStopped, "socketley replace (new settings, left stopped) "+by)
-			}
-			continue
+		if req.Cmd == wire.CmdAdd && req.Replace {
+			continue // replace records its own events
 		}
 		switch req.Cmd {
 		case wire.CmdAdd:

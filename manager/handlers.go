@@ -283,7 +283,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 		known := m.reg.has(s.Name)
 		m.mu.RUnlock()
 		if !known {
-			return nil, errorf(ErrExists, "add: runtime already exists: %s is the name of an unregistered unit %s (an orphan in socketley ls); choose another --name, or stop that unit with systemctl", s.Name, units.Name(s.Name))
+			return nil, errOrphanName(s.Name)
 		}
 	}
 	e := &Entry{Name: s.Name, Managed: true, OwnerUID: caller.UID, Desired: DesiredStopped, Created: time.Now().UTC().Truncate(time.Second)}
@@ -293,7 +293,7 @@ func (m *Manager) add(ctx context.Context, caller Caller, s wire.AddSpec, wait b
 	}
 	err = m.update(func(r *Registry) error {
 		if r.has(s.Name) {
-			return errorf(ErrExists, "add: runtime already exists: %s; choose another --name, or socketley remove %s first", s.Name, s.Name)
+			return errNameTaken(s.Name)
 		}
 		if err := m.checkOwned(caller, r, "add"); err != nil {
 			return err
@@ -372,17 +372,38 @@ func (m *Manager) checkSpec(caller Caller, s *wire.AddSpec, held ...string) (str
 	return runAs, limits, nil
 }
 
+// errNameTaken and errOrphanName are add's refusals of a name in use: by
+// a registered runtime, or by a unit socketley has no entry for.
+func errNameTaken(name string) error {
+	return errorf(ErrExists, "add: runtime already exists: %s; choose another --name, or socketley remove %s first", name, name)
+}
+
+func errOrphanName(name string) error {
+	return errorf(ErrExists, "add: runtime already exists: %s is the name of an unregistered unit %s (an orphan in socketley ls); choose another --name, or stop that unit with systemctl", name, units.Name(name))
+}
+
 // checkAdd answers add with Check: every check add makes on s, nothing
-// registered or started. The name may be taken (apply checks a replacement
-// before it removes the runtime it replaces): the listen addresses that
-// runtime holds are not probed, since its removal frees them.
+// registered or started. apply checks its creates and its replacements
+// this way, so the name may be one the caller could replace: its own
+// managed runtime (root: any managed runtime), whose listen addresses are
+// not probed, since they are its own. A name held by anything else
+// (another user's runtime, an attached process, a unit socketley has no
+// entry for) is refused as add refuses it.
 func (m *Manager) checkAdd(caller Caller, s wire.AddSpec) (*wire.Result, error) {
 	var held []string
 	m.mu.RLock()
-	if e, ok := m.reg.get(s.Name); ok {
+	e, ok := m.reg.get(s.Name)
+	switch {
+	case ok && e.Managed && authorizeEntry(caller, e, "add") == nil:
 		held = slices.Clone(e.Listen)
+	case ok:
+		m.mu.RUnlock()
+		return nil, errNameTaken(s.Name)
 	}
 	m.mu.RUnlock()
+	if st, unit := m.snapshot()[s.Name]; !ok && unit && st.LoadState != units.LoadNotFound {
+		return nil, errOrphanName(s.Name)
+	}
 	if _, _, err := m.checkSpec(caller, &s, held...); err != nil {
 		return nil, fmt.Errorf("add %s: %w", s.Name, err)
 	}

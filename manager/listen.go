@@ -53,7 +53,7 @@ func (e *socketError) Is(target error) bool { return target == ErrInvalid }
 // anything is registered.
 //
 // held are addresses not probed: those the runtime being replaced holds
-// (add's Check), which its removal frees.
+// (add's Check, replace): they are the runtime's own.
 func (m *Manager) validateListen(caller Caller, s *wire.AddSpec, held ...string) error {
 	if len(s.Listen) == 0 {
 		s.Listen = nil

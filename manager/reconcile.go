@@ -33,6 +33,8 @@ const reconcileWorkers = 8
 //   - a runtime with --listen has its socket open while it should run (also
 //     while it waits in the crash backoff) and closed otherwise; see
 //     reconcileListen;
+//   - a replace the daemon did not finish (Prev set) gets its old
+//     settings back (see finishReplace);
 //   - an upgrade the daemon did not finish (PrevPath set) is switched back
 //     to the old executable, which is restarted if the unit is up: the new
 //     one was never confirmed running (see finishUpgrade).
@@ -78,7 +80,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 			}
 			continue
 		}
-		if e.PrevPath != "" || len(e.Listen) > 0 {
+		if e.PrevPath != "" || e.Prev != nil || len(e.Listen) > 0 {
 			// An interrupted upgrade, or a socket to check: reconcileOne
 			// decides the rest.
 			jobs <- e
@@ -166,6 +168,17 @@ func (m *Manager) reconcileOne(ctx context.Context, e *Entry, snap map[string]un
 		if e == nil {
 			return
 		}
+	}
+	if e.Prev != nil {
+		if !m.finishReplace(ctx, e) {
+			return
+		}
+		e, _ = m.entry(e.Name)
+		if e == nil {
+			return
+		}
+		// What the snapshot says of the unit is from before the stop.
+		snap = m.snapshot()
 	}
 	// A listen runtime's socket first: open while it should run, closed
 	// otherwise (before its service is stopped: it would start it again).

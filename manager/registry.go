@@ -157,6 +157,10 @@ type Entry struct {
 	// that restarts meanwhile finds one consistent Path and switches back
 	// to PrevPath.
 	PrevPath string `json:"prev_path,omitempty"`
+	// Prev is the entry as it was before a replace, while the replace is
+	// under way (see replace.go): a daemon that restarts meanwhile finds
+	// it and restores it (finishReplace).
+	Prev *Entry `json:"prev,omitempty"`
 }
 
 // clone returns a deep copy of e.
@@ -172,6 +176,9 @@ func (e *Entry) clone() *Entry {
 	if e.HealthFails != nil {
 		v := *e.HealthFails
 		c.HealthFails = &v
+	}
+	if e.Prev != nil {
+		c.Prev = e.Prev.clone()
 	}
 	if e.Backoff != nil {
 		b := *e.Backoff

@@ -3,11 +3,13 @@ package manager
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/socketley/socketley/internal/paths"
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
 )
@@ -128,4 +130,79 @@ func dispatchJSON(t *testing.T, m *Manager, caller Caller, req wire.Request) (in
 	}
 	code, payload := m.dispatch(t.Context(), caller, string(b))
 	return int(code), string(payload)
+}
+
+// TestReplaceOwner: in system mode, root replacing another user's runtime
+// keeps that user as its owner and runs it as that user; when root names
+// another user with run_as, root owns the runtime from then on, so that no
+// user owns a unit that runs as someone else.
+func TestReplaceOwner(t *testing.T) {
+	m, f := newTestManager(t)
+	m.cfg.Mode = paths.System
+	root := Caller{PID: os.Getpid()}
+	nobody := 65534 // in /etc/passwd on Debian: nobody
+	bin := exe(t, t.TempDir(), "svc")
+	if _, err := m.add(t.Context(), root, wire.AddSpec{Name: "web", Path: bin, RunAs: "nobody", Start: true}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.update(func(r *Registry) error { r.mod("web").OwnerUID = nobody; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		runAs     string
+		wantOwner int
+		wantUser  string
+		wantNote  string
+	}{
+		{"no run_as: the owner's user", "", nobody, "nobody", ""},
+		{"the owner's user", "nobody", nobody, "nobody", ""},
+		{"another user: root owns it", "root", 0, "root", "belongs to uid 0 now, no longer to uid 65534"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := dispatchJSON(t, m, root, wire.Request{Cmd: wire.CmdAdd, Replace: true,
+				Add: &wire.AddSpec{Name: "web", Path: bin, Args: []string{tt.name}, RunAs: tt.runAs, Start: true}})
+			if code != 0 || !strings.Contains(out, tt.wantNote) {
+				t.Fatalf("replace: code %d: %s", code, out)
+			}
+			e, _ := m.entry("web")
+			if e.OwnerUID != tt.wantOwner || e.User != tt.wantUser || f.specOf("web").User != tt.wantUser {
+				t.Fatalf("owner %d user %q (unit %q), want %d %q", e.OwnerUID, e.User, f.specOf("web").User, tt.wantOwner, tt.wantUser)
+			}
+		})
+	}
+}
+
+// TestInterruptedReplace: a daemon that dies after a replace switched the
+// settings but before it recorded the new unit as started (here: that
+// write fails) restores the old settings at its next start: the new unit
+// is stopped and the old one started.
+func TestInterruptedReplace(t *testing.T) {
+	m, f := newTestManager(t)
+	bin := exe(t, t.TempDir(), "svc")
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-a"}, Start: true}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	m.store.failSave = func(r *Registry) error {
+		if e, ok := r.get("web"); ok && e.Prev == nil && slices.Equal(e.Args, []string{"-b"}) {
+			return errors.New("write: no space left on device")
+		}
+		return nil
+	}
+	if _, err := m.replace(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-b"}, Start: true}); err != nil {
+		t.Fatalf("replace: %v (a failed last write is only logged)", err)
+	}
+	if !slices.Equal(f.specOf("web").Args, []string{"-b"}) {
+		t.Fatalf("the new unit: %v", f.specOf("web").Args)
+	}
+	calls := len(f.callsSince(0))
+	m2 := restartDaemon(t, m, f)
+	e, _ := m2.entry("web")
+	if e.Prev != nil || !slices.Equal(e.Args, []string{"-a"}) || e.Desired != DesiredRunning {
+		t.Fatalf("after the restart: args %v desired %s prev %v", e.Args, e.Desired, e.Prev != nil)
+	}
+	if got := f.callsSince(calls); !slices.Contains(got, "stop web") || !slices.Equal(f.specOf("web").Args, []string{"-a"}) {
+		t.Fatalf("the reconcile called %v; the unit runs %v", got, f.specOf("web").Args)
+	}
 }

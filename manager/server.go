@@ -41,7 +41,7 @@ const (
 // waits for the next complete request after accepting the connection or
 // answering the previous one. Empty lines and partial lines do not reset it
 // (a variable for tests).
-var readDeadline = 10 * time.Second
+var readDeadline = wire.IdleLimit
 
 // Shutdown: the daemon stops accepting, gives each open connection drainIdle
 // to send a request, answers requests in flight for up to drainWait, then

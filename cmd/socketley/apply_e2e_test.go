@@ -140,7 +140,7 @@ func TestApplyReplace(t *testing.T) {
 	missing := filepath.Join(e.dir, "svc-v2")
 	out, errs, code := e.run("apply", "-f", file, "--dry-run")
 	if code != 1 || !strings.Contains(out, "replace   steady: path") || !strings.Contains(out, "dry run: 2 change(s) not made") ||
-		!strings.Contains(errs, "apply replace steady: would fail: add steady: no such file: "+missing) ||
+		!strings.Contains(errs, "apply replace steady: would fail: no such file: "+missing) ||
 		!strings.Contains(errs, "apply create fresh: would fail") || !strings.Contains(errs, "2 of 2 change(s) would fail (steady, fresh)") {
 		t.Fatalf("dry run: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}

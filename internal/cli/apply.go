@@ -99,7 +99,8 @@ func (a *app) applyTo(ctx context.Context, want []manifest.Desired, dryRun, prun
 // =="), in the order the hosts were given, each once it and the hosts
 // before it are done; then a line per host says how it went. A host that
 // fails (unreachable, a step failed) does not stop the others; the exit
-// code is the worst host's (2 when a host could not be reached).
+// code is the worst host's (2 when a host could not be reached). At most
+// maxHostsAtOnce hosts are worked on at a time.
 func (a *app) applyHosts(ctx context.Context, want []manifest.Desired, dryRun, prune bool) error {
 	type hostRun struct {
 		out  recorder
@@ -107,11 +108,14 @@ func (a *app) applyHosts(ctx context.Context, want []manifest.Desired, dryRun, p
 		done chan struct{}
 	}
 	runs := make([]*hostRun, len(a.hosts))
+	sem := make(chan struct{}, maxHostsAtOnce)
 	for i, h := range a.hosts {
 		r := &hostRun{done: make(chan struct{})}
 		runs[i] = r
 		go func() {
 			defer close(r.done)
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			one := a.onHost(h, Stdio{In: strings.NewReader(""), Out: r.out.stream(false), Err: r.out.stream(true)})
 			defer one.closeRemote()
 			if err := one.applyTo(ctx, want, dryRun, prune); err != nil {
@@ -120,15 +124,21 @@ func (a *app) applyHosts(ctx context.Context, want []manifest.Desired, dryRun, p
 		}()
 	}
 	worst, failed := 0, 0
+	var werr error // writing our own output failed: the hosts run on
 	for i, h := range a.hosts {
 		<-runs[i].done
-		fmt.Fprintf(a.stdio.Out, "== %s ==\n", h)
-		if err := runs[i].out.replay(a.stdio.Out, a.stdio.Err); err != nil {
-			return err
+		if werr == nil {
+			_, werr = fmt.Fprintf(a.stdio.Out, "== %s ==\n", h)
+		}
+		if werr == nil {
+			werr = runs[i].out.replay(a.stdio.Out, a.stdio.Err)
 		}
 		if c := runs[i].code; c != 0 {
 			worst, failed = max(worst, c), failed+1
 		}
+	}
+	if werr != nil {
+		return werr
 	}
 	rows := [][]string{{"HOST", "RESULT"}}
 	for i, h := range a.hosts {
@@ -395,7 +405,8 @@ func checkAdd(ctx context.Context, c *control.Client, spec wire.AddSpec) error {
 	_, err := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &spec, Check: true})
 	var re *control.ReplyError
 	if errors.As(err, &re) {
-		return errors.New(re.Message)
+		msg := strings.TrimPrefix(strings.TrimPrefix(re.Message, "add "+spec.Name+": "), "add: ")
+		return &replyWords{msg: msg, err: err}
 	}
 	return err
 }
@@ -408,18 +419,33 @@ func checkAdd(ctx context.Context, c *control.Client, spec wire.AddSpec) error {
 func (a *app) replace(ctx context.Context, c *control.Client, s manifest.Step) (string, error) {
 	spec := s.Desired.Spec
 	spec.Start = s.Desired.State == manifest.StateRunning
-	_, err := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &spec, Replace: true})
+	res, err := c.Do(ctx, wire.Request{Cmd: wire.CmdAdd, Add: &spec, Replace: true})
 	var re *control.ReplyError
 	switch {
 	case err == nil:
-		return "replaced (" + strings.Join(s.Fields, ", ") + ")", nil
+		msg := "replaced (" + strings.Join(s.Fields, ", ") + ")"
+		if res != nil && strings.Contains(res.Message, "belongs to uid") {
+			msg += strings.TrimPrefix(res.Message, "replaced "+s.Name)
+		}
+		return msg, nil
 	case !errors.As(err, &re):
 		return "", err
 	}
 	msg := strings.TrimPrefix(re.Message, "replace "+s.Name+": ")
-	if re.Class != wire.ClassFailed && re.Code == 1 {
-		// Refused before anything was done (a check, your rights).
+	if re.Class != wire.ClassFailed && (res == nil || len(res.Runtimes) == 0) {
+		// Refused before anything was done (a check, your rights): the
+		// daemon names the runtime in its reply once it has changed it.
 		msg += "; " + s.Name + " is as it was"
 	}
-	return "", errors.New(msg)
+	return "", &replyWords{msg: msg, err: err}
 }
+
+// replyWords is a daemon's refusal worded for a step of apply; it keeps
+// the reply's class for errors.Is.
+type replyWords struct {
+	msg string
+	err error
+}
+
+func (e *replyWords) Error() string { return e.msg }
+func (e *replyWords) Unwrap() error { return e.err }

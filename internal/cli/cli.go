@@ -193,6 +193,11 @@ func hint(err error) string {
 	if errors.As(err, &se) {
 		return sshHint(se)
 	}
+	var re *control.ReplyError
+	if errors.As(err, &re) && re.Class == wire.ClassInvalid && strings.Contains(re.Message, `unknown field "`) {
+		return "\nhint: that daemon is older than this socketley and does not know this request: upgrade socketley there, " +
+			"or restart its daemon if it was upgraded (socketley version shows both versions)"
+	}
 	var ue *control.UnreachableError
 	if errors.As(err, &ue) {
 		if ue.Socket == paths.SystemSocket {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,9 +33,13 @@ var localOnly = map[string]string{
 	"dial-stdio": "it is what -H runs on the remote host",
 }
 
-// multiHost are the commands that take several hosts (-H more than once,
-// or --hosts).
-var multiHost = []string{"ls", "ps", "apply"}
+// multiHost reports whether the command cmd takes several hosts (-H more
+// than once, or --hosts).
+func multiHost(cmd string) bool { return cmd == "ls" || cmd == "ps" || cmd == "apply" }
+
+// maxHostsAtOnce bounds how many hosts ls, ps and apply reach at a time
+// (each is an ssh process).
+const maxHostsAtOnce = 16
 
 // hostArg is one host as given, and where: -H/--host, $SOCKETLEY_HOST or
 // FILE:LINE of --hosts.
@@ -83,7 +86,7 @@ func (a *app) resolveHost(cmd *cobra.Command) error {
 		return usageErr("%s: %s does not work with %s %s: %s", cmd.Name(), cmd.Name(), args[0].from, hosts[0], why)
 	}
 	if len(hosts) > 1 {
-		if !slices.Contains(multiHost, cmd.Name()) {
+		if !multiHost(cmd.Name()) {
 			return usageErr("%s: several hosts (-H more than once, or --hosts) are for ls, ps and apply only: give %s one -H\n%s", cmd.Name(), cmd.Name(), usageLine(cmd))
 		}
 		a.hosts = hosts
@@ -149,8 +152,11 @@ func (a *app) listHosts(ctx context.Context, cmd string, withMode bool, out stri
 	}
 	answers := make([]answer, len(a.hosts))
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxHostsAtOnce)
 	for i, h := range a.hosts {
 		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			one := a.onHost(h, a.stdio)
 			defer one.closeRemote()
 			rts, err := runtimes(ctx, one.remoteClient(), wire.Request{Cmd: cmd})

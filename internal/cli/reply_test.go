@@ -129,3 +129,19 @@ func unchanged(r wire.Runtime) wire.Runtime {
 	r.Unchanged = true
 	return r
 }
+
+// TestOlderDaemon: a daemon that refuses a request field it does not know
+// (one older than the CLI) gets a hint that says what to do, not only its
+// JSON error.
+func TestOlderDaemon(t *testing.T) {
+	sock := replyDaemon(t, wire.CodeInvalid, wire.Result{Error: `malformed JSON request: json: unknown field "mine"`, Class: wire.ClassInvalid})
+	manifest := filepath.Join(t.TempDir(), "m.yaml")
+	if err := os.WriteFile(manifest, []byte("runtimes:\n  - {name: web, path: /bin/sh}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := Main(t.Context(), []string{"--socket", sock, "apply", "-f", manifest}, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
+	if code != 1 || !strings.Contains(errb.String(), `unknown field "mine"`) || !strings.Contains(errb.String(), "hint: that daemon is older than this socketley") {
+		t.Fatalf("exit %d\nstderr:\n%s", code, errb.String())
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -57,61 +58,86 @@ type Client struct {
 	// which then only names the daemon in errors (the CLI's -H dials
 	// through ssh). An error of Dial is returned as an *UnreachableError.
 	Dial func(ctx context.Context) (net.Conn, error)
-	// Reuse keeps the connection of a request that succeeded open for the
-	// next one, which then skips the dial (the daemon serves further
+	// Reuse keeps the connection of a request that was answered open for
+	// the next one, which then skips the dial (the daemon serves further
 	// request lines on a connection): over ssh each dial is a login. One
-	// idle connection is kept, for at most ReuseIdle, and never one whose
-	// request failed or was cancelled. Close closes it.
+	// idle connection is kept, for at most ReuseIdle; never one whose
+	// request could not be sent or answered, or was cancelled. A request
+	// whose kept connection turns out closed by the daemon before it
+	// answered (its idle limit, a restart, a refusal that ends the
+	// connection) is sent again once on a new connection. Close closes the
+	// kept connection.
 	Reuse bool
 
 	mu     sync.Mutex
 	idle   *kept
 	idleAt time.Time
+	closed bool
 }
 
 // ReuseIdle is how long a Reuse client keeps an idle connection: well
 // within the 10 s the daemon waits for the next request on a connection
-// before it closes it, so that a reused connection is never one the
-// daemon is closing.
-const ReuseIdle = 4 * time.Second
+// before it closes it (wire.IdleLimit).
+const ReuseIdle = wire.IdleLimit * 2 / 5
 
-// kept is a connection with the reader of its replies.
+// kept is a connection with the reader of its replies, which counts the
+// bytes read.
 type kept struct {
 	conn net.Conn
 	r    *bufio.Reader
+	n    int64
+}
+
+func newKept(conn net.Conn) *kept {
+	k := &kept{conn: conn}
+	k.r = bufio.NewReader(readCounter{k})
+	return k
+}
+
+type readCounter struct{ k *kept }
+
+func (c readCounter) Read(p []byte) (int, error) {
+	n, err := c.k.conn.Read(p)
+	c.k.n += int64(n)
+	return n, err
 }
 
 // take returns the idle connection, if there is one young enough.
 func (c *Client) take() *kept {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := c.idle
+	k, at := c.idle, c.idleAt
 	c.idle = nil
-	if k != nil && time.Since(c.idleAt) >= ReuseIdle {
+	c.mu.Unlock()
+	if k != nil && time.Since(at) >= ReuseIdle {
 		_ = k.conn.Close()
 		return nil
 	}
 	return k
 }
 
-// keep makes k the idle connection (closing k if one is idle already).
+// keep makes k the idle connection, closing the one it replaces (or k,
+// once the Client is closed).
 func (c *Client) keep(k *kept) {
 	_ = k.conn.SetDeadline(time.Time{})
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.idle != nil {
-		_ = k.conn.Close()
-		return
+	drop := c.idle
+	if c.closed {
+		drop = k
+	} else {
+		c.idle, c.idleAt = k, time.Now()
 	}
-	c.idle, c.idleAt = k, time.Now()
+	c.mu.Unlock()
+	if drop != nil {
+		_ = drop.conn.Close()
+	}
 }
 
 // Close closes the connection Reuse kept, if any (over ssh: ends the ssh
-// process). The Client stays usable.
+// process). The Client stays usable, but keeps no connection from now on.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	k := c.idle
-	c.idle = nil
+	c.idle, c.closed = nil, true
 	c.mu.Unlock()
 	if k == nil {
 		return nil
@@ -193,13 +219,27 @@ func (c *Client) roundTrip(ctx context.Context, d time.Duration, req []byte) (in
 	if c.Reuse {
 		k = c.take()
 	}
-	if k == nil {
-		conn, err := c.dial(ctx)
-		if err != nil {
-			return 0, nil, err
+	if k != nil {
+		code, payload, sent, err := c.exchange(ctx, k, req)
+		if err == nil || sent || ctx.Err() != nil {
+			return code, payload, err
 		}
-		k = &kept{conn: conn, r: bufio.NewReader(conn)}
+		// The daemon had closed the kept connection: nothing of the
+		// request reached it. Once more, on a new connection.
 	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	code, payload, _, err := c.exchange(ctx, newKept(conn), req)
+	return code, payload, err
+}
+
+// exchange sends req on k and reads the reply; with Reuse, k is kept for
+// the next request once answered, else closed. sent reports whether the
+// daemon may have read req: false when writing failed or the connection
+// ended before any byte of a reply (a connection the daemon had closed).
+func (c *Client) exchange(ctx context.Context, k *kept, req []byte) (code int, payload []byte, sent bool, err error) {
 	conn := k.conn
 	done := false
 	defer func() {
@@ -215,18 +255,20 @@ func (c *Client) roundTrip(ctx context.Context, d time.Duration, req []byte) (in
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if _, err := conn.Write(req); err != nil {
-		return 0, nil, fmt.Errorf("send request to %s: %w", c.Socket, err)
+		return 0, nil, false, fmt.Errorf("send request to %s: %w", c.Socket, err)
 	}
-	code, payload, err := wire.ReadReply(k.r)
+	before := k.n
+	rc, payload, err := wire.ReadReply(k.r)
 	if err != nil {
+		sent = k.n > before || !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET))
 		if ctx.Err() != nil {
-			return 0, nil, fmt.Errorf("request to %s: %w", c.Socket, ctx.Err())
+			return 0, nil, true, fmt.Errorf("request to %s: %w", c.Socket, ctx.Err())
 		}
-		return 0, nil, fmt.Errorf("request to %s: %w", c.Socket, err)
+		return 0, nil, sent, fmt.Errorf("request to %s: %w", c.Socket, err)
 	}
 	// Kept only if the deadline cannot have fired (stop ran first).
 	done = stop() && ctx.Err() == nil
-	return int(code), payload, nil
+	return int(rc), payload, true, nil
 }
 
 // requestTimeout is the deadline of req when the caller's context has none:

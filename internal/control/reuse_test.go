@@ -1,9 +1,11 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,11 +116,67 @@ func TestReuse(t *testing.T) {
 	if err := c.Close(); err != nil || !closed(4) {
 		t.Fatalf("Close: %v, the kept connection closed: %t", err, closed(4))
 	}
-	ls(c) // still usable
-	if n := dials(); n != 6 {
-		t.Fatalf("after Close: %d dials, want 6", n)
+	ls(c) // still usable, but keeps nothing from now on
+	if n := dials(); n != 6 || !closed(5) {
+		t.Fatalf("after Close: %d dials (want 6), the new one closed after its reply: %t", n, closed(5))
 	}
-	_ = c.Close()
+}
+
+// TestReuseAfterDaemonClosed: a daemon that closes a connection after its
+// reply (a refusal that ends the connection, its idle limit, a restart)
+// costs a reused request nothing: it is sent again on a new connection.
+// Concurrent requests on one Reuse client all get their replies.
+func TestReuseAfterDaemonClosed(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "d.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer c.Close() // one request per connection
+				if _, err := wire.ReadLine(bufio.NewReader(c)); err != nil {
+					return
+				}
+				_ = wire.WriteReply(c, wire.CodeOK, []byte(`{}`))
+			}()
+		}
+	}()
+	c := &Client{Socket: sock, Reuse: true}
+	defer c.Close()
+	for i := range 3 {
+		if _, err := c.Do(t.Context(), wire.Request{Cmd: wire.CmdList}); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if n := accepted.Load(); n != 3 {
+		t.Fatalf("%d connections for 3 requests, want 3 (each reused one found closed, then a new one)", n)
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 8 {
+		wg.Go(func() {
+			for range 8 {
+				if _, err := c.Do(t.Context(), wire.Request{Cmd: wire.CmdList}); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
 
 // trackedConn records that it was closed.

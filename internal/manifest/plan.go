@@ -123,8 +123,9 @@ const (
 	// Change sets what socketley set can change (limits, properties,
 	// harden) and starts or stops it as its state says.
 	Change Action = "change"
-	// Replace removes and adds it again (arguments, environment, restart
-	// policy …): the runtime restarts.
+	// Replace changes what set cannot (arguments, environment, restart
+	// policy …) in place (add with replace): the runtime restarts, and
+	// keeps its restart count and history.
 	Replace Action = "replace"
 	// Remove removes a runtime the manifest does not list (--prune).
 	Remove Action = "remove"

@@ -33,6 +33,11 @@ const (
 	// DefaultWaitTimeout is how long --wait (Request.Wait) waits when the
 	// request gives no Timeout.
 	DefaultWaitTimeout = 10 * time.Second
+	// IdleLimit is how long the daemon waits for the next complete request
+	// on a connection, after accepting it or answering the previous one,
+	// before it closes it (a client that keeps a connection for further
+	// requests must send them sooner).
+	IdleLimit = 10 * time.Second
 )
 
 // Size limits of one runtime. They keep one user of the control socket from

@@ -89,16 +89,17 @@ type Request struct {
 	// reaching it over ssh (socketley -H) cannot know.
 	Mine bool `json:"mine,omitempty"`
 	// Check makes CmdAdd only check Add as add would (the file, the
-	// settings, the listen addresses, the caller's rights) and change
-	// nothing. The name may be taken: the addresses its runtime listens on
-	// are not probed (a replacement is checked before the runtime it
-	// replaces is removed).
+	// settings, the listen addresses, the caller's rights, the name) and
+	// change nothing. The name may also be that of a runtime the caller
+	// could replace (apply checks creates and replacements alike): the
+	// addresses that runtime listens on are not probed.
 	Check bool `json:"check,omitempty"`
 	// Replace makes CmdAdd change the managed runtime of that name into
 	// Add in place, for its owner or root: its restart count, history and
 	// events stay (socketley apply's replace). It is stopped and started
-	// again under the new settings (stopped, without Add.Start); a new one
-	// systemd refuses to start gives the old one back.
+	// again under the new settings (left stopped without Add.Start); a new
+	// unit systemd refuses to start gives the old settings back. Wait and
+	// Timeout do not apply.
 	Replace bool `json:"replace,omitempty"`
 }
 
