@@ -206,3 +206,46 @@ func TestInterruptedReplace(t *testing.T) {
 		t.Fatalf("the reconcile called %v; the unit runs %v", got, f.specOf("web").Args)
 	}
 }
+
+// TestReplaceListen: a --listen runtime replaced with other addresses
+// gets a socket on the new ones only; replaced with none, its socket is
+// stopped and its exe link removed, and it runs as a plain unit.
+func TestReplaceListen(t *testing.T) {
+	m, f := newTestManager(t)
+	ctx := t.Context()
+	bin := exe(t, t.TempDir(), "srv")
+	a, b := freeListen(t), freeListen(t)
+	if _, err := m.add(ctx, me(), wire.AddSpec{Name: "web", Path: bin, Start: true, Listen: []string{a}}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	calls := len(f.callsSince(0))
+	if _, err := m.replace(ctx, me(), wire.AddSpec{Name: "web", Path: bin, Start: true, Listen: []string{b}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.callsSince(calls); !slices.Equal(got, []string{"stop-socket web", "stop web", "start-socket web", "start-loaded web"}) {
+		t.Fatalf("replace with other addresses called %v", got)
+	}
+	if got := f.socket("web"); !slices.Equal(got, []string{b}) {
+		t.Fatalf("the socket listens on %v, want [%s]", got, b)
+	}
+	if _, err := os.Lstat(m.exeLink("web")); err != nil {
+		t.Fatalf("exe link of a listen runtime: %v", err)
+	}
+
+	calls = len(f.callsSince(0))
+	if _, err := m.replace(ctx, me(), wire.AddSpec{Name: "web", Path: bin, Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.callsSince(calls); !slices.Equal(got, []string{"stop-socket web", "stop web", "start web"}) {
+		t.Fatalf("replace without addresses called %v", got)
+	}
+	if got := f.socket("web"); len(got) != 0 {
+		t.Fatalf("a socket is left: %v", got)
+	}
+	if _, err := os.Lstat(m.exeLink("web")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the exe link is left: %v", err)
+	}
+	if spec := f.specOf("web"); spec.Path != bin {
+		t.Fatalf("the plain unit runs %s, want %s", spec.Path, bin)
+	}
+}
