@@ -92,13 +92,9 @@ func (m *Manager) replace(ctx context.Context, caller Caller, s wire.AddSpec) (*
 		}
 	}
 	name := s.Name
-	unlock := m.locks.lock(name)
-	locked := true
-	defer func() {
-		if locked {
-			unlock()
-		}
-	}()
+	lk := &heldLock{locks: &m.locks, name: name}
+	lk.take()
+	defer lk.release()
 	e, ok := m.entry(name)
 	switch {
 	case !ok:
@@ -183,8 +179,7 @@ func (m *Manager) replace(ctx context.Context, caller Caller, s wire.AddSpec) (*
 		if v.PID > 0 {
 			m.emitFor(v, wire.EventStarted, "socketley replace (new settings) "+by)
 		}
-		unlock() // first: supervise skips a locked runtime
-		locked = false
+		lk.release() // first: supervise skips a locked runtime
 		m.poke()
 		return &wire.Result{Runtimes: []wire.Runtime{v}}, fmt.Errorf("replace %s: replaced%s, but %w", name, note, m.explainStartErr(ne, startErr))
 	case s.Start:
