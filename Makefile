@@ -56,6 +56,10 @@ bench-listen: build ## fresh connections at 500/s for 30 s against the Go echo e
 bench-restart: build ## kill -9 → answering, socketley next to PM2, same C echo binary and run (root; installs PM2 with npm if missing; BENCHFLAGS="-restart-sec 0 -uptime 15s -v")
 	scripts/bench-restart.sh $(BENCHFLAGS)
 
+.PHONY: bench-remote
+bench-remote: build ## socketley -H ssh:// against a real sshd on 127.0.0.1: apply of N runtimes, ls, prune, next to one bare ssh login (root, sandbox; BENCHFLAGS="-n 10 -r 5")
+	scripts/systemd-sandbox.sh -- scripts/bench-remote.sh -b $(CURDIR)/$(BIN) $(BENCHFLAGS)
+
 install: build ## install to $(PREFIX)/bin
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/socketley
 
