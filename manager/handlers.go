@@ -52,6 +52,9 @@ func (m *Manager) handleRequest(ctx context.Context, caller Caller, req wire.Req
 	if err := checkNames(req.Names); err != nil {
 		return nil, err
 	}
+	if err := checkFlags(req); err != nil {
+		return nil, err
+	}
 	switch req.Cmd {
 	case wire.CmdList:
 		rts := m.list(false)
@@ -370,6 +373,21 @@ func (m *Manager) checkSpec(caller Caller, s *wire.AddSpec, held ...string) (str
 		return "", wire.Limits{}, err
 	}
 	return runAs, limits, nil
+}
+
+// checkFlags refuses a request field given to a command it does not
+// apply to, as unknown fields are refused: ignored, it would do something
+// else than asked.
+func checkFlags(req wire.Request) error {
+	switch {
+	case req.Mine && req.Cmd != wire.CmdList:
+		return errorf(ErrInvalid, "%q: mine is for ls only", req.Cmd)
+	case (req.Check || req.Replace) && req.Cmd != wire.CmdAdd:
+		return errorf(ErrInvalid, "%q: check and replace are for add only", req.Cmd)
+	case req.Replace && (req.Wait || req.Timeout != 0):
+		return errorf(ErrInvalid, "add with replace does not wait: leave wait and timeout out, then ask with show or start --wait")
+	}
+	return nil
 }
 
 // errNameTaken and errOrphanName are add's refusals of a name in use: by

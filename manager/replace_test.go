@@ -249,3 +249,28 @@ func TestReplaceListen(t *testing.T) {
 		t.Fatalf("the plain unit runs %s, want %s", spec.Path, bin)
 	}
 }
+
+// TestRequestFlagsOutOfPlace: mine, check and replace given to a command
+// they do not apply to are refused, not ignored.
+func TestRequestFlagsOutOfPlace(t *testing.T) {
+	m, _ := newTestManager(t)
+	add := &wire.AddSpec{Name: "web", Path: "/bin/sh"}
+	tests := []struct {
+		name string
+		req  wire.Request
+		want string
+	}{
+		{"mine on ps", wire.Request{Cmd: wire.CmdPS, Mine: true}, "mine is for ls only"},
+		{"check on start", wire.Request{Cmd: wire.CmdStart, Names: []string{"web"}, Check: true}, "check and replace are for add only"},
+		{"replace on stop", wire.Request{Cmd: wire.CmdStop, Names: []string{"web"}, Replace: true}, "check and replace are for add only"},
+		{"replace with wait", wire.Request{Cmd: wire.CmdAdd, Add: add, Replace: true, Wait: true}, "add with replace does not wait"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := dispatchJSON(t, m, me(), tt.req)
+			if code != int(wire.CodeInvalid) || !strings.Contains(out, tt.want) || !strings.Contains(out, `"class":"invalid"`) {
+				t.Fatalf("code %d: %s; want invalid, %q", code, out, tt.want)
+			}
+		})
+	}
+}
