@@ -1,15 +1,18 @@
 package deps
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // TestDocLinks: every relative link in the Markdown files, and every
-// docs/*.md a Go comment names, points at a file that exists.
+// docs/*.md a Go comment names, points at a file that exists; a link to a
+// heading (#anchor, in the file or another) names one that is there.
 func TestDocLinks(t *testing.T) {
 	root := "../.."
 	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
@@ -34,13 +37,21 @@ func TestDocLinks(t *testing.T) {
 			}
 			for _, m := range link.FindAllStringSubmatch(string(b), -1) {
 				target := m[1]
-				if strings.Contains(target, "://") || strings.HasPrefix(target, "#") || strings.HasPrefix(target, "mailto:") {
+				if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
 					continue
 				}
-				target, _, _ = strings.Cut(target, "#")
+				target, frag, _ := strings.Cut(target, "#")
+				file := path
+				if target != "" {
+					file = filepath.Join(filepath.Dir(path), target)
+				}
 				checked++
-				if _, err := os.Stat(filepath.Join(filepath.Dir(path), target)); err != nil {
+				if _, err := os.Stat(file); err != nil {
 					t.Errorf("%s links to %s, which does not exist", rel, m[1])
+					continue
+				}
+				if frag != "" && strings.HasSuffix(file, ".md") && !anchors(t, file)[frag] {
+					t.Errorf("%s links to %s: %s has no heading with that anchor", rel, m[1], file)
 				}
 			}
 		case ".go":
@@ -63,4 +74,46 @@ func TestDocLinks(t *testing.T) {
 	if checked < 20 {
 		t.Fatalf("only %d links checked: the walk went wrong", checked)
 	}
+}
+
+// anchors returns the anchors GitHub gives the headings of the Markdown
+// file: the heading's text in lower case, without punctuation (letters,
+// digits, spaces, '-' and '_' stay), spaces made '-', and "-1", "-2" … on
+// repeats.
+func anchors(t *testing.T, file string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	seen := map[string]int{}
+	fence := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			fence = !fence
+		}
+		text, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " ")
+		if fence || !strings.HasPrefix(line, "#") || !ok {
+			continue
+		}
+		var slug strings.Builder
+		for _, r := range strings.ToLower(strings.TrimSpace(text)) {
+			switch {
+			case unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_':
+				slug.WriteRune(r)
+			case r == ' ':
+				slug.WriteByte('-')
+			}
+		}
+		a := slug.String()
+		if n := seen[a]; n > 0 {
+			seen[a]++
+			a = fmt.Sprintf("%s-%d", a, n)
+		} else {
+			seen[a] = 1
+		}
+		out[a] = true
+	}
+	return out
 }
