@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -78,6 +79,10 @@ type Manager struct {
 	log   *slog.Logger
 	store *Store
 	locks keyedMutex
+	// booted is set once the reconcile at the daemon's start is done: an
+	// Entry.Prev found after that is a confirmed replace whose record
+	// failed, never one a dead daemon left (see finishReplace).
+	booted atomic.Bool
 
 	// wmu serializes registry changes (update): it is held across the
 	// journal write and its fsync, which mu never is.
@@ -300,6 +305,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, reconcileBudget)
 	m.reconcile(rctx)
 	cancel()
+	m.booted.Store(true)
 	// The event observer's first pass takes note of the units as they are
 	// now, before any request may change them: an exit after this point is
 	// an event even if it comes before the loop's first wake.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 
 	"github.com/socketley/socketley/internal/wire"
 	"github.com/socketley/socketley/units"
@@ -24,6 +25,27 @@ func (e *Entry) setSpec(s wire.AddSpec, runAs string, limits wire.Limits) {
 	}
 	e.ExpectAttach, e.AttachTimeout, e.HealthFails = s.ExpectAttach, s.AttachTimeout, s.HealthFails
 	e.Listen, e.Limits, e.Properties = s.Listen, limits, s.Properties
+}
+
+// checkAsOwner makes add's checks on s as the user uid would (its groups
+// from the user database), with the user's own default run-as.
+func (m *Manager) checkAsOwner(uid int, s wire.AddSpec, held []string) error {
+	u, err := lookupUserID(strconv.Itoa(uid))
+	if err != nil {
+		return errorf(ErrInvalid, "uid %d has no user name (%v)", uid, err)
+	}
+	c := Caller{UID: uid}
+	c.GID, _ = strconv.Atoi(u.Gid)
+	if ids, err := u.GroupIds(); err == nil {
+		for _, id := range ids {
+			if g, err := strconv.Atoi(id); err == nil {
+				c.Groups = append(c.Groups, g)
+			}
+		}
+	}
+	s.RunAs = ""
+	_, _, err = m.checkSpec(c, &s, held...)
+	return err
 }
 
 // restoreSettings gives e back the settings (and owner and state) of prev,
@@ -90,6 +112,15 @@ func (m *Manager) replace(ctx context.Context, caller Caller, s wire.AddSpec) (*
 		case runAs != ownerUser:
 			owner = caller.UID
 		}
+		if owner != caller.UID {
+			// The owner keeps it, and may upgrade it or set it later:
+			// what it runs with must be what the owner may give it
+			// (files the owner can read, properties, addresses).
+			if err := m.checkAsOwner(owner, s, es[0].Listen); err != nil {
+				return nil, fmt.Errorf("replace %s: it stays uid %d's, who could not add it so: %w; "+
+					"give run_as to take it over (then it is root's), or have its owner replace it", s.Name, owner, err)
+			}
+		}
 	}
 	name := s.Name
 	lk := &heldLock{locks: &m.locks, name: name}
@@ -107,8 +138,10 @@ func (m *Manager) replace(ctx context.Context, caller Caller, s wire.AddSpec) (*
 		return nil, errorf(ErrBusy, "%s changed while it was checked; run the replace again", name)
 	}
 	old := e.clone()
+	old.Prev = nil // a stale one (a replace whose record failed) is not history
 	log := m.log.With("name", name, "unit", units.Name(name))
 	by := fmt.Sprintf("by uid %d", caller.UID)
+	wasUp := m.view(name).PID > 0
 
 	// The old unit goes first, under its own stop timeout.
 	if err := m.stopListen(ctx, old); err != nil {
@@ -118,14 +151,17 @@ func (m *Manager) replace(ctx context.Context, caller Caller, s wire.AddSpec) (*
 		msg := ""
 		if old.Desired == DesiredRunning && len(old.Listen) > 0 {
 			// Its socket listens again.
-			if serr := m.startUnit(context.WithoutCancel(ctx), old); serr != nil {
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), replaceWait)
+			serr := m.startUnit(bctx, old)
+			cancel()
+			if serr != nil {
 				log.Error("replace: start the old unit again", "err", serr)
 				msg = fmt.Sprintf("; its socket could not be opened again (%v): socketley restart %s", serr, name)
 			}
 		}
 		return nil, fmt.Errorf("replace %s: stop the old unit (nothing was replaced%s): %w", name, msg, err)
 	}
-	if old.Desired == DesiredRunning {
+	if wasUp {
 		m.emitFor(m.view(name), wire.EventStopped, "socketley replace "+by+": stopped for its new settings")
 	}
 	if err := m.update(func(r *Registry) error {
@@ -141,7 +177,11 @@ func (m *Manager) replace(ctx context.Context, caller Caller, s wire.AddSpec) (*
 		}
 		return nil
 	}); err != nil {
-		return nil, m.restoreOld(ctx, log, old, fmt.Errorf("recording the new settings failed: %w", err))
+		// Nothing was recorded: the entry is the old one still.
+		err := m.restoreOld(ctx, log, old, false, fmt.Errorf("recording the new settings failed (nothing was replaced): %w", err))
+		lk.release() // first: supervise skips a locked runtime
+		m.poke()
+		return nil, err
 	}
 	if len(old.Listen) > 0 && len(s.Listen) == 0 {
 		m.removeExeLink(name)
@@ -154,18 +194,24 @@ func (m *Manager) replace(ctx context.Context, caller Caller, s wire.AddSpec) (*
 		var serr *socketError
 		if startErr != nil && (errors.Is(startErr, units.ErrInvalid) || errors.As(startErr, &serr)) {
 			// Nothing of the new one started: the old one comes back.
-			m.dropListen(ctx, ne)
-			return nil, m.restoreOld(ctx, log, old, fmt.Errorf("systemd refused the new unit: %w", startErr))
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), replaceWait)
+			m.dropListen(dctx, ne)
+			cancel()
+			err := m.restoreOld(ctx, log, old, true, fmt.Errorf("systemd refused the new unit: %w", startErr))
+			lk.release() // first: supervise skips a locked runtime
+			m.poke()
+			return nil, err
 		}
 	}
 	// The new settings are in place: no way back from here.
-	if err := m.update(func(r *Registry) error {
+	recordErr := m.update(func(r *Registry) error {
 		if cur, ok := r.edit(name); ok {
 			cur.Prev = nil
 		}
 		return nil
-	}); err != nil {
-		log.Error("replace: record that the new unit started (the daemon restores the old settings at its next start)", "err", err)
+	})
+	if recordErr != nil {
+		log.Error("replace: record that the new unit started (a daemon that restarts before the next write restores the old settings)", "err", recordErr)
 	}
 	note := ""
 	if owner != es[0].OwnerUID {
@@ -184,15 +230,24 @@ func (m *Manager) replace(ctx context.Context, caller Caller, s wire.AddSpec) (*
 		return &wire.Result{Runtimes: []wire.Runtime{v}}, fmt.Errorf("replace %s: replaced%s, but %w", name, note, m.explainStartErr(ne, startErr))
 	case s.Start:
 		m.emitFor(v, wire.EventStarted, "socketley replace (new settings) "+by)
-		return &wire.Result{Runtimes: []wire.Runtime{v}, Message: "replaced " + name + note}, nil
 	}
-	return &wire.Result{Runtimes: []wire.Runtime{v}, Message: "replaced " + name + " (stopped)" + note}, nil
+	res := &wire.Result{Runtimes: []wire.Runtime{v}, Message: "replaced " + name + note}
+	if !s.Start {
+		res.Message = "replaced " + name + " (stopped)" + note
+	}
+	if recordErr != nil {
+		return res, fmt.Errorf("replace %s: replaced%s, but recording that it is done failed (%w): "+
+			"should this daemon restart before its next write, it gives %s its old settings back", name, note, recordErr, name)
+	}
+	return res, nil
 }
 
 // restoreOld gives the runtime its settings before a replace that failed
-// (why) and starts it again if it was wanted running; the error (class
-// failed) says what became of it. The caller holds the runtime's lock.
-func (m *Manager) restoreOld(ctx context.Context, log *slog.Logger, old *Entry, why error) error {
+// (why) back, when they were replaced in the registry (recorded), and
+// starts it again if it was wanted running; the error (class failed) says
+// what became of it. The caller holds the runtime's lock, and pokes the
+// backoff once it has released it (a failed start is the backoff's).
+func (m *Manager) restoreOld(ctx context.Context, log *slog.Logger, old *Entry, recorded bool, why error) error {
 	name := old.Name
 	log.Warn("replace: failed; the old settings come back", "err", why)
 	// The request's context may be spent: this gets its own.
@@ -201,22 +256,23 @@ func (m *Manager) restoreOld(ctx context.Context, log *slog.Logger, old *Entry, 
 	fail := func(state string) error {
 		return &msgError{err: errorf(ErrFailed, "replace failed"), msg: fmt.Sprintf("replace %s: %v; %s", name, why, state)}
 	}
-	if err := m.update(func(r *Registry) error {
-		cur, ok := r.edit(name)
-		if !ok {
-			return errorf(ErrNotFound, "runtime %s was removed meanwhile", name)
+	if recorded {
+		if err := m.update(func(r *Registry) error {
+			cur, ok := r.edit(name)
+			if !ok {
+				return errorf(ErrNotFound, "runtime %s was removed meanwhile", name)
+			}
+			cur.restoreSettings(old)
+			return nil
+		}); err != nil {
+			return fail(fmt.Sprintf("restoring the old settings failed too (%v); the daemon restores them at its next start: socketley show %s says what it is now", err, name))
 		}
-		cur.restoreSettings(old)
-		return nil
-	}); err != nil {
-		return fail(fmt.Sprintf("restoring the old settings failed too (%v); the daemon restores them at its next start: socketley show %s says what it is now", err, name))
 	}
 	if old.Desired != DesiredRunning {
 		return fail("the old settings are back (it stays stopped, as it was)")
 	}
 	e, _ := m.entry(name)
 	if err := m.startUnit(ctx, e); err != nil {
-		m.poke()
 		return fail(fmt.Sprintf("the old settings are back, but it did not start: %v", err))
 	}
 	m.emitFor(m.view(name), wire.EventStarted, "socketley replace failed: started again with its old settings")
@@ -224,14 +280,29 @@ func (m *Manager) restoreOld(ctx context.Context, log *slog.Logger, old *Entry, 
 }
 
 // finishReplace restores the old settings of a replace the daemon did not
-// finish (e.Prev set: it died between switching the settings and starting
-// the new unit): the new unit was never confirmed started. Whatever unit
+// finish (e.Prev set at its start: it died between switching the settings
+// and starting the new unit): the new unit was never confirmed started.
+// Later (a reconcile after a reconnect to systemd), e.Prev is a replace
+// this daemon saw through whose record failed: it is cleared. Whatever unit
 // runs under the new settings is stopped (its socket too); the usual
 // reconcile then starts the old settings if it should run. It reports
 // whether the reconcile should go on with the entry. The caller holds e's
 // lock.
 func (m *Manager) finishReplace(ctx context.Context, e *Entry) bool {
 	log := m.log.With("name", e.Name, "unit", units.Name(e.Name))
+	if m.booted.Load() {
+		// This daemon made the replace and saw the new unit start (only
+		// the record of it failed): the new settings stay.
+		if err := m.update(func(r *Registry) error {
+			if cur, ok := r.edit(e.Name); ok {
+				cur.Prev = nil
+			}
+			return nil
+		}); err != nil {
+			log.Error("reconcile: record a finished replace", "err", err)
+		}
+		return true
+	}
 	log.Warn("reconcile: a replace was interrupted; restoring the settings from before it", "path", e.Prev.Path, "new", e.Path)
 	if err := m.stopListen(ctx, e); err != nil {
 		log.Error("reconcile: stop the socket of an interrupted replace", "err", err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -141,7 +142,19 @@ func TestReplaceOwner(t *testing.T) {
 	m.cfg.Mode = paths.System
 	root := Caller{PID: os.Getpid()}
 	nobody := 65534 // in /etc/passwd on Debian: nobody
-	bin := exe(t, t.TempDir(), "svc")
+	// A directory nobody may reach: the replacement is checked as its
+	// owner would add it.
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := exe(t, dir, "svc")
+	rootOnly := filepath.Join(dir, "root.env")
+	if err := os.WriteFile(rootOnly, []byte("TOKEN=s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := m.add(t.Context(), root, wire.AddSpec{Name: "web", Path: bin, RunAs: "nobody", Start: true}, false, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +171,12 @@ func TestReplaceOwner(t *testing.T) {
 		{"no run_as: the owner's user", "", nobody, "nobody", ""},
 		{"the owner's user", "nobody", nobody, "nobody", ""},
 		{"another user: root owns it", "root", 0, "root", "belongs to uid 0 now, no longer to uid 65534"},
+	}
+	// Kept by its owner, it may get only what the owner could give it.
+	code, out := dispatchJSON(t, m, root, wire.Request{Cmd: wire.CmdAdd, Replace: true,
+		Add: &wire.AddSpec{Name: "web", Path: bin, EnvFiles: []string{rootOnly}, Start: true}})
+	if code != int(wire.CodeInvalid) || !strings.Contains(out, "it stays uid 65534's, who could not add it so") {
+		t.Fatalf("a root-only env file for nobody's runtime: code %d: %s", code, out)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,8 +209,9 @@ func TestInterruptedReplace(t *testing.T) {
 		}
 		return nil
 	}
-	if _, err := m.replace(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-b"}, Start: true}); err != nil {
-		t.Fatalf("replace: %v (a failed last write is only logged)", err)
+	if _, err := m.replace(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-b"}, Start: true}); err == nil ||
+		!strings.Contains(err.Error(), "recording that it is done failed") || !strings.Contains(err.Error(), "gives web its old settings back") {
+		t.Fatalf("replace whose last write failed: %v", err)
 	}
 	if !slices.Equal(f.specOf("web").Args, []string{"-b"}) {
 		t.Fatalf("the new unit: %v", f.specOf("web").Args)
@@ -272,5 +292,65 @@ func TestRequestFlagsOutOfPlace(t *testing.T) {
 				t.Fatalf("code %d: %s; want invalid, %q", code, out, tt.want)
 			}
 		})
+	}
+}
+
+// TestReplaceRecordFailedThenReconnect: when only the record of a finished
+// replace failed, the daemon that made it keeps the new settings at a
+// later reconcile (after a reconnect to systemd): it clears the stale
+// Prev instead of rolling back (which would also start a runtime stopped
+// since).
+func TestReplaceRecordFailedThenReconnect(t *testing.T) {
+	m, f := newTestManager(t)
+	bin := exe(t, t.TempDir(), "svc")
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-a"}, Start: true}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	m.booted.Store(true) // a running daemon, past its start's reconcile
+	m.store.failSave = func(r *Registry) error {
+		if e, ok := r.get("web"); ok && e.Prev == nil && slices.Equal(e.Args, []string{"-b"}) {
+			return errors.New("write: no space left on device")
+		}
+		return nil
+	}
+	if _, err := m.replace(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-b"}, Start: true}); err == nil {
+		t.Fatal("replace whose last write failed: no error")
+	}
+	m.store.failSave = nil
+	if _, err := m.stop(t.Context(), me(), []string{"web"}); err != nil {
+		t.Fatal(err)
+	}
+	m.reconcile(t.Context())
+	e, _ := m.entry("web")
+	if e.Prev != nil || !slices.Equal(e.Args, []string{"-b"}) || e.Desired != DesiredStopped {
+		t.Fatalf("after the reconcile: args %v desired %s prev %t; want -b, stopped, no prev", e.Args, e.Desired, e.Prev != nil)
+	}
+	if st, ok := f.Snapshot()["web"]; ok && st.ActiveState == "active" {
+		t.Fatalf("the reconcile started the stopped runtime: %+v", st)
+	}
+}
+
+// TestReplaceFirstWriteFails: when the new settings cannot be recorded,
+// nothing is replaced, and the old unit, stopped already, runs again.
+func TestReplaceFirstWriteFails(t *testing.T) {
+	m, f := newTestManager(t)
+	bin := exe(t, t.TempDir(), "svc")
+	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-a"}, Start: true}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	m.store.failSave = func(r *Registry) error {
+		if e, ok := r.get("web"); ok && e.Prev != nil {
+			return errors.New("write: no space left on device")
+		}
+		return nil
+	}
+	_, err := m.replace(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-b"}, Start: true})
+	if err == nil || !strings.Contains(err.Error(), "nothing was replaced") || !strings.Contains(err.Error(), "running again") {
+		t.Fatalf("replace whose first write failed: %v", err)
+	}
+	e, _ := m.entry("web")
+	st := f.Snapshot()["web"]
+	if !slices.Equal(e.Args, []string{"-a"}) || st.ActiveState != "active" || !slices.Equal(f.specOf("web").Args, []string{"-a"}) {
+		t.Fatalf("after the failed replace: args %v, unit %s running %v", e.Args, st.ActiveState, f.specOf("web").Args)
 	}
 }

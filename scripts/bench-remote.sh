@@ -16,13 +16,20 @@ while getopts n:r:b: o; do
 	*) echo "usage: $0 [-n RUNTIMES] [-r ROUNDS] [-b SOCKETLEY_BINARY]" >&2; exit 2 ;;
 	esac
 done
+[[ $EUID == 0 ]] || { echo "bench-remote: run it as root (make bench-remote)" >&2; exit 2; }
 SSHD=$(command -v sshd || echo /usr/sbin/sshd)
 [[ -x $SSHD ]] && command -v ssh >/dev/null || { echo "bench-remote: needs sshd and ssh (apt-get install openssh-server openssh-client)" >&2; exit 2; }
 [[ -x $BIN ]] || { echo "bench-remote: no $BIN: make build first, or give -b" >&2; exit 2; }
 D=$(mktemp -d /tmp/bench-remote.XXXXXX)
 chmod 755 "$D"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$D"; }
+cleanup() {
+	# The runtimes of a round cut short go first (their program is in $D).
+	[[ -S $D/s.sock && -f $D/empty.yaml ]] && "$D/bin/socketley" --socket "$D/s.sock" apply -f "$D/empty.yaml" --prune >/dev/null 2>&1
+	for p in ${PIDS[@]+"${PIDS[@]}"}; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$D"
+}
 trap cleanup EXIT
 mkdir -p "$D/bin" "$D/state" /run/sshd
 cp "$BIN" "$D/bin/socketley"
@@ -59,6 +66,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 grep -q "Server listening" "$D/sshd.log" || { echo "bench-remote: sshd did not start:" >&2; cat "$D/sshd.log" >&2; exit 2; }
+[[ -S $D/s.sock ]] || { echo "bench-remote: the daemon did not start:" >&2; cat "$D/daemon.log" >&2; exit 2; }
 printf '#!/bin/sh\nexec sleep 100000\n' >"$D/svc"
 chmod +x "$D/svc"
 { echo "runtimes:"; for i in $(seq "$N"); do echo "  - {name: bench-remote-$i, path: $D/svc}"; done; } >"$D/m.yaml"

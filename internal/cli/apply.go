@@ -432,10 +432,14 @@ func (a *app) replace(ctx context.Context, c *control.Client, s manifest.Step) (
 		return "", err
 	}
 	msg := strings.TrimPrefix(re.Message, "replace "+s.Name+": ")
-	if re.Class != wire.ClassFailed && (res == nil || len(res.Runtimes) == 0) {
-		// Refused before anything was done (a check, your rights): the
-		// daemon names the runtime in its reply once it has changed it.
-		msg += "; " + s.Name + " is as it was"
+	switch re.Class {
+	case wire.ClassInvalid, wire.ClassDenied, wire.ClassExists, wire.ClassNotFound, wire.ClassBusy, wire.ClassLimit:
+		if res == nil || len(res.Runtimes) == 0 {
+			// Refused before anything was done (a check, your rights):
+			// the daemon names the runtime in its reply once it has
+			// changed it.
+			msg += "; " + s.Name + " is as it was"
+		}
 	}
 	return "", &replyWords{msg: msg, err: err}
 }

@@ -194,7 +194,7 @@ func hint(err error) string {
 		return sshHint(se)
 	}
 	var re *control.ReplyError
-	if errors.As(err, &re) && re.Class == wire.ClassInvalid && strings.Contains(re.Message, `unknown field "`) {
+	if errors.As(err, &re) && (re.Class == wire.ClassInvalid || re.Class == "") && strings.Contains(re.Message, `unknown field "`) {
 		return "\nhint: that daemon is older than this socketley and does not know this request: upgrade socketley there, " +
 			"or restart its daemon if it was upgraded (socketley version shows both versions)"
 	}

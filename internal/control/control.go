@@ -18,8 +18,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,10 +62,11 @@ type Client struct {
 	// the next one, which then skips the dial (the daemon serves further
 	// request lines on a connection): over ssh each dial is a login. One
 	// idle connection is kept, for at most ReuseIdle; never one whose
-	// request could not be sent or answered, or was cancelled. A request
-	// whose kept connection turns out closed by the daemon before it
-	// answered (its idle limit, a restart, a refusal that ends the
-	// connection) is sent again once on a new connection. Close closes the
+	// request could not be sent or answered, or was cancelled. Before it
+	// is used, a look (no wait) tells whether the daemon has closed it
+	// meanwhile (its idle limit, a restart, a refusal that ends the
+	// connection): then the request goes on a new connection. A request is
+	// never sent twice once a byte of it was written. Close closes the
 	// kept connection.
 	Reuse bool
 
@@ -80,27 +81,13 @@ type Client struct {
 // before it closes it (wire.IdleLimit).
 const ReuseIdle = wire.IdleLimit * 2 / 5
 
-// kept is a connection with the reader of its replies, which counts the
-// bytes read.
+// kept is a connection with the reader of its replies.
 type kept struct {
 	conn net.Conn
 	r    *bufio.Reader
-	n    int64
 }
 
-func newKept(conn net.Conn) *kept {
-	k := &kept{conn: conn}
-	k.r = bufio.NewReader(readCounter{k})
-	return k
-}
-
-type readCounter struct{ k *kept }
-
-func (c readCounter) Read(p []byte) (int, error) {
-	n, err := c.k.conn.Read(p)
-	c.k.n += int64(n)
-	return n, err
-}
+func newKept(conn net.Conn) *kept { return &kept{conn: conn, r: bufio.NewReader(conn)} }
 
 // take returns the idle connection, if there is one young enough.
 func (c *Client) take() *kept {
@@ -219,13 +206,19 @@ func (c *Client) roundTrip(ctx context.Context, d time.Duration, req []byte) (in
 	if c.Reuse {
 		k = c.take()
 	}
+	if k != nil && !alive(k) {
+		// The daemon closed it meanwhile (its idle limit, a restart, a
+		// refusal that ends the connection).
+		_ = k.conn.Close()
+		k = nil
+	}
 	if k != nil {
 		code, payload, sent, err := c.exchange(ctx, k, req)
 		if err == nil || sent || ctx.Err() != nil {
 			return code, payload, err
 		}
-		// The daemon had closed the kept connection: nothing of the
-		// request reached it. Once more, on a new connection.
+		// Not a byte of the request was written: once more, on a new
+		// connection.
 	}
 	conn, err := c.dial(ctx)
 	if err != nil {
@@ -235,10 +228,25 @@ func (c *Client) roundTrip(ctx context.Context, d time.Duration, req []byte) (in
 	return code, payload, err
 }
 
+// alive reports, without waiting, whether the kept connection k is still
+// open at the daemon's end: nothing to read and no end of file. A request
+// the daemon may have read is never sent twice, so this is the one look
+// before a kept connection is used.
+func alive(k *kept) bool {
+	if k.r.Buffered() > 0 {
+		return false // bytes no request asked for
+	}
+	if k.conn.SetReadDeadline(time.Now()) != nil {
+		return false // no deadlines: the look could block
+	}
+	_, err := k.r.Peek(1)
+	_ = k.conn.SetReadDeadline(time.Time{})
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
 // exchange sends req on k and reads the reply; with Reuse, k is kept for
 // the next request once answered, else closed. sent reports whether the
-// daemon may have read req: false when writing failed or the connection
-// ended before any byte of a reply (a connection the daemon had closed).
+// daemon may have read req: false only when writing it failed.
 func (c *Client) exchange(ctx context.Context, k *kept, req []byte) (code int, payload []byte, sent bool, err error) {
 	conn := k.conn
 	done := false
@@ -254,17 +262,15 @@ func (c *Client) exchange(ctx context.Context, k *kept, req []byte) (code int, p
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if _, err := conn.Write(req); err != nil {
-		return 0, nil, false, fmt.Errorf("send request to %s: %w", c.Socket, err)
+	if n, err := conn.Write(req); err != nil {
+		return 0, nil, n > 0, fmt.Errorf("send request to %s: %w", c.Socket, err)
 	}
-	before := k.n
 	rc, payload, err := wire.ReadReply(k.r)
 	if err != nil {
-		sent = k.n > before || !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET))
 		if ctx.Err() != nil {
 			return 0, nil, true, fmt.Errorf("request to %s: %w", c.Socket, ctx.Err())
 		}
-		return 0, nil, sent, fmt.Errorf("request to %s: %w", c.Socket, err)
+		return 0, nil, true, fmt.Errorf("request to %s: %w", c.Socket, err)
 	}
 	// Kept only if the deadline cannot have fired (stop ran first).
 	done = stop() && ctx.Err() == nil

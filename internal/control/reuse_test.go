@@ -122,9 +122,11 @@ func TestReuse(t *testing.T) {
 	}
 }
 
-// TestReuseAfterDaemonClosed: a daemon that closes a connection after its
-// reply (a refusal that ends the connection, its idle limit, a restart)
-// costs a reused request nothing: it is sent again on a new connection.
+// TestReuseAfterDaemonClosed: a kept connection the daemon has closed
+// since its reply (a refusal that ends the connection, its idle limit, a
+// restart) costs the next request nothing: it goes on a new connection.
+// But a request the daemon read and then closed the connection on, with
+// no reply (it died, or a shutdown cut it), is never sent again: it fails.
 // Concurrent requests on one Reuse client all get their replies.
 func TestReuseAfterDaemonClosed(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "d.sock")
@@ -133,7 +135,8 @@ func TestReuseAfterDaemonClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ln.Close() })
-	var accepted atomic.Int32
+	var accepted, removes atomic.Int32
+	closed := make(chan struct{}, 64)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -142,9 +145,15 @@ func TestReuseAfterDaemonClosed(t *testing.T) {
 			}
 			accepted.Add(1)
 			go func() {
-				defer c.Close() // one request per connection
-				if _, err := wire.ReadLine(bufio.NewReader(c)); err != nil {
+				// One request per connection, then the daemon closes it.
+				defer func() { _ = c.Close(); closed <- struct{}{} }()
+				line, err := wire.ReadLine(bufio.NewReader(c))
+				if err != nil {
 					return
+				}
+				if strings.Contains(line, `"cmd":"remove"`) {
+					removes.Add(1)
+					return // read and done, never answered
 				}
 				_ = wire.WriteReply(c, wire.CodeOK, []byte(`{}`))
 			}()
@@ -156,11 +165,21 @@ func TestReuseAfterDaemonClosed(t *testing.T) {
 		if _, err := c.Do(t.Context(), wire.Request{Cmd: wire.CmdList}); err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
+		<-closed // the daemon has closed the connection the client keeps
 	}
 	if n := accepted.Load(); n != 3 {
-		t.Fatalf("%d connections for 3 requests, want 3 (each reused one found closed, then a new one)", n)
+		t.Fatalf("%d connections for 3 requests, want 3 (each kept one found closed, then a new one)", n)
+	}
+	if _, err := c.Do(t.Context(), wire.Request{Cmd: wire.CmdRemove, Names: []string{"web"}}); err == nil {
+		t.Fatal("a request the daemon read and never answered: no error")
+	}
+	if n := removes.Load(); n != 1 {
+		t.Fatalf("the remove reached the daemon %d times, want once", n)
 	}
 
+	// Concurrent use, against a daemon that keeps its connections.
+	c = &Client{Socket: testenv.FakeDaemon(t, func(string) (byte, []byte) { return wire.CodeOK, []byte(`{}`) }), Reuse: true}
+	defer c.Close()
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for range 8 {
