@@ -203,12 +203,7 @@ func TestInterruptedReplace(t *testing.T) {
 	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-a"}, Start: true}, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	m.store.failSave = func(r *Registry) error {
-		if e, ok := r.get("web"); ok && e.Prev == nil && slices.Equal(e.Args, []string{"-b"}) {
-			return errors.New("write: no space left on device")
-		}
-		return nil
-	}
+	failRecord(m, "web", finishedReplace)
 	if _, err := m.replace(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-b"}, Start: true}); err == nil ||
 		!strings.Contains(err.Error(), "recording that it is done failed") || !strings.Contains(err.Error(), "gives web its old settings back") {
 		t.Fatalf("replace whose last write failed: %v", err)
@@ -307,12 +302,7 @@ func TestReplaceRecordFailedThenReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.booted.Store(true) // a running daemon, past its start's reconcile
-	m.store.failSave = func(r *Registry) error {
-		if e, ok := r.get("web"); ok && e.Prev == nil && slices.Equal(e.Args, []string{"-b"}) {
-			return errors.New("write: no space left on device")
-		}
-		return nil
-	}
+	failRecord(m, "web", finishedReplace)
 	if _, err := m.replace(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-b"}, Start: true}); err == nil {
 		t.Fatal("replace whose last write failed: no error")
 	}
@@ -338,12 +328,7 @@ func TestReplaceFirstWriteFails(t *testing.T) {
 	if _, err := m.add(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-a"}, Start: true}, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	m.store.failSave = func(r *Registry) error {
-		if e, ok := r.get("web"); ok && e.Prev != nil {
-			return errors.New("write: no space left on device")
-		}
-		return nil
-	}
+	failRecord(m, "web", func(e *Entry) bool { return e.Prev != nil })
 	_, err := m.replace(t.Context(), me(), wire.AddSpec{Name: "web", Path: bin, Args: []string{"-b"}, Start: true})
 	if err == nil || !strings.Contains(err.Error(), "nothing was replaced") || !strings.Contains(err.Error(), "running again") {
 		t.Fatalf("replace whose first write failed: %v", err)
@@ -354,3 +339,17 @@ func TestReplaceFirstWriteFails(t *testing.T) {
 		t.Fatalf("after the failed replace: args %v, unit %s running %v", e.Args, st.ActiveState, f.specOf("web").Args)
 	}
 }
+
+// failRecord makes every registry write fail (as on a full disk) whose
+// entry name matches when.
+func failRecord(m *Manager, name string, when func(*Entry) bool) {
+	m.store.failSave = func(r *Registry) error {
+		if e, ok := r.get(name); ok && when(e) {
+			return errors.New("write: no space left on device")
+		}
+		return nil
+	}
+}
+
+// finishedReplace matches the write that records a replace to -b as done.
+func finishedReplace(e *Entry) bool { return e.Prev == nil && slices.Equal(e.Args, []string{"-b"}) }

@@ -424,7 +424,8 @@ func (a *app) replace(ctx context.Context, c *control.Client, s manifest.Step) (
 	switch {
 	case err == nil:
 		msg := "replaced (" + strings.Join(s.Fields, ", ") + ")"
-		if res != nil && strings.Contains(res.Message, "belongs to uid") {
+		if res != nil {
+			// What the daemon adds: " (stopped)", a change of owner.
 			msg += strings.TrimPrefix(res.Message, "replaced "+s.Name)
 		}
 		return msg, nil
