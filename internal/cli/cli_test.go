@@ -171,6 +171,7 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"--hosts", hostsDup, "ps"}, 1, "socketley: ps: ssh://a:22 is given twice (" + hostsDup + ":2 and " + hostsDup + ":3): give each host once\nusage: socketley ps [flags]\n", false},
 		{[]string{"-H", "ssh://b", "--hosts=" + hostsDup, "ls"}, 1, "socketley: ls: ssh://b is given twice (-H/--host and " + hostsDup + ":1)", true},
 		{[]string{"--hosts", hostsEmpty, "apply", "-f", relative}, 1, "socketley: apply: --hosts: " + hostsEmpty + " lists no host: give one ssh://[user@]host[:port] per line\nusage: socketley apply -f FILE [--dry-run] [--prune] [flags]\n", false},
+		{[]string{"--hosts=", "ls"}, 1, "socketley: ls: --hosts is empty: give a file with one ssh://[user@]host[:port] per line\nusage: socketley ls [flags]\n", false},
 		{[]string{"--hosts", filepath.Join(dir, "none"), "ls"}, 1, "socketley: ls: --hosts: open " + filepath.Join(dir, "none") + ": no such file or directory", true},
 		{[]string{"env", "x"}, 1, "socketley: env: unexpected argument \"x\": env takes no arguments, only flags\nusage: socketley env [flags]\n", false},
 	}

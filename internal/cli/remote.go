@@ -53,6 +53,9 @@ func (a *app) resolveHost(cmd *cobra.Command) error {
 	for _, raw := range a.hostFlags {
 		args = append(args, hostArg{raw, "-H/--host"})
 	}
+	if cmd.Flags().Changed("hosts") && a.hostsFile == "" {
+		return usageErr("%s: --hosts is empty: give a file with one ssh://[user@]host[:port] per line\n%s", cmd.Name(), usageLine(cmd))
+	}
 	if a.hostsFile != "" {
 		more, err := readHostsFile(a.hostsFile)
 		if err != nil {
